@@ -1,0 +1,69 @@
+#pragma once
+// The configuration file (JSON; comments and trailing commas allowed) and API keys.
+#include <boost/json/object.hpp>
+#include <map>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "jobs/catalog.hpp"
+#include "jobs/retry_policy.hpp"
+#include "jobs/validate.hpp"
+
+namespace imgbatch::daemon {
+
+// A configuration problem: the message names the file and the field. Exit code 2.
+struct ConfigError : std::runtime_error {
+    using std::runtime_error::runtime_error;
+};
+
+struct ProviderConfig {
+    std::string name;
+    std::string api;       // "openai", "google", "openai-chat"
+    std::string base_url;  // ends in /v1 (openai, openai-chat) or /v1beta (google)
+    std::string api_key_env;
+    std::string api_key_file;
+    std::vector<std::string> models;
+    int max_concurrency = 4;
+    double requests_per_minute = 0;  // 0: unlimited
+    double images_per_minute = 0;    // 0: unlimited
+    double timeout_s = 300;          // response deadline of one call
+    double connect_timeout_s = 30;   // connect + TLS deadline
+    int max_images_per_request = 0;  // 0: the model's maximum
+    std::size_t max_response_bytes = 512u << 20;
+    // google: "x-goog-api-key" (default) or "bearer"; others always bearer.
+    std::string auth;
+    // google: the parameters key that image_size maps to ("sampleImageSize"; new-api relays
+    // read "imageSize").
+    std::string image_size_key = "sampleImageSize";
+    std::map<std::string, std::string> headers;  // extra request headers
+};
+
+struct Config {
+    std::string source;  // file it was read from, or "" for defaults
+    std::string database = "imgbatch.db";
+    std::string output_dir = "out";
+    jobs::RetryConfig retry;
+    double shutdown_grace_s = 60;
+    std::string metrics_listen;  // "host:port", empty: off
+    double poll_interval_s = 1.0;
+    std::vector<ProviderConfig> providers;
+    boost::json::object models;  // catalog overrides/additions (jobs::Catalog::apply_config)
+    jobs::Catalog catalog = jobs::Catalog::builtin();  // with the overrides applied
+
+    const ProviderConfig* provider(std::string_view name) const;
+    std::vector<jobs::ProviderInfo> provider_infos() const;
+};
+
+// Parses config text. Unknown keys and bad values throw ConfigError naming source and field.
+// Relative database/output_dir paths are kept as written (relative to the working directory).
+Config parse_config(std::string_view text, const std::string& source);
+// Reads and parses a file; a missing or unreadable file throws ConfigError.
+Config load_config(const std::string& path);
+
+// The provider's API key: from api_key_env, api_key_file, or $CREDENTIALS_DIRECTORY/<name>
+// (systemd LoadCredential=). Empty when none is configured (allowed for local relays/sim).
+// Throws ConfigError when a configured source is missing. Never logged.
+std::string resolve_api_key(const ProviderConfig& provider);
+
+}  // namespace imgbatch::daemon

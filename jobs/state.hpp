@@ -1,0 +1,15 @@
+#pragma once
+#include <optional>
+#include <string_view>
+
+namespace imgbatch::jobs {
+
+// Job states (jobs.state). pending -> queued -> running -> succeeded | failed | blocked |
+// cancelled; pending -> rejected when validation fails.
+enum class JobState { pending, queued, running, succeeded, failed, blocked, cancelled, rejected };
+
+std::string_view to_string(JobState s);
+std::optional<JobState> job_state_from(std::string_view name);
+bool is_final(JobState s);
+
+}  // namespace imgbatch::jobs

@@ -1,0 +1,254 @@
+#pragma once
+// The SQLite job store: enqueue, plan pending rows, claim with leases, complete, requeue,
+// cancel/retry, stats and queries. One Store per thread (SQLite connections are not shared);
+// every write is one BEGIN IMMEDIATE transaction; statements are prepared once and reused.
+#include <SQLiteCpp/Database.h>
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "jobs/error.hpp"
+#include "jobs/job_spec.hpp"
+#include "jobs/planner.hpp"
+#include "jobs/state.hpp"
+
+namespace imgbatch::jobs {
+
+// Seconds since the Unix epoch, as a double (the schema's time unit).
+double unix_now();
+
+// ---- enqueue ----
+struct EnqueueItem {
+    JobSpec spec;                         // validated
+    std::string provider;                 // resolved provider
+    std::vector<PlannedRequest> plan;     // from plan_requests
+};
+struct Duplicate {
+    std::size_t item = 0;  // index into the items given
+    std::int64_t existing_job = 0;
+};
+struct EnqueueResult {
+    std::int64_t batch_id = 0;
+    std::string batch;
+    std::vector<std::int64_t> job_ids;    // one per inserted item, in order
+    std::vector<Duplicate> duplicates;    // items whose key was already in the database
+};
+
+// ---- pending rows (inserted by SQL) ----
+struct PendingJob {
+    std::int64_t id = 0;
+    JobSpec spec;             // read from the row (params/metadata parsed)
+    std::string parse_error;  // non-empty: the row itself is malformed (e.g. params not JSON)
+};
+struct PlanDecision {
+    std::int64_t job_id = 0;
+    std::string error;                  // non-empty: reject the job with this message
+    std::string provider;               // else: queue it with these requests
+    std::vector<PlannedRequest> plan;
+};
+
+// ---- claim / complete ----
+struct ClaimedRequest {
+    std::int64_t request_id = 0;
+    std::int64_t job_id = 0;
+    int seq = 0;
+    int first_index = 0;
+    int n = 0;            // images the request must produce in all
+    int images_done = 0;  // already produced (top-ups ask for n - images_done)
+    int attempt_no = 0;   // this attempt's number; a completion must carry it
+    int attempts = 0;     // counters before this attempt
+    int rate_limited = 0;
+    int moderation = 0;
+    std::string provider;
+    std::string model;
+    std::string prompt;
+    std::string params_json;  // the job's params object as JSON text
+    std::string key;          // job key, or empty
+    std::string batch;        // batch name
+};
+
+struct OutputRecord {
+    int idx = 0;  // image index within the job
+    std::string path;
+    std::int64_t bytes = 0;
+    std::string sha256;
+    std::string mime;
+    int width = 0;
+    int height = 0;
+    std::string revised_prompt;
+};
+
+enum class Next {
+    done,      // request finished: succeeded if images_done reaches n, else failed
+    retry,     // back to queued, claimable from not_before
+    fail,      // request failed (keeps its images)
+    block,     // request blocked by moderation (keeps its images)
+    returned,  // given back at shutdown: queued again, no attempt used
+};
+
+struct Completion {
+    std::int64_t request_id = 0;
+    int attempt_no = 0;
+    std::string owner;
+    double started_at = 0;
+    double finished_at = 0;
+    std::vector<OutputRecord> outputs;   // new images, in idx order
+    std::optional<Error> error;          // the attempt's error, if any (partial included)
+    std::string usage_json;              // provider's usage object, if any
+    Next next = Next::done;
+    double not_before = 0;               // with retry
+    bool count_attempt = false;          // increment requests.attempts
+    bool count_rate_limit = false;
+    bool count_moderation = false;
+};
+
+// ---- provider state ----
+struct ProviderState {
+    std::string name;
+    bool paused = false;
+    std::string reason;
+    double paused_at = 0;
+    double probe_at = 0;  // 0: no automatic probe (paused by the user)
+};
+
+// ---- queries ----
+struct JobFilter {
+    std::optional<std::string> batch;
+    std::optional<JobState> state;
+    std::vector<std::int64_t> ids;
+    int limit = 0;  // 0: no limit
+};
+
+struct ProviderStats {
+    std::int64_t queued = 0;     // requests waiting
+    std::int64_t in_flight = 0;  // requests running under a live lease
+    std::int64_t images_last_min = 0;
+};
+struct Stats {
+    std::map<std::string, std::int64_t> jobs_by_state;  // every state, 0 included
+    std::int64_t jobs = 0;
+    std::int64_t images_done = 0;
+    std::int64_t images_wanted = 0;  // over jobs not rejected/cancelled
+    double images_per_min = 0;       // over the last 5 minutes
+    std::optional<double> eta_s;     // remaining images / rate, when there is a rate
+    std::map<std::string, ProviderStats> providers;
+};
+
+struct JobRow {
+    std::int64_t id = 0;
+    std::string key, batch, state, prompt, model, provider, params_json, metadata_json, error;
+    int n = 0, priority = 0, images_done = 0;
+    double created_at = 0, updated_at = 0, finished_at = 0;
+};
+struct RequestRow {
+    std::int64_t id = 0;
+    int seq = 0, first_index = 0, n = 0, images_done = 0, attempts = 0, rate_limited = 0,
+        moderation = 0;
+    std::string state, provider;
+    double not_before = 0;
+};
+struct AttemptRow {
+    std::int64_t id = 0, request_id = 0;
+    int attempt_no = 0, images = 0, http_status = 0;
+    std::string provider, outcome, error_class, error_code, message, usage_json;
+    double started_at = 0, finished_at = 0;
+    std::int64_t duration_ms = 0;
+};
+struct JobDetail {
+    JobRow job;
+    std::vector<RequestRow> requests;
+    std::vector<AttemptRow> attempts;
+    std::vector<OutputRecord> outputs;
+};
+// One export record (SPEC: job id, key, batch, state, prompt, model, provider, n, images,
+// attempts, last error or null).
+struct ExportRecord {
+    JobRow job;
+    std::vector<OutputRecord> images;
+    int attempts = 0;
+    std::optional<Error> last_error;
+};
+
+class Store {
+public:
+    // Opens (creating if needed) and migrates the database: WAL, busy_timeout, foreign keys,
+    // migrations applied in order and tracked by PRAGMA user_version. Throws
+    // std::runtime_error with the path on failure, or if the database is newer than this
+    // program.
+    explicit Store(const std::string& path);
+    ~Store();
+    Store(const Store&) = delete;
+    Store& operator=(const Store&) = delete;
+
+    SQLite::Database& db();
+    int schema_version();
+
+    // Inserts every item in one transaction into batch `batch` (created if new), state queued,
+    // with its requests. Items whose key is already stored (or repeated earlier in items) are
+    // not inserted and are reported in duplicates.
+    EnqueueResult enqueue(std::string_view batch, const std::vector<EnqueueItem>& items);
+
+    // Pending rows (oldest first), and their planning: queued with requests, or rejected.
+    // Rows with no batch go to the batch named "sql".
+    std::vector<PendingJob> pending_jobs(int limit);
+    void apply_plans(const std::vector<PlanDecision>& plans);
+
+    // Claims up to `limit` queued requests of `provider` whose not_before <= now, highest
+    // priority first then oldest, in one UPDATE ... RETURNING statement: state running,
+    // lease (owner, now + lease_s), attempt_no + 1. Their jobs become running.
+    std::vector<ClaimedRequest> claim(std::string_view provider, std::string_view owner, int limit,
+                                      double now, double lease_s);
+    // Extends every lease held by owner to until. Returns how many.
+    int renew_leases(std::string_view owner, double until);
+    // Running requests whose lease expired (a daemon died): back to queued; the lost attempt
+    // is recorded (outcome 'error', code 'lease_expired') and counted. Returns how many.
+    int requeue_expired(double now);
+
+    // Applies completions in one transaction (group commit). A completion whose request is
+    // no longer leased by its owner at its attempt_no is stale: skipped, result false. For a
+    // valid one, place_files(c) runs inside the transaction before its rows are written (the
+    // output writer renames temporary files into place there); if it returns false, the
+    // completion has been changed by it into a retry and is applied as such.
+    std::vector<bool> apply(std::vector<Completion>& completions,
+                            const std::function<bool(Completion&)>& place_files = {});
+
+    // Earliest not_before among queued requests of provider that is > now (for sleeping).
+    std::optional<double> next_ready(std::string_view provider, double now);
+    // Whether anything is left to do: pending jobs, queued or running requests.
+    bool idle();
+
+    // ---- user operations ----
+    // Cancels the matching jobs that are not final: queued requests cancelled; a job with no
+    // running request becomes cancelled at once, else when its running requests end.
+    // Returns the number of jobs cancelled.
+    int cancel(const JobFilter& filter);
+    // Retries the matching failed/blocked/cancelled jobs: their unfinished requests go back
+    // to queued with fresh counters, the job to queued. Returns how many jobs.
+    int retry(const JobFilter& filter);
+
+    // ---- provider state ----
+    void set_provider_paused(std::string_view provider, bool paused, std::string_view reason,
+                             double probe_at);
+    std::vector<ProviderState> provider_states();
+
+    // ---- queries ----
+    Stats stats(const std::optional<std::string>& batch, double now);
+    std::vector<JobRow> list_jobs(const JobFilter& filter);
+    std::optional<JobDetail> job_detail(std::int64_t job_id);
+    // Streams one record per job, in job id order.
+    void export_jobs(const std::optional<std::string>& batch,
+                     const std::function<void(const ExportRecord&)>& sink);
+    std::vector<std::string> batch_names();
+
+private:
+    struct Impl;
+    std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace imgbatch::jobs
