@@ -20,11 +20,20 @@ struct ModelInfo {
     std::vector<std::string> aspect_ratios;  // allowed "aspect_ratio" (Imagen); empty: not accepted
     std::vector<std::string> image_sizes;    // allowed "image_size" (1K/2K); empty: not accepted
     std::size_t prompt_limit = 32000;        // characters (Unicode code points)
+    std::string prompt_note;  // why the limit is what it is, for messages ("about 480 tokens")
+    // Open models (added by config without "like") check only what their entry describes:
+    // any other parameter, "size" included when no sizes are listed, passes through.
+    bool open = false;
     // Allowed values of enum parameters, e.g. {"quality": {"low","medium","high","auto"}}.
     std::map<std::string, std::vector<std::string>> enums;
     // Integer parameters with their inclusive range, e.g. {"output_compression": {0, 100}}.
     std::map<std::string, std::pair<int, int>> int_ranges;
 };
+
+// The named generation parameters a job line may give and a catalog entry may describe:
+// size, aspect_ratio, image_size, quality, style, background, moderation, output_format,
+// output_compression, person_generation. Other params are provider-native and pass through.
+const std::vector<std::string>& generation_fields();
 
 class Catalog {
 public:
@@ -37,7 +46,7 @@ public:
     void apply_config(const boost::json::object& models);
 
     const ModelInfo* find(std::string_view model) const;
-    std::vector<std::string> names() const;
+    std::vector<std::string> names() const;  // sorted
 
 private:
     std::map<std::string, ModelInfo, std::less<>> models_;

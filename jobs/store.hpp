@@ -23,6 +23,10 @@ namespace imgbatch::jobs {
 // Seconds since the Unix epoch, as a double (the schema's time unit).
 double unix_now();
 
+// The claim statement (parameters: owner, lease_until, provider, now, limit), exposed so that
+// tests and benchmarks can check its query plan.
+std::string_view claim_sql();
+
 // ---- enqueue ----
 struct EnqueueItem {
     JobSpec spec;                         // validated

@@ -1,6 +1,7 @@
 #pragma once
 // Provider adapters: pure request building and response parsing per API style.
 #include <boost/json/object.hpp>
+#include <chrono>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -54,5 +55,37 @@ const ProviderApi* find_provider_api(std::string_view api);
 // (seconds or HTTP date) and retry-after-ms read into retry_after_s; classified with
 // jobs::classify_http.
 jobs::Error error_from_response(const HttpResponse& response);
+
+// As above with an explicit clock: an HTTP-date Retry-After is counted from now.
+jobs::Error error_from_response(const HttpResponse& response,
+                                std::chrono::system_clock::time_point now);
+
+// Seconds to wait before retrying: retry-after-ms (milliseconds) when present, else Retry-After
+// as delta-seconds or an HTTP-date relative to now (never negative). nullopt when absent or
+// unreadable.
+std::optional<double> retry_after_seconds(const Headers& headers,
+                                          std::chrono::system_clock::time_point now);
+
+// A short readable excerpt of a response body for messages: HTML tags stripped, common
+// entities decoded, whitespace collapsed, at most max_chars bytes (cut at a UTF-8 boundary,
+// "..." appended when cut).
+std::string body_excerpt(std::string_view body, std::size_t max_chars = 300);
+
+// A 2xx answer that is not usable: error class bad_response with our code and message.
+jobs::Error bad_response_error(int http_status, std::string code, std::string message);
+
+// A 2xx body that carries an {"error": ...} object (some relays answer errors with 200): the
+// error with the provider's code and message, classed moderation or quota when the code or
+// message says so, else bad_response. nullopt when the body has no such error.
+std::optional<jobs::Error> error_in_success_body(const boost::json::object& body, int http_status);
+
+// The request headers every adapter sends: Content-Type and Accept JSON, then the
+// authorization header (skipped when the key is empty), then provider.headers (which replace
+// a header of the same name).
+Headers json_request_headers(const ProviderConfig& provider, std::string_view auth_name,
+                             std::string auth_value);
+
+// base_url without trailing slashes, followed by path.
+std::string join_url(std::string_view base_url, std::string_view path);
 
 }  // namespace imgbatch::daemon

@@ -1,0 +1,19 @@
+#pragma once
+// `imgbatch run`: the dispatch engine.
+#include <string>
+
+#include "daemon/config.hpp"
+
+namespace imgbatch::daemon {
+
+struct RunOptions {
+    bool until_idle = false;  // exit 0 when nothing is pending, queued or running
+    double max_seconds = 0;   // > 0: stop gracefully (as on SIGTERM) after this long
+    std::string config_path;  // re-read on SIGHUP for provider limits ("" : no reload)
+};
+
+// Runs the daemon on config (config.database is the database path to use). Returns the
+// process exit code: 0 after a clean stop, 2 for configuration errors found at start.
+int run_daemon(const Config& config, const RunOptions& options);
+
+}  // namespace imgbatch::daemon

@@ -1,0 +1,304 @@
+// HttpClient: Beast over TCP or TLS, optional proxy, keep-alive pool, deadlines.
+#include "daemon/http_client.hpp"
+
+#include <openssl/ssl.h>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
+#include <stdexcept>
+#include <vector>
+
+namespace imgbatch::daemon {
+namespace {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+namespace ssl = asio::ssl;
+using tcp = asio::ip::tcp;
+using jobs::ErrorClass;
+
+constexpr auto tuple_awaitable = asio::as_tuple(asio::use_awaitable);
+
+struct Connection {
+    std::string key;    // scheme://host:port [via proxy]: what the pool matches on
+    std::string where;  // host:port for messages
+    std::unique_ptr<beast::tcp_stream> plain;
+    std::unique_ptr<beast::ssl_stream<beast::tcp_stream>> tls;
+    beast::flat_buffer buffer;
+
+    beast::tcp_stream& lowest() { return tls ? beast::get_lowest_layer(*tls) : *plain; }
+};
+
+std::string seconds_text(std::chrono::milliseconds ms) {
+    if (ms.count() % 1000 == 0) return std::to_string(ms.count() / 1000) + " s";
+    std::string s = std::to_string(static_cast<double>(ms.count()) / 1000.0);
+    while (s.back() == '0') s.pop_back();
+    return s + " s";
+}
+
+std::string host_port(const std::string& host, const std::string& port) {
+    bool v6 = host.find(':') != std::string::npos;
+    return (v6 ? "[" + host + "]" : host) + ":" + port;
+}
+
+// The result of one write + read on a connection.
+struct Exchange {
+    std::optional<HttpResponse> response;
+    std::optional<HttpFailure> failure;
+    bool got_bytes = false;   // some of the answer arrived: the request may have been processed
+    bool retryable = false;   // failed like a stale keep-alive connection (closed or reset)
+    bool keep_alive = false;  // the connection can be reused
+};
+
+HttpFailure read_failure(const beast::error_code& ec, bool got_bytes, const std::string& where,
+                         const HttpClientOptions& opt) {
+    if (ec == beast::error::timeout)
+        return {ErrorClass::timeout,
+                "response deadline of " + seconds_text(opt.response_timeout) + " passed"};
+    if (ec == http::error::body_limit)
+        return {ErrorClass::bad_response,
+                "response larger than " + std::to_string(opt.max_response_bytes) + " bytes"};
+    if (ec == http::error::partial_message || (got_bytes && ec == asio::error::eof))
+        return {ErrorClass::network,
+                "connection to " + where + " closed before the end of the answer"};
+    if (ec == asio::error::eof || ec == ssl::error::stream_truncated)
+        return {ErrorClass::network, where + " closed the connection without an answer"};
+    if (ec.category() == http::error::get_http_error_category())
+        return {ErrorClass::bad_response, "malformed HTTP answer from " + where + ": " + ec.message()};
+    return {ErrorClass::network, "read from " + where + ": " + ec.message()};
+}
+
+template <class Stream>
+asio::awaitable<Exchange> exchange(Stream& stream, Connection& conn,
+                                   const http::request<http::string_body>& msg,
+                                   const HttpClientOptions& opt) {
+    Exchange out;
+    conn.lowest().expires_after(opt.response_timeout);
+    auto [wec, written] = co_await http::async_write(stream, msg, tuple_awaitable);
+    (void)written;
+    if (wec) {
+        if (wec == beast::error::timeout)
+            out.failure = HttpFailure{ErrorClass::timeout, "response deadline of " +
+                                                               seconds_text(opt.response_timeout) +
+                                                               " passed"};
+        else
+            out.failure = HttpFailure{ErrorClass::network,
+                                      "write to " + conn.where + ": " + wec.message()};
+        out.retryable = wec != beast::error::timeout;
+        co_return out;
+    }
+    http::response_parser<http::string_body> parser;
+    parser.body_limit(opt.max_response_bytes);
+    parser.header_limit(64 * 1024);
+    auto [rec, read] = co_await http::async_read(stream, conn.buffer, parser, tuple_awaitable);
+    (void)read;
+    out.got_bytes = parser.got_some();
+    if (rec) {
+        out.failure = read_failure(rec, out.got_bytes, conn.where, opt);
+        out.retryable = !out.got_bytes && rec != beast::error::timeout;
+        co_return out;
+    }
+    auto& res = parser.get();
+    HttpResponse response;
+    response.status = static_cast<int>(res.result_int());
+    for (const auto& field : res)
+        response.headers.emplace_back(std::string(field.name_string()), std::string(field.value()));
+    out.keep_alive = res.keep_alive() && parser.is_done();
+    response.body = std::move(res.body());
+    out.response = std::move(response);
+    co_return out;
+}
+
+}  // namespace
+
+struct HttpClient::Impl {
+    asio::any_io_executor executor;
+    HttpClientOptions options;
+    ssl::context tls{ssl::context::tls_client};
+    ProxySettings proxy;
+    std::vector<std::unique_ptr<Connection>> idle;  // oldest first
+
+    Impl(asio::any_io_executor ex, HttpClientOptions opt)
+        : executor(std::move(ex)), options(std::move(opt)) {
+        tls.set_default_verify_paths();
+        if (!options.ca_file.empty()) tls.load_verify_file(options.ca_file);
+        tls.set_verify_mode(ssl::verify_peer);
+        if (options.proxy) proxy = *options.proxy;
+        else if (options.use_env_proxy) proxy = ProxySettings::from_env();
+    }
+
+    std::unique_ptr<Connection> take_idle(const std::string& key) {
+        for (auto it = idle.rbegin(); it != idle.rend(); ++it) {
+            if ((*it)->key != key) continue;
+            auto conn = std::move(*it);
+            idle.erase(std::next(it).base());
+            return conn;
+        }
+        return nullptr;
+    }
+
+    void put_idle(std::unique_ptr<Connection> conn) {
+        if (options.max_idle_connections == 0) return;
+        conn->lowest().expires_never();
+        if (idle.size() >= options.max_idle_connections) idle.erase(idle.begin());
+        idle.push_back(std::move(conn));
+    }
+};
+
+namespace {
+
+using ConnectResult = std::variant<std::unique_ptr<Connection>, HttpFailure>;
+
+asio::awaitable<ConnectResult> open_connection(std::shared_ptr<HttpClient::Impl> impl, Url url,
+                                               std::optional<ProxyRoute> route, std::string key) {
+    using namespace asio::experimental::awaitable_operators;
+    const auto& opt = impl->options;
+    const auto deadline = std::chrono::steady_clock::now() + opt.connect_timeout;
+    const std::string target = host_port(url.host, url.port);
+    const std::string host = route ? route->host : url.host;
+    const std::string port = route ? route->port : url.port;
+    const std::string peer = route ? "proxy " + host_port(host, port) : target;
+    auto timed_out = [&] {
+        return HttpFailure{ErrorClass::timeout, "connect deadline of " +
+                                                    seconds_text(opt.connect_timeout) +
+                                                    " passed (" + peer + ")"};
+    };
+
+    tcp::resolver resolver(impl->executor);
+    asio::steady_timer timer(impl->executor);
+    timer.expires_at(deadline);
+    auto resolved = co_await (resolver.async_resolve(host, port, tuple_awaitable) ||
+                              timer.async_wait(tuple_awaitable));
+    if (resolved.index() == 1) co_return timed_out();
+    auto [rec, endpoints] = std::get<0>(std::move(resolved));
+    if (rec) co_return HttpFailure{ErrorClass::network, "resolve " + host + ": " + rec.message()};
+
+    auto conn = std::make_unique<Connection>();
+    conn->key = std::move(key);
+    conn->where = target;
+    conn->plain = std::make_unique<beast::tcp_stream>(impl->executor);
+    conn->plain->expires_at(deadline);
+    auto [cec, endpoint] = co_await conn->plain->async_connect(endpoints, tuple_awaitable);
+    (void)endpoint;
+    if (cec == beast::error::timeout) co_return timed_out();
+    if (cec) co_return HttpFailure{ErrorClass::network, "connect to " + peer + ": " + cec.message()};
+    beast::error_code ignored;
+    conn->plain->socket().set_option(tcp::no_delay(true), ignored);
+
+    if (route && url.scheme == "https") {  // tunnel through the proxy
+        http::request<http::empty_body> req{http::verb::connect, target, 11};
+        req.set(http::field::host, target);
+        req.set(http::field::user_agent, "imgbatch/0.1");
+        if (!route->authorization.empty())
+            req.set(http::field::proxy_authorization, route->authorization);
+        auto [wec, w] = co_await http::async_write(*conn->plain, req, tuple_awaitable);
+        (void)w;
+        if (wec == beast::error::timeout) co_return timed_out();
+        if (wec) co_return HttpFailure{ErrorClass::network, "write to " + peer + ": " + wec.message()};
+        http::response_parser<http::empty_body> parser;
+        parser.skip(true);  // a 2xx answer to CONNECT has no body: the tunnel follows
+        auto [hec, h] =
+            co_await http::async_read_header(*conn->plain, conn->buffer, parser, tuple_awaitable);
+        (void)h;
+        if (hec == beast::error::timeout) co_return timed_out();
+        if (hec)
+            co_return HttpFailure{ErrorClass::network, "CONNECT " + target + " through " + peer +
+                                                           ": " + hec.message()};
+        const auto& res = parser.get();
+        if (res.result_int() / 100 != 2)
+            co_return HttpFailure{ErrorClass::network,
+                                  peer + " refused CONNECT " + target + ": " +
+                                      std::to_string(res.result_int()) + " " +
+                                      std::string(res.reason())};
+    }
+
+    if (url.scheme == "https") {
+        conn->tls = std::make_unique<beast::ssl_stream<beast::tcp_stream>>(std::move(*conn->plain),
+                                                                           impl->tls);
+        conn->plain.reset();
+        if (!SSL_set_tlsext_host_name(conn->tls->native_handle(), url.host.c_str()))
+            co_return HttpFailure{ErrorClass::network, "TLS with " + target + ": cannot set SNI"};
+        conn->tls->set_verify_callback(ssl::host_name_verification(url.host));
+        auto [tec] = co_await conn->tls->async_handshake(ssl::stream_base::client, tuple_awaitable);
+        if (tec == beast::error::timeout) co_return timed_out();
+        if (tec)
+            co_return HttpFailure{ErrorClass::network,
+                                  "TLS handshake with " + target + ": " + tec.message()};
+    }
+    co_return std::move(conn);
+}
+
+asio::awaitable<HttpResult> send_request(std::shared_ptr<HttpClient::Impl> impl,
+                                         HttpRequest request) {
+    Url url;
+    if (!parse_url(request.url, url))
+        co_return HttpFailure{ErrorClass::invalid_request, "not an http(s) URL: " + request.url};
+    std::optional<ProxyRoute> route;
+    try {
+        route = proxy_for(url, impl->proxy);
+    } catch (const std::invalid_argument& e) {
+        co_return HttpFailure{ErrorClass::invalid_request, e.what()};
+    }
+    const bool default_port = url.port == (url.scheme == "https" ? "443" : "80");
+    const std::string host_header =
+        default_port ? host_port(url.host, url.port).substr(0, host_port(url.host, "").size() - 1)
+                     : host_port(url.host, url.port);
+    std::string key = url.scheme + "://" + host_port(url.host, url.port);
+    if (route) key += " via " + host_port(route->host, route->port);
+
+    http::request<http::string_body> msg;
+    msg.method_string(request.method);
+    msg.version(11);
+    // Through a plain HTTP proxy the target is the absolute URL (RFC 9112 absolute-form).
+    msg.target(route && url.scheme == "http" ? "http://" + host_header + url.target : url.target);
+    msg.set(http::field::host, host_header);
+    msg.set(http::field::user_agent, "imgbatch/0.1");
+    for (const auto& [name, value] : request.headers) msg.set(name, value);
+    if (route && url.scheme == "http" && !route->authorization.empty())
+        msg.set(http::field::proxy_authorization, route->authorization);
+    msg.body() = std::move(request.body);
+    msg.prepare_payload();
+
+    for (int attempt = 0;; ++attempt) {
+        std::unique_ptr<Connection> conn = impl->take_idle(key);
+        const bool reused = conn != nullptr;
+        if (!conn) {
+            auto opened = co_await open_connection(impl, url, route, key);
+            if (auto* failure = std::get_if<HttpFailure>(&opened)) co_return std::move(*failure);
+            conn = std::move(std::get<0>(opened));
+        }
+        Exchange ex = conn->tls ? co_await exchange(*conn->tls, *conn, msg, impl->options)
+                                : co_await exchange(*conn->plain, *conn, msg, impl->options);
+        if (ex.failure) {
+            // A kept-alive connection the server closed meanwhile: nothing was processed, so
+            // one more try on a fresh connection is safe.
+            if (reused && ex.retryable && attempt == 0) continue;
+            co_return std::move(*ex.failure);
+        }
+        if (ex.keep_alive) impl->put_idle(std::move(conn));
+        co_return std::move(*ex.response);
+    }
+}
+
+}  // namespace
+
+HttpClient::HttpClient(asio::any_io_executor executor, HttpClientOptions options)
+    : impl_(std::make_shared<Impl>(std::move(executor), std::move(options))) {}
+
+HttpClient::~HttpClient() = default;
+
+asio::awaitable<HttpResult> HttpClient::send(HttpRequest request) {
+    return send_request(impl_, std::move(request));
+}
+
+void HttpClient::close_idle() { impl_->idle.clear(); }
+
+}  // namespace imgbatch::daemon

@@ -1,0 +1,73 @@
+#pragma once
+// Private to the store's .cpp files: the connection, the statement cache and shared helpers.
+#include <SQLiteCpp/Database.h>
+#include <SQLiteCpp/Statement.h>
+#include <SQLiteCpp/Transaction.h>
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "jobs/store.hpp"
+
+namespace imgbatch::jobs {
+
+// A cached prepared statement in use: reset and unbound when taken, reset again when released
+// so that no half-read statement keeps an old read snapshot open.
+class Stmt {
+public:
+    explicit Stmt(SQLite::Statement& s) : s_(s) {
+        s_.tryReset();
+        s_.clearBindings();
+    }
+    ~Stmt() { s_.tryReset(); }
+    Stmt(const Stmt&) = delete;
+    Stmt& operator=(const Stmt&) = delete;
+
+    SQLite::Statement* operator->() { return &s_; }
+    SQLite::Statement& operator*() { return s_; }
+
+private:
+    SQLite::Statement& s_;
+};
+
+struct Store::Impl {
+    explicit Impl(const std::string& p);
+
+    std::string path;
+    SQLite::Database db;
+
+    // Prepares sql on first use and reuses it afterwards.
+    Stmt prep(const std::string& sql);
+
+    // Every write runs in one of these (BEGIN IMMEDIATE: the write lock is taken up front, so
+    // a busy database waits in busy_timeout instead of failing at the first write).
+    SQLite::Transaction write_txn() {
+        return SQLite::Transaction(db, SQLite::TransactionBehavior::IMMEDIATE);
+    }
+
+    std::int64_t batch_id(std::string_view name);  // creates the batch if new
+    std::optional<std::int64_t> find_batch(std::string_view name);
+
+    // Recomputes a job's state from its requests after one of them changed: running while a
+    // request runs, queued while one waits, else the final state (a cancelled job stays so).
+    void settle_job(std::int64_t job_id, double now);
+
+private:
+    std::unordered_map<std::string, std::unique_ptr<SQLite::Statement>> cache_;
+};
+
+// Binds text, or NULL when empty.
+void bind_text_or_null(SQLite::Statement& s, int index, const std::string& value);
+// Reads a text column, "" when NULL.
+std::string text(SQLite::Statement& s, int index);
+// Appends " AND ..." conditions for filter (on table alias j) to sql; binds later with
+// bind_filter in the same order, starting at *index.
+void append_filter(std::string& sql, const JobFilter& filter);
+void bind_filter(SQLite::Statement& s, int& index, const JobFilter& filter);
+
+}  // namespace imgbatch::jobs

@@ -1,0 +1,181 @@
+#include "jobs/validate.hpp"
+
+#include <algorithm>
+#include <boost/json/serialize.hpp>
+#include <charconv>
+#include <cstdint>
+
+#include "jobs/text.hpp"
+
+namespace imgbatch::jobs {
+namespace {
+
+constexpr int kMaxImagesPerJob = 10000;
+
+bool contains(const std::vector<std::string>& list, std::string_view v) {
+    return std::find(list.begin(), list.end(), v) != list.end();
+}
+
+std::string field(std::string_view name) { return "field '" + std::string(name) + "': "; }
+
+std::string shown(const boost::json::value& v) { return boost::json::serialize(v); }
+
+// Parses "WxH" made of digits only; nullopt for anything else.
+std::optional<std::pair<long, long>> parse_wxh(std::string_view s) {
+    auto x = s.find('x');
+    if (x == std::string_view::npos || x == 0 || x + 1 == s.size()) return std::nullopt;
+    long w = 0, h = 0;
+    auto [pw, ew] = std::from_chars(s.data(), s.data() + x, w);
+    auto [ph, eh] = std::from_chars(s.data() + x + 1, s.data() + s.size(), h);
+    if (ew != std::errc{} || pw != s.data() + x || eh != std::errc{} || ph != s.data() + s.size())
+        return std::nullopt;
+    return std::pair{w, h};
+}
+
+// gpt-image-2's free sizes; returns the rule broken, or empty.
+std::string free_size_rule_broken(long w, long h) {
+    if (w <= 0 || h <= 0) return "width and height must be positive";
+    if (w % 16 != 0 || h % 16 != 0) return "width and height must both be multiples of 16";
+    const long lo = std::min(w, h), hi = std::max(w, h);
+    if (hi > 3 * lo) return "the long side may be at most 3 times the short side (3:1)";
+    if (hi > 3840 || lo > 2160)
+        return "at most 3840x2160 (long side at most 3840, short side at most 2160)";
+    return {};
+}
+
+constexpr std::string_view kFreeSizeRules =
+    "or WxH: multiples of 16, long:short at most 3:1, at most 3840x2160";
+
+std::string check_size(const ModelInfo& m, const boost::json::value& v) {
+    if (!v.is_string()) return field("size") + "must be a string, got " + shown(v);
+    const std::string_view s = v.get_string();
+    if (contains(m.sizes, s)) return {};
+    std::string allowed = join(m.sizes);
+    if (m.free_size) {
+        allowed += (allowed.empty() ? "" : ", ") + std::string(kFreeSizeRules);
+        if (auto wh = parse_wxh(s)) {
+            auto rule = free_size_rule_broken(wh->first, wh->second);
+            if (rule.empty()) return {};
+            return field("size") + "'" + std::string(s) + "' is not allowed for " + m.name + ": " +
+                   rule;
+        }
+    }
+    return field("size") + "'" + std::string(s) + "' is not allowed for " + m.name +
+           " (allowed: " + allowed + ")";
+}
+
+std::string check_enum(const ModelInfo& m, std::string_view name,
+                       const std::vector<std::string>& allowed, const boost::json::value& v) {
+    if (!v.is_string()) return field(name) + "must be a string, got " + shown(v);
+    const std::string_view s = v.get_string();
+    if (contains(allowed, s)) return {};
+    return field(name) + "'" + std::string(s) + "' is not allowed for " + m.name +
+           " (allowed: " + join(allowed) + ")";
+}
+
+std::string check_range(const ModelInfo& m, std::string_view name, std::pair<int, int> range,
+                        const boost::json::value& v) {
+    if (!v.is_int64() && !v.is_uint64())
+        return field(name) + "must be an integer, got " + shown(v);
+    const std::int64_t x = v.is_int64() ? v.get_int64()
+                                        : static_cast<std::int64_t>(std::min<std::uint64_t>(
+                                              v.get_uint64(), INT64_MAX));
+    if (x >= range.first && x <= range.second) return {};
+    return field(name) + shown(v) + " is out of range for " + m.name + " (allowed: " +
+           std::to_string(range.first) + ".." + std::to_string(range.second) + ")";
+}
+
+// Why a parameter the model does not take is refused, with the nearest thing it does take.
+std::string not_accepted(const ModelInfo& m, std::string_view name) {
+    std::string msg = field(name) + "not accepted by " + m.name;
+    if (name == "size" && !m.aspect_ratios.empty())
+        msg += " (use aspect_ratio: " + join(m.aspect_ratios) + ")";
+    else if (name == "aspect_ratio" && (!m.sizes.empty() || m.free_size))
+        msg += " (use size: " + join(m.sizes) + ")";
+    return msg;
+}
+
+std::string check_param(const ModelInfo& m, std::string_view name, const boost::json::value& v) {
+    if (name == "size") {
+        if (!m.sizes.empty() || m.free_size) return check_size(m, v);
+    } else if (name == "aspect_ratio") {
+        if (!m.aspect_ratios.empty()) return check_enum(m, name, m.aspect_ratios, v);
+    } else if (name == "image_size") {
+        if (!m.image_sizes.empty()) return check_enum(m, name, m.image_sizes, v);
+    }
+    if (auto it = m.enums.find(std::string(name)); it != m.enums.end())
+        return check_enum(m, name, it->second, v);
+    if (auto it = m.int_ranges.find(std::string(name)); it != m.int_ranges.end())
+        return check_range(m, name, it->second, v);
+    // A catalog field the model does not describe; open models let it through.
+    if (contains(generation_fields(), name) && !m.open) return not_accepted(m, name);
+    return {};
+}
+
+ValidationResult failed(std::string msg) { return {std::nullopt, std::move(msg)}; }
+
+}  // namespace
+
+ValidationResult validate_job(const JobSpec& job, const Catalog& catalog,
+                              const std::vector<ProviderInfo>& providers) {
+    if (job.model.empty()) return failed(field("model") + "required");
+    const ModelInfo* m = catalog.find(job.model);
+    if (!m)
+        return failed(field("model") + "unknown model '" + job.model + "' (known: " +
+                      join(catalog.names()) + ")");
+
+    std::vector<std::string> serving;
+    for (const auto& p : providers)
+        if (contains(p.models, job.model)) serving.push_back(p.name);
+
+    const ProviderInfo* provider = nullptr;
+    if (!job.provider.empty()) {
+        auto it = std::find_if(providers.begin(), providers.end(),
+                               [&](const ProviderInfo& p) { return p.name == job.provider; });
+        if (it == providers.end()) {
+            std::vector<std::string> names;
+            for (const auto& p : providers) names.push_back(p.name);
+            return failed(field("provider") + "unknown provider '" + job.provider +
+                          "' (configured: " + join(names) + ")");
+        }
+        if (!contains(it->models, job.model))
+            return failed(field("provider") + "provider '" + job.provider +
+                          "' does not serve '" + job.model + "' (" +
+                          (serving.empty() ? "no configured provider does"
+                                           : "served by: " + join(serving)) +
+                          ")");
+        provider = &*it;
+    } else {
+        auto it = std::find_if(providers.begin(), providers.end(),
+                               [&](const ProviderInfo& p) { return contains(p.models, job.model); });
+        if (it == providers.end())
+            return failed(field("model") + "no configured provider serves '" + job.model + "'");
+        provider = &*it;
+    }
+
+    if (job.n < 1 || job.n > kMaxImagesPerJob)
+        return failed(field("n") + "must be between 1 and " + std::to_string(kMaxImagesPerJob) +
+                      ", got " + std::to_string(job.n));
+
+    if (!is_clean_utf8(job.prompt)) return failed(field("prompt") + "not valid UTF-8 text");
+    if (trim(job.prompt).empty()) return failed(field("prompt") + "empty");
+    if (auto len = utf8_length(job.prompt); len > m->prompt_limit) {
+        std::string msg = field("prompt") + std::to_string(len) + " characters; " + m->name +
+                          " accepts at most " + std::to_string(m->prompt_limit);
+        if (!m->prompt_note.empty()) msg += " (" + m->prompt_note + ")";
+        return failed(std::move(msg));
+    }
+
+    for (const auto& [name, value] : job.params)
+        if (auto err = check_param(*m, name, value); !err.empty()) return failed(std::move(err));
+
+    Validated ok;
+    ok.provider = provider->name;
+    ok.per_request = m->max_per_request;
+    if (provider->max_images_per_request > 0)
+        ok.per_request = std::min(ok.per_request, provider->max_images_per_request);
+    ok.per_request = std::max(ok.per_request, 1);
+    return {ok, {}};
+}
+
+}  // namespace imgbatch::jobs

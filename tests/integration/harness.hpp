@@ -1,0 +1,101 @@
+#pragma once
+// Helpers for integration tests: run the real imgbatch binary, start `imgbatch sim`, make
+// temporary directories, read the database.
+#include <sys/types.h>
+
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace imgbatch::test {
+
+// Path of the built imgbatch binary.
+std::string imgbatch_bin();
+
+struct RunResult {
+    int code = -1;  // exit code, or 128 + signal
+    std::string out;
+    std::string err;
+};
+
+// Runs imgbatch with args (argv[0] added), feeding stdin_data, with extra environment
+// entries ("NAME=value") added to the current environment; waits at most timeout_s, killing
+// it after (code -1 then). cwd "" = current directory.
+RunResult run(const std::vector<std::string>& args, const std::string& stdin_data = "",
+              const std::vector<std::string>& env = {}, const std::string& cwd = "",
+              double timeout_s = 120);
+
+// A background imgbatch process (e.g. `run` or `sim`); stdout/stderr go to files.
+class Process {
+public:
+    Process(const std::vector<std::string>& args, const std::vector<std::string>& env = {},
+            const std::string& cwd = "", const std::string& log_prefix = "");
+    ~Process();  // SIGKILLs it if still running
+    Process(const Process&) = delete;
+    Process& operator=(const Process&) = delete;
+
+    pid_t pid() const { return pid_; }
+    void signal(int sig);
+    // Exit code (or 128 + signal), or nullopt if it did not end within timeout_s.
+    std::optional<int> wait(double timeout_s);
+    bool running();
+    std::string out() const;  // what it wrote so far
+    std::string err() const;
+
+private:
+    pid_t pid_ = -1;
+    std::optional<int> status_;
+    std::string out_path_, err_path_;
+};
+
+// A fresh temporary directory, removed with everything in it.
+class TempDir {
+public:
+    TempDir();
+    ~TempDir();
+    TempDir(const TempDir&) = delete;
+    TempDir& operator=(const TempDir&) = delete;
+    const std::string& path() const { return path_; }
+    std::string file(const std::string& name) const { return path_ + "/" + name; }
+
+private:
+    std::string path_;
+};
+
+void write_file(const std::string& path, const std::string& content);
+std::string read_file(const std::string& path);
+
+// `imgbatch sim` on 127.0.0.1 with a free port; extra args such as {"--latency-ms", "5"}.
+class Sim {
+public:
+    explicit Sim(const std::vector<std::string>& extra_args = {});
+    int port() const { return port_; }
+    std::string url() const { return "http://127.0.0.1:" + std::to_string(port_); }
+    // GET /sim/stats as JSON text; and one number from it, e.g. stat("max_in_flight").
+    std::string stats_json() const;
+    long long stat(const std::string& name) const;
+    void reset() const;  // POST /sim/reset
+
+private:
+    TempDir dir_;
+    int port_ = 0;
+    std::unique_ptr<Process> proc_;
+};
+
+// Minimal blocking HTTP/1.1 client for loopback tests: returns the status and body.
+struct SimpleResponse {
+    int status = 0;
+    std::string body;
+};
+SimpleResponse http_request(const std::string& method, int port, const std::string& target,
+                            const std::string& body = "");
+
+// Runs one SQL query on the database file and returns the first column of the first row as
+// text ("" when there is no row).
+std::string sql_value(const std::string& db_path, const std::string& sql);
+// All rows, columns joined by '|'.
+std::vector<std::string> sql_rows(const std::string& db_path, const std::string& sql);
+
+}  // namespace imgbatch::test
