@@ -1,5 +1,6 @@
 #include "jobs/catalog.hpp"
 
+#include <algorithm>
 #include <boost/json/array.hpp>
 #include <boost/json/serialize.hpp>
 #include <boost/json/value.hpp>
@@ -59,7 +60,9 @@ ModelInfo imagen(std::string name, bool ultra, bool image_size) {
                                 what);
 }
 
-std::string shown(const boost::json::value& v) { return boost::json::serialize(v); }
+std::string shown(const boost::json::value& v) {
+    return boost::json::serialize(v);
+}
 
 int int_of(const boost::json::value& v, std::string_view model, std::string_view field,
            std::int64_t lo) {
@@ -81,8 +84,7 @@ Strings strings_of(const boost::json::value& v, std::string_view model, std::str
     return out;
 }
 
-std::string string_of(const boost::json::value& v, std::string_view model,
-                      std::string_view field) {
+std::string string_of(const boost::json::value& v, std::string_view model, std::string_view field) {
     if (!v.is_string()) bad(model, field, "must be a string, got " + shown(v));
     return std::string(v.get_string());
 }
@@ -91,10 +93,15 @@ std::string string_of(const boost::json::value& v, std::string_view model,
 
 const std::vector<std::string>& generation_fields() {
     static const std::vector<std::string> fields{
-        "size",       "aspect_ratio",  "image_size",         "quality",          "style",
-        "background", "moderation",    "output_format",      "output_compression",
-        "person_generation"};
+        "size",       "aspect_ratio",     "quality",       "style",
+        "background", "moderation",       "output_format", "output_compression",
+        "image_size", "person_generation"};
     return fields;
+}
+
+bool is_generation_field(std::string_view name) {
+    const auto& f = generation_fields();
+    return std::find(f.begin(), f.end(), name) != f.end();
 }
 
 Catalog Catalog::builtin() {
@@ -129,9 +136,9 @@ Catalog Catalog::builtin() {
     for (const char* name : {"sora_image", "flux-kontext-pro"}) add(relay(name));
 
     add(imagen("imagen-3.0-generate-002", false, false));
-    for (const char* name : {"imagen-4.0-generate-001", "imagen-4.0-fast-generate-001",
-                             "imagen-4.0-generate-preview-05-20",
-                             "imagen-4.0-generate-preview-06-06"})
+    for (const char* name :
+         {"imagen-4.0-generate-001", "imagen-4.0-fast-generate-001",
+          "imagen-4.0-generate-preview-05-20", "imagen-4.0-generate-preview-06-06"})
         add(imagen(name, false, true));
     for (const char* name : {"imagen-4.0-ultra-generate-001", "imagen-4.0-ultra-generate-exp-05-20",
                              "imagen-4.0-ultra-generate-preview-06-06"})
@@ -195,7 +202,8 @@ void Catalog::apply_config(const boost::json::object& models) {
                         m.enums[std::string(p)] = std::move(values);
                 }
             } else if (f == "int_ranges") {
-                if (!fv.is_object()) bad(name, f, "must be an object of [lo, hi], got " + shown(fv));
+                if (!fv.is_object())
+                    bad(name, f, "must be an object of [lo, hi], got " + shown(fv));
                 for (const auto& [p, range] : fv.get_object()) {
                     const std::string field = "int_ranges." + std::string(p);
                     if (!range.is_array() || range.get_array().size() != 2)

@@ -11,12 +11,12 @@ namespace imgbatch::jobs {
 
 struct ModelInfo {
     std::string name;
-    std::string family;       // "dall-e-2", "dall-e-3", "gpt-image", "gpt-image-2", "relay",
-                              // "imagen", "imagen-ultra", or "custom" for config additions
-    int max_per_request = 1;  // images one request may ask for
-    std::vector<std::string> sizes;          // allowed "size" values; empty: size not accepted
-    bool free_size = false;                  // gpt-image-2: any WxH, multiples of 16,
-                                             // ratio 1:3..3:1, at most 3840x2160
+    std::string family;              // "dall-e-2", "dall-e-3", "gpt-image", "gpt-image-2", "relay",
+                                     // "imagen", "imagen-ultra", or "custom" for config additions
+    int max_per_request = 1;         // images one request may ask for
+    std::vector<std::string> sizes;  // allowed "size" values; empty: size not accepted
+    bool free_size = false;          // gpt-image-2: any WxH, multiples of 16,
+                                     // ratio 1:3..3:1, at most 3840x2160
     std::vector<std::string> aspect_ratios;  // allowed "aspect_ratio" (Imagen); empty: not accepted
     std::vector<std::string> image_sizes;    // allowed "image_size" (1K/2K); empty: not accepted
     std::size_t prompt_limit = 32000;        // characters (Unicode code points)
@@ -31,12 +31,14 @@ struct ModelInfo {
 };
 
 // The named generation parameters a job line may give and a catalog entry may describe:
-// size, aspect_ratio, image_size, quality, style, background, moderation, output_format,
-// output_compression, person_generation. Other params are provider-native and pass through.
+// size, aspect_ratio, quality, style, background, moderation, output_format,
+// output_compression, image_size, person_generation. Other params are provider-native and
+// pass through.
 const std::vector<std::string>& generation_fields();
+bool is_generation_field(std::string_view name);
 
 class Catalog {
-public:
+  public:
     // The built-in catalog of the SPEC.
     static Catalog builtin();
 
@@ -48,7 +50,7 @@ public:
     const ModelInfo* find(std::string_view model) const;
     std::vector<std::string> names() const;  // sorted
 
-private:
+  private:
     std::map<std::string, ModelInfo, std::less<>> models_;
 };
 

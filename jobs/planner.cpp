@@ -7,7 +7,8 @@
 namespace imgbatch::jobs {
 
 std::vector<PlannedRequest> plan_requests(int n, int per_request) {
-    if (n < 1) throw std::invalid_argument("plan_requests: n must be >= 1, got " + std::to_string(n));
+    if (n < 1)
+        throw std::invalid_argument("plan_requests: n must be >= 1, got " + std::to_string(n));
     if (per_request < 1)
         throw std::invalid_argument("plan_requests: per_request must be >= 1, got " +
                                     std::to_string(per_request));

@@ -21,7 +21,9 @@ bool contains_any(const std::string& haystack, std::initializer_list<std::string
     return false;
 }
 
-double jitter_scale(double jitter01) { return 0.5 + 0.5 * std::clamp(jitter01, 0.0, 1.0); }
+double jitter_scale(double jitter01) {
+    return 0.5 + 0.5 * std::clamp(jitter01, 0.0, 1.0);
+}
 
 // Retry-After is a floor under every computed delay.
 double with_floor(double delay, const Error& err) {
@@ -37,14 +39,14 @@ bool is_quota(const std::string& code, const std::string& msg) {
         return true;
     if (contains_any(code, {"quota"})) return true;
     if (!contains_any(msg, {"quota"})) return false;
-    return !contains_any(msg, {"per minute", "per_minute", "perminute", "rate limit",
-                               "rate_limit", "check quota"});
+    return !contains_any(
+        msg, {"per minute", "per_minute", "perminute", "rate limit", "rate_limit", "check quota"});
 }
 
 bool is_moderation(const std::string& code, const std::string& msg) {
     if (code == "moderation_blocked" || code == "content_policy_violation") return true;
-    return contains_any(msg, {"safety system", "content policy", "content_policy", "moderation",
-                              "responsible ai"});
+    return contains_any(
+        msg, {"safety system", "content policy", "content_policy", "moderation", "responsible ai"});
 }
 
 }  // namespace

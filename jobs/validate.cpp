@@ -16,9 +16,13 @@ bool contains(const std::vector<std::string>& list, std::string_view v) {
     return std::find(list.begin(), list.end(), v) != list.end();
 }
 
-std::string field(std::string_view name) { return "field '" + std::string(name) + "': "; }
+std::string field(std::string_view name) {
+    return "field '" + std::string(name) + "': ";
+}
 
-std::string shown(const boost::json::value& v) { return boost::json::serialize(v); }
+std::string shown(const boost::json::value& v) {
+    return boost::json::serialize(v);
+}
 
 // Parses "WxH" made of digits only; nullopt for anything else.
 std::optional<std::pair<long, long>> parse_wxh(std::string_view s) {
@@ -75,14 +79,14 @@ std::string check_enum(const ModelInfo& m, std::string_view name,
 
 std::string check_range(const ModelInfo& m, std::string_view name, std::pair<int, int> range,
                         const boost::json::value& v) {
-    if (!v.is_int64() && !v.is_uint64())
-        return field(name) + "must be an integer, got " + shown(v);
-    const std::int64_t x = v.is_int64() ? v.get_int64()
-                                        : static_cast<std::int64_t>(std::min<std::uint64_t>(
-                                              v.get_uint64(), INT64_MAX));
+    if (!v.is_int64() && !v.is_uint64()) return field(name) + "must be an integer, got " + shown(v);
+    const std::int64_t x =
+        v.is_int64()
+            ? v.get_int64()
+            : static_cast<std::int64_t>(std::min<std::uint64_t>(v.get_uint64(), INT64_MAX));
     if (x >= range.first && x <= range.second) return {};
-    return field(name) + shown(v) + " is out of range for " + m.name + " (allowed: " +
-           std::to_string(range.first) + ".." + std::to_string(range.second) + ")";
+    return field(name) + shown(v) + " is out of range for " + m.name +
+           " (allowed: " + std::to_string(range.first) + ".." + std::to_string(range.second) + ")";
 }
 
 // Why a parameter the model does not take is refused, with the nearest thing it does take.
@@ -108,11 +112,13 @@ std::string check_param(const ModelInfo& m, std::string_view name, const boost::
     if (auto it = m.int_ranges.find(std::string(name)); it != m.int_ranges.end())
         return check_range(m, name, it->second, v);
     // A catalog field the model does not describe; open models let it through.
-    if (contains(generation_fields(), name) && !m.open) return not_accepted(m, name);
+    if (is_generation_field(name) && !m.open) return not_accepted(m, name);
     return {};
 }
 
-ValidationResult failed(std::string msg) { return {std::nullopt, std::move(msg)}; }
+ValidationResult failed(std::string msg) {
+    return {std::nullopt, std::move(msg)};
+}
 
 }  // namespace
 
@@ -121,8 +127,8 @@ ValidationResult validate_job(const JobSpec& job, const Catalog& catalog,
     if (job.model.empty()) return failed(field("model") + "required");
     const ModelInfo* m = catalog.find(job.model);
     if (!m)
-        return failed(field("model") + "unknown model '" + job.model + "' (known: " +
-                      join(catalog.names()) + ")");
+        return failed(field("model") + "unknown model '" + job.model +
+                      "' (known: " + join(catalog.names()) + ")");
 
     std::vector<std::string> serving;
     for (const auto& p : providers)
@@ -139,15 +145,16 @@ ValidationResult validate_job(const JobSpec& job, const Catalog& catalog,
                           "' (configured: " + join(names) + ")");
         }
         if (!contains(it->models, job.model))
-            return failed(field("provider") + "provider '" + job.provider +
-                          "' does not serve '" + job.model + "' (" +
-                          (serving.empty() ? "no configured provider does"
-                                           : "served by: " + join(serving)) +
-                          ")");
+            return failed(
+                field("provider") + "provider '" + job.provider + "' does not serve '" + job.model +
+                "' (" +
+                (serving.empty() ? "no configured provider does" : "served by: " + join(serving)) +
+                ")");
         provider = &*it;
     } else {
-        auto it = std::find_if(providers.begin(), providers.end(),
-                               [&](const ProviderInfo& p) { return contains(p.models, job.model); });
+        auto it = std::find_if(providers.begin(), providers.end(), [&](const ProviderInfo& p) {
+            return contains(p.models, job.model);
+        });
         if (it == providers.end())
             return failed(field("model") + "no configured provider serves '" + job.model + "'");
         provider = &*it;

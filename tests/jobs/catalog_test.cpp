@@ -1,0 +1,169 @@
+#include "jobs/catalog.hpp"
+
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <boost/json/parse.hpp>
+#include <stdexcept>
+#include <string>
+
+using namespace imgbatch::jobs;
+
+namespace {
+boost::json::object obj(const char* json) {
+    return boost::json::parse(json).as_object();
+}
+
+bool has(const std::vector<std::string>& v, const std::string& x) {
+    return std::find(v.begin(), v.end(), x) != v.end();
+}
+
+std::string config_error(const char* json) {
+    auto c = Catalog::builtin();
+    try {
+        c.apply_config(obj(json));
+    } catch (const std::invalid_argument& e) {
+        return e.what();
+    }
+    return "(no error)";
+}
+}  // namespace
+
+TEST_CASE("the built-in catalog has every model of the SPEC with its limits") {
+    auto c = Catalog::builtin();
+    struct Row {
+        const char* name;
+        int max;
+        std::size_t prompt;
+    };
+    const Row rows[] = {
+        {"dall-e-2", 10, 1000},
+        {"dall-e-3", 1, 4000},
+        {"gpt-image-1", 10, 32000},
+        {"gpt-image-1-mini", 10, 32000},
+        {"gpt-image-1.5", 10, 32000},
+        {"gpt-image-2", 10, 32000},
+        {"sora_image", 1, 32000},
+        {"flux-kontext-pro", 1, 32000},
+        {"imagen-3.0-generate-002", 4, 1920},
+        {"imagen-4.0-generate-001", 4, 1920},
+        {"imagen-4.0-fast-generate-001", 4, 1920},
+        {"imagen-4.0-generate-preview-05-20", 4, 1920},
+        {"imagen-4.0-generate-preview-06-06", 4, 1920},
+        {"imagen-4.0-ultra-generate-001", 1, 1920},
+        {"imagen-4.0-ultra-generate-exp-05-20", 1, 1920},
+        {"imagen-4.0-ultra-generate-preview-06-06", 1, 1920},
+    };
+    for (const auto& r : rows) {
+        CAPTURE(r.name);
+        const ModelInfo* m = c.find(r.name);
+        REQUIRE(m != nullptr);
+        CHECK(m->name == r.name);
+        CHECK(m->max_per_request == r.max);
+        CHECK(m->prompt_limit == r.prompt);
+        CHECK_FALSE(m->open);
+    }
+    CHECK(c.names().size() == std::size(rows));
+    CHECK(c.find("gpt-image-3") == nullptr);
+    CHECK(c.find("") == nullptr);
+}
+
+TEST_CASE("built-in parameters per family") {
+    auto c = Catalog::builtin();
+    const auto* d3 = c.find("dall-e-3");
+    CHECK(d3->sizes == std::vector<std::string>{"1024x1024", "1792x1024", "1024x1792"});
+    CHECK(d3->enums.at("style") == std::vector<std::string>{"vivid", "natural"});
+    CHECK(d3->enums.at("quality") == std::vector<std::string>{"standard", "hd"});
+
+    const auto* g1 = c.find("gpt-image-1");
+    CHECK(has(g1->sizes, "auto"));
+    CHECK_FALSE(g1->free_size);
+    CHECK(g1->int_ranges.at("output_compression") == std::pair{0, 100});
+    CHECK(g1->enums.count("style") == 0);
+    CHECK(c.find("gpt-image-2")->free_size);
+
+    const auto* relay = c.find("sora_image");
+    CHECK_FALSE(has(relay->sizes, "auto"));  // relays refuse an explicit auto
+    CHECK(relay->enums.count("moderation") == 0);
+
+    const auto* i3 = c.find("imagen-3.0-generate-002");
+    CHECK(i3->sizes.empty());
+    CHECK(i3->image_sizes.empty());  // no 1K/2K for Imagen 3
+    CHECK(i3->aspect_ratios.size() == 5);
+    CHECK_FALSE(i3->prompt_note.empty());
+    const auto* i4 = c.find("imagen-4.0-generate-001");
+    CHECK(i4->image_sizes == std::vector<std::string>{"1K", "2K"});
+    CHECK(i4->enums.at("person_generation").size() == 3);
+}
+
+TEST_CASE("apply_config overrides a built-in model field by field") {
+    auto c = Catalog::builtin();
+    c.apply_config(obj(R"({"gpt-image-1": {"max_per_request": 4, "sizes": ["1024x1024"],
+                          "enums": {"quality": ["low"], "moderation": []},
+                          "int_ranges": {"output_compression": [10, 90]}}})"));
+    const auto* m = c.find("gpt-image-1");
+    CHECK(m->max_per_request == 4);
+    CHECK(m->sizes == std::vector<std::string>{"1024x1024"});
+    CHECK(m->enums.at("quality") == std::vector<std::string>{"low"});
+    CHECK(m->enums.count("moderation") == 0);      // empty list: no longer accepted
+    CHECK(m->enums.at("background").size() == 3);  // untouched
+    CHECK(m->int_ranges.at("output_compression") == std::pair{10, 90});
+    CHECK(m->prompt_limit == 32000);
+    CHECK(c.find("gpt-image-1-mini")->max_per_request == 10);  // others untouched
+}
+
+TEST_CASE("apply_config adds models: like copies another, else an open custom model") {
+    auto c = Catalog::builtin();
+    c.apply_config(obj(R"({"my-dalle": {"like": "dall-e-3", "prompt_limit": 100},
+                          "local-sd": {"max_per_request": 8, "prompt_limit": 500},
+                          "flux-dev": {"family": "flux", "sizes": ["1024x1024"],
+                                       "free_size": false}})"));
+    const auto* like = c.find("my-dalle");
+    REQUIRE(like);
+    CHECK(like->name == "my-dalle");
+    CHECK(like->family == "dall-e-3");
+    CHECK(like->sizes.size() == 3);
+    CHECK(like->prompt_limit == 100);
+    CHECK_FALSE(like->open);
+    CHECK(c.find("dall-e-3")->prompt_limit == 4000);
+
+    const auto* custom = c.find("local-sd");
+    REQUIRE(custom);
+    CHECK(custom->family == "custom");
+    CHECK(custom->open);
+    CHECK(custom->max_per_request == 8);
+    CHECK(custom->sizes.empty());
+
+    const auto* flux = c.find("flux-dev");
+    REQUIRE(flux);
+    CHECK(flux->family == "flux");
+    CHECK(flux->max_per_request == 1);
+    CHECK(has(c.names(), "flux-dev"));
+
+    // A later entry may be like an earlier one of the same config.
+    c.apply_config(obj(R"({"a": {"like": "imagen-4.0-generate-001"}, "b": {"like": "a"}})"));
+    CHECK(c.find("b")->max_per_request == 4);
+}
+
+TEST_CASE("apply_config names the model and field of a bad value") {
+    CHECK(config_error(R"({"dall-e-3": {"max_per_request": 0}})")
+              .starts_with("models.dall-e-3.max_per_request: "));
+    CHECK(config_error(R"({"dall-e-3": {"max_per_request": "2"}})")
+              .starts_with("models.dall-e-3.max_per_request: must be an integer"));
+    CHECK(config_error(R"({"x": {"sizes": "1024x1024"}})").starts_with("models.x.sizes: "));
+    CHECK(config_error(R"({"x": {"sizes": [1024]}})").starts_with("models.x.sizes: "));
+    CHECK(config_error(R"({"x": {"free_size": 1}})").starts_with("models.x.free_size: "));
+    CHECK(config_error(R"({"x": {"prompt_limit": -5}})").starts_with("models.x.prompt_limit: "));
+    CHECK(config_error(R"({"x": {"enums": {"quality": "hd"}}})")
+              .starts_with("models.x.enums.quality: "));
+    CHECK(config_error(R"({"x": {"int_ranges": {"steps": [50, 1]}}})")
+              .starts_with("models.x.int_ranges.steps: "));
+    CHECK(config_error(R"({"x": {"int_ranges": {"steps": [1]}}})")
+              .starts_with("models.x.int_ranges.steps: "));
+    CHECK(config_error(R"({"x": {"like": "nope"}})") == "models.x.like: unknown model 'nope'");
+    CHECK(config_error(R"({"x": {"sizez": []}})").starts_with("models.x.sizez: unknown field"));
+    CHECK(config_error(R"({"x": 3})").starts_with("models.x: must be an object"));
+    CHECK(config_error(R"({"x": {"max_per_request": 4294967297}})")
+              .starts_with("models.x.max_per_request: "));
+    CHECK(config_error(R"({"x": {"max_per_request": 2}})") == "(no error)");
+}

@@ -1,0 +1,198 @@
+#include "jobs/retry_policy.hpp"
+
+#include <doctest/doctest.h>
+
+using namespace imgbatch::jobs;
+
+namespace {
+Error err(ErrorClass c, std::optional<double> retry_after = std::nullopt) {
+    Error e;
+    e.cls = c;
+    e.retry_after_s = retry_after;
+    return e;
+}
+RetryConfig cfg() {
+    return RetryConfig{};
+}  // 6 attempts, base 2 s, cap 600 s, 2 moderation
+}  // namespace
+
+TEST_CASE("backoff doubles from the base, is capped, and jitter scales it into [0.5, 1]") {
+    RetryConfig c = cfg();
+    CHECK(backoff_delay(1, c, 1.0) == doctest::Approx(2));
+    CHECK(backoff_delay(2, c, 1.0) == doctest::Approx(4));
+    CHECK(backoff_delay(3, c, 1.0) == doctest::Approx(8));
+    CHECK(backoff_delay(1, c, 0.0) == doctest::Approx(1));
+    CHECK(backoff_delay(3, c, 0.5) == doctest::Approx(6));
+    // 2 * 2^9 = 1024 > 600: capped before jitter.
+    CHECK(backoff_delay(10, c, 1.0) == doctest::Approx(600));
+    CHECK(backoff_delay(10, c, 0.0) == doctest::Approx(300));
+    // Very large attempt numbers neither overflow nor exceed the cap.
+    CHECK(backoff_delay(5000, c, 0.999) <= 600);
+    CHECK(backoff_delay(5000, c, 0.0) == doctest::Approx(300));
+    for (double j : {0.0, 0.1, 0.5, 0.9, 0.999999}) {
+        double d = backoff_delay(4, c, j);
+        CHECK(d >= 8.0);
+        CHECK(d <= 16.0);
+    }
+}
+
+TEST_CASE("timeout, network, server and bad_response retry with backoff until the last attempt") {
+    RetryConfig c = cfg();
+    for (auto cls :
+         {ErrorClass::timeout, ErrorClass::network, ErrorClass::server, ErrorClass::bad_response}) {
+        CAPTURE(to_string(cls));
+        RequestCounters first{};
+        auto d = decide(err(cls), first, c, 1.0);
+        CHECK(d.action == Action::retry);
+        CHECK(d.counts_attempt);
+        CHECK_FALSE(d.counts_rate_limit);
+        CHECK_FALSE(d.counts_moderation);
+        CHECK(d.delay_s == doctest::Approx(2));  // backoff(1)
+
+        RequestCounters third{2, 0, 0};
+        CHECK(decide(err(cls), third, c, 1.0).delay_s == doctest::Approx(8));  // backoff(3)
+
+        // attempts 4 before + this one = 5 of 6: still retried.
+        RequestCounters fifth{4, 0, 0};
+        CHECK(decide(err(cls), fifth, c, 1.0).action == Action::retry);
+        // attempts 5 before + this one = 6 of 6: the last attempt fails the request.
+        RequestCounters last{5, 0, 0};
+        auto f = decide(err(cls), last, c, 1.0);
+        CHECK(f.action == Action::fail);
+        CHECK(f.counts_attempt);
+    }
+}
+
+TEST_CASE("Retry-After is a floor under the backoff, never a ceiling") {
+    RetryConfig c = cfg();
+    CHECK(decide(err(ErrorClass::server, 30.0), {}, c, 1.0).delay_s == doctest::Approx(30));
+    CHECK(decide(err(ErrorClass::server, 0.5), {}, c, 1.0).delay_s == doctest::Approx(2));
+    CHECK(decide(err(ErrorClass::rate_limited, 45.0), {}, c, 0.0).delay_s == doctest::Approx(45));
+    CHECK(decide(err(ErrorClass::rate_limited, 0.1), {3, 0, 0}, c, 1.0).delay_s ==
+          doctest::Approx(2));  // backoff(rate_limited + 1), not of attempts
+}
+
+TEST_CASE("rate_limited counts against its own budget, not the attempts") {
+    RetryConfig c = cfg();
+    c.max_rate_limited = 5;
+    RequestCounters rc{5, 2, 0};  // attempts are not looked at
+    auto d = decide(err(ErrorClass::rate_limited), rc, c, 1.0);
+    CHECK(d.action == Action::retry);
+    CHECK(d.counts_rate_limit);
+    CHECK_FALSE(d.counts_attempt);
+    CHECK(d.delay_s == doctest::Approx(8));  // backoff(3)
+
+    CHECK(decide(err(ErrorClass::rate_limited), {0, 3, 0}, c, 1.0).action == Action::retry);
+    auto last = decide(err(ErrorClass::rate_limited), {0, 4, 0}, c, 1.0);
+    CHECK(last.action == Action::fail);
+    CHECK(last.counts_rate_limit);
+}
+
+TEST_CASE("moderation retries up to moderation_retries, then blocks") {
+    RetryConfig c = cfg();  // 2 retries
+    auto d0 = decide(err(ErrorClass::moderation), {0, 0, 0}, c, 1.0);
+    CHECK(d0.action == Action::retry);
+    CHECK(d0.counts_moderation);
+    CHECK_FALSE(d0.counts_attempt);
+    CHECK(d0.delay_s == doctest::Approx(2));
+    auto d1 = decide(err(ErrorClass::moderation), {0, 0, 1}, c, 1.0);
+    CHECK(d1.action == Action::retry);
+    CHECK(d1.delay_s == doctest::Approx(4));
+    auto d2 = decide(err(ErrorClass::moderation), {0, 0, 2}, c, 1.0);
+    CHECK(d2.action == Action::block);
+    CHECK_FALSE(d2.counts_moderation);
+
+    c.moderation_retries = 0;
+    CHECK(decide(err(ErrorClass::moderation), {}, c, 1.0).action == Action::block);
+}
+
+TEST_CASE("partial tops up after the base delay, within the moderation budget") {
+    RetryConfig c = cfg();
+    c.base_delay_s = 3;
+    auto d = decide(err(ErrorClass::partial), {4, 0, 1}, c, 0.0);
+    CHECK(d.action == Action::retry);
+    CHECK(d.counts_moderation);
+    CHECK_FALSE(d.counts_attempt);
+    CHECK(d.delay_s == doctest::Approx(1.5));  // base * 0.5, not backoff(2)
+    CHECK(decide(err(ErrorClass::partial), {0, 0, 0}, c, 1.0).delay_s == doctest::Approx(3));
+    CHECK(decide(err(ErrorClass::partial), {0, 0, 2}, c, 1.0).action == Action::block);
+}
+
+TEST_CASE("invalid_request fails at once; auth and quota pause the provider; local pauses all") {
+    RetryConfig c = cfg();
+    auto inv = decide(err(ErrorClass::invalid_request), {}, c, 0.3);
+    CHECK(inv.action == Action::fail);
+    CHECK_FALSE(inv.counts_attempt);
+
+    for (auto cls : {ErrorClass::auth, ErrorClass::quota}) {
+        auto d = decide(err(cls), {5, 99, 2}, c, 0.3);
+        CHECK(d.action == Action::pause_provider);
+        CHECK(d.delay_s == doctest::Approx(c.auth_probe_s));
+        CHECK_FALSE(d.counts_attempt);
+        CHECK_FALSE(d.counts_rate_limit);
+        CHECK_FALSE(d.counts_moderation);
+    }
+
+    auto local = decide(err(ErrorClass::local), {5, 0, 0}, c, 0.3);
+    CHECK(local.action == Action::pause_local);
+    CHECK(local.delay_s == doctest::Approx(30));
+    CHECK_FALSE(local.counts_attempt);
+    c.max_delay_s = 10;
+    CHECK(decide(err(ErrorClass::local), {}, c, 0.3).delay_s == doctest::Approx(10));
+}
+
+TEST_CASE("classify_http: rate limits versus quota") {
+    CHECK(classify_http(429, "rate_limit_exceeded",
+                        "Rate limit reached for gpt-image-1 on images per minute (IPM)",
+                        false) == ErrorClass::rate_limited);
+    CHECK(classify_http(429, "", "", false) == ErrorClass::rate_limited);
+    CHECK(classify_http(429, "insufficient_quota",
+                        "You exceeded your current quota, please check your plan and billing "
+                        "details.",
+                        false) == ErrorClass::quota);
+    CHECK(classify_http(429, "billing_hard_limit_reached", "", false) == ErrorClass::quota);
+    CHECK(classify_http(429, "", "Billing limit hit", false) == ErrorClass::quota);
+    CHECK(classify_http(429, "", "daily QUOTA exhausted", false) == ErrorClass::quota);
+    // Google per-minute limits say "quota" but are rate limits.
+    CHECK(classify_http(429, "RESOURCE_EXHAUSTED",
+                        "Quota exceeded for quota metric 'Generate requests' per minute",
+                        false) == ErrorClass::rate_limited);
+    CHECK(classify_http(429, "RESOURCE_EXHAUSTED",
+                        "Resource has been exhausted (e.g. check quota).",
+                        false) == ErrorClass::rate_limited);
+    CHECK(classify_http(503, "", "busy", true) == ErrorClass::rate_limited);
+    CHECK(classify_http(503, "", "busy", false) == ErrorClass::server);
+}
+
+TEST_CASE("classify_http: timeouts, servers, auth") {
+    CHECK(classify_http(408, "", "", false) == ErrorClass::timeout);
+    for (int s : {500, 502, 504, 599}) CHECK(classify_http(s, "", "", false) == ErrorClass::server);
+    CHECK(classify_http(401, "invalid_api_key", "Incorrect API key", false) == ErrorClass::auth);
+    CHECK(classify_http(401, "UNAUTHENTICATED", "", false) == ErrorClass::auth);
+    CHECK(classify_http(403, "PERMISSION_DENIED", "no access", false) == ErrorClass::auth);
+    CHECK(classify_http(403, "", "billing not active", false) == ErrorClass::quota);
+    CHECK(classify_http(403, "", "Quota exceeded", false) == ErrorClass::quota);
+    CHECK(classify_http(400, "billing_hard_limit_reached", "", false) == ErrorClass::quota);
+}
+
+TEST_CASE("classify_http: moderation versus invalid requests") {
+    CHECK(classify_http(400, "moderation_blocked", "", false) == ErrorClass::moderation);
+    CHECK(classify_http(400, "content_policy_violation", "", false) == ErrorClass::moderation);
+    CHECK(classify_http(400, "", "Your request was rejected by our safety system", false) ==
+          ErrorClass::moderation);
+    CHECK(classify_http(422, "", "violates our Content Policy", false) == ErrorClass::moderation);
+    CHECK(classify_http(403, "", "blocked by moderation", false) == ErrorClass::moderation);
+    CHECK(classify_http(400, "INVALID_ARGUMENT",
+                        "This prompt contains sensitive words that violate Google's Responsible "
+                        "AI practices",
+                        false) == ErrorClass::moderation);
+    CHECK(classify_http(404, "moderation_blocked", "", false) == ErrorClass::invalid_request);
+    CHECK(classify_http(400, "INVALID_ARGUMENT", "bad size", false) == ErrorClass::invalid_request);
+    for (int s : {400, 404, 413, 422, 409})
+        CHECK(classify_http(s, "", "nope", false) == ErrorClass::invalid_request);
+}
+
+TEST_CASE("classify_http: anything that is not an error status is a bad response") {
+    for (int s : {0, 100, 200, 204, 301, 302, 304, 600})
+        CHECK(classify_http(s, "", "", false) == ErrorClass::bad_response);
+}
