@@ -17,8 +17,8 @@ namespace imgbatch::daemon {
 struct GenerationRequest {
     std::string model;
     std::string prompt;
-    int n = 1;                  // images wanted from this call
-    boost::json::object params; // the job's params (size, quality, ..., native pass-through)
+    int n = 1;                   // images wanted from this call
+    boost::json::object params;  // the job's params (size, quality, ..., native pass-through)
 };
 
 // One image from a response: bytes (decoded base64), or a URL to download at once.
@@ -84,6 +84,10 @@ std::optional<jobs::Error> error_in_success_body(const boost::json::object& body
 // a header of the same name).
 Headers json_request_headers(const ProviderConfig& provider, std::string_view auth_name,
                              std::string auth_value);
+
+// A "data:<mime>;base64,<data>" URI as an image item (claimed_mime from the URI); nullopt when
+// it is not a base64 data URI or the data is not valid base64.
+std::optional<ImageItem> decode_data_uri(std::string_view uri);
 
 // base_url without trailing slashes, followed by path.
 std::string join_url(std::string_view base_url, std::string_view path);

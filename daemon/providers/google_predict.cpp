@@ -1,0 +1,121 @@
+#include "daemon/providers/google_predict.hpp"
+
+#include <boost/json/parse.hpp>
+#include <boost/json/serialize.hpp>
+
+#include "daemon/image.hpp"
+
+namespace imgbatch::daemon {
+namespace json = boost::json;
+
+namespace {
+
+constexpr std::string_view kAllFiltered =
+    "all images were filtered by the provider's safety filters";
+
+std::string string_field(const json::object& o, std::string_view key) {
+    if (auto* v = o.if_contains(key); v && v->is_string()) return std::string(v->get_string());
+    return {};
+}
+
+}  // namespace
+
+HttpRequest build_google_predict(const GenerationRequest& req, const ProviderConfig& provider,
+                                 std::string_view api_key) {
+    json::object parameters;
+    parameters["sampleCount"] = req.n;
+    const std::string size_key =
+        provider.image_size_key.empty() ? "sampleImageSize" : provider.image_size_key;
+    for (const auto& [key, value] : req.params) {
+        if (key == "aspect_ratio")
+            parameters["aspectRatio"] = value;
+        else if (key == "image_size")
+            parameters[size_key] = value;
+        else if (key == "person_generation")
+            parameters["personGeneration"] = value;
+        else if (key != "sampleCount")
+            parameters[key] = value;  // native fields: negativePrompt, seed, addWatermark, ...
+    }
+    json::object instance;
+    instance["prompt"] = req.prompt;
+    json::object body;
+    body["instances"] = json::array{std::move(instance)};
+    body["parameters"] = std::move(parameters);
+
+    HttpRequest http;
+    http.url = join_url(provider.base_url, "/models/" + req.model + ":predict");
+    std::string key(api_key);
+    if (provider.auth == "bearer")
+        http.headers =
+            json_request_headers(provider, "Authorization", key.empty() ? "" : "Bearer " + key);
+    else
+        http.headers = json_request_headers(provider, "x-goog-api-key", key);
+    http.body = json::serialize(body);
+    return http;
+}
+
+ParsedResponse parse_google_predict(const HttpResponse& response, const GenerationRequest&) {
+    ParsedResponse out;
+    if (response.status < 200 || response.status > 299) {
+        out.error = error_from_response(response);
+        return out;
+    }
+    json::error_code ec;
+    json::value v = json::parse(response.body, ec);
+    if (ec || !v.is_object()) {
+        out.error = bad_response_error(
+            response.status, "not_json",
+            "the answer is not a JSON object: " + body_excerpt(response.body, 200));
+        return out;
+    }
+    const auto& body = v.get_object();
+    if (auto err = error_in_success_body(body, response.status)) {
+        out.error = std::move(err);
+        return out;
+    }
+    if (auto* usage = body.if_contains("usageMetadata"); usage && usage->is_object())
+        out.usage_json = json::serialize(*usage);
+
+    if (auto* preds = body.if_contains("predictions"); preds && preds->is_array()) {
+        std::size_t index = 0;
+        for (const auto& p : preds->get_array()) {
+            if (!p.is_object()) continue;
+            const auto& o = p.get_object();
+            auto b64 = string_field(o, "bytesBase64Encoded");
+            if (b64.empty()) {
+                // Items without bytes: RAI-filtered images, or safety attributes of the prompt.
+                if (auto reason = string_field(o, "raiFilteredReason"); !reason.empty()) {
+                    ++out.filtered;
+                    if (out.filtered_reason.empty()) out.filtered_reason = reason;
+                }
+                continue;
+            }
+            ++index;
+            auto bytes = base64_decode(b64);
+            if (!bytes) {
+                out.images.clear();
+                out.error =
+                    bad_response_error(response.status, "invalid_base64",
+                                       "image " + std::to_string(index) + ": invalid base64");
+                return out;
+            }
+            ImageItem item;
+            item.bytes = std::move(*bytes);
+            item.claimed_mime = string_field(o, "mimeType");
+            item.revised_prompt = string_field(o, "prompt");  // Imagen's enhanced prompt
+            out.images.push_back(std::move(item));
+        }
+    }
+    // Imagen answers {} (no predictions) when it filtered every image.
+    if (out.images.empty()) {
+        jobs::Error err;
+        err.cls = jobs::ErrorClass::moderation;
+        err.code = "rai_filtered";
+        err.http_status = response.status;
+        err.message = out.filtered_reason.empty() ? std::string(kAllFiltered) : out.filtered_reason;
+        out.error = std::move(err);
+    }
+    return out;
+}
+
+}  // namespace imgbatch::daemon

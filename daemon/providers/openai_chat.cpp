@@ -1,0 +1,240 @@
+#include "daemon/providers/openai_chat.hpp"
+
+#include <boost/json/parse.hpp>
+#include <boost/json/serialize.hpp>
+
+#include <algorithm>
+#include <array>
+#include <cctype>
+
+namespace imgbatch::daemon {
+namespace json = boost::json;
+
+namespace {
+
+bool is_http_url(std::string_view s) {
+    return s.starts_with("http://") || s.starts_with("https://");
+}
+
+bool is_b64_char(char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || c == '+' || c == '/' || c == '=';
+}
+
+void add_unique(std::vector<std::string>& out, std::string_view ref) {
+    if (std::find(out.begin(), out.end(), ref) == out.end()) out.emplace_back(ref);
+}
+
+// Length of a bare "data:image/<type>;base64,<data>" URI at the start of s, or 0.
+std::size_t data_uri_length(std::string_view s) {
+    constexpr std::string_view prefix = "data:image/";
+    if (!s.starts_with(prefix)) return 0;
+    std::size_t i = prefix.size();
+    while (i < s.size() && (std::isalnum(static_cast<unsigned char>(s[i])) || s[i] == '.' ||
+                            s[i] == '+' || s[i] == '-'))
+        ++i;
+    constexpr std::string_view marker = ";base64,";
+    if (s.substr(i, marker.size()) != marker) return 0;
+    i += marker.size();
+    while (i < s.size() && is_b64_char(s[i])) ++i;
+    return i;
+}
+
+// Words of a refusal, in the languages relays answer in.
+bool looks_like_refusal(std::string_view text) {
+    std::string lower(text);
+    std::transform(lower.begin(), lower.end(), lower.begin(),
+                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+    static constexpr std::array<std::string_view, 19> kWords{
+        "i can't",
+        "i can\xe2\x80\x99t",
+        "i cannot",
+        "i'm unable",
+        "i am unable",
+        "i'm not able",
+        "unable to generate",
+        "sorry",
+        "content policy",
+        "policy",
+        "not allowed",
+        "violat",
+        "\xe6\x8a\xb1\xe6\xad\x89",  // 抱歉
+        "\xe6\x97\xa0\xe6\xb3\x95",  // 无法
+        "\xe4\xb8\x8d\xe8\x83\xbd",  // 不能
+        "\xe8\xbf\x9d\xe5\x8f\x8d",  // 违反
+        "\xe8\xbf\x9d\xe8\xa7\x84",  // 违规
+        "\xe6\x95\x8f\xe6\x84\x9f",  // 敏感
+        "\xe6\x94\xbf\xe7\xad\x96",  // 政策
+    };
+    return std::any_of(kWords.begin(), kWords.end(),
+                       [&](std::string_view w) { return lower.find(w) != std::string::npos; });
+}
+
+std::string string_field(const json::object& o, std::string_view key) {
+    if (auto* v = o.if_contains(key); v && v->is_string()) return std::string(v->get_string());
+    return {};
+}
+
+// {"type":"image_url","image_url":{"url":...}} or {"image_url":"..."}: the URL, else empty.
+std::string image_url_of(const json::value& part) {
+    if (part.is_string()) return std::string(part.get_string());
+    if (!part.is_object()) return {};
+    auto* iu = part.get_object().if_contains("image_url");
+    if (!iu) return {};
+    if (iu->is_string()) return std::string(iu->get_string());
+    if (iu->is_object()) return string_field(iu->get_object(), "url");
+    return {};
+}
+
+}  // namespace
+
+std::vector<std::string> find_message_images(std::string_view text) {
+    std::vector<std::string> out;
+    std::size_t i = 0;
+    while (i < text.size()) {
+        std::size_t md = text.find("![", i);
+        std::size_t bare = text.find("data:image/", i);
+        if (md == std::string_view::npos && bare == std::string_view::npos) break;
+        if (bare < md) {
+            std::size_t len = data_uri_length(text.substr(bare));
+            if (len > 0) add_unique(out, text.substr(bare, len));
+            i = bare + std::max<std::size_t>(len, 1);
+            continue;
+        }
+        // ![alt](target "title"): the alt text ends at the first ']' that opens a target.
+        std::size_t close = text.find(']', md + 2);
+        if (close == std::string_view::npos || close + 1 >= text.size() || text[close + 1] != '(') {
+            i = md + 2;
+            continue;
+        }
+        std::size_t t = close + 2;
+        while (t < text.size() && (text[t] == ' ' || text[t] == '\t' || text[t] == '<')) ++t;
+        std::size_t end = t;
+        while (end < text.size() && !std::isspace(static_cast<unsigned char>(text[end])) &&
+               text[end] != ')' && text[end] != '>')
+            ++end;
+        std::string_view target = text.substr(t, end - t);
+        if (is_http_url(target) || target.starts_with("data:image/")) add_unique(out, target);
+        i = std::max(end, md + 2);
+    }
+    return out;
+}
+
+HttpRequest build_openai_chat(const GenerationRequest& req, const ProviderConfig& provider,
+                              std::string_view api_key) {
+    json::object message;
+    message["role"] = "user";
+    message["content"] = req.prompt;
+    json::object body;
+    body["model"] = req.model;
+    body["messages"] = json::array{std::move(message)};
+    body["stream"] = false;  // we read one JSON answer, not server-sent events
+    // Only params under "chat" are chat options; image fields mean nothing to this endpoint.
+    if (auto* chat = req.params.if_contains("chat"); chat && chat->is_object()) {
+        for (const auto& [key, value] : chat->get_object())
+            if (key != "model" && key != "messages" && key != "stream") body[key] = value;
+    }
+    HttpRequest http;
+    http.url = join_url(provider.base_url, "/chat/completions");
+    http.headers = json_request_headers(provider, "Authorization",
+                                        api_key.empty() ? "" : "Bearer " + std::string(api_key));
+    http.body = json::serialize(body);
+    return http;
+}
+
+ParsedResponse parse_openai_chat(const HttpResponse& response, const GenerationRequest&) {
+    ParsedResponse out;
+    if (response.status < 200 || response.status > 299) {
+        out.error = error_from_response(response);
+        return out;
+    }
+    json::error_code ec;
+    json::value v = json::parse(response.body, ec);
+    if (ec || !v.is_object()) {
+        out.error = bad_response_error(
+            response.status, "not_json",
+            "the answer is not a JSON object: " + body_excerpt(response.body, 200));
+        return out;
+    }
+    const auto& body = v.get_object();
+    if (auto err = error_in_success_body(body, response.status)) {
+        out.error = std::move(err);
+        return out;
+    }
+    if (auto* usage = body.if_contains("usage"); usage && usage->is_object())
+        out.usage_json = json::serialize(*usage);
+
+    auto* choices = body.if_contains("choices");
+    if (!choices || !choices->is_array() || choices->get_array().empty() ||
+        !choices->get_array()[0].is_object()) {
+        out.error =
+            bad_response_error(response.status, "no_choices",
+                               "no choices in the answer: " + body_excerpt(response.body, 200));
+        return out;
+    }
+    const auto& choice = choices->get_array()[0].get_object();
+    std::string finish = string_field(choice, "finish_reason");
+    std::string text, refusal;
+    std::vector<std::string> refs;
+    if (auto* m = choice.if_contains("message"); m && m->is_object()) {
+        const auto& msg = m->get_object();
+        refusal = string_field(msg, "refusal");
+        // Some relays list images beside the text: message.images[].image_url.url.
+        if (auto* imgs = msg.if_contains("images"); imgs && imgs->is_array())
+            for (const auto& img : imgs->get_array())
+                if (auto url = image_url_of(img); !url.empty()) add_unique(refs, url);
+        if (auto* c = msg.if_contains("content")) {
+            if (c->is_string()) {
+                text = std::string(c->get_string());
+            } else if (c->is_array()) {  // content parts: text and image_url
+                for (const auto& part : c->get_array()) {
+                    if (!part.is_object()) continue;
+                    if (auto t = string_field(part.get_object(), "text"); !t.empty())
+                        text += (text.empty() ? "" : "\n") + t;
+                    else if (auto url = image_url_of(part); !url.empty())
+                        add_unique(refs, url);
+                }
+            }
+        }
+    }
+    for (auto& ref : find_message_images(text)) add_unique(refs, ref);
+
+    std::size_t index = 0;
+    for (const auto& ref : refs) {
+        ++index;
+        if (is_http_url(ref)) {
+            ImageItem item;
+            item.url = ref;
+            out.images.push_back(std::move(item));
+        } else if (ref.starts_with("data:")) {
+            auto item = decode_data_uri(ref);
+            if (!item) {
+                out.images.clear();
+                out.error =
+                    bad_response_error(response.status, "invalid_base64",
+                                       "image " + std::to_string(index) + ": invalid base64");
+                return out;
+            }
+            out.images.push_back(std::move(*item));
+        }
+    }
+    if (!out.images.empty()) return out;
+
+    jobs::Error err;
+    err.http_status = response.status;
+    err.cls = jobs::ErrorClass::moderation;
+    if (finish == "content_filter") {
+        err.code = "content_filter";
+        err.message =
+            text.empty() ? "the provider's content filter stopped the answer" : body_excerpt(text);
+    } else if (!refusal.empty() || looks_like_refusal(text)) {
+        err.code = "refused";
+        err.message = body_excerpt(refusal.empty() ? text : refusal);
+    } else {
+        err = bad_response_error(response.status, "no_image",
+                                 "no image in the message: " + body_excerpt(text, 200));
+    }
+    out.error = std::move(err);
+    return out;
+}
+
+}  // namespace imgbatch::daemon

@@ -1,0 +1,202 @@
+#include <doctest/doctest.h>
+
+#include <chrono>
+
+#include "daemon/providers/provider.hpp"
+
+using namespace imgbatch::daemon;
+using imgbatch::jobs::ErrorClass;
+
+namespace {
+
+HttpResponse answer(int status, std::string body, Headers headers = {}) {
+    HttpResponse r;
+    r.status = status;
+    r.body = std::move(body);
+    r.headers = std::move(headers);
+    return r;
+}
+
+// 2025-01-01T00:00:00Z
+const auto kNow = std::chrono::system_clock::from_time_t(1735689600);
+
+}  // namespace
+
+TEST_CASE("find_provider_api knows the three API styles") {
+    for (std::string_view name : {"openai", "google", "openai-chat"}) {
+        const ProviderApi* api = find_provider_api(name);
+        REQUIRE(api);
+        CHECK(api->name == name);
+        CHECK(static_cast<bool>(api->build));
+        CHECK(static_cast<bool>(api->parse));
+    }
+    CHECK(find_provider_api("anthropic") == nullptr);
+    CHECK(find_provider_api("") == nullptr);
+}
+
+TEST_CASE("OpenAI 429 rate limit with Retry-After seconds") {
+    auto err = error_from_response(
+        answer(
+            429,
+            R"({"error":{"message":"Rate limit reached for images per minute","type":"requests","param":null,"code":"rate_limit_exceeded"}})",
+            {{"Content-Type", "application/json"}, {"Retry-After", "20"}}),
+        kNow);
+    CHECK(err.cls == ErrorClass::rate_limited);
+    CHECK(err.code == "rate_limit_exceeded");
+    CHECK(err.http_status == 429);
+    CHECK(err.message == "Rate limit reached for images per minute");
+    REQUIRE(err.retry_after_s);
+    CHECK(*err.retry_after_s == doctest::Approx(20));
+}
+
+TEST_CASE("OpenAI 429 insufficient_quota is a quota error") {
+    auto err = error_from_response(
+        answer(
+            429,
+            R"({"error":{"message":"You exceeded your current quota, please check your plan and billing details.","type":"insufficient_quota","param":null,"code":"insufficient_quota"}})"),
+        kNow);
+    CHECK(err.cls == ErrorClass::quota);
+    CHECK(err.code == "insufficient_quota");
+    CHECK_FALSE(err.retry_after_s);
+}
+
+TEST_CASE("OpenAI 400 moderation_blocked is moderation with the provider's message") {
+    auto err = error_from_response(
+        answer(
+            400,
+            R"({"error":{"message":"Your request was rejected by the safety system.","type":"image_generation_user_error","param":null,"code":"moderation_blocked"}})"),
+        kNow);
+    CHECK(err.cls == ErrorClass::moderation);
+    CHECK(err.code == "moderation_blocked");
+    CHECK(err.message == "Your request was rejected by the safety system.");
+}
+
+TEST_CASE("OpenAI error with a null code uses the type and names the param") {
+    auto err = error_from_response(
+        answer(
+            400,
+            R"({"error":{"code":null,"type":"invalid_request_error","message":"Invalid size '999x999'.","param":"size"}})"),
+        kNow);
+    CHECK(err.cls == ErrorClass::invalid_request);
+    CHECK(err.code == "invalid_request_error");
+    CHECK(err.message == "Invalid size '999x999'. (param: size)");
+}
+
+TEST_CASE("401 and 403 are auth errors") {
+    CHECK(
+        error_from_response(
+            answer(
+                401,
+                R"({"error":{"message":"Incorrect API key provided","type":"invalid_request_error","code":"invalid_api_key"}})"),
+            kNow)
+            .cls == ErrorClass::auth);
+    auto g = error_from_response(
+        answer(
+            403,
+            R"({"error":{"code":403,"message":"Permission denied on resource project x.","status":"PERMISSION_DENIED"}})"),
+        kNow);
+    CHECK(g.cls == ErrorClass::auth);
+    CHECK(g.code == "PERMISSION_DENIED");
+}
+
+TEST_CASE("Google RESOURCE_EXHAUSTED uses the status as code") {
+    auto err = error_from_response(
+        answer(
+            429,
+            R"({"error":{"code":429,"message":"Quota exceeded for quota metric 'Online prediction requests per base model per minute per region per base_model'","status":"RESOURCE_EXHAUSTED"}})"),
+        kNow);
+    CHECK(err.code == "RESOURCE_EXHAUSTED");
+    CHECK(err.cls == ErrorClass::rate_limited);
+    CHECK(err.message.starts_with("Quota exceeded for quota metric"));
+}
+
+TEST_CASE("text/plain 429 with Retry-After") {
+    auto err = error_from_response(answer(429, "Too Many Requests\n",
+                                          {{"Content-Type", "text/plain"}, {"retry-after", " 7 "}}),
+                                   kNow);
+    CHECK(err.cls == ErrorClass::rate_limited);
+    CHECK(err.code == "http_429");
+    CHECK(err.message == "Too Many Requests");
+    REQUIRE(err.retry_after_s);
+    CHECK(*err.retry_after_s == doctest::Approx(7));
+}
+
+TEST_CASE("503 HTML page becomes a short readable message") {
+    const std::string html =
+        "<html>\r\n<head><title>503 Service Temporarily Unavailable</title>"
+        "<style>body { color: red; }</style></head>\r\n<body>\r\n<center><h1>503 Service "
+        "Temporarily Unavailable</h1></center>\r\n<hr><center>nginx &amp; co</center>\r\n</body>"
+        "\r\n</html>\r\n";
+    auto err = error_from_response(answer(503, html, {{"Content-Type", "text/html"}}), kNow);
+    CHECK(err.cls == ErrorClass::server);
+    CHECK(err.message ==
+          "503 Service Temporarily Unavailable 503 Service Temporarily Unavailable nginx & co");
+    CHECK_FALSE(err.retry_after_s);
+
+    auto limited = error_from_response(answer(503, html, {{"Retry-After", "30"}}), kNow);
+    CHECK(limited.cls == ErrorClass::rate_limited);
+}
+
+TEST_CASE("relay error shapes: message, detail, error string, empty body") {
+    auto detail = error_from_response(answer(404, R"({"detail":"Not Found"})"), kNow);
+    CHECK(detail.cls == ErrorClass::invalid_request);
+    CHECK(detail.message == "Not Found");
+    auto msg = error_from_response(
+        answer(500, R"({"message":"upstream failed","code":"upstream_error"})"), kNow);
+    CHECK(msg.cls == ErrorClass::server);
+    CHECK(msg.code == "upstream_error");
+    CHECK(msg.message == "upstream failed");
+    auto str = error_from_response(answer(502, R"({"error":"bad gateway to upstream"})"), kNow);
+    CHECK(str.message == "bad gateway to upstream");
+    auto empty = error_from_response(answer(502, ""), kNow);
+    CHECK(empty.cls == ErrorClass::server);
+    CHECK(empty.code == "http_502");
+    CHECK(empty.message == "HTTP 502 with an empty body");
+}
+
+TEST_CASE("Retry-After forms") {
+    SUBCASE("retry-after-ms wins over Retry-After") {
+        auto s = retry_after_seconds({{"Retry-After", "10"}, {"retry-after-ms", "1500"}}, kNow);
+        REQUIRE(s);
+        CHECK(*s == doctest::Approx(1.5));
+    }
+    SUBCASE("HTTP-date relative to now") {
+        auto s = retry_after_seconds({{"Retry-After", "Wed, 01 Jan 2025 00:00:30 GMT"}}, kNow);
+        REQUIRE(s);
+        CHECK(*s == doctest::Approx(30));
+    }
+    SUBCASE("obsolete RFC 850 date") {
+        auto s = retry_after_seconds({{"Retry-After", "Wednesday, 01-Jan-25 00:01:00 GMT"}}, kNow);
+        REQUIRE(s);
+        CHECK(*s == doctest::Approx(60));
+    }
+    SUBCASE("a date in the past means now") {
+        auto s = retry_after_seconds({{"Retry-After", "Tue, 31 Dec 2024 23:00:00 GMT"}}, kNow);
+        REQUIRE(s);
+        CHECK(*s == 0);
+    }
+    SUBCASE("absent or unreadable") {
+        CHECK_FALSE(retry_after_seconds({}, kNow));
+        CHECK_FALSE(retry_after_seconds({{"Retry-After", "soon"}}, kNow));
+    }
+    SUBCASE("error_from_response reads the date too") {
+        auto err = error_from_response(
+            answer(429, "slow down", {{"Retry-After", "Wed, 01 Jan 2025 00:02:00 GMT"}}), kNow);
+        REQUIRE(err.retry_after_s);
+        CHECK(*err.retry_after_s == doctest::Approx(120));
+    }
+}
+
+TEST_CASE("body_excerpt is short and cuts at a UTF-8 boundary") {
+    std::string long_text;
+    for (int i = 0; i < 200; ++i) long_text += "\xe9\x94\x99 ";  // 错, 3 bytes + space
+    auto ex = body_excerpt(long_text);
+    CHECK(ex.size() <= 300);
+    CHECK(ex.ends_with("..."));
+    // The byte before "..." ends a complete character (the cut is not inside one).
+    std::string head = ex.substr(0, ex.size() - 3);
+    CHECK((head.back() == ' ' || head.ends_with("\xe9\x94\x99")));
+    CHECK(body_excerpt("  a\n\n  b\t c  ") == "a b c");
+    auto err = error_from_response(answer(500, std::string(5000, 'x')), kNow);
+    CHECK(err.message.size() <= 300);
+}

@@ -1,0 +1,219 @@
+#include <doctest/doctest.h>
+
+#include <boost/json/parse.hpp>
+#include <boost/json/serialize.hpp>
+
+#include "daemon/image.hpp"
+#include "daemon/providers/openai_images.hpp"
+
+using namespace imgbatch::daemon;
+using imgbatch::jobs::ErrorClass;
+namespace json = boost::json;
+
+namespace {
+
+ProviderConfig openai_provider() {
+    ProviderConfig p;
+    p.name = "openai";
+    p.api = "openai";
+    p.base_url = "https://api.openai.com/v1/";
+    return p;
+}
+
+GenerationRequest request(std::string model, int n, json::object params = {}) {
+    return {std::move(model), "a lighthouse at dusk", n, std::move(params)};
+}
+
+HttpResponse ok(std::string body) {
+    return {200, {{"Content-Type", "application/json"}}, std::move(body)};
+}
+
+std::string b64_item(const std::string& bytes) {
+    return R"({"b64_json":")" + base64_encode(bytes) + R"("})";
+}
+
+}  // namespace
+
+TEST_CASE("gpt-image-1 request: URL, bearer auth, params as given, no response_format") {
+    json::object params{
+        {"size", "1536x1024"}, {"quality", "high"},       {"background", "transparent"},
+        {"moderation", "low"}, {"output_format", "webp"}, {"output_compression", 80},
+        {"user", "batch-7"}};
+    auto http =
+        build_openai_images(request("gpt-image-1", 3, params), openai_provider(), "sk-test");
+    CHECK(http.method == "POST");
+    CHECK(http.url == "https://api.openai.com/v1/images/generations");
+    CHECK(find_header(http.headers, "authorization") == "Bearer sk-test");
+    CHECK(find_header(http.headers, "content-type") == "application/json");
+
+    auto body = json::parse(http.body).as_object();
+    CHECK(body.at("model") == "gpt-image-1");
+    CHECK(body.at("prompt") == "a lighthouse at dusk");
+    CHECK(body.at("n") == 3);
+    CHECK(body.at("size") == "1536x1024");
+    CHECK(body.at("quality") == "high");
+    CHECK(body.at("background") == "transparent");
+    CHECK(body.at("moderation") == "low");
+    CHECK(body.at("output_format") == "webp");
+    CHECK(body.at("output_compression") == 80);
+    CHECK(body.at("user") == "batch-7");
+    // The schema: response_format is for dall-e-2/3 only.
+    CHECK_FALSE(body.contains("response_format"));
+    CHECK(body.size() == 10);
+}
+
+TEST_CASE("dall-e requests ask for b64_json unless the job chose a format") {
+    auto d3 = json::parse(build_openai_images(request("dall-e-3", 1, {{"style", "natural"}}),
+                                              openai_provider(), "k")
+                              .body)
+                  .as_object();
+    CHECK(d3.at("response_format") == "b64_json");
+    CHECK(d3.at("style") == "natural");
+    auto d2 = json::parse(build_openai_images(request("dall-e-2", 2, {{"response_format", "url"}}),
+                                              openai_provider(), "k")
+                              .body)
+                  .as_object();
+    CHECK(d2.at("response_format") == "url");
+    CHECK(d2.at("n") == 2);
+    auto gpt =
+        json::parse(build_openai_images(request("gpt-image-1", 1, {{"response_format", "url"}}),
+                                        openai_provider(), "k")
+                        .body)
+            .as_object();
+    CHECK_FALSE(gpt.contains("response_format"));
+}
+
+TEST_CASE("no Authorization without a key; configured headers are added and override") {
+    auto p = openai_provider();
+    p.headers = {{"X-Relay-Group", "night"}, {"Accept", "*/*"}};
+    auto http = build_openai_images(request("gpt-image-1", 1), p, "");
+    CHECK(find_header(http.headers, "Authorization").empty());
+    CHECK(find_header(http.headers, "X-Relay-Group") == "night");
+    CHECK(find_header(http.headers, "Accept") == "*/*");
+    int accepts = 0;
+    for (const auto& [k, v] : http.headers) accepts += k == "Accept";
+    CHECK(accepts == 1);
+}
+
+TEST_CASE("parse b64_json images with revised prompt and usage") {
+    std::string a = make_png(8, 8, 1), b = make_png(8, 8, 2);
+    auto parsed = parse_openai_images(
+        ok(R"({"created":1713833628,"output_format":"png","data":[{"b64_json":")" +
+           base64_encode(a) + R"(","revised_prompt":"A tall lighthouse"},)" + b64_item(b) +
+           R"(],"usage":{"total_tokens":100,"input_tokens":50,"output_tokens":50,"input_tokens_details":{"text_tokens":10,"image_tokens":40}}})"),
+        request("gpt-image-1", 2));
+    CHECK_FALSE(parsed.error);
+    REQUIRE(parsed.images.size() == 2);
+    CHECK(parsed.images[0].bytes == a);
+    CHECK(parsed.images[0].revised_prompt == "A tall lighthouse");
+    CHECK(parsed.images[0].claimed_mime == "image/png");
+    CHECK(parsed.images[1].bytes == b);
+    CHECK(parsed.images[1].url.empty());
+    auto usage = json::parse(parsed.usage_json).as_object();
+    CHECK(usage.at("total_tokens") == 100);
+    CHECK(usage.at("input_tokens_details").as_object().at("image_tokens") == 40);
+}
+
+TEST_CASE("parse url images and relay string entries") {
+    auto parsed = parse_openai_images(
+        ok(R"({"created":1,"data":[{"url":"https://cdn.example.com/a.png","revised_prompt":"r"},"https://cdn.example.com/b.png"]})"),
+        request("dall-e-3", 2));
+    CHECK_FALSE(parsed.error);
+    REQUIRE(parsed.images.size() == 2);
+    CHECK(parsed.images[0].url == "https://cdn.example.com/a.png");
+    CHECK(parsed.images[0].bytes.empty());
+    CHECK(parsed.images[0].revised_prompt == "r");
+    CHECK(parsed.images[1].url == "https://cdn.example.com/b.png");
+}
+
+TEST_CASE("fewer images than asked is not an error here") {
+    auto parsed =
+        parse_openai_images(ok(R"({"created":1,"data":[)" + b64_item(make_png(4, 4, 1)) + "]}"),
+                            request("gpt-image-1", 4));
+    CHECK_FALSE(parsed.error);
+    CHECK(parsed.images.size() == 1);
+}
+
+TEST_CASE("an empty data array is bad_response") {
+    auto parsed = parse_openai_images(ok(R"({"created":1,"data":[]})"), request("gpt-image-1", 2));
+    REQUIRE(parsed.error);
+    CHECK(parsed.error->cls == ErrorClass::bad_response);
+    CHECK(parsed.error->message == "no images in the answer");
+    CHECK(parsed.error->http_status == 200);
+}
+
+TEST_CASE("malformed answers are bad_response with an excerpt") {
+    auto not_json = parse_openai_images(ok("<html><body>Gateway says hi</body></html>"),
+                                        request("gpt-image-1", 1));
+    REQUIRE(not_json.error);
+    CHECK(not_json.error->cls == ErrorClass::bad_response);
+    CHECK(not_json.error->message.find("Gateway says hi") != std::string::npos);
+
+    auto no_data =
+        parse_openai_images(ok(R"({"created":1,"data":"nope"})"), request("gpt-image-1", 1));
+    REQUIRE(no_data.error);
+    CHECK(no_data.error->cls == ErrorClass::bad_response);
+    CHECK(no_data.error->message.find("no data array") != std::string::npos);
+
+    auto truncated = parse_openai_images(ok(R"({"created":1,"data":[{"b64_json":"iVBO)"),
+                                         request("gpt-image-1", 1));
+    REQUIRE(truncated.error);
+    CHECK(truncated.error->cls == ErrorClass::bad_response);
+}
+
+TEST_CASE("invalid base64 names the image") {
+    auto parsed = parse_openai_images(
+        ok(R"({"created":1,"data":[)" + b64_item("fine") + R"(,{"b64_json":"%%%not base64%%%"}]})"),
+        request("gpt-image-1", 2));
+    REQUIRE(parsed.error);
+    CHECK(parsed.error->cls == ErrorClass::bad_response);
+    CHECK(parsed.error->message == "image 2: invalid base64");
+    CHECK(parsed.images.empty());
+}
+
+TEST_CASE("bytes that are no image are still returned (the writer checks them)") {
+    auto parsed =
+        parse_openai_images(ok(R"({"created":1,"data":[)" + b64_item("hello, not a png") + "]}"),
+                            request("gpt-image-1", 1));
+    CHECK_FALSE(parsed.error);
+    REQUIRE(parsed.images.size() == 1);
+    CHECK(parsed.images[0].bytes == "hello, not a png");
+}
+
+TEST_CASE("HTTP errors go through error_from_response") {
+    auto mod = parse_openai_images(
+        {400,
+         {},
+         R"({"error":{"message":"Your request was rejected by the safety system.","type":"image_generation_user_error","param":null,"code":"moderation_blocked"}})"},
+        request("gpt-image-1", 1));
+    REQUIRE(mod.error);
+    CHECK(mod.error->cls == ErrorClass::moderation);
+    CHECK(mod.error->code == "moderation_blocked");
+    CHECK(mod.error->http_status == 400);
+
+    auto limited = parse_openai_images(
+        {429,
+         {{"Retry-After", "12"}},
+         R"({"error":{"message":"Rate limit reached","type":"requests","param":null,"code":"rate_limit_exceeded"}})"},
+        request("gpt-image-1", 1));
+    REQUIRE(limited.error);
+    CHECK(limited.error->cls == ErrorClass::rate_limited);
+    REQUIRE(limited.error->retry_after_s);
+    CHECK(*limited.error->retry_after_s == doctest::Approx(12));
+}
+
+TEST_CASE("a relay's error inside a 200 answer") {
+    auto mod = parse_openai_images(
+        ok(R"({"error":{"message":"rejected by the safety system","type":"invalid_request_error","code":"moderation_blocked"}})"),
+        request("sora_image", 1));
+    REQUIRE(mod.error);
+    CHECK(mod.error->cls == ErrorClass::moderation);
+    CHECK(mod.error->code == "moderation_blocked");
+
+    auto other = parse_openai_images(
+        ok(R"({"error":{"message":"upstream timeout","type":"new_api_error"}})"),
+        request("sora_image", 1));
+    REQUIRE(other.error);
+    CHECK(other.error->cls == ErrorClass::bad_response);
+    CHECK(other.error->message == "upstream timeout");
+}
