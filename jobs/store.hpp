@@ -137,10 +137,12 @@ struct ProviderStats {
 struct Stats {
     std::map<std::string, std::int64_t> jobs_by_state;  // every state, 0 included
     std::int64_t jobs = 0;
-    std::int64_t images_done = 0;
+    std::int64_t images_done = 0;    // over the same jobs as images_wanted
     std::int64_t images_wanted = 0;  // over jobs not rejected/cancelled
     double images_per_min = 0;       // over the last 5 minutes
-    std::optional<double> eta_s;     // remaining images / rate, when there is a rate
+    // Images still missing from unfinished (pending/queued/running) jobs / rate, when there is
+    // a rate (failed jobs will not produce theirs, so they do not count).
+    std::optional<double> eta_s;
     std::map<std::string, ProviderStats> providers;
 };
 

@@ -19,7 +19,7 @@ namespace imgbatch::jobs {
 // A cached prepared statement in use: reset and unbound when taken, reset again when released
 // so that no half-read statement keeps an old read snapshot open.
 class Stmt {
-public:
+  public:
     explicit Stmt(SQLite::Statement& s) : s_(s) {
         s_.tryReset();
         s_.clearBindings();
@@ -31,12 +31,14 @@ public:
     SQLite::Statement* operator->() { return &s_; }
     SQLite::Statement& operator*() { return s_; }
 
-private:
+  private:
     SQLite::Statement& s_;
 };
 
-struct Store::Impl {
-    explicit Impl(const std::string& p);
+// The connection and its statements. Store::Impl is this; the name is public so that helper
+// functions in the store's .cpp files can take it.
+struct StoreDb {
+    explicit StoreDb(const std::string& p);
 
     std::string path;
     SQLite::Database db;
@@ -57,8 +59,12 @@ struct Store::Impl {
     // request runs, queued while one waits, else the final state (a cancelled job stays so).
     void settle_job(std::int64_t job_id, double now);
 
-private:
+  private:
     std::unordered_map<std::string, std::unique_ptr<SQLite::Statement>> cache_;
+};
+
+struct Store::Impl : StoreDb {
+    using StoreDb::StoreDb;
 };
 
 // Binds text, or NULL when empty.

@@ -41,9 +41,11 @@ CREATE TABLE jobs (
     updated_at  REAL    NOT NULL DEFAULT ((julianday('now') - 2440587.5) * 86400.0),  -- last state change
     finished_at REAL                         -- when the job reached a final state
 );
+-- Pending rows for the planner; status counts per state (covering: n and images_done are
+-- summed from the index alone, so status stays fast on millions of jobs).
 CREATE INDEX jobs_pending ON jobs(id) WHERE state = 'pending';
-CREATE INDEX jobs_batch_state ON jobs(batch_id, state);
-CREATE INDEX jobs_state ON jobs(state);
+CREATE INDEX jobs_batch_state ON jobs(batch_id, state, n, images_done);
+CREATE INDEX jobs_state ON jobs(state, n, images_done);
 
 -- One HTTP call asking for up to k images: a job of n images is split into ceil(n/k)
 -- requests. Top-ups for partial results reuse the same request row.
@@ -72,9 +74,14 @@ CREATE TABLE requests (
     last_error_message TEXT,                 -- provider's message for the last error
     UNIQUE (job_id, seq)
 );
-CREATE INDEX requests_claim ON requests(provider, priority DESC, id) WHERE state = 'queued';
+-- The claim walks requests_claim in claim order (priority, then age): its cost does not grow
+-- with the queue. not_before and state make it covering (rows in backoff are skipped, and
+-- queued counts are read, without touching the table). Expired leases are found through
+-- requests_running.
+CREATE INDEX requests_claim ON requests(provider, priority DESC, id, not_before, state)
+    WHERE state = 'queued';
 CREATE INDEX requests_running ON requests(lease_until) WHERE state = 'running';
-CREATE INDEX requests_job ON requests(job_id);
+-- (A job's requests are found through the UNIQUE (job_id, seq) index.)
 
 -- One try of a request, with its outcome.
 CREATE TABLE attempts (

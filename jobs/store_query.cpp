@@ -1,0 +1,265 @@
+// Read-only queries: stats, job lists and details, export, batch names.
+#include "jobs/store_impl.hpp"
+
+namespace imgbatch::jobs {
+
+namespace {
+
+constexpr const char* kJobColumns =
+    "SELECT j.id, j.key, b.name, j.state, j.prompt, j.model, j.provider, j.params, j.metadata, "
+    "j.error, j.n, j.priority, j.images_done, j.created_at, j.updated_at, j.finished_at "
+    "FROM jobs j LEFT JOIN batches b ON b.id = j.batch_id";
+
+JobRow read_job(SQLite::Statement& q) {
+    JobRow r;
+    r.id = q.getColumn(0).getInt64();
+    r.key = text(q, 1);
+    r.batch = text(q, 2);
+    r.state = text(q, 3);
+    r.prompt = text(q, 4);
+    r.model = text(q, 5);
+    r.provider = text(q, 6);
+    r.params_json = text(q, 7);
+    r.metadata_json = text(q, 8);
+    r.error = text(q, 9);
+    r.n = q.getColumn(10).getInt();
+    r.priority = q.getColumn(11).getInt();
+    r.images_done = q.getColumn(12).getInt();
+    r.created_at = q.getColumn(13).getDouble();
+    r.updated_at = q.getColumn(14).getDouble();
+    r.finished_at = q.getColumn(15).getDouble();  // NULL reads as 0
+    return r;
+}
+
+constexpr const char* kOutputColumns =
+    "SELECT idx, path, bytes, sha256, mime, width, height, revised_prompt FROM outputs "
+    "WHERE job_id = ? ORDER BY idx";
+
+std::vector<OutputRecord> read_outputs(StoreDb& impl, std::int64_t job_id) {
+    std::vector<OutputRecord> out;
+    auto q = impl.prep(kOutputColumns);
+    q->bind(1, job_id);
+    while (q->executeStep()) {
+        OutputRecord o;
+        o.idx = q->getColumn(0).getInt();
+        o.path = text(*q, 1);
+        o.bytes = q->getColumn(2).getInt64();
+        o.sha256 = text(*q, 3);
+        o.mime = text(*q, 4);
+        o.width = q->getColumn(5).getInt();
+        o.height = q->getColumn(6).getInt();
+        o.revised_prompt = text(*q, 7);
+        out.push_back(std::move(o));
+    }
+    return out;
+}
+
+// Adds (count, n, images_done) of one state row to the totals.
+void count_state(Stats& st, std::int64_t& remaining, const std::string& state, std::int64_t count,
+                 std::int64_t n, std::int64_t done) {
+    st.jobs_by_state[state] += count;
+    st.jobs += count;
+    if (state == "rejected" || state == "cancelled") return;
+    st.images_wanted += n;
+    st.images_done += done;
+    if (state == "pending" || state == "queued" || state == "running")
+        remaining += std::max<std::int64_t>(0, n - done);
+}
+
+}  // namespace
+
+Stats Store::stats(const std::optional<std::string>& batch, double now) {
+    Stats st;
+    for (auto s : {JobState::pending, JobState::queued, JobState::running, JobState::succeeded,
+                   JobState::failed, JobState::blocked, JobState::cancelled, JobState::rejected})
+        st.jobs_by_state[std::string(to_string(s))] = 0;
+    std::optional<std::int64_t> bid;
+    if (batch) {
+        bid = impl_->find_batch(*batch);
+        if (!bid) return st;
+    }
+    auto bind_batch = [&](Stmt& q, int index) {
+        if (bid) q->bind(index, *bid);
+    };
+
+    std::int64_t remaining = 0;
+    {
+        // Covered by the indexes jobs_state / jobs_batch_state: no table rows are read.
+        auto q = impl_->prep(bid ? "SELECT state, COUNT(*), SUM(n), SUM(images_done) FROM jobs "
+                                   "WHERE batch_id = ? GROUP BY state"
+                                 : "SELECT state, COUNT(*), SUM(n), SUM(images_done) FROM jobs "
+                                   "GROUP BY state");
+        bind_batch(q, 1);
+        while (q->executeStep())
+            count_state(st, remaining, text(*q, 0), q->getColumn(1).getInt64(),
+                        q->getColumn(2).getInt64(), q->getColumn(3).getInt64());
+    }
+    {
+        auto q = impl_->prep(bid ? "SELECT COUNT(*) FROM outputs o JOIN jobs j ON j.id = o.job_id "
+                                   "WHERE o.created_at >= ? AND j.batch_id = ?"
+                                 : "SELECT COUNT(*) FROM outputs WHERE created_at >= ?");
+        q->bind(1, now - 300);
+        bind_batch(q, 2);
+        q->executeStep();
+        st.images_per_min = q->getColumn(0).getDouble() / 5.0;
+    }
+    if (st.images_per_min > 0) st.eta_s = static_cast<double>(remaining) * 60.0 / st.images_per_min;
+
+    {
+        auto q = impl_->prep(bid ? "SELECT r.provider, COUNT(*) FROM requests r "
+                                   "JOIN jobs j ON j.id = r.job_id "
+                                   "WHERE r.state = 'queued' AND j.batch_id = ? GROUP BY r.provider"
+                                 : "SELECT provider, COUNT(*) FROM requests "
+                                   "WHERE state = 'queued' GROUP BY provider");
+        bind_batch(q, 1);
+        while (q->executeStep()) st.providers[text(*q, 0)].queued = q->getColumn(1).getInt64();
+    }
+    {
+        auto q = impl_->prep(bid ? "SELECT r.provider, COUNT(*) FROM requests r "
+                                   "JOIN jobs j ON j.id = r.job_id WHERE r.state = 'running' "
+                                   "AND r.lease_until > ? AND j.batch_id = ? GROUP BY r.provider"
+                                 : "SELECT provider, COUNT(*) FROM requests "
+                                   "WHERE state = 'running' AND lease_until > ? GROUP BY provider");
+        q->bind(1, now);
+        bind_batch(q, 2);
+        while (q->executeStep()) st.providers[text(*q, 0)].in_flight = q->getColumn(1).getInt64();
+    }
+    {
+        auto q = impl_->prep(bid ? "SELECT r.provider, COUNT(*) FROM outputs o "
+                                   "JOIN requests r ON r.id = o.request_id "
+                                   "JOIN jobs j ON j.id = o.job_id "
+                                   "WHERE o.created_at >= ? AND j.batch_id = ? GROUP BY r.provider"
+                                 : "SELECT r.provider, COUNT(*) FROM outputs o "
+                                   "JOIN requests r ON r.id = o.request_id "
+                                   "WHERE o.created_at >= ? GROUP BY r.provider");
+        q->bind(1, now - 60);
+        bind_batch(q, 2);
+        while (q->executeStep())
+            st.providers[text(*q, 0)].images_last_min = q->getColumn(1).getInt64();
+    }
+    return st;
+}
+
+std::vector<JobRow> Store::list_jobs(const JobFilter& filter) {
+    std::string sql = std::string(kJobColumns) + " WHERE 1 = 1";
+    append_filter(sql, filter);
+    sql += " ORDER BY j.id";
+    if (filter.limit > 0) sql += " LIMIT " + std::to_string(filter.limit);
+    SQLite::Statement q(impl_->db, sql);
+    int index = 1;
+    bind_filter(q, index, filter);
+    std::vector<JobRow> out;
+    while (q.executeStep()) out.push_back(read_job(q));
+    return out;
+}
+
+std::optional<JobDetail> Store::job_detail(std::int64_t job_id) {
+    JobDetail d;
+    {
+        auto q = impl_->prep(std::string(kJobColumns) + " WHERE j.id = ?");
+        q->bind(1, job_id);
+        if (!q->executeStep()) return std::nullopt;
+        d.job = read_job(*q);
+    }
+    {
+        auto q = impl_->prep(
+            "SELECT id, seq, first_index, n, images_done, attempts, rate_limited, moderation, "
+            "state, provider, not_before FROM requests WHERE job_id = ? ORDER BY seq");
+        q->bind(1, job_id);
+        while (q->executeStep()) {
+            RequestRow r;
+            r.id = q->getColumn(0).getInt64();
+            r.seq = q->getColumn(1).getInt();
+            r.first_index = q->getColumn(2).getInt();
+            r.n = q->getColumn(3).getInt();
+            r.images_done = q->getColumn(4).getInt();
+            r.attempts = q->getColumn(5).getInt();
+            r.rate_limited = q->getColumn(6).getInt();
+            r.moderation = q->getColumn(7).getInt();
+            r.state = text(*q, 8);
+            r.provider = text(*q, 9);
+            r.not_before = q->getColumn(10).getDouble();
+            d.requests.push_back(std::move(r));
+        }
+    }
+    {
+        auto q = impl_->prep(
+            "SELECT id, request_id, attempt_no, images, http_status, provider, outcome, "
+            "error_class, error_code, message, usage, started_at, finished_at, duration_ms "
+            "FROM attempts WHERE job_id = ? ORDER BY id");
+        q->bind(1, job_id);
+        while (q->executeStep()) {
+            AttemptRow a;
+            a.id = q->getColumn(0).getInt64();
+            a.request_id = q->getColumn(1).getInt64();
+            a.attempt_no = q->getColumn(2).getInt();
+            a.images = q->getColumn(3).getInt();
+            a.http_status = q->getColumn(4).getInt();
+            a.provider = text(*q, 5);
+            a.outcome = text(*q, 6);
+            a.error_class = text(*q, 7);
+            a.error_code = text(*q, 8);
+            a.message = text(*q, 9);
+            a.usage_json = text(*q, 10);
+            a.started_at = q->getColumn(11).getDouble();
+            a.finished_at = q->getColumn(12).getDouble();
+            a.duration_ms = q->getColumn(13).getInt64();
+            d.attempts.push_back(std::move(a));
+        }
+    }
+    d.outputs = read_outputs(*impl_, job_id);
+    return d;
+}
+
+void Store::export_jobs(const std::optional<std::string>& batch,
+                        const std::function<void(const ExportRecord&)>& sink) {
+    std::optional<std::int64_t> bid;
+    if (batch) {
+        bid = impl_->find_batch(*batch);
+        if (!bid) return;
+    }
+    // While the outer statement runs, the connection holds one read snapshot, so the
+    // per-job statements see the same database state.
+    auto jobs = impl_->prep(std::string(kJobColumns) +
+                            (bid ? " WHERE j.batch_id = ? ORDER BY j.id" : " ORDER BY j.id"));
+    if (bid) jobs->bind(1, *bid);
+    while (jobs->executeStep()) {
+        ExportRecord rec;
+        rec.job = read_job(*jobs);
+        rec.images = read_outputs(*impl_, rec.job.id);
+        {
+            auto q = impl_->prep(
+                "SELECT COUNT(*) FROM attempts WHERE job_id = ? AND outcome <> 'returned'");
+            q->bind(1, rec.job.id);
+            q->executeStep();
+            rec.attempts = q->getColumn(0).getInt();
+        }
+        if (rec.job.state == "rejected") {
+            rec.last_error =
+                Error{ErrorClass::invalid_request, "rejected", 0, rec.job.error, std::nullopt};
+        } else if (rec.job.state != "succeeded") {
+            auto q = impl_->prep(
+                "SELECT error_class, error_code, http_status, message FROM attempts "
+                "WHERE job_id = ? AND error_class IS NOT NULL ORDER BY id DESC LIMIT 1");
+            q->bind(1, rec.job.id);
+            if (q->executeStep()) {
+                Error e;
+                e.cls = error_class_from(text(*q, 0)).value_or(ErrorClass::network);
+                e.code = text(*q, 1);
+                e.http_status = q->getColumn(2).getInt();
+                e.message = text(*q, 3);
+                rec.last_error = std::move(e);
+            }
+        }
+        sink(rec);
+    }
+}
+
+std::vector<std::string> Store::batch_names() {
+    std::vector<std::string> out;
+    auto q = impl_->prep("SELECT name FROM batches ORDER BY id");
+    while (q->executeStep()) out.push_back(text(*q, 0));
+    return out;
+}
+
+}  // namespace imgbatch::jobs

@@ -1,0 +1,380 @@
+// Running requests: claims with leases, lease renewal and expiry, completions (group commit)
+// and the job state that follows from its requests.
+#include <algorithm>
+#include <cmath>
+
+#include "jobs/store_impl.hpp"
+
+namespace imgbatch::jobs {
+
+namespace {
+
+constexpr const char* kClaimSql =
+    "UPDATE requests SET state = 'running', lease_owner = ?1, lease_until = ?2, "
+    "attempt_no = attempt_no + 1 "
+    "WHERE id IN (SELECT id FROM requests WHERE state = 'queued' AND provider = ?3 "
+    "AND not_before <= ?4 ORDER BY priority DESC, id LIMIT ?5) "
+    "RETURNING id, job_id, seq, first_index, n, images_done, attempt_no, attempts, "
+    "rate_limited, moderation, provider, priority";
+
+constexpr const char* kLeaseExpiredMessage =
+    "the daemon holding the lease stopped before the answer was recorded";
+
+const char* outcome_of(const Completion& c) {
+    if (!c.error && c.next == Next::done) return "ok";
+    if (c.error && c.error->cls == ErrorClass::partial) return "partial";
+    if (c.next == Next::returned) return "returned";
+    return "error";
+}
+
+std::string job_state(StoreDb& impl, std::int64_t job_id) {
+    auto q = impl.prep("SELECT state FROM jobs WHERE id = ?");
+    q->bind(1, job_id);
+    return q->executeStep() ? text(*q, 0) : std::string();
+}
+
+}  // namespace
+
+std::string_view claim_sql() {
+    return kClaimSql;
+}
+
+void StoreDb::settle_job(std::int64_t job_id, double now) {
+    const std::string current = job_state(*this, job_id);
+    if (current == "cancelled" || current.empty()) return;
+    std::int64_t total = 0, running = 0, queued = 0, succeeded = 0, failed = 0, blocked = 0;
+    {
+        auto q = prep("SELECT state, COUNT(*) FROM requests WHERE job_id = ? GROUP BY state");
+        q->bind(1, job_id);
+        while (q->executeStep()) {
+            const std::string s = text(*q, 0);
+            const auto count = q->getColumn(1).getInt64();
+            total += count;
+            if (s == "running") running = count;
+            if (s == "queued") queued = count;
+            if (s == "succeeded") succeeded = count;
+            if (s == "failed") failed = count;
+            if (s == "blocked") blocked = count;
+        }
+    }
+    if (total == 0) return;
+    if (running > 0 || queued > 0) {
+        auto q = prep("UPDATE jobs SET state = ?, updated_at = ? WHERE id = ? AND state <> ?");
+        const char* state = running > 0 ? "running" : "queued";
+        q->bind(1, state);
+        q->bind(2, now);
+        q->bind(3, job_id);
+        q->bind(4, state);
+        q->exec();
+        return;
+    }
+    const char* state = succeeded == total ? "succeeded"
+                        : failed > 0       ? "failed"
+                        : blocked > 0      ? "blocked"
+                                           : "cancelled";
+    std::string error;
+    if (failed > 0 || blocked > 0) {
+        auto q = prep(
+            "SELECT last_error_message FROM requests WHERE job_id = ? "
+            "AND state IN ('failed', 'blocked') ORDER BY seq DESC LIMIT 1");
+        q->bind(1, job_id);
+        if (q->executeStep()) error = text(*q, 0);
+    }
+    auto q =
+        prep("UPDATE jobs SET state = ?, error = ?, finished_at = ?, updated_at = ? WHERE id = ?");
+    q->bind(1, state);
+    bind_text_or_null(*q, 2, error);
+    q->bind(3, now);
+    q->bind(4, now);
+    q->bind(5, job_id);
+    q->exec();
+}
+
+std::vector<ClaimedRequest> Store::claim(std::string_view provider, std::string_view owner,
+                                         int limit, double now, double lease_s) {
+    std::vector<ClaimedRequest> out;
+    if (limit <= 0) return out;
+    auto txn = impl_->write_txn();
+    std::vector<int> priority;
+    {
+        auto q = impl_->prep(kClaimSql);
+        q->bind(1, std::string(owner));
+        q->bind(2, now + lease_s);
+        q->bind(3, std::string(provider));
+        q->bind(4, now);
+        q->bind(5, limit);
+        while (q->executeStep()) {
+            ClaimedRequest r;
+            r.request_id = q->getColumn(0).getInt64();
+            r.job_id = q->getColumn(1).getInt64();
+            r.seq = q->getColumn(2).getInt();
+            r.first_index = q->getColumn(3).getInt();
+            r.n = q->getColumn(4).getInt();
+            r.images_done = q->getColumn(5).getInt();
+            r.attempt_no = q->getColumn(6).getInt();
+            r.attempts = q->getColumn(7).getInt();
+            r.rate_limited = q->getColumn(8).getInt();
+            r.moderation = q->getColumn(9).getInt();
+            r.provider = text(*q, 10);
+            priority.push_back(q->getColumn(11).getInt());
+            out.push_back(std::move(r));
+        }
+    }
+    // RETURNING rows come in no promised order: restore the claim order.
+    std::vector<std::size_t> order(out.size());
+    for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
+    std::sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) {
+        if (priority[a] != priority[b]) return priority[a] > priority[b];
+        return out[a].request_id < out[b].request_id;
+    });
+    std::vector<ClaimedRequest> sorted;
+    sorted.reserve(out.size());
+    for (auto i : order) sorted.push_back(std::move(out[i]));
+
+    for (auto& r : sorted) {
+        {
+            auto q = impl_->prep(
+                "SELECT j.prompt, j.model, j.params, j.key, b.name FROM jobs j "
+                "LEFT JOIN batches b ON b.id = j.batch_id WHERE j.id = ?");
+            q->bind(1, r.job_id);
+            if (q->executeStep()) {
+                r.prompt = text(*q, 0);
+                r.model = text(*q, 1);
+                r.params_json = text(*q, 2);
+                r.key = text(*q, 3);
+                r.batch = text(*q, 4);
+            }
+        }
+        auto q = impl_->prep(
+            "UPDATE jobs SET state = 'running', updated_at = ? WHERE id = ? AND state = 'queued'");
+        q->bind(1, now);
+        q->bind(2, r.job_id);
+        q->exec();
+    }
+    txn.commit();
+    return sorted;
+}
+
+int Store::renew_leases(std::string_view owner, double until) {
+    auto txn = impl_->write_txn();
+    int changed = 0;
+    {
+        auto q = impl_->prep(
+            "UPDATE requests SET lease_until = ? WHERE state = 'running' AND lease_owner = ?");
+        q->bind(1, until);
+        q->bind(2, std::string(owner));
+        changed = q->exec();
+    }
+    txn.commit();
+    return changed;
+}
+
+int Store::requeue_expired(double now) {
+    auto txn = impl_->write_txn();
+    struct Lost {
+        std::int64_t id, job_id;
+        int attempt_no;
+        std::string provider;
+    };
+    std::vector<Lost> lost;
+    {
+        auto q = impl_->prep(
+            "SELECT id, job_id, attempt_no, provider FROM requests "
+            "WHERE state = 'running' AND lease_until < ?");
+        q->bind(1, now);
+        while (q->executeStep())
+            lost.push_back({q->getColumn(0).getInt64(), q->getColumn(1).getInt64(),
+                            q->getColumn(2).getInt(), text(*q, 3)});
+    }
+    for (const auto& l : lost) {
+        {
+            auto q = impl_->prep(
+                "INSERT INTO attempts(request_id, job_id, attempt_no, provider, started_at, "
+                "finished_at, duration_ms, outcome, images, error_class, error_code, "
+                "http_status, message) "
+                "VALUES (?, ?, ?, ?, ?, ?, 0, 'error', 0, 'network', 'lease_expired', 0, ?)");
+            q->bind(1, l.id);
+            q->bind(2, l.job_id);
+            q->bind(3, l.attempt_no);
+            q->bind(4, l.provider);
+            q->bind(5, now);
+            q->bind(6, now);
+            q->bind(7, kLeaseExpiredMessage);
+            q->exec();
+        }
+        const bool cancelled = job_state(*impl_, l.job_id) == "cancelled";
+        {
+            auto q = impl_->prep(
+                "UPDATE requests SET state = ?, attempts = attempts + 1, lease_owner = NULL, "
+                "lease_until = NULL, last_error_class = 'network', "
+                "last_error_code = 'lease_expired', last_http_status = 0, "
+                "last_error_message = ? WHERE id = ?");
+            q->bind(1, cancelled ? "cancelled" : "queued");
+            q->bind(2, kLeaseExpiredMessage);
+            q->bind(3, l.id);
+            q->exec();
+        }
+        impl_->settle_job(l.job_id, now);
+    }
+    txn.commit();
+    return static_cast<int>(lost.size());
+}
+
+std::vector<bool> Store::apply(std::vector<Completion>& completions,
+                               const std::function<bool(Completion&)>& place_files) {
+    std::vector<bool> result(completions.size(), false);
+    auto txn = impl_->write_txn();
+    for (std::size_t i = 0; i < completions.size(); ++i) {
+        auto& c = completions[i];
+        std::int64_t job_id = 0;
+        int n = 0, images_done = 0;
+        double not_before = 0;
+        std::string provider;
+        {
+            auto q = impl_->prep(
+                "SELECT job_id, n, images_done, not_before, provider FROM requests "
+                "WHERE id = ? AND state = 'running' AND lease_owner = ? AND attempt_no = ?");
+            q->bind(1, c.request_id);
+            q->bind(2, c.owner);
+            q->bind(3, c.attempt_no);
+            // Stale: the lease expired and the request was requeued, claimed again, or done.
+            if (!q->executeStep()) continue;
+            job_id = q->getColumn(0).getInt64();
+            n = q->getColumn(1).getInt();
+            images_done = q->getColumn(2).getInt();
+            not_before = q->getColumn(3).getDouble();
+            provider = text(*q, 4);
+        }
+        if (place_files) place_files(c);  // may turn c into a retry (e.g. disk full)
+        const double now = unix_now();
+
+        int added = 0;
+        {
+            auto q = impl_->prep(
+                "INSERT OR IGNORE INTO outputs(job_id, request_id, idx, path, bytes, sha256, "
+                "mime, width, height, revised_prompt, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+            for (const auto& o : c.outputs) {
+                q->reset();
+                q->bind(1, job_id);
+                q->bind(2, c.request_id);
+                q->bind(3, o.idx);
+                q->bind(4, o.path);
+                q->bind(5, o.bytes);
+                q->bind(6, o.sha256);
+                q->bind(7, o.mime);
+                if (o.width > 0)
+                    q->bind(8, o.width);
+                else
+                    q->bind(8);
+                if (o.height > 0)
+                    q->bind(9, o.height);
+                else
+                    q->bind(9);
+                bind_text_or_null(*q, 10, o.revised_prompt);
+                q->bind(11, now);
+                added += q->exec();
+            }
+        }
+
+        const double finished = c.finished_at > 0 ? c.finished_at : now;
+        const double started = c.started_at > 0 ? c.started_at : finished;
+        {
+            auto q = impl_->prep(
+                "INSERT INTO attempts(request_id, job_id, attempt_no, provider, started_at, "
+                "finished_at, duration_ms, outcome, images, error_class, error_code, "
+                "http_status, message, usage) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+            q->bind(1, c.request_id);
+            q->bind(2, job_id);
+            q->bind(3, c.attempt_no);
+            q->bind(4, provider);
+            q->bind(5, started);
+            q->bind(6, finished);
+            q->bind(7, static_cast<std::int64_t>(
+                           std::max(0.0, std::round((finished - started) * 1000))));
+            q->bind(8, outcome_of(c));
+            q->bind(9, static_cast<int>(c.outputs.size()));
+            if (c.error) {
+                q->bind(10, std::string(to_string(c.error->cls)));
+                bind_text_or_null(*q, 11, c.error->code);
+                q->bind(12, c.error->http_status);
+                q->bind(13, c.error->message);
+            } else {
+                q->bind(10);
+                q->bind(11);
+                q->bind(12);
+                q->bind(13);
+            }
+            bind_text_or_null(*q, 14, c.usage_json);
+            q->exec();
+        }
+
+        images_done += added;
+        const bool cancelled = job_state(*impl_, job_id) == "cancelled";
+        const char* state = "queued";
+        switch (c.next) {
+            case Next::done:
+                state = images_done >= n ? "succeeded" : "failed";
+                break;
+            case Next::retry:
+                not_before = c.not_before;
+                break;
+            case Next::returned:
+                not_before = now;
+                break;
+            case Next::fail:
+                state = "failed";
+                break;
+            case Next::block:
+                state = "blocked";
+                break;
+        }
+        if (cancelled && (c.next == Next::retry || c.next == Next::returned)) state = "cancelled";
+        std::optional<Error> err = c.error;
+        if (!err && c.next == Next::done && images_done < n)
+            err = Error{
+                ErrorClass::partial, "", 0,
+                "produced " + std::to_string(images_done) + " of " + std::to_string(n) + " images",
+                std::nullopt};
+        {
+            auto q = impl_->prep(
+                "UPDATE requests SET state = ?1, images_done = images_done + ?2, "
+                "attempts = attempts + ?3, rate_limited = rate_limited + ?4, "
+                "moderation = moderation + ?5, not_before = ?6, lease_owner = NULL, "
+                "lease_until = NULL, "
+                "last_error_class = CASE WHEN ?7 IS NULL THEN last_error_class ELSE ?7 END, "
+                "last_error_code = CASE WHEN ?7 IS NULL THEN last_error_code ELSE ?8 END, "
+                "last_http_status = CASE WHEN ?7 IS NULL THEN last_http_status ELSE ?9 END, "
+                "last_error_message = CASE WHEN ?7 IS NULL THEN last_error_message ELSE ?10 END "
+                "WHERE id = ?11");
+            q->bind(1, state);
+            q->bind(2, added);
+            q->bind(3, c.count_attempt ? 1 : 0);
+            q->bind(4, c.count_rate_limit ? 1 : 0);
+            q->bind(5, c.count_moderation ? 1 : 0);
+            q->bind(6, not_before);
+            if (err) {
+                q->bind(7, std::string(to_string(err->cls)));
+                bind_text_or_null(*q, 8, err->code);
+                q->bind(9, err->http_status);
+                q->bind(10, err->message);
+            }
+            q->bind(11, c.request_id);
+            q->exec();
+        }
+        {
+            auto q = impl_->prep(
+                "UPDATE jobs SET images_done = images_done + ?, updated_at = ? WHERE id = ?");
+            q->bind(1, added);
+            q->bind(2, now);
+            q->bind(3, job_id);
+            q->exec();
+        }
+        impl_->settle_job(job_id, now);
+        result[i] = true;
+    }
+    txn.commit();
+    return result;
+}
+
+}  // namespace imgbatch::jobs

@@ -1,0 +1,152 @@
+// Store: stats, lists, export, and the claim's query plan.
+#include <doctest/doctest.h>
+
+#include "jobs/store.hpp"
+#include "tests/jobs/store_fixture.hpp"
+
+using namespace imgbatch::jobs;
+using namespace imgbatch::jobs::testing;
+
+namespace {
+const std::string kOwner = "host-1";
+}
+
+TEST_CASE("stats: states, images, rate, ETA and providers") {
+    Store s(":memory:");
+    s.enqueue("b1", {item("a", 4, 2), item("b", 2, 1), item("c", 1, 1, "", 0, "p2")});
+    s.enqueue("b2", {item("d", 3, 3)});
+    s.db().exec("INSERT INTO jobs(prompt, model, n) VALUES ('pending', 'm', 5)");
+    s.db().exec("INSERT INTO jobs(prompt, model, n, state) VALUES ('rej', 'm', 9, 'rejected')");
+    auto c = s.claim("p1", kOwner, 3, 100, 1e12);  // a#0, a#1, b#0
+    REQUIRE(c.size() == 3);
+    std::vector<Completion> v{completion(c[0], kOwner, 2), completion(c[1], kOwner, 1)};
+    s.apply(v);  // a#1 ends with 1 of 2 images: job a fails with 3 of 4
+    const double now = unix_now();
+
+    auto st = s.stats(std::nullopt, now);
+    CHECK(st.jobs_by_state.size() == 8);
+    CHECK(st.jobs == 6);
+    CHECK(st.jobs_by_state["failed"] == 1);   // a
+    CHECK(st.jobs_by_state["running"] == 1);  // b
+    CHECK(st.jobs_by_state["queued"] == 2);   // c, d
+    CHECK(st.jobs_by_state["pending"] == 1);
+    CHECK(st.jobs_by_state["rejected"] == 1);
+    CHECK(st.jobs_by_state["succeeded"] == 0);
+    CHECK(st.images_wanted == 4 + 2 + 1 + 3 + 5);
+    CHECK(st.images_done == 3);
+    CHECK(st.images_per_min == doctest::Approx(3.0 / 5));
+    REQUIRE(st.eta_s);
+    // Remaining over unfinished jobs: b 2 + c 1 + d 3 + pending 5 = 11 at 0.6/min.
+    CHECK(*st.eta_s == doctest::Approx(11 / 0.6 * 60));
+    CHECK(st.providers["p1"].queued == 2);  // b#1, d#0
+    CHECK(st.providers["p1"].in_flight == 1);
+    CHECK(st.providers["p1"].images_last_min == 3);
+    CHECK(st.providers["p2"].queued == 1);
+    CHECK(st.providers["p2"].in_flight == 0);
+
+    auto b2 = s.stats(std::string("b2"), now);
+    CHECK(b2.jobs == 1);
+    CHECK(b2.jobs_by_state["queued"] == 1);
+    CHECK(b2.images_wanted == 3);
+    CHECK(b2.images_per_min == 0);
+    CHECK_FALSE(b2.eta_s);
+    CHECK(b2.providers["p1"].queued == 1);
+    CHECK(b2.providers.count("p2") == 0);
+
+    // Outside the windows: no rate; leases in the past are not in flight.
+    auto later = s.stats(std::nullopt, now + 3600);
+    CHECK(later.images_per_min == 0);
+    CHECK(later.providers["p1"].images_last_min == 0);
+    auto none = s.stats(std::string("nope"), now);
+    CHECK(none.jobs == 0);
+    CHECK(none.jobs_by_state.size() == 8);
+}
+
+TEST_CASE("list_jobs and job_detail filter and order by id") {
+    Store s(":memory:");
+    auto r = s.enqueue("b1", {item("a"), item("b"), item("c")});
+    s.enqueue("b2", {item("d")});
+    JobFilter f;
+    f.batch = "b1";
+    CHECK(s.list_jobs(f).size() == 3);
+    f.limit = 2;
+    auto two = s.list_jobs(f);
+    REQUIRE(two.size() == 2);
+    CHECK(two[1].prompt == "b");
+    JobFilter ids;
+    ids.ids = {r.job_ids[2], r.job_ids[0]};
+    auto got = s.list_jobs(ids);
+    REQUIRE(got.size() == 2);
+    CHECK(got[0].id == r.job_ids[0]);
+    JobFilter st;
+    st.state = JobState::succeeded;
+    CHECK(s.list_jobs(st).empty());
+    CHECK_FALSE(s.job_detail(999));
+    CHECK(s.batch_names() == std::vector<std::string>{"b1", "b2"});
+}
+
+TEST_CASE("export: one record per job with images, attempts and the last error") {
+    Store s(":memory:");
+    s.enqueue("b1", {item("ok", 2, 2, "k-ok"), item("bad", 1, 1)});
+    s.enqueue("b2", {item("other")});
+    s.db().exec(
+        "INSERT INTO jobs(prompt, model, state, error, batch_id) "
+        "VALUES ('r', 'm', 'rejected', 'field ''size'': bad', 1)");
+    auto c = s.claim("p1", kOwner, 2, 100, 60);
+    std::vector<Completion> v{completion(c[0], kOwner, 0, Next::retry),
+                              completion(c[1], kOwner, 0, Next::retry)};
+    v[0].error = error(ErrorClass::server, "502", 502);
+    v[1].error = error(ErrorClass::timeout, "deadline");
+    s.apply(v);
+    c = s.claim("p1", kOwner, 2, 100, 60);
+    v = {completion(c[0], kOwner, 2), completion(c[1], kOwner, 0, Next::fail)};
+    v[1].error = error(ErrorClass::invalid_request, "size not supported", 400, "invalid_size");
+    s.apply(v);
+    c = s.claim("p1", kOwner, 1, 100, 60);  // "other": given back at shutdown
+    v = {completion(c[0], kOwner, 0, Next::returned)};
+    s.apply(v);
+
+    std::vector<ExportRecord> recs;
+    s.export_jobs(std::string("b1"), [&](const ExportRecord& r) { recs.push_back(r); });
+    REQUIRE(recs.size() == 3);
+    CHECK(recs[0].job.key == "k-ok");
+    CHECK(recs[0].job.state == "succeeded");
+    CHECK(recs[0].job.batch == "b1");
+    CHECK(recs[0].images.size() == 2);
+    CHECK(recs[0].images[0].sha256.size() == 64);
+    CHECK(recs[0].attempts == 2);
+    CHECK_FALSE(recs[0].last_error);  // succeeded: earlier errors do not matter
+    CHECK(recs[1].job.state == "failed");
+    CHECK(recs[1].attempts == 2);
+    REQUIRE(recs[1].last_error);
+    CHECK(recs[1].last_error->cls == ErrorClass::invalid_request);
+    CHECK(recs[1].last_error->code == "invalid_size");
+    CHECK(recs[1].last_error->http_status == 400);
+    CHECK(recs[1].last_error->message == "size not supported");
+    CHECK(recs[2].job.state == "rejected");
+    REQUIRE(recs[2].last_error);
+    CHECK(recs[2].last_error->message == "field 'size': bad");
+
+    recs.clear();
+    s.export_jobs(std::nullopt, [&](const ExportRecord& r) { recs.push_back(r); });
+    REQUIRE(recs.size() == 4);
+    CHECK(recs[2].job.prompt == "other");
+    CHECK(recs[2].attempts == 0);  // returned attempts are not counted
+    CHECK_FALSE(recs[2].last_error);
+    for (std::size_t i = 1; i < recs.size(); ++i) CHECK(recs[i - 1].job.id < recs[i].job.id);
+}
+
+TEST_CASE("claim: the statement walks the requests_claim index without sorting") {
+    Store s(":memory:");
+    std::vector<EnqueueItem> items;
+    for (int i = 0; i < 200; ++i) items.push_back(item("x", 1, 1, "", i % 3, i % 2 ? "p1" : "p2"));
+    s.enqueue("b", items);
+    s.db().exec("ANALYZE");
+    SQLite::Statement q(s.db(), "EXPLAIN QUERY PLAN " + std::string(claim_sql()));
+    std::string plan;
+    while (q.executeStep()) plan += q.getColumn(3).getString() + "\n";
+    INFO(plan);
+    CHECK(plan.find("INDEX requests_claim (provider=?)") != std::string::npos);
+    CHECK(plan.find("TEMP B-TREE") == std::string::npos);
+    CHECK(plan.find("SCAN requests") == std::string::npos);
+}
