@@ -1,2 +1,6 @@
-// Placeholder until the command line lands (owned by the CLI work).
-int main() { return 2; }
+// imgbatch: the program. Everything is in the command line (daemon/cli).
+#include "daemon/cli/cli.hpp"
+
+int main(int argc, char** argv) {
+    return imgbatch::daemon::cli::run(argc, argv);
+}

@@ -283,4 +283,10 @@ std::vector<std::string> sql_rows(const std::string& db_path, const std::string&
     return rows;
 }
 
+void sql_exec(const std::string& db_path, const std::string& sql) {
+    SQLite::Database db(db_path, SQLite::OPEN_READWRITE);
+    db.exec("PRAGMA busy_timeout=10000");
+    db.exec(sql);
+}
+
 }  // namespace imgbatch::test

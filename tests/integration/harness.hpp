@@ -97,5 +97,7 @@ SimpleResponse http_request(const std::string& method, int port, const std::stri
 std::string sql_value(const std::string& db_path, const std::string& sql);
 // All rows, columns joined by '|'.
 std::vector<std::string> sql_rows(const std::string& db_path, const std::string& sql);
+// Runs SQL statements (separated by ';') that change the database.
+void sql_exec(const std::string& db_path, const std::string& sql);
 
 }  // namespace imgbatch::test

@@ -1,0 +1,65 @@
+#include "daemon/cli/context.hpp"
+
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include <filesystem>
+
+namespace imgbatch::daemon::cli {
+
+std::string Context::config_path() {
+    if (!options.config.empty()) return options.config;
+    std::error_code ec;
+    if (std::filesystem::is_regular_file("imgbatch.json", ec)) return "imgbatch.json";
+    return {};
+}
+
+const Config& Context::config() {
+    if (!config_) {
+        const std::string path = config_path();
+        config_ = path.empty() ? Config{} : load_config(path);
+        spdlog::debug("config={} database={}", path.empty() ? "(defaults)" : path,
+                      config_->database);
+    }
+    return *config_;
+}
+
+std::string Context::database() {
+    if (!options.db.empty()) return options.db;
+    return config().database;
+}
+
+jobs::Store& Context::store() {
+    if (!store_) {
+        const std::string path = database();
+        try {
+            store_ = std::make_unique<jobs::Store>(path);
+        } catch (const std::exception& e) {
+            throw UsageError(std::string("cannot open database: ") + e.what());
+        }
+    }
+    return *store_;
+}
+
+jobs::Store& Context::existing_store() {
+    if (!store_) {
+        const std::string path = database();
+        std::error_code ec;
+        if (path != ":memory:" && !std::filesystem::exists(path, ec))
+            throw UsageError("database '" + path +
+                             "' does not exist (run 'imgbatch init' or 'imgbatch enqueue')");
+    }
+    return store();
+}
+
+void setup_logging(const GlobalOptions& options) {
+    auto logger = spdlog::stderr_color_mt("imgbatch");
+    logger->set_pattern("%Y-%m-%d %H:%M:%S.%e %^%l%$ %v");
+    spdlog::set_default_logger(logger);
+    auto level = spdlog::level::info;
+    if (options.verbose) level = spdlog::level::debug;
+    if (!options.log_level.empty()) level = spdlog::level::from_str(options.log_level);
+    spdlog::set_level(level);
+}
+
+}  // namespace imgbatch::daemon::cli

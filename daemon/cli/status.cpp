@@ -1,0 +1,193 @@
+// `imgbatch status`: jobs by state, images, per-provider activity, throughput and ETA;
+// once, as JSON, or redrawn until SIGINT/SIGTERM (--watch).
+#include <signal.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <atomic>
+#include <boost/json/serialize.hpp>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <iostream>
+#include <set>
+#include <thread>
+
+#include "daemon/cli/commands.hpp"
+#include "daemon/cli/format.hpp"
+#include "jobs/state.hpp"
+
+namespace imgbatch::daemon::cli {
+namespace {
+
+namespace json = boost::json;
+
+struct StatusOptions {
+    std::string batch;
+    bool json = false, watch = false;
+    double interval = 2;
+};
+
+constexpr jobs::JobState kStates[] = {jobs::JobState::pending,   jobs::JobState::queued,
+                                      jobs::JobState::running,   jobs::JobState::succeeded,
+                                      jobs::JobState::failed,    jobs::JobState::blocked,
+                                      jobs::JobState::cancelled, jobs::JobState::rejected};
+
+struct ProviderLine {
+    std::string name;
+    bool configured = false;
+    bool paused = false;
+    std::string reason;
+    jobs::ProviderStats stats;
+};
+
+// Configured providers first (config order), then any other the database knows of.
+std::vector<ProviderLine> provider_lines(const Config& cfg, const jobs::Stats& stats,
+                                         const std::vector<jobs::ProviderState>& states) {
+    std::vector<ProviderLine> lines;
+    std::set<std::string> seen;
+    auto line_for = [&](const std::string& name) -> ProviderLine& {
+        if (seen.insert(name).second) {
+            lines.emplace_back();
+            lines.back().name = name;
+        }
+        for (auto& l : lines)
+            if (l.name == name) return l;
+        return lines.back();
+    };
+    for (const auto& p : cfg.providers) line_for(p.name).configured = true;
+    for (const auto& [name, s] : stats.providers) line_for(name).stats = s;
+    for (const auto& s : states) {
+        if (!s.paused) continue;
+        auto& l = line_for(s.name);
+        l.paused = true;
+        l.reason = s.reason;
+    }
+    return lines;
+}
+
+std::int64_t count(const jobs::Stats& s, jobs::JobState st) {
+    auto it = s.jobs_by_state.find(std::string(jobs::to_string(st)));
+    return it == s.jobs_by_state.end() ? 0 : it->second;
+}
+
+json::object status_json(const std::optional<std::string>& batch, const jobs::Stats& s,
+                         const std::vector<ProviderLine>& providers, double now) {
+    json::object by_state;
+    for (auto st : kStates) by_state[jobs::to_string(st)] = count(s, st);
+    json::array provs;
+    for (const auto& p : providers) {
+        provs.push_back(json::object{{"name", p.name},
+                                     {"configured", p.configured},
+                                     {"paused", p.paused},
+                                     {"reason", string_or_null(p.reason)},
+                                     {"queued", p.stats.queued},
+                                     {"in_flight", p.stats.in_flight},
+                                     {"images_last_min", p.stats.images_last_min}});
+    }
+    json::object o;
+    o["time"] = now;
+    o["batch"] = batch ? json::value(*batch) : json::value(nullptr);
+    o["jobs"] = s.jobs;
+    o["by_state"] = std::move(by_state);
+    o["images_done"] = s.images_done;
+    o["images_wanted"] = s.images_wanted;
+    o["images_per_min"] = json_number(std::round(s.images_per_min * 100) / 100);
+    o["eta_s"] = s.eta_s ? json_number(std::round(*s.eta_s)) : json::value(nullptr);
+    o["providers"] = std::move(provs);
+    return o;
+}
+
+std::string status_text(const std::optional<std::string>& batch, const jobs::Stats& s,
+                        const std::vector<ProviderLine>& providers) {
+    std::string out = "batch: " + (batch ? *batch : std::string("(all)")) + "\n";
+    out += "jobs: " + std::to_string(s.jobs);
+    std::string parts;
+    for (auto st : kStates) {
+        auto n = count(s, st);
+        if (n == 0) continue;
+        parts += (parts.empty() ? "" : ", ") + std::string(jobs::to_string(st)) + " " +
+                 std::to_string(n);
+    }
+    if (!parts.empty()) out += " (" + parts + ")";
+    out += "\nimages: " + std::to_string(s.images_done) + "/" + std::to_string(s.images_wanted) +
+           " done\n";
+    char rate[64];
+    std::snprintf(rate, sizeof rate, "%.1f", s.images_per_min);
+    out += std::string("throughput: ") + rate + " images/min (last 5 min)";
+    out += ", ETA " + (s.eta_s ? format_duration(*s.eta_s) : std::string("-")) + "\n";
+    if (!providers.empty()) {
+        std::vector<std::vector<std::string>> rows{
+            {"PROVIDER", "QUEUED", "IN_FLIGHT", "IMAGES_1MIN", "STATE"}};
+        for (const auto& p : providers) {
+            std::string state = p.paused ? "paused (" + p.reason + ")" : "active";
+            if (!p.configured) state += " (not configured)";
+            rows.push_back({p.name, std::to_string(p.stats.queued),
+                            std::to_string(p.stats.in_flight),
+                            std::to_string(p.stats.images_last_min), state});
+        }
+        out += "\n" + render_table(rows);
+    }
+    return out;
+}
+
+std::atomic<bool> g_stop{false};
+extern "C" void on_stop_signal(int) {
+    g_stop = true;
+}
+
+// clear: clear the terminal first; stamp: start with the time (--watch snapshots).
+void print_once(const StatusOptions& o, Context& ctx, bool clear, bool stamp) {
+    auto& store = ctx.existing_store();
+    std::optional<std::string> batch;
+    if (!o.batch.empty()) batch = o.batch;
+    const double now = jobs::unix_now();
+    auto stats = store.stats(batch, now);
+    auto lines = provider_lines(ctx.config(), stats, store.provider_states());
+    std::string text = o.json ? json::serialize(status_json(batch, stats, lines, now)) + "\n"
+                              : status_text(batch, stats, lines);
+    if (stamp && !o.json) text = "--- " + format_time(now) + "\n" + text;
+    if (clear) text = "\x1b[H\x1b[2J" + text;
+    std::cout << text << std::flush;
+}
+
+int run_status(const StatusOptions& o, Context& ctx) {
+    if (!o.batch.empty()) {
+        auto names = ctx.existing_store().batch_names();
+        if (std::find(names.begin(), names.end(), o.batch) == names.end())
+            throw OperationError("no batch '" + o.batch + "'");
+    }
+    if (!o.watch) {
+        print_once(o, ctx, false, false);
+        return 0;
+    }
+    struct sigaction sa {};
+    sa.sa_handler = on_stop_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, nullptr);
+    sigaction(SIGTERM, &sa, nullptr);
+    const bool tty = !o.json && ::isatty(STDOUT_FILENO);
+    while (!g_stop) {
+        print_once(o, ctx, tty, true);
+        auto until = std::chrono::steady_clock::now() + std::chrono::duration<double>(o.interval);
+        while (!g_stop && std::chrono::steady_clock::now() < until)
+            std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    return 0;
+}
+
+}  // namespace
+
+void add_status(CLI::App& app, Context& ctx) {
+    auto o = std::make_shared<StatusOptions>();
+    auto* cmd = app.add_subcommand("status", "jobs by state, images, providers, throughput, ETA");
+    cmd->add_option("--batch", o->batch, "only this batch");
+    cmd->add_flag("--json", o->json, "one JSON object (one per interval with --watch)");
+    auto* watch = cmd->add_flag("--watch", o->watch, "redraw until SIGINT/SIGTERM");
+    cmd->add_option("--interval", o->interval, "seconds between redraws (default 2)")
+        ->check(CLI::Range(0.1, 3600.0))
+        ->needs(watch);
+    cmd->callback([o, &ctx] { ctx.action = [o, &ctx] { return run_status(*o, ctx); }; });
+}
+
+}  // namespace imgbatch::daemon::cli

@@ -1,0 +1,337 @@
+#include "daemon/config.hpp"
+
+#include <algorithm>
+#include <boost/json/parse_options.hpp>
+#include <boost/json/serialize.hpp>
+#include <boost/json/stream_parser.hpp>
+#include <cerrno>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include "daemon/http.hpp"
+#include "jobs/text.hpp"
+
+namespace imgbatch::daemon {
+namespace {
+
+namespace json = boost::json;
+
+// Reads a field of one JSON object, naming every problem with the file and the field's path
+// ("providers[0].max_concurrency"), and refusing keys it was not asked about.
+class Fields {
+  public:
+    Fields(const json::object& obj, std::string source, std::string path)
+        : obj_(obj), source_(std::move(source)), path_(std::move(path)) {}
+
+    [[noreturn]] void fail(std::string_view key, const std::string& what) const {
+        throw ConfigError(source_ + ": '" + name(key) + "' " + what);
+    }
+    [[noreturn]] void bad(std::string_view key, const std::string& expected,
+                          const json::value& got) const {
+        fail(key, "must be " + expected + ", got " + json::serialize(got));
+    }
+
+    std::string name(std::string_view key) const {
+        return path_.empty() ? std::string(key) : path_ + "." + std::string(key);
+    }
+
+    const json::value* get(std::string_view key) {
+        if (std::find(known_.begin(), known_.end(), key) == known_.end()) known_.emplace_back(key);
+        return obj_.if_contains(key);
+    }
+
+    void string(std::string_view key, std::string& out, bool non_empty = false) {
+        const auto* v = get(key);
+        if (!v) return;
+        if (!v->is_string() || (non_empty && v->get_string().empty()))
+            bad(key, non_empty ? "a non-empty string" : "a string", *v);
+        out = std::string(v->get_string());
+    }
+
+    void integer(std::string_view key, int& out, long long min) {
+        const auto* v = get(key);
+        if (!v) return;
+        auto n = v->to_number<long long>(ec_);
+        // Accept 3.0 but not 3.5 or "3": to_number converts exactly or fails.
+        if (ec_ || v->is_bool() || n < min || n > 1'000'000'000)
+            bad(key, "an integer >= " + std::to_string(min), *v);
+        out = static_cast<int>(n);
+    }
+
+    void size(std::string_view key, std::size_t& out, long long min) {
+        const auto* v = get(key);
+        if (!v) return;
+        auto n = v->to_number<long long>(ec_);
+        if (ec_ || v->is_bool() || n < min) bad(key, "an integer >= " + std::to_string(min), *v);
+        out = static_cast<std::size_t>(n);
+    }
+
+    // A number >= min (or > min when strict).
+    void number(std::string_view key, double& out, double min, bool strict = false) {
+        const auto* v = get(key);
+        if (!v) return;
+        double d = v->is_number() ? v->to_number<double>() : NAN;
+        if (std::isnan(d) || d < min || (strict && d == min)) {
+            std::ostringstream expected;
+            expected << "a number " << (strict ? "> " : ">= ") << min;
+            bad(key, expected.str(), *v);
+        }
+        out = d;
+    }
+
+    const json::object* object(std::string_view key) {
+        const auto* v = get(key);
+        if (!v) return nullptr;
+        if (!v->is_object()) bad(key, "an object", *v);
+        return &v->get_object();
+    }
+
+    // Every key of the object must have been asked for.
+    void no_unknown_keys() const {
+        for (const auto& [k, v] : obj_) {
+            if (std::find(known_.begin(), known_.end(), std::string_view(k)) == known_.end())
+                throw ConfigError(source_ + ": unknown key '" + name(k) +
+                                  "' (known: " + jobs::join(known_) + ")");
+        }
+    }
+
+  private:
+    const json::object& obj_;
+    std::string source_;
+    std::string path_;
+    std::vector<std::string> known_;
+    boost::system::error_code ec_;
+};
+
+json::value parse_json(std::string_view text, const std::string& source) {
+    json::parse_options opts;
+    opts.allow_comments = true;
+    opts.allow_trailing_commas = true;
+    json::stream_parser parser({}, opts);
+    boost::system::error_code ec;
+    std::size_t used = parser.write_some(text.data(), text.size(), ec);
+    if (!ec) {
+        used = text.size();
+        parser.finish(ec);
+    }
+    if (ec) {
+        int line = 1, column = 1;
+        for (std::size_t i = 0; i < used && i < text.size(); ++i) {
+            if (text[i] == '\n') {
+                ++line;
+                column = 1;
+            } else {
+                ++column;
+            }
+        }
+        throw ConfigError(source + ": malformed JSON at line " + std::to_string(line) + " column " +
+                          std::to_string(column) + ": " + ec.message());
+    }
+    return parser.release();
+}
+
+void parse_retry(const json::object& obj, const std::string& source, jobs::RetryConfig& r) {
+    Fields f(obj, source, "retry");
+    f.integer("max_attempts", r.max_attempts, 1);
+    f.number("base_delay_s", r.base_delay_s, 0);
+    f.number("max_delay_s", r.max_delay_s, 0);
+    f.integer("moderation_retries", r.moderation_retries, 0);
+    f.integer("max_rate_limited", r.max_rate_limited, 0);
+    f.number("auth_probe_s", r.auth_probe_s, 0, true);
+    f.no_unknown_keys();
+    if (r.max_delay_s < r.base_delay_s) f.fail("max_delay_s", "must be >= retry.base_delay_s");
+}
+
+ProviderConfig parse_provider(const json::value& v, const std::string& source,
+                              const std::string& path, const jobs::Catalog& catalog) {
+    if (!v.is_object())
+        throw ConfigError(source + ": '" + path + "' must be an object, got " + json::serialize(v));
+    Fields f(v.get_object(), source, path);
+    ProviderConfig p;
+    if (!f.get("name")) f.fail("name", "is required");
+    f.string("name", p.name, true);
+    if (!f.get("api")) f.fail("api", "is required");
+    f.string("api", p.api);
+    if (p.api != "openai" && p.api != "google" && p.api != "openai-chat")
+        f.bad("api", "one of openai, google, openai-chat", json::value(p.api));
+    if (!f.get("base_url")) f.fail("base_url", "is required");
+    f.string("base_url", p.base_url);
+    Url url;
+    if (!parse_url(p.base_url, url))
+        f.bad("base_url", "an http:// or https:// URL", json::value(p.base_url));
+    f.string("api_key_env", p.api_key_env);
+    f.string("api_key_file", p.api_key_file);
+    if (!p.api_key_env.empty() && !p.api_key_file.empty())
+        f.fail("api_key_file", "cannot be combined with api_key_env (choose one)");
+
+    const auto* models = f.get("models");
+    if (!models) f.fail("models", "is required");
+    if (!models->is_array() || models->get_array().empty())
+        f.bad("models", "a non-empty array of model names", *models);
+    for (const auto& m : models->get_array()) {
+        if (!m.is_string() || m.get_string().empty())
+            f.bad("models", "a non-empty array of model names", *models);
+        std::string name(m.get_string());
+        if (!catalog.find(name))
+            f.fail("models", "names unknown model '" + name +
+                                 "' (known: " + jobs::join(catalog.names()) + ")");
+        p.models.push_back(std::move(name));
+    }
+
+    f.integer("max_concurrency", p.max_concurrency, 1);
+    f.number("requests_per_minute", p.requests_per_minute, 0);
+    f.number("images_per_minute", p.images_per_minute, 0);
+    f.number("timeout_s", p.timeout_s, 0, true);
+    f.number("connect_timeout_s", p.connect_timeout_s, 0, true);
+    f.integer("max_images_per_request", p.max_images_per_request, 0);
+    f.size("max_response_bytes", p.max_response_bytes, 1);
+    f.string("auth", p.auth);
+    if (!p.auth.empty() && p.auth != "bearer" && p.auth != "x-goog-api-key")
+        f.bad("auth", "\"bearer\" or \"x-goog-api-key\"", json::value(p.auth));
+    if (p.api != "google" && p.auth == "x-goog-api-key")
+        f.fail("auth", "may be \"x-goog-api-key\" only for api \"google\"");
+    if (p.auth.empty()) p.auth = p.api == "google" ? "x-goog-api-key" : "bearer";
+    f.string("image_size_key", p.image_size_key, true);
+    if (const auto* headers = f.object("headers")) {
+        for (const auto& [k, hv] : *headers) {
+            if (!hv.is_string()) f.bad("headers." + std::string(k), "a string", hv);
+            p.headers[std::string(k)] = std::string(hv.get_string());
+        }
+    }
+    f.no_unknown_keys();
+    return p;
+}
+
+std::string read_whole(const std::string& path, int& err) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) {
+        err = errno ? errno : ENOENT;
+        return {};
+    }
+    std::ostringstream ss;
+    ss << in.rdbuf();
+    if (in.bad()) {
+        err = errno ? errno : EIO;
+        return {};
+    }
+    err = 0;
+    return ss.str();
+}
+
+std::string trim_newlines(std::string s) {
+    while (!s.empty() && (s.back() == '\n' || s.back() == '\r')) s.pop_back();
+    return s;
+}
+
+}  // namespace
+
+const ProviderConfig* Config::provider(std::string_view name) const {
+    for (const auto& p : providers)
+        if (p.name == name) return &p;
+    return nullptr;
+}
+
+std::vector<jobs::ProviderInfo> Config::provider_infos() const {
+    std::vector<jobs::ProviderInfo> out;
+    out.reserve(providers.size());
+    for (const auto& p : providers)
+        out.push_back({p.name, p.api, p.models, p.max_images_per_request});
+    return out;
+}
+
+Config parse_config(std::string_view text, const std::string& source_name) {
+    const std::string source = source_name.empty() ? "config" : source_name;
+    json::value root = parse_json(text, source);
+    if (!root.is_object())
+        throw ConfigError(source + ": the configuration must be a JSON object, got " +
+                          json::serialize(root));
+    Config c;
+    c.source = source_name;
+    Fields f(root.get_object(), source, "");
+    f.string("database", c.database, true);
+    f.string("output_dir", c.output_dir, true);
+    if (const auto* retry = f.object("retry")) parse_retry(*retry, source, c.retry);
+    f.number("shutdown_grace_s", c.shutdown_grace_s, 0);
+    f.string("metrics_listen", c.metrics_listen);
+    if (!c.metrics_listen.empty()) {
+        auto colon = c.metrics_listen.rfind(':');
+        if (colon == std::string::npos || colon + 1 == c.metrics_listen.size() ||
+            c.metrics_listen.find_first_not_of("0123456789", colon + 1) != std::string::npos)
+            f.bad("metrics_listen", "\"HOST:PORT\" or \"\"", json::value(c.metrics_listen));
+    }
+    f.number("poll_interval_s", c.poll_interval_s, 0, true);
+    // Models first: providers may name the models the config adds.
+    if (const auto* models = f.object("models")) {
+        c.models = *models;
+        try {
+            c.catalog.apply_config(c.models);
+        } catch (const std::invalid_argument& e) {
+            throw ConfigError(source + ": " + e.what());
+        }
+    }
+    if (const auto* providers = f.get("providers")) {
+        if (!providers->is_array()) f.bad("providers", "an array", *providers);
+        std::set<std::string> names;
+        const auto& arr = providers->get_array();
+        for (std::size_t i = 0; i < arr.size(); ++i) {
+            const std::string path = "providers[" + std::to_string(i) + "]";
+            auto p = parse_provider(arr[i], source, path, c.catalog);
+            if (!names.insert(p.name).second)
+                throw ConfigError(source + ": '" + path + ".name' repeats provider name '" +
+                                  p.name + "' (names must be unique)");
+            c.providers.push_back(std::move(p));
+        }
+    }
+    f.no_unknown_keys();
+    return c;
+}
+
+Config load_config(const std::string& path) {
+    int err = 0;
+    std::string text = read_whole(path, err);
+    if (err != 0)
+        throw ConfigError("cannot read config file '" + path + "': " + std::strerror(err));
+    std::error_code ec;
+    if (std::filesystem::is_directory(path, ec))
+        throw ConfigError("cannot read config file '" + path + "': " + std::strerror(EISDIR));
+    return parse_config(text, path);
+}
+
+std::string resolve_api_key(const ProviderConfig& provider) {
+    const std::string who = "provider '" + provider.name + "'";
+    if (!provider.api_key_env.empty()) {
+        const char* v = std::getenv(provider.api_key_env.c_str());
+        if (!v || !*v)
+            throw ConfigError(who + ": environment variable " + provider.api_key_env +
+                              " (api_key_env) is not set or empty");
+        return v;
+    }
+    if (!provider.api_key_file.empty()) {
+        int err = 0;
+        std::string key = read_whole(provider.api_key_file, err);
+        if (err != 0)
+            throw ConfigError(who + ": cannot read api_key_file '" + provider.api_key_file +
+                              "': " + std::strerror(err));
+        return trim_newlines(std::move(key));
+    }
+    if (const char* dir = std::getenv("CREDENTIALS_DIRECTORY"); dir && *dir) {
+        const std::string path = std::string(dir) + "/" + provider.name;
+        std::error_code ec;
+        if (std::filesystem::is_regular_file(path, ec)) {
+            int err = 0;
+            std::string key = read_whole(path, err);
+            if (err != 0)
+                throw ConfigError(who + ": cannot read credential '" + path +
+                                  "': " + std::strerror(err));
+            return trim_newlines(std::move(key));
+        }
+    }
+    return {};
+}
+
+}  // namespace imgbatch::daemon

@@ -1,0 +1,225 @@
+// `imgbatch init` and `imgbatch enqueue` through the real binary: formats, every kind of bad
+// input with its FILE:LINE message and exit code, duplicates, --strict and --dry-run.
+#include <doctest/doctest.h>
+
+#include <string>
+
+#include "tests/integration/harness.hpp"
+
+using namespace imgbatch::test;
+
+namespace {
+
+// A directory with imgbatch.json (two providers that are never called) and its database.
+struct Cli {
+    TempDir dir;
+    std::string db = dir.file("t.db");
+    Cli() {
+        write_file(dir.file("imgbatch.json"), R"({
+            // test configuration
+            "database": "t.db", "output_dir": "out",
+            "providers": [
+              {"name": "oa", "api": "openai", "base_url": "http://127.0.0.1:9/v1",
+               "models": ["gpt-image-1", "dall-e-3", "dall-e-2"]},
+              {"name": "gg", "api": "google", "base_url": "http://127.0.0.1:9/v1beta",
+               "models": ["imagen-4.0-generate-001", "imagen-3.0-generate-002"]},
+            ],
+        })");
+    }
+    RunResult operator()(const std::vector<std::string>& args, const std::string& in = "") const {
+        return run(args, in, {}, dir.path());
+    }
+    std::string file(const std::string& name, const std::string& content) const {
+        write_file(dir.file(name), content);
+        return name;
+    }
+    std::string count(const std::string& where = "1") const {
+        return sql_value(db, "SELECT count(*) FROM jobs WHERE " + where);
+    }
+};
+
+bool has(const std::string& text, const std::string& part) {
+    return text.find(part) != std::string::npos;
+}
+
+}  // namespace
+
+TEST_CASE("init creates the database and the output directory") {
+    Cli cli;
+    auto r = cli({"init"});
+    CHECK(r.code == 0);
+    CHECK(r.out == "database t.db (schema version 1)\noutput directory out\n");
+    CHECK(sql_value(cli.db, "PRAGMA user_version") == "1");
+    CHECK(cli({"init"}).code == 0);  // again: nothing to migrate
+}
+
+TEST_CASE("enqueue jsonl: job lines and OpenAI Batch lines") {
+    Cli cli;
+    cli.file(
+        "a.jsonl",
+        R"({"prompt": "a cat", "model": "gpt-image-1", "n": 3, "key": "k1", "size": "1024x1024", "metadata": {"row": 1}}
+{"prompt": "a dog", "model": "dall-e-3", "n": 2, "priority": 5}
+
+{"custom_id": "req-1", "method": "POST", "url": "/v1/images/generations", "body": {"model": "dall-e-2", "prompt": "a fox", "n": 12}}
+)");
+    auto r = cli({"enqueue", "a.jsonl", "--batch", "b1"});
+    CHECK(r.code == 0);
+    CHECK(r.err == "");
+    // dall-e-3 makes one image per request, dall-e-2 ten.
+    CHECK(r.out ==
+          "batch b1: 3 jobs enqueued (17 images in 5 requests), 0 rejected, 0 duplicates\n");
+    CHECK(sql_rows(cli.db,
+                   "SELECT j.key, j.state, j.prompt, j.model, j.provider, j.n, j.priority, b.name "
+                   "FROM jobs j JOIN batches b ON b.id = j.batch_id ORDER BY j.id") ==
+          std::vector<std::string>{"k1|queued|a cat|gpt-image-1|oa|3|0|b1",
+                                   "|queued|a dog|dall-e-3|oa|2|5|b1",
+                                   "req-1|queued|a fox|dall-e-2|oa|12|0|b1"});
+    CHECK(sql_value(cli.db, "SELECT json_extract(params, '$.size') FROM jobs WHERE key='k1'") ==
+          "1024x1024");
+    CHECK(sql_value(cli.db, "SELECT json_extract(metadata, '$.row') FROM jobs WHERE key='k1'") ==
+          "1");
+    CHECK(sql_rows(cli.db, "SELECT n FROM requests WHERE job_id = 3 ORDER BY seq") ==
+          std::vector<std::string>{"10", "2"});
+}
+
+TEST_CASE("enqueue csv with quoted commas and newlines, txt, and stdin") {
+    Cli cli;
+    cli.file("p.csv",
+             "prompt,model,n,size\n\"a cat, sitting\",gpt-image-1,2,1024x1536\n"
+             "\"two\nlines\",dall-e-3,1,\n");
+    auto r = cli({"enqueue", "p.csv", "--batch", "c"});
+    CHECK(r.code == 0);
+    CHECK(r.out == "batch c: 2 jobs enqueued (3 images in 2 requests), 0 rejected, 0 duplicates\n");
+    CHECK(sql_rows(cli.db, "SELECT prompt, n FROM jobs ORDER BY id") ==
+          std::vector<std::string>{"a cat, sitting|2", "two\nlines|1"});
+
+    cli.file("p.txt", "a lighthouse\n\n# a comment\na harbour\n");
+    r = cli({"enqueue", "p.txt", "--model", "imagen-4.0-generate-001", "--n", "2"});
+    CHECK(r.code == 0);
+    // The default batch name is the file stem and the time.
+    CHECK(r.out.rfind("batch p-", 0) == 0);
+    CHECK(has(r.out, ": 2 jobs enqueued (4 images in 2 requests)"));
+    CHECK(cli.count("model = 'imagen-4.0-generate-001' AND provider = 'gg' AND n = 2") == "2");
+
+    r = cli({"enqueue", "-"}, "{\"prompt\": \"from stdin\", \"model\": \"dall-e-3\"}\n");
+    CHECK(r.code == 0);
+    CHECK(r.out.rfind("batch stdin-", 0) == 0);
+    CHECK(cli.count("prompt = 'from stdin'") == "1");
+
+    r = cli({"enqueue", "-", "--format", "txt", "--model", "gpt-image-1", "--batch", "t"},
+            "one\ntwo\n");
+    CHECK(r.code == 0);
+    CHECK(cli.count("prompt IN ('one', 'two')") == "2");
+}
+
+TEST_CASE("bad lines are reported as FILE:LINE and the good ones are stored") {
+    Cli cli;
+    const std::string long_prompt(4001, 'x');
+    cli.file("mixed.jsonl",
+             "{\"prompt\": \"good one\", \"model\": \"gpt-image-1\", \"key\": \"g1\"}\n"
+             "{\"prompt\": \"broken\", \n"
+             "{\"prompt\": \"a\", \"model\": \"no-such-model\"}\n"
+             "{\"prompt\": \"a\", \"model\": \"dall-e-3\", \"size\": \"512x512\"}\n"
+             "{\"prompt\": \"a\", \"model\": \"gpt-image-1\", \"quality\": \"ultra\"}\n"
+             "{\"prompt\": \"a\", \"model\": \"dall-e-3\", \"background\": \"transparent\"}\n"
+             "{\"prompt\": \"a\", \"model\": \"gpt-image-1\", \"n\": 0}\n"
+             "{\"prompt\": \"\", \"model\": \"gpt-image-1\"}\n"
+             "{\"prompt\": \"" +
+                 long_prompt +
+                 "\", \"model\": \"dall-e-3\"}\n"
+                 "{\"prompt\": \"again\", \"model\": \"gpt-image-1\", \"key\": \"g1\"}\n"
+                 "{\"prompt\": \"good two\", \"model\": \"dall-e-3\"}\n");
+    auto r = cli({"enqueue", "mixed.jsonl", "--batch", "m"});
+    CHECK(r.code == 1);
+    CHECK(r.out == "batch m: 2 jobs enqueued (2 images in 2 requests), 9 rejected, 0 duplicates\n");
+    CHECK(has(r.err, "mixed.jsonl:2: "));
+    CHECK(has(r.err, "mixed.jsonl:3: field 'model': unknown model 'no-such-model'"));
+    CHECK(has(r.err, "mixed.jsonl:4: field 'size'"));
+    CHECK(has(r.err, "mixed.jsonl:5: field 'quality'"));
+    CHECK(has(r.err, "mixed.jsonl:6: field 'background'"));
+    CHECK(has(r.err, "mixed.jsonl:7: field 'n'"));
+    CHECK(has(r.err, "mixed.jsonl:8: field 'prompt'"));
+    CHECK(has(r.err, "mixed.jsonl:9: field 'prompt'"));
+    CHECK(has(r.err, "mixed.jsonl:10: key 'g1' repeats line 1"));
+    CHECK_FALSE(has(r.err, "mixed.jsonl:1:"));
+    CHECK_FALSE(has(r.err, "mixed.jsonl:11:"));
+    CHECK(sql_rows(cli.db, "SELECT prompt FROM jobs ORDER BY id") ==
+          std::vector<std::string>{"good one", "good two"});
+}
+
+TEST_CASE("binary junk, an empty file, an unreadable file") {
+    Cli cli;
+    cli.file("junk.jsonl", std::string("\x00\x01\xff\xfe junk\n", 10));
+    cli.file("empty.jsonl", "");
+    cli.file("ok.txt", "fine\n");
+    auto r = cli({"enqueue", "junk.jsonl", "empty.jsonl", "missing.jsonl", "ok.txt", "--model",
+                  "gpt-image-1", "--batch", "j"});
+    CHECK(r.code == 1);
+    CHECK(has(r.err, "junk.jsonl:1: "));
+    CHECK(has(r.err, "empty.jsonl: "));
+    CHECK(has(r.err, "missing.jsonl: cannot read: No such file or directory"));
+    CHECK(r.out == "batch j: 1 jobs enqueued (1 images in 1 requests), 3 rejected, 0 duplicates\n");
+    CHECK(cli.count() == "1");
+}
+
+TEST_CASE("a key already in the database is skipped, and re-runs are idempotent") {
+    Cli cli;
+    cli.file("k.jsonl",
+             "{\"prompt\": \"one\", \"model\": \"gpt-image-1\", \"key\": \"a\"}\n"
+             "{\"prompt\": \"two\", \"model\": \"gpt-image-1\", \"key\": \"b\"}\n");
+    CHECK(cli({"enqueue", "k.jsonl", "--batch", "k"}).code == 0);
+    auto r = cli({"enqueue", "k.jsonl", "--batch", "k"});
+    CHECK(r.code == 0);
+    CHECK(r.out == "batch k: 0 jobs enqueued (0 images in 0 requests), 0 rejected, 2 duplicates\n");
+    CHECK(has(r.err, "k.jsonl:1: key 'a' already enqueued as job 1; skipped"));
+    CHECK(has(r.err, "k.jsonl:2: key 'b' already enqueued as job 2; skipped"));
+    CHECK(cli.count() == "2");
+}
+
+TEST_CASE("--strict enqueues nothing when a line is rejected; --dry-run enqueues nothing") {
+    Cli cli;
+    cli.file("s.jsonl",
+             "{\"prompt\": \"ok\", \"model\": \"gpt-image-1\"}\n"
+             "{\"prompt\": \"bad\", \"model\": \"gpt-image-1\", \"n\": -1}\n");
+    auto r = cli({"enqueue", "s.jsonl", "--strict", "--batch", "s"});
+    CHECK(r.code == 1);
+    CHECK(has(r.err, "s.jsonl:2: field 'n'"));
+    CHECK(has(r.out, "0 jobs enqueued"));
+    CHECK(cli({"init"}).code == 0);
+    CHECK(cli.count() == "0");
+
+    cli.file("ok.jsonl", "{\"prompt\": \"ok\", \"model\": \"gpt-image-1\", \"n\": 4}\n");
+    CHECK(cli({"enqueue", "ok.jsonl", "--strict"}).code == 0);
+    CHECK(cli.count() == "1");
+
+    r = cli({"enqueue", "s.jsonl", "--dry-run", "--batch", "d"});
+    CHECK(r.code == 1);
+    CHECK(r.out ==
+          "batch d: 1 jobs would be enqueued (1 images in 1 requests), 1 rejected, 0 duplicates "
+          "(dry run)\n");
+    CHECK(cli({"enqueue", "ok.jsonl", "--dry-run"}).code == 0);
+    CHECK(cli.count() == "1");
+}
+
+TEST_CASE("configuration errors exit 2") {
+    Cli cli;
+    cli.file("a.txt", "x\n");
+    auto r = cli({"--config", "nope.json", "enqueue", "a.txt"});
+    CHECK(r.code == 2);
+    CHECK(has(r.err, "cannot read config file 'nope.json': No such file or directory"));
+
+    cli.file("bad.json", R"({"providers": [{"name": "p", "api": "openai",
+        "base_url": "http://h/v1", "models": ["dall-e-3"], "max_conc": 2}]})");
+    r = cli({"--config", "bad.json", "enqueue", "a.txt"});
+    CHECK(r.code == 2);
+    CHECK(has(r.err, "bad.json: unknown key 'providers[0].max_conc' (known: "));
+
+    r = run({"enqueue", "a.txt"}, "", {"IMGBATCH_CONFIG=nope.json"}, cli.dir.path());
+    CHECK(r.code == 2);
+    CHECK(has(r.err, "'nope.json'"));
+
+    CHECK(cli({"enqueue"}).code == 2);                       // no FILE
+    CHECK(cli({"enqueue", "a.txt", "--n", "0"}).code == 2);  // CLI11 range check
+    CHECK(cli({"enqueue", "a.txt", "--format", "xml"}).code == 2);
+    CHECK(cli({"frobnicate"}).code == 2);
+}
