@@ -44,9 +44,13 @@ std::string seconds_text(std::chrono::milliseconds ms) {
     return s + " s";
 }
 
+// IPv6 literals go in brackets in Host headers and messages.
+std::string bracketed(const std::string& host) {
+    return host.find(':') != std::string::npos ? "[" + host + "]" : host;
+}
+
 std::string host_port(const std::string& host, const std::string& port) {
-    bool v6 = host.find(':') != std::string::npos;
-    return (v6 ? "[" + host + "]" : host) + ":" + port;
+    return bracketed(host) + ":" + port;
 }
 
 // The result of one write + read on a connection.
@@ -71,8 +75,9 @@ HttpFailure read_failure(const beast::error_code& ec, bool got_bytes, const std:
                 "connection to " + where + " closed before the end of the answer"};
     if (ec == asio::error::eof || ec == ssl::error::stream_truncated)
         return {ErrorClass::network, where + " closed the connection without an answer"};
-    if (ec.category() == http::error::get_http_error_category())
-        return {ErrorClass::bad_response, "malformed HTTP answer from " + where + ": " + ec.message()};
+    if (ec.category() == http::make_error_code(http::error::bad_version).category())
+        return {ErrorClass::bad_response,
+                "malformed HTTP answer from " + where + ": " + ec.message()};
     return {ErrorClass::network, "read from " + where + ": " + ec.message()};
 }
 
@@ -86,12 +91,12 @@ asio::awaitable<Exchange> exchange(Stream& stream, Connection& conn,
     (void)written;
     if (wec) {
         if (wec == beast::error::timeout)
-            out.failure = HttpFailure{ErrorClass::timeout, "response deadline of " +
-                                                               seconds_text(opt.response_timeout) +
-                                                               " passed"};
+            out.failure = HttpFailure{
+                ErrorClass::timeout,
+                "response deadline of " + seconds_text(opt.response_timeout) + " passed"};
         else
-            out.failure = HttpFailure{ErrorClass::network,
-                                      "write to " + conn.where + ": " + wec.message()};
+            out.failure =
+                HttpFailure{ErrorClass::network, "write to " + conn.where + ": " + wec.message()};
         out.retryable = wec != beast::error::timeout;
         co_return out;
     }
@@ -117,22 +122,23 @@ asio::awaitable<Exchange> exchange(Stream& stream, Connection& conn,
     co_return out;
 }
 
-}  // namespace
-
-struct HttpClient::Impl {
+// The client's state; HttpClient::Impl is this type under the header's private name.
+struct ClientState {
     asio::any_io_executor executor;
     HttpClientOptions options;
     ssl::context tls{ssl::context::tls_client};
     ProxySettings proxy;
     std::vector<std::unique_ptr<Connection>> idle;  // oldest first
 
-    Impl(asio::any_io_executor ex, HttpClientOptions opt)
+    ClientState(asio::any_io_executor ex, HttpClientOptions opt)
         : executor(std::move(ex)), options(std::move(opt)) {
         tls.set_default_verify_paths();
         if (!options.ca_file.empty()) tls.load_verify_file(options.ca_file);
         tls.set_verify_mode(ssl::verify_peer);
-        if (options.proxy) proxy = *options.proxy;
-        else if (options.use_env_proxy) proxy = ProxySettings::from_env();
+        if (options.proxy)
+            proxy = *options.proxy;
+        else if (options.use_env_proxy)
+            proxy = ProxySettings::from_env();
     }
 
     std::unique_ptr<Connection> take_idle(const std::string& key) {
@@ -153,11 +159,9 @@ struct HttpClient::Impl {
     }
 };
 
-namespace {
-
 using ConnectResult = std::variant<std::unique_ptr<Connection>, HttpFailure>;
 
-asio::awaitable<ConnectResult> open_connection(std::shared_ptr<HttpClient::Impl> impl, Url url,
+asio::awaitable<ConnectResult> open_connection(std::shared_ptr<ClientState> impl, Url url,
                                                std::optional<ProxyRoute> route, std::string key) {
     using namespace asio::experimental::awaitable_operators;
     const auto& opt = impl->options;
@@ -167,9 +171,9 @@ asio::awaitable<ConnectResult> open_connection(std::shared_ptr<HttpClient::Impl>
     const std::string port = route ? route->port : url.port;
     const std::string peer = route ? "proxy " + host_port(host, port) : target;
     auto timed_out = [&] {
-        return HttpFailure{ErrorClass::timeout, "connect deadline of " +
-                                                    seconds_text(opt.connect_timeout) +
-                                                    " passed (" + peer + ")"};
+        return HttpFailure{
+            ErrorClass::timeout,
+            "connect deadline of " + seconds_text(opt.connect_timeout) + " passed (" + peer + ")"};
     };
 
     tcp::resolver resolver(impl->executor);
@@ -189,7 +193,8 @@ asio::awaitable<ConnectResult> open_connection(std::shared_ptr<HttpClient::Impl>
     auto [cec, endpoint] = co_await conn->plain->async_connect(endpoints, tuple_awaitable);
     (void)endpoint;
     if (cec == beast::error::timeout) co_return timed_out();
-    if (cec) co_return HttpFailure{ErrorClass::network, "connect to " + peer + ": " + cec.message()};
+    if (cec)
+        co_return HttpFailure{ErrorClass::network, "connect to " + peer + ": " + cec.message()};
     beast::error_code ignored;
     conn->plain->socket().set_option(tcp::no_delay(true), ignored);
 
@@ -202,7 +207,8 @@ asio::awaitable<ConnectResult> open_connection(std::shared_ptr<HttpClient::Impl>
         auto [wec, w] = co_await http::async_write(*conn->plain, req, tuple_awaitable);
         (void)w;
         if (wec == beast::error::timeout) co_return timed_out();
-        if (wec) co_return HttpFailure{ErrorClass::network, "write to " + peer + ": " + wec.message()};
+        if (wec)
+            co_return HttpFailure{ErrorClass::network, "write to " + peer + ": " + wec.message()};
         http::response_parser<http::empty_body> parser;
         parser.skip(true);  // a 2xx answer to CONNECT has no body: the tunnel follows
         auto [hec, h] =
@@ -210,14 +216,13 @@ asio::awaitable<ConnectResult> open_connection(std::shared_ptr<HttpClient::Impl>
         (void)h;
         if (hec == beast::error::timeout) co_return timed_out();
         if (hec)
-            co_return HttpFailure{ErrorClass::network, "CONNECT " + target + " through " + peer +
-                                                           ": " + hec.message()};
+            co_return HttpFailure{ErrorClass::network,
+                                  "CONNECT " + target + " through " + peer + ": " + hec.message()};
         const auto& res = parser.get();
         if (res.result_int() / 100 != 2)
-            co_return HttpFailure{ErrorClass::network,
-                                  peer + " refused CONNECT " + target + ": " +
-                                      std::to_string(res.result_int()) + " " +
-                                      std::string(res.reason())};
+            co_return HttpFailure{ErrorClass::network, peer + " refused CONNECT " + target + ": " +
+                                                           std::to_string(res.result_int()) + " " +
+                                                           std::string(res.reason())};
     }
 
     if (url.scheme == "https") {
@@ -236,8 +241,7 @@ asio::awaitable<ConnectResult> open_connection(std::shared_ptr<HttpClient::Impl>
     co_return std::move(conn);
 }
 
-asio::awaitable<HttpResult> send_request(std::shared_ptr<HttpClient::Impl> impl,
-                                         HttpRequest request) {
+asio::awaitable<HttpResult> send_request(std::shared_ptr<ClientState> impl, HttpRequest request) {
     Url url;
     if (!parse_url(request.url, url))
         co_return HttpFailure{ErrorClass::invalid_request, "not an http(s) URL: " + request.url};
@@ -249,8 +253,7 @@ asio::awaitable<HttpResult> send_request(std::shared_ptr<HttpClient::Impl> impl,
     }
     const bool default_port = url.port == (url.scheme == "https" ? "443" : "80");
     const std::string host_header =
-        default_port ? host_port(url.host, url.port).substr(0, host_port(url.host, "").size() - 1)
-                     : host_port(url.host, url.port);
+        default_port ? bracketed(url.host) : host_port(url.host, url.port);
     std::string key = url.scheme + "://" + host_port(url.host, url.port);
     if (route) key += " via " + host_port(route->host, route->port);
 
@@ -275,8 +278,12 @@ asio::awaitable<HttpResult> send_request(std::shared_ptr<HttpClient::Impl> impl,
             if (auto* failure = std::get_if<HttpFailure>(&opened)) co_return std::move(*failure);
             conn = std::move(std::get<0>(opened));
         }
-        Exchange ex = conn->tls ? co_await exchange(*conn->tls, *conn, msg, impl->options)
-                                : co_await exchange(*conn->plain, *conn, msg, impl->options);
+        // (No co_await inside ?: : GCC 12 miscompiles it.)
+        Exchange ex;
+        if (conn->tls)
+            ex = co_await exchange(*conn->tls, *conn, msg, impl->options);
+        else
+            ex = co_await exchange(*conn->plain, *conn, msg, impl->options);
         if (ex.failure) {
             // A kept-alive connection the server closed meanwhile: nothing was processed, so
             // one more try on a fresh connection is safe.
@@ -290,6 +297,10 @@ asio::awaitable<HttpResult> send_request(std::shared_ptr<HttpClient::Impl> impl,
 
 }  // namespace
 
+struct HttpClient::Impl : ClientState {
+    using ClientState::ClientState;
+};
+
 HttpClient::HttpClient(asio::any_io_executor executor, HttpClientOptions options)
     : impl_(std::make_shared<Impl>(std::move(executor), std::move(options))) {}
 
@@ -299,6 +310,8 @@ asio::awaitable<HttpResult> HttpClient::send(HttpRequest request) {
     return send_request(impl_, std::move(request));
 }
 
-void HttpClient::close_idle() { impl_->idle.clear(); }
+void HttpClient::close_idle() {
+    impl_->idle.clear();
+}
 
 }  // namespace imgbatch::daemon

@@ -44,7 +44,7 @@ bool no_proxy_matches(std::string_view host, std::string_view port, std::string_
 std::optional<ProxyRoute> proxy_for(const Url& url, const ProxySettings& settings);
 
 struct HttpClientOptions {
-    std::chrono::milliseconds connect_timeout{30'000};  // TCP connect + TLS handshake (+ proxy)
+    std::chrono::milliseconds connect_timeout{30'000};    // TCP connect + TLS handshake (+ proxy)
     std::chrono::milliseconds response_timeout{300'000};  // write request .. last body byte
     std::size_t max_response_bytes = 512u << 20;
     std::size_t max_idle_connections = 16;  // kept-alive connections kept for reuse
@@ -58,7 +58,9 @@ struct HttpClientOptions {
     std::string ca_file;
 };
 
-// A transport failure: class timeout or network, never an HTTP status.
+// A failure without an HTTP answer: timeout or network (also bad_response for an answer over
+// max_response_bytes or not HTTP, invalid_request for a URL or proxy setting that cannot
+// work). Never an HTTP status: every status, 4xx/5xx included, is an HttpResponse.
 struct HttpFailure {
     jobs::ErrorClass cls = jobs::ErrorClass::network;
     std::string message;  // e.g. "connect to api.example.com:443: Connection refused"
@@ -67,7 +69,7 @@ struct HttpFailure {
 using HttpResult = std::variant<HttpResponse, HttpFailure>;
 
 class HttpClient {
-public:
+  public:
     HttpClient(boost::asio::any_io_executor executor, HttpClientOptions options);
     ~HttpClient();
     HttpClient(const HttpClient&) = delete;
@@ -81,7 +83,7 @@ public:
     // Closes idle connections (shutdown).
     void close_idle();
 
-private:
+  private:
     struct Impl;
     std::shared_ptr<Impl> impl_;
 };

@@ -1,18 +1,21 @@
 #pragma once
 // `imgbatch sim`: a simulated image provider over real HTTP speaking the three API styles.
+#include <cstddef>
 #include <string>
 
 namespace imgbatch::daemon {
 
 struct SimOptions {
     std::string listen = "127.0.0.1:8089";  // ADDR:PORT; port 0 picks a free one
-    int latency_ms = 0;                      // added to every answer
-    int jitter_ms = 0;                       // plus uniform [0, jitter_ms)
-    double requests_per_minute = 0;          // 0: unlimited; above it: 429 with Retry-After
-    int image_size = 64;                     // width and height of generated PNGs
-    double fault_rate = 0;                   // share of requests answered with a random fault
+    int latency_ms = 0;                     // added to every answer
+    int jitter_ms = 0;                      // plus uniform [0, jitter_ms)
+    double requests_per_minute = 0;         // 0: unlimited; above it: 429 with Retry-After
+    int image_size = 64;                    // width and height of generated PNGs
+    double fault_rate = 0;                  // share of requests answered with a random fault
     unsigned seed = 1;
-    std::string port_file;                   // if set, the bound port is written there
+    std::string port_file;  // if set, the bound port is written there
+    std::string api_key;    // if set, API calls without this Bearer / x-goog-api-key get 401
+    std::size_t max_files = 10'000;  // served /sim/files kept (least recently used dropped)
 };
 
 // Runs the simulator until SIGINT/SIGTERM. Returns the exit code.

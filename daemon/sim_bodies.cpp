@@ -1,0 +1,201 @@
+// Simulator answers in the shape of each API: images, errors and the faults of #fail=KIND.
+#include <boost/json.hpp>
+#include <chrono>
+
+#include "daemon/image.hpp"
+#include "daemon/sim_state.hpp"
+
+namespace imgbatch::daemon {
+namespace {
+
+namespace json = boost::json;
+
+constexpr std::string_view kBadBase64 = "!!!not-base64!!!";
+constexpr std::string_view kNotImage = "hello, this is not an image";
+constexpr std::string_view kRaiReason =
+    "Your current safety filter threshold filtered out 1 generated images. You will not be "
+    "charged for blocked images. Try rephrasing the prompt.";
+
+std::int64_t unix_now() {
+    return std::chrono::duration_cast<std::chrono::seconds>(
+               std::chrono::system_clock::now().time_since_epoch())
+        .count();
+}
+
+SimAnswer body_answer(int status, std::string_view content_type, std::string body) {
+    SimAnswer a;
+    a.status = status;
+    a.headers = {{"Content-Type", std::string(content_type)}};
+    a.body = std::move(body);
+    return a;
+}
+
+std::int64_t prompt_tokens(const std::string& prompt) {
+    return static_cast<std::int64_t>(prompt.size() / 4 + 1);
+}
+
+}  // namespace
+
+const SimState::Picture& SimState::picture(Bytes bytes) {
+    if (bytes == Bytes::notimage) {
+        if (not_image_.bytes.empty())
+            not_image_ = {std::string(kNotImage), base64_encode(kNotImage)};
+        return not_image_;
+    }
+    if (pictures_.empty()) pictures_.resize(kImagePool);
+    const std::size_t slot = next_picture_++ % kImagePool;
+    Picture& p = pictures_[slot];
+    if (p.bytes.empty()) {  // a different picture per slot, reproducible from the seed
+        auto seed = static_cast<unsigned>(options_.seed * 2654435761u + slot * 40503u + 1);
+        p.bytes = make_png(options_.image_size, options_.image_size, seed);
+        p.base64 = base64_encode(p.bytes);
+    }
+    return p;
+}
+
+SimAnswer SimState::images(const Call& call, int good, int filtered, Bytes bytes) {
+    // One image as a URL to /sim/files, or as base64 text.
+    auto encoded = [&](bool as_url) -> std::pair<std::string, bool> {
+        if (bytes == Bytes::badbase64) return {std::string(kBadBase64), false};
+        const Picture& p = picture(bytes);
+        if (as_url) return {call.base + "/sim/files/" + store_file(p.bytes) + ".png", true};
+        return {p.base64, false};
+    };
+    const std::int64_t in = prompt_tokens(call.prompt);
+    const std::int64_t out = 272 * static_cast<std::int64_t>(good);
+    json::object o;
+    if (call.api == SimApi::openai) {
+        json::array data;
+        for (int i = 0; i < good; ++i) {
+            auto [text, is_url] = encoded(call.url);
+            json::object item;
+            item[is_url ? "url" : "b64_json"] = text;
+            item["revised_prompt"] = call.prompt + " (revised)";
+            data.push_back(std::move(item));
+        }
+        o["created"] = unix_now();
+        o["data"] = std::move(data);
+        o["usage"] = {{"total_tokens", in + out},
+                      {"input_tokens", in},
+                      {"output_tokens", out},
+                      {"input_tokens_details", {{"text_tokens", in}, {"image_tokens", 0}}}};
+    } else if (call.api == SimApi::google) {
+        json::array predictions;
+        for (int i = 0; i < good; ++i)
+            predictions.push_back(json::object{{"bytesBase64Encoded", encoded(false).first},
+                                               {"mimeType", "image/png"}});
+        for (int i = 0; i < filtered; ++i)
+            predictions.push_back(json::object{{"raiFilteredReason", kRaiReason}});
+        o["predictions"] = std::move(predictions);
+    } else {
+        std::string content = "I could not create an image for this request.";
+        if (good > 0) {
+            if (call.datauri || bytes == Bytes::badbase64) {
+                content = "Here is your image: ![img](data:image/png;base64," +
+                          encoded(false).first + ")";
+            } else {
+                std::string url = encoded(true).first;
+                content = "Here is your image: ![image](" + url + ")\n[Download](" + url + ")";
+            }
+        }
+        o["id"] = "chatcmpl-sim-" + std::to_string(next_id_++);
+        o["object"] = "chat.completion";
+        o["created"] = unix_now();
+        o["model"] = call.model;
+        json::object message{{"role", "assistant"}, {"content", content}};
+        o["choices"] = json::array{
+            json::object{{"index", 0}, {"message", std::move(message)}, {"finish_reason", "stop"}}};
+        o["usage"] = {
+            {"prompt_tokens", in}, {"completion_tokens", out}, {"total_tokens", in + out}};
+    }
+    SimAnswer a = body_answer(200, "application/json", json::serialize(o));
+    a.images = bytes == Bytes::png ? good : 0;
+    return a;
+}
+
+SimAnswer SimState::error(SimApi api, int status, std::string_view type, std::string_view code,
+                          std::string_view message, std::string_view google_status) {
+    json::object e;
+    if (api == SimApi::google) {
+        e = {{"code", status}, {"message", message}, {"status", google_status}};
+    } else {
+        e["message"] = message;
+        e["type"] = type;
+        e["param"] = nullptr;
+        if (code.empty())
+            e["code"] = nullptr;
+        else
+            e["code"] = code;
+    }
+    return body_answer(status, "application/json", json::serialize(json::object{{"error", e}}));
+}
+
+SimAnswer SimState::fault(const Call& call, std::string_view kind) {
+    const SimApi api = call.api;
+    const bool google = api == SimApi::google;
+    if (kind == "429" || kind == "429ms") {
+        SimAnswer a = error(api, 429, "requests", "rate_limit_exceeded",
+                            "Rate limit reached for requests", "RESOURCE_EXHAUSTED");
+        if (kind == "429")
+            a.headers.emplace_back("Retry-After", "1");
+        else
+            a.headers.emplace_back("retry-after-ms", "300");
+        return a;
+    }
+    if (kind == "429text") {
+        SimAnswer a = body_answer(429, "text/plain", "Too Many Requests");
+        a.headers.emplace_back("Retry-After", "1");
+        return a;
+    }
+    if (kind == "500")
+        return error(api, 500, "server_error", "server_error",
+                     "The server had an error while processing your request.", "INTERNAL");
+    if (kind == "502html")
+        return body_answer(502, "text/html",
+                           "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
+                           "<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx"
+                           "</center>\r\n</body>\r\n</html>\r\n");
+    if (kind == "503") {
+        SimAnswer a = error(api, 503, "server_error", "service_unavailable",
+                            "The server is overloaded or not ready yet.", "UNAVAILABLE");
+        a.headers.emplace_back("Retry-After", "1");
+        return a;
+    }
+    if (kind == "timeout" || kind == "reset") {
+        SimAnswer a;
+        a.action = kind == "reset" ? SimAnswer::Action::reset : SimAnswer::Action::hold;
+        return a;
+    }
+    if (kind == "truncated") {
+        SimAnswer a = images(call, call.n, 0, Bytes::png);
+        a.action = SimAnswer::Action::truncate;
+        return a;
+    }
+    if (kind == "moderation") {
+        if (google) return images(call, 0, call.n, Bytes::png);
+        return error(api, 400, "image_generation_user_error", "moderation_blocked",
+                     "Your request was rejected by the safety system.", "");
+    }
+    if (kind == "partial")
+        return images(call, call.n / 2, google ? call.n - call.n / 2 : 0, Bytes::png);
+    if (kind == "badjson") return body_answer(200, "application/json", R"({"data": [ not json)");
+    if (kind == "badbase64") return images(call, call.n, 0, Bytes::badbase64);
+    if (kind == "notimage") return images(call, call.n, 0, Bytes::notimage);
+    if (kind == "invalid")
+        return error(api, 400, "invalid_request_error", "invalid_value",
+                     "Invalid value for 'size': supported values are '1024x1024', '1024x1536', "
+                     "'1536x1024' and 'auto'.",
+                     "INVALID_ARGUMENT");
+    if (kind == "auth")
+        return error(api, 401, "invalid_request_error", "invalid_api_key",
+                     "Incorrect API key provided.", "UNAUTHENTICATED");
+    if (kind == "quota")
+        return error(api, 429, "insufficient_quota", "insufficient_quota",
+                     "You exceeded your current quota, please check your plan and billing details.",
+                     "RESOURCE_EXHAUSTED");
+    if (kind == "empty") return images(call, 0, 0, Bytes::png);
+    return error(api, 400, "invalid_request_error", "unknown_sim_directive",
+                 "Unknown #fail kind '" + std::string(kind) + "'.", "INVALID_ARGUMENT");
+}
+
+}  // namespace imgbatch::daemon

@@ -1,0 +1,141 @@
+#pragma once
+// The simulator's behaviour without sockets: routing, prompt directives, faults, rate limit,
+// generated images, served files and counters. SimServer feeds it parsed requests and carries
+// out the answers (respond, delay, reset, hold, truncate). Single-threaded: the server calls it
+// from its one io thread.
+#include <chrono>
+#include <cstdint>
+#include <list>
+#include <map>
+#include <optional>
+#include <random>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "daemon/http.hpp"
+#include "daemon/sim.hpp"
+
+namespace imgbatch::daemon {
+
+struct SimRequest {
+    std::string method;
+    std::string target;         // origin-form or absolute-form (through a proxy)
+    std::string host;           // Host header, for the URLs of served files
+    std::string authorization;  // Authorization header
+    std::string goog_api_key;   // x-goog-api-key header
+    std::string body;
+};
+
+struct SimAnswer {
+    enum class Action {
+        respond,   // send status, headers, body
+        reset,     // close the socket at once, no answer
+        hold,      // answer nothing until the client closes (or a long time passes)
+        truncate,  // send a Content-Length larger than the body, then close
+    };
+    Action action = Action::respond;
+    int status = 200;
+    Headers headers;  // Content-Type and the rest
+    std::string body;
+    int delay_ms = 0;      // wait this long before acting
+    bool counted = false;  // an API request: in_flight and by_status follow it
+    int images = 0;        // real PNGs in the answer (counted once it is sent)
+};
+
+// Which API a request speaks: errors and images take that API's shape.
+enum class SimApi { openai, google, chat };
+
+// What the prompt asks of the simulator (see parse_directives).
+struct SimDirectives {
+    std::string fail;      // fault kind of #fail=KIND, empty when none
+    int fail_count = -1;   // COUNT of #fail=KIND*COUNT; -1: every call fails
+    int slow_ms = 0;       // #slow=MS
+    bool url = false;      // #url
+    bool datauri = false;  // #datauri
+};
+
+// Reads #fail=KIND[*COUNT], #slow=MS, #url and #datauri tokens (separated by white space).
+SimDirectives parse_directives(std::string_view prompt);
+
+class SimState {
+  public:
+    explicit SimState(SimOptions options);
+
+    void set_port(unsigned short port) { port_ = port; }
+    void connection_opened() { ++connections_; }
+
+    // Decides the answer to one request and counts it.
+    SimAnswer handle(const SimRequest& request);
+    // The answer was carried out (sent, reset or abandoned): updates in_flight and by_status.
+    void finished(const SimAnswer& answer);
+
+    std::string stats_json() const;
+    void reset_counters();
+
+  private:
+    struct Call {
+        SimApi api = SimApi::openai;
+        std::string model;
+        std::string prompt;
+        int n = 1;
+        bool url = false;
+        bool datauri = false;
+        std::string base;  // http://host:port for file URLs
+    };
+    enum class Bytes { png, badbase64, notimage };
+
+    SimAnswer route(const SimRequest& request, std::string_view path);
+    SimAnswer api_call(SimApi api, const SimRequest& request, std::string_view path);
+    SimAnswer serve_file(std::string_view path);
+    std::optional<SimAnswer> rate_limit(SimApi api);
+    SimAnswer fault(const Call& call, std::string_view kind);
+
+    // Bodies in each API's shape (sim_bodies.cpp).
+    SimAnswer images(const Call& call, int good, int filtered, Bytes bytes);
+    SimAnswer error(SimApi api, int status, std::string_view type, std::string_view code,
+                    std::string_view message, std::string_view google_status);
+    // An image and its base64 text. PNGs come from a pool of kImagePool different pictures
+    // made once each: make_png per request would cost more than all the HTTP work.
+    struct Picture {
+        std::string bytes;
+        std::string base64;
+    };
+    static constexpr std::size_t kImagePool = 1024;
+    const Picture& picture(Bytes bytes);
+    std::string store_file(std::string bytes);
+
+    SimOptions options_;
+    unsigned short port_ = 0;
+    std::mt19937_64 rng_;
+    std::uint64_t next_id_ = 1;
+    std::uint64_t next_picture_ = 0;
+    std::vector<Picture> pictures_;
+    Picture not_image_;
+
+    // Directive counters: calls seen per exact prompt text.
+    std::unordered_map<std::string, int> calls_by_prompt_;
+
+    // Token bucket for requests_per_minute.
+    double tokens_ = 0;
+    std::chrono::steady_clock::time_point refilled_;
+
+    // Served files: a bounded LRU (most recent at the front).
+    std::list<std::pair<std::string, std::string>> files_;
+    std::unordered_map<std::string, std::list<std::pair<std::string, std::string>>::iterator>
+        file_index_;
+
+    // Counters of /sim/stats.
+    std::uint64_t requests_ = 0;
+    std::uint64_t in_flight_ = 0;
+    std::uint64_t max_in_flight_ = 0;
+    std::uint64_t rate_limited_ = 0;
+    std::uint64_t images_ = 0;
+    std::uint64_t connections_ = 0;
+    std::uint64_t files_served_ = 0;
+    std::map<std::string, std::uint64_t> by_status_;
+    std::map<std::string, std::uint64_t> by_path_;
+};
+
+}  // namespace imgbatch::daemon

@@ -1,0 +1,331 @@
+// HttpClient against an in-process SimServer (its own thread) and tiny hand-written servers
+// for stale keep-alive and proxy cases. The client runs on the test thread's io_context.
+#include <doctest/doctest.h>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/read_until.hpp>
+#include <boost/asio/streambuf.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/json.hpp>
+#include <functional>
+#include <optional>
+#include <string>
+#include <thread>
+
+#include "daemon/http_client.hpp"
+#include "daemon/sim_server.hpp"
+
+using namespace imgbatch::daemon;
+using imgbatch::jobs::ErrorClass;
+namespace asio = boost::asio;
+using tcp = asio::ip::tcp;
+
+namespace {
+
+class SimThread {
+  public:
+    explicit SimThread(SimOptions options = {})
+        : server_(ioc_.get_executor(), listen_any(options)) {
+        server_.start();
+        thread_ = std::thread([this] { ioc_.run(); });
+    }
+    ~SimThread() {
+        server_.stop();
+        thread_.join();
+    }
+    int port() const { return server_.port(); }
+    std::string url(const std::string& path) const {
+        return "http://127.0.0.1:" + std::to_string(port()) + path;
+    }
+
+  private:
+    static SimOptions listen_any(SimOptions o) {
+        o.listen = "127.0.0.1:0";
+        return o;
+    }
+    asio::io_context ioc_{1};
+    SimServer server_;
+    std::thread thread_;
+};
+
+// A blocking one-thread server: for each accepted connection, `serve` reads what it wants and
+// answers. Used where the sim cannot misbehave the right way (stale keep-alive, proxies).
+class TinyServer {
+  public:
+    using Handler = std::function<void(tcp::socket&, int connection)>;
+    TinyServer(int connections, Handler serve)
+        : acceptor_(ioc_, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0)) {
+        thread_ = std::thread([this, connections, serve] {
+            for (int i = 0; i < connections; ++i) {
+                tcp::socket socket(ioc_);
+                boost::system::error_code ec;
+                acceptor_.accept(socket, ec);
+                if (ec) return;
+                serve(socket, i);
+            }
+        });
+    }
+    ~TinyServer() {
+        boost::system::error_code ec;
+        acceptor_.close(ec);
+        thread_.join();
+    }
+    int port() const { return acceptor_.local_endpoint().port(); }
+
+  private:
+    asio::io_context ioc_;
+    tcp::acceptor acceptor_;
+    std::thread thread_;
+};
+
+// Reads one request head (no body expected).
+std::string read_head(tcp::socket& socket, asio::streambuf& buf) {
+    boost::system::error_code ec;
+    auto n = asio::read_until(socket, buf, "\r\n\r\n", ec);
+    if (ec) return {};
+    std::string head(asio::buffers_begin(buf.data()), asio::buffers_begin(buf.data()) + n);
+    buf.consume(n);
+    return head;
+}
+
+void write_all(tcp::socket& socket, const std::string& text) {
+    boost::system::error_code ec;
+    asio::write(socket, asio::buffer(text), ec);
+}
+
+HttpResult send(HttpClient& client, asio::io_context& ioc, HttpRequest request) {
+    std::optional<HttpResult> out;
+    asio::co_spawn(ioc, client.send(std::move(request)), [&](std::exception_ptr e, HttpResult r) {
+        if (e) std::rethrow_exception(e);
+        out = std::move(r);
+    });
+    ioc.restart();
+    ioc.run();
+    REQUIRE(out.has_value());
+    return std::move(*out);
+}
+
+HttpRequest post(const std::string& url, const std::string& prompt) {
+    HttpRequest r;
+    r.url = url;
+    r.headers = {{"Content-Type", "application/json"}};
+    r.body = R"({"model":"gpt-image-1","prompt":")" + prompt + R"(","n":1})";
+    return r;
+}
+
+HttpRequest get(const std::string& url) {
+    HttpRequest r;
+    r.method = "GET";
+    r.url = url;
+    return r;
+}
+
+HttpClientOptions no_env() {
+    HttpClientOptions o;
+    o.proxy = ProxySettings{};
+    return o;
+}
+
+HttpResponse ok(HttpResult r) {
+    if (auto* f = std::get_if<HttpFailure>(&r)) FAIL("failure: " << f->message);
+    return std::get<HttpResponse>(std::move(r));
+}
+
+HttpFailure failed(HttpResult r) {
+    if (auto* res = std::get_if<HttpResponse>(&r)) FAIL("answered " << res->status);
+    return std::get<HttpFailure>(std::move(r));
+}
+
+boost::json::object stats(HttpClient& client, asio::io_context& ioc, const SimThread& sim) {
+    return boost::json::parse(ok(send(client, ioc, get(sim.url("/sim/stats")))).body).as_object();
+}
+
+bool contains(const std::string& text, const std::string& part) {
+    return text.find(part) != std::string::npos;
+}
+
+}  // namespace
+
+TEST_CASE("http client: answers and keep-alive reuse of one connection") {
+    SimThread sim;
+    asio::io_context ioc;
+    HttpClient client(ioc.get_executor(), no_env());
+    for (int i = 0; i < 3; ++i) {
+        const auto res = ok(send(client, ioc, post(sim.url("/v1/images/generations"), "fox")));
+        CHECK(res.status == 200);
+        CHECK(res.header("content-type") == "application/json");
+        CHECK(contains(res.body, "b64_json"));
+    }
+    auto s = stats(client, ioc, sim);
+    CHECK(s.at("connections").as_int64() == 1);
+    CHECK(s.at("requests").as_int64() == 3);
+
+    client.close_idle();
+    ok(send(client, ioc, get(sim.url("/sim/stats"))));
+    CHECK(stats(client, ioc, sim).at("connections").as_int64() == 2);
+}
+
+TEST_CASE("http client: error statuses are answers, not failures") {
+    SimThread sim;
+    asio::io_context ioc;
+    HttpClient client(ioc.get_executor(), no_env());
+    const auto res = ok(send(client, ioc, post(sim.url("/v1/images/generations"), "x #fail=429")));
+    CHECK(res.status == 429);
+    CHECK(res.header("retry-after") == "1");
+}
+
+TEST_CASE("http client: response deadline gives a timeout failure") {
+    SimThread sim;
+    asio::io_context ioc;
+    auto opt = no_env();
+    opt.response_timeout = std::chrono::milliseconds(200);
+    HttpClient client(ioc.get_executor(), opt);
+    const auto f =
+        failed(send(client, ioc, post(sim.url("/v1/images/generations"), "#fail=timeout")));
+    CHECK(f.cls == ErrorClass::timeout);
+    CHECK(f.message == "response deadline of 0.2 s passed");
+}
+
+TEST_CASE("http client: reset, truncated body and refused connection are network failures") {
+    SimThread sim;
+    asio::io_context ioc;
+    HttpClient client(ioc.get_executor(), no_env());
+    const auto reset =
+        failed(send(client, ioc, post(sim.url("/v1/images/generations"), "#fail=reset")));
+    CHECK(reset.cls == ErrorClass::network);
+    CHECK(contains(reset.message, "127.0.0.1:" + std::to_string(sim.port())));
+
+    const auto cut =
+        failed(send(client, ioc, post(sim.url("/v1/images/generations"), "#fail=truncated")));
+    CHECK(cut.cls == ErrorClass::network);
+    CHECK(contains(cut.message, "closed before the end of the answer"));
+
+    int closed_port = 0;
+    {
+        asio::io_context tmp;
+        tcp::acceptor a(tmp, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+        closed_port = a.local_endpoint().port();
+    }
+    const auto refused =
+        failed(send(client, ioc, get("http://127.0.0.1:" + std::to_string(closed_port) + "/")));
+    CHECK(refused.cls == ErrorClass::network);
+    CHECK(contains(refused.message, "connect to 127.0.0.1:" + std::to_string(closed_port)));
+}
+
+TEST_CASE("http client: a body over max_response_bytes is a bad response") {
+    SimThread sim;
+    asio::io_context ioc;
+    auto opt = no_env();
+    opt.max_response_bytes = 100;
+    HttpClient client(ioc.get_executor(), opt);
+    const auto f = failed(send(client, ioc, post(sim.url("/v1/images/generations"), "fox")));
+    CHECK(f.cls == ErrorClass::bad_response);
+    CHECK(f.message == "response larger than 100 bytes");
+}
+
+TEST_CASE("http client: a kept-alive connection closed by the server is retried once") {
+    std::string second_head;
+    TinyServer server(2, [&](tcp::socket& socket, int connection) {
+        asio::streambuf buf;
+        std::string head = read_head(socket, buf);
+        if (connection == 1) second_head = head;
+        // The first connection promises keep-alive, then closes after its one answer.
+        write_all(socket, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+    });
+    asio::io_context ioc;
+    HttpClient client(ioc.get_executor(), no_env());
+    std::string url = "http://127.0.0.1:" + std::to_string(server.port()) + "/a";
+    CHECK(ok(send(client, ioc, get(url))).body == "ok");
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));  // let the close arrive
+    CHECK(ok(send(client, ioc, get(url))).body == "ok");
+    CHECK(contains(second_head, "GET /a HTTP/1.1"));
+    CHECK(contains(second_head, "User-Agent: imgbatch/0.1"));
+}
+
+TEST_CASE("http client: plain HTTP through a proxy uses the absolute-form target") {
+    SimThread sim;
+    asio::io_context ioc;
+    auto opt = no_env();
+    opt.proxy->http_proxy = "http://127.0.0.1:" + std::to_string(sim.port());
+    HttpClient client(ioc.get_executor(), opt);
+    // The sim plays the proxy: it answers absolute-form targets itself.
+    const auto res =
+        ok(send(client, ioc, post("http://images.invalid/v1/images/generations", "fox #url")));
+    CHECK(res.status == 200);
+    CHECK(contains(res.body, "http://images.invalid/sim/files/"));
+}
+
+TEST_CASE("http client: HTTPS through a proxy opens a CONNECT tunnel with credentials") {
+    std::string head;
+    TinyServer proxy(1, [&](tcp::socket& socket, int) {
+        asio::streambuf buf;
+        head = read_head(socket, buf);
+        write_all(socket,
+                  "HTTP/1.1 407 Proxy Authentication Required\r\nContent-Length: 0\r\n\r\n");
+    });
+    asio::io_context ioc;
+    auto opt = no_env();
+    opt.proxy->https_proxy = "http://u%40x:p@127.0.0.1:" + std::to_string(proxy.port());
+    HttpClient client(ioc.get_executor(), opt);
+    const auto f = failed(send(client, ioc, get("https://images.test/v1/x")));
+    CHECK(f.cls == ErrorClass::network);
+    CHECK(contains(f.message, "407"));
+    CHECK(head.starts_with("CONNECT images.test:443 HTTP/1.1\r\n"));
+    CHECK(contains(head, "Proxy-Authorization: Basic dUB4OnA="));  // base64("u@x:p")
+}
+
+TEST_CASE("http client: a TLS handshake with a plain HTTP server fails as network") {
+    SimThread sim;
+    asio::io_context ioc;
+    HttpClient client(ioc.get_executor(), no_env());
+    const auto f =
+        failed(send(client, ioc, get("https://127.0.0.1:" + std::to_string(sim.port()) + "/")));
+    CHECK(f.cls == ErrorClass::network);
+    CHECK(contains(f.message, "TLS handshake with 127.0.0.1:"));
+}
+
+TEST_CASE("proxy: NO_PROXY matching rules") {
+    CHECK(no_proxy_matches("api.example.com", "443", "example.com"));
+    CHECK(no_proxy_matches("api.example.com", "443", ".example.com"));
+    CHECK(no_proxy_matches("example.com", "443", ".example.com"));
+    CHECK(no_proxy_matches("EXAMPLE.com", "443", "example.COM"));
+    CHECK_FALSE(no_proxy_matches("badexample.com", "443", "example.com"));
+    CHECK_FALSE(no_proxy_matches("example.org", "443", "example.com"));
+    CHECK(no_proxy_matches("anything", "80", "*"));
+    CHECK(no_proxy_matches("b.test", "443", "a.test, b.test ,c.test"));
+    CHECK(no_proxy_matches("a.test", "8443", "a.test:8443"));
+    CHECK_FALSE(no_proxy_matches("a.test", "443", "a.test:8443"));
+    CHECK(no_proxy_matches("10.0.0.5", "443", "10.0.0.5"));
+    CHECK_FALSE(no_proxy_matches("a.test", "443", ""));
+}
+
+TEST_CASE("proxy: choice by scheme, NO_PROXY and loopback") {
+    ProxySettings s{"http://hp:3128", "http://user:pass@sp:8080", "internal.test"};
+    Url url;
+    REQUIRE(parse_url("https://api.openai.com/v1/images", url));
+    auto route = proxy_for(url, s);
+    REQUIRE(route);
+    CHECK(route->host == "sp");
+    CHECK(route->port == "8080");
+    CHECK(route->authorization == "Basic dXNlcjpwYXNz");
+
+    REQUIRE(parse_url("http://relay.test/v1", url));
+    route = proxy_for(url, s);
+    REQUIRE(route);
+    CHECK(route->host == "hp");
+    CHECK(route->authorization.empty());
+
+    REQUIRE(parse_url("https://x.internal.test/v1", url));
+    CHECK_FALSE(proxy_for(url, s));
+    for (const char* loop : {"http://localhost:8089/", "http://127.0.0.5/", "http://[::1]:80/"}) {
+        REQUIRE(parse_url(loop, url));
+        CHECK_FALSE(proxy_for(url, s));
+    }
+    CHECK(is_loopback_host("127.0.0.1"));
+    CHECK_FALSE(is_loopback_host("127.example.com"));
+    REQUIRE(parse_url("https://api.openai.com/", url));
+    CHECK_FALSE(proxy_for(url, ProxySettings{"http://hp:1", "", ""}));  // no https proxy set
+    CHECK_THROWS(proxy_for(url, ProxySettings{"", "socks5://s:1080", ""}));
+}
