@@ -56,23 +56,10 @@ HttpRequest build_google_predict(const GenerationRequest& req, const ProviderCon
 
 ParsedResponse parse_google_predict(const HttpResponse& response, const GenerationRequest&) {
     ParsedResponse out;
-    if (response.status < 200 || response.status > 299) {
-        out.error = error_from_response(response);
-        return out;
-    }
-    json::error_code ec;
-    json::value v = json::parse(response.body, ec);
-    if (ec || !v.is_object()) {
-        out.error = bad_response_error(
-            response.status, "not_json",
-            "the answer is not a JSON object: " + body_excerpt(response.body, 200));
-        return out;
-    }
-    const auto& body = v.get_object();
-    if (auto err = error_in_success_body(body, response.status)) {
-        out.error = std::move(err);
-        return out;
-    }
+    json::value storage;
+    const json::object* parsed = success_body(response, storage, out, ErrorObject::reject);
+    if (!parsed) return out;
+    const auto& body = *parsed;
     if (auto* usage = body.if_contains("usageMetadata"); usage && usage->is_object())
         out.usage_json = json::serialize(*usage);
 

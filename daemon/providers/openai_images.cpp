@@ -87,19 +87,10 @@ HttpRequest build_openai_images(const GenerationRequest& req, const ProviderConf
 
 ParsedResponse parse_openai_images(const HttpResponse& response, const GenerationRequest& req) {
     ParsedResponse out;
-    if (response.status < 200 || response.status > 299) {
-        out.error = error_from_response(response);
-        return out;
-    }
-    json::error_code ec;
-    json::value v = json::parse(response.body, ec);
-    if (ec || !v.is_object()) {
-        out.error = bad_response_error(
-            response.status, "not_json",
-            "the answer is not a JSON object: " + body_excerpt(response.body, 200));
-        return out;
-    }
-    const auto& body = v.get_object();
+    json::value storage;
+    const json::object* parsed = success_body(response, storage, out, ErrorObject::keep);
+    if (!parsed) return out;
+    const auto& body = *parsed;
     if (auto* usage = body.if_contains("usage"); usage && usage->is_object())
         out.usage_json = json::serialize(*usage);
 

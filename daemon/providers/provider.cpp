@@ -282,4 +282,28 @@ std::string join_url(std::string_view base_url, std::string_view path) {
     return url;
 }
 
+const json::object* success_body(const HttpResponse& response, json::value& storage,
+                                 ParsedResponse& out, ErrorObject error_object) {
+    if (response.status < 200 || response.status > 299) {
+        out.error = error_from_response(response);
+        return nullptr;
+    }
+    json::error_code ec;
+    storage = json::parse(response.body, ec);
+    if (ec || !storage.is_object()) {
+        out.error = bad_response_error(
+            response.status, "not_json",
+            "the answer is not a JSON object: " + body_excerpt(response.body, 200));
+        return nullptr;
+    }
+    const auto& body = storage.get_object();
+    if (error_object == ErrorObject::reject) {
+        if (auto err = error_in_success_body(body, response.status)) {
+            out.error = std::move(err);
+            return nullptr;
+        }
+    }
+    return &body;
+}
+
 }  // namespace imgbatch::daemon

@@ -79,6 +79,14 @@ jobs::Error bad_response_error(int http_status, std::string code, std::string me
 // message says so, else bad_response. nullopt when the body has no such error.
 std::optional<jobs::Error> error_in_success_body(const boost::json::object& body, int http_status);
 
+// The start every parser shares: a non-2xx answer becomes error_from_response, a body that is
+// not a JSON object becomes bad_response "not_json", and (with ErrorObject::reject) an error
+// object inside a 2xx body becomes that error. Returns the body object, held in storage, or
+// nullptr with out.error set.
+enum class ErrorObject { reject, keep };
+const boost::json::object* success_body(const HttpResponse& response, boost::json::value& storage,
+                                        ParsedResponse& out, ErrorObject error_object);
+
 // The request headers every adapter sends: Content-Type and Accept JSON, then the
 // authorization header (skipped when the key is empty), then provider.headers (which replace
 // a header of the same name).
