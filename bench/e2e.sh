@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# End-to-end throughput: `imgbatch run --until-idle` against `imgbatch sim` at zero latency
+# with 16x16 images; prints images per second (target: >= 2,000/s on 2 cores).
+#
+# Usage: bench/e2e.sh [IMGBATCH_BINARY]   (env: JOBS=2000 N=10 CONCURRENCY=64)
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+bin=${1:-${IMGBATCH_BIN:-}}
+if [[ -z "$bin" ]]; then
+    for b in "$here/../build/imgbatch" "$here/../build-itest/imgbatch"; do
+        [[ -x "$b" ]] && bin=$b && break
+    done
+fi
+[[ -x "${bin:-}" ]] || { echo "imgbatch binary not found; pass its path" >&2; exit 2; }
+jobs=${JOBS:-2000}
+n=${N:-10}
+concurrency=${CONCURRENCY:-64}
+
+dir=$(mktemp -d /tmp/imgbatch-e2e-XXXXXX)
+sim_pid=""
+cleanup() {
+    [[ -n "$sim_pid" ]] && kill "$sim_pid" 2>/dev/null && wait "$sim_pid" 2>/dev/null
+    rm -rf "$dir"
+}
+trap cleanup EXIT
+
+"$bin" sim --listen 127.0.0.1:0 --port-file "$dir/port" --latency-ms 0 --image-size 16 \
+    2>"$dir/sim.log" &
+sim_pid=$!
+for _ in $(seq 200); do [[ -s "$dir/port" ]] && break; sleep 0.05; done
+port=$(cat "$dir/port")
+
+cat >"$dir/imgbatch.json" <<JSON
+{
+  "database": "$dir/imgbatch.db",
+  "output_dir": "$dir/out",
+  "retry": {"max_attempts": 6, "base_delay_s": 0.1, "max_delay_s": 1},
+  "providers": [
+    {"name": "sim", "api": "openai", "base_url": "http://127.0.0.1:$port/v1",
+     "models": ["gpt-image-1"], "max_concurrency": $concurrency, "timeout_s": 60}
+  ]
+}
+JSON
+
+awk -v jobs="$jobs" -v n="$n" 'BEGIN {
+    for (i = 1; i <= jobs; i++)
+        printf "{\"key\": \"e%d\", \"prompt\": \"benchmark fox %d\", \"model\": \"gpt-image-1\", \"n\": %d}\n", i, i, n
+}' >"$dir/jobs.jsonl"
+"$bin" --config "$dir/imgbatch.json" enqueue "$dir/jobs.jsonl" --batch e2e >/dev/null
+
+start=$(date +%s.%N)
+"$bin" --config "$dir/imgbatch.json" run --until-idle 2>"$dir/run.log"
+end=$(date +%s.%N)
+
+images=$(sqlite3 "$dir/imgbatch.db" "SELECT count(*) FROM outputs")
+failed=$(sqlite3 "$dir/imgbatch.db" "SELECT count(*) FROM jobs WHERE state != 'succeeded'")
+awk -v i="$images" -v w=$((jobs * n)) -v s="$start" -v e="$end" -v f="$failed" 'BEGIN {
+    t = e - s
+    printf "e2e: %d of %d images in %.2f s = %.0f images/s (target >= 2000); %d jobs not succeeded\n", i, w, t, i / t, f
+}'
