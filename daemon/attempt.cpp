@@ -1,0 +1,339 @@
+#include "daemon/attempt.hpp"
+
+#include <spdlog/spdlog.h>
+#include <boost/asio/async_result.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/json/parse.hpp>
+
+#include <chrono>
+#include <exception>
+
+#include "daemon/image.hpp"
+
+// GCC 12 reports a false -Wmismatched-new-delete on Asio coroutine frames.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
+#endif
+
+namespace imgbatch::daemon {
+namespace asio = boost::asio;
+using jobs::Error;
+using jobs::ErrorClass;
+
+CheckedImages check_images(ParsedResponse parsed, int ask, int http_status,
+                           const std::optional<jobs::Error>& download_error) {
+    CheckedImages out;
+    std::string bad;
+    for (std::size_t i = 0; i < parsed.images.size(); ++i) {
+        auto& item = parsed.images[i];
+        if (item.bytes.empty()) continue;  // a URL that was not downloaded
+        auto info = sniff_image(item.bytes);
+        if (!info) {
+            if (bad.empty()) bad = "image " + std::to_string(i) + ": not a PNG, JPEG or WebP";
+            continue;
+        }
+        if (static_cast<int>(out.images.size()) >= ask) continue;
+        out.images.push_back(
+            StagedImage{std::move(item.bytes), std::move(*info), std::move(item.revised_prompt)});
+    }
+    int got = static_cast<int>(out.images.size());
+    if (parsed.error) {
+        out.error = std::move(parsed.error);
+    } else if (download_error) {
+        out.error = download_error;
+    } else if (!bad.empty()) {
+        out.error = bad_response_error(http_status, "not_image", bad);
+    } else if (got == 0 && parsed.filtered > 0) {
+        out.error = Error{
+            ErrorClass::moderation, "filtered", http_status,
+            parsed.filtered_reason.empty() ? "every image was filtered" : parsed.filtered_reason,
+            std::nullopt};
+    } else if (got == 0) {
+        out.error = bad_response_error(http_status, "no_images", "the answer has no images");
+    } else if (got < ask) {
+        out.error = Error{ErrorClass::partial, "partial", http_status,
+                          "got " + std::to_string(got) + " of " + std::to_string(ask) + " images",
+                          std::nullopt};
+    }
+    return out;
+}
+
+AttemptResult make_completion(const jobs::ClaimedRequest& req, const std::string& owner,
+                              double started_at, double finished_at,
+                              std::vector<jobs::OutputRecord> outputs,
+                              std::optional<jobs::Error> error, std::string usage_json,
+                              const jobs::RetryConfig& retry, double jitter01) {
+    AttemptResult r;
+    auto& c = r.completion;
+    c.request_id = req.request_id;
+    c.attempt_no = req.attempt_no;
+    c.owner = owner;
+    c.started_at = started_at;
+    c.finished_at = finished_at;
+    c.outputs = std::move(outputs);
+    c.usage_json = std::move(usage_json);
+    if (!error) {
+        c.next = jobs::Next::done;
+        c.count_attempt = true;
+        r.outcome = "ok";
+        return r;
+    }
+    r.outcome = error->cls == ErrorClass::partial ? "partial" : "error";
+    jobs::Decision d =
+        jobs::decide(*error, jobs::RequestCounters{req.attempts, req.rate_limited, req.moderation},
+                     retry, jitter01);
+    r.action = d.action;
+    r.delay_s = d.delay_s;
+    c.error = std::move(error);
+    switch (d.action) {
+        case jobs::Action::retry:
+            c.next = jobs::Next::retry;
+            c.not_before = finished_at + d.delay_s;
+            break;
+        case jobs::Action::fail:
+            c.next = jobs::Next::fail;
+            break;
+        case jobs::Action::block:
+            c.next = jobs::Next::block;
+            break;
+        case jobs::Action::pause_provider:
+            // The lane is paused: the request waits for the probe, nothing is used up.
+            c.next = jobs::Next::retry;
+            c.not_before = finished_at;
+            return r;
+        case jobs::Action::pause_local:
+            c.next = jobs::Next::retry;
+            c.not_before = finished_at + d.delay_s;
+            return r;
+    }
+    c.count_attempt = d.counts_attempt;
+    c.count_rate_limit = d.counts_rate_limit;
+    c.count_moderation = d.counts_moderation;
+    return r;
+}
+
+namespace {
+
+// Runs stage() on the writer pool; the result comes back on the caller's executor.
+asio::awaitable<StageResult> stage_on_pool(EngineShared* s, const jobs::ClaimedRequest& req,
+                                           std::vector<StagedImage>&& images) {
+    return asio::async_initiate<const asio::use_awaitable_t<>&, void(StageResult)>(
+        [s](auto handler, jobs::ClaimedRequest r, std::vector<StagedImage> imgs) {
+            asio::post(s->writer_pool, [s, h = std::move(handler), r = std::move(r),
+                                        imgs = std::move(imgs)]() mutable {
+                StageResult result;
+                try {
+                    result = s->writer.stage(r, imgs);
+                } catch (const std::exception& e) {
+                    result.error = Error{ErrorClass::local, "write", 0, e.what(), std::nullopt};
+                }
+                auto ex = asio::get_associated_executor(h);
+                asio::post(ex, [h = std::move(h), result = std::move(result)]() mutable {
+                    std::move(h)(std::move(result));
+                });
+            });
+        },
+        asio::use_awaitable, jobs::ClaimedRequest(req), std::move(images));
+}
+
+// Downloads image URLs of the answer at once (they expire). Returns the first failure.
+asio::awaitable<std::optional<Error>> download_images(ProviderRuntime* p, ParsedResponse* parsed) {
+    for (std::size_t i = 0; i < parsed->images.size(); ++i) {
+        auto& item = parsed->images[i];
+        if (!item.bytes.empty() || item.url.empty()) continue;
+        HttpRequest get;
+        get.method = "GET";
+        get.url = item.url;
+        HttpResult res = co_await p->download->send(std::move(get));
+        std::string what = "download of image " + std::to_string(i);
+        if (auto* f = std::get_if<HttpFailure>(&res))
+            co_return Error{f->cls, "download", 0, what + ": " + f->message, std::nullopt};
+        auto& resp = std::get<HttpResponse>(res);
+        if (resp.status < 200 || resp.status > 299)
+            co_return Error{ErrorClass::network, "download", resp.status,
+                            what + ": HTTP " + std::to_string(resp.status), std::nullopt};
+        item.bytes = std::move(resp.body);
+    }
+    co_return std::nullopt;
+}
+
+struct Answer {
+    std::vector<jobs::OutputRecord> outputs;
+    std::optional<Error> error;
+    std::string usage_json;
+    int http_status = 0;
+};
+
+asio::awaitable<Answer> call_provider(EngineShared* s, ProviderRuntime* p,
+                                      const jobs::ClaimedRequest* request) {
+    const jobs::ClaimedRequest& req = *request;
+    Answer a;
+    GenerationRequest g;
+    g.model = req.model;
+    g.prompt = req.prompt;
+    g.n = req.n - req.images_done;
+    try {
+        auto v = boost::json::parse(req.params_json.empty() ? "{}" : req.params_json);
+        if (!v.is_object()) throw std::invalid_argument("not a JSON object");
+        g.params = std::move(v.as_object());
+    } catch (const std::exception& e) {
+        a.error = Error{ErrorClass::invalid_request, "params", 0,
+                        std::string("params: ") + e.what(), std::nullopt};
+        co_return a;
+    }
+    HttpRequest http;
+    try {
+        http = p->api->build(g, p->config, p->api_key);
+    } catch (const std::exception& e) {
+        a.error = Error{ErrorClass::invalid_request, "build", 0, e.what(), std::nullopt};
+        co_return a;
+    }
+    HttpResult res = co_await p->client->send(std::move(http));
+    if (auto* f = std::get_if<HttpFailure>(&res)) {
+        a.error = Error{f->cls, "", 0, f->message, std::nullopt};
+        co_return a;
+    }
+    auto& resp = std::get<HttpResponse>(res);
+    a.http_status = resp.status;
+    ParsedResponse parsed = p->api->parse(resp, g);
+    a.usage_json = parsed.usage_json;
+    std::optional<Error> download_error;
+    if (!parsed.error) download_error = co_await download_images(p, &parsed);
+    CheckedImages checked = check_images(std::move(parsed), g.n, resp.status, download_error);
+    a.error = std::move(checked.error);
+    if (!checked.images.empty()) {
+        StageResult staged = co_await stage_on_pool(s, req, std::move(checked.images));
+        // A local error wins: the images could not be kept.
+        if (staged.error)
+            a.error = std::move(staged.error);
+        else
+            a.outputs = std::move(staged.outputs);
+    }
+    co_return a;
+}
+
+const char* next_name(jobs::Next n) {
+    switch (n) {
+        case jobs::Next::done:
+            return "done";
+        case jobs::Next::retry:
+            return "retry";
+        case jobs::Next::fail:
+            return "fail";
+        case jobs::Next::block:
+            return "block";
+        case jobs::Next::returned:
+            return "returned";
+    }
+    return "?";
+}
+
+void set_paused(EngineShared* s, const std::string& provider, bool paused, std::string reason,
+                double probe_at) {
+    s->db.post([provider, paused, reason = std::move(reason), probe_at](jobs::Store& store) {
+        store.set_provider_paused(provider, paused, reason, probe_at);
+    });
+}
+
+// Lane bookkeeping for the end of an attempt.
+void update_lane(EngineShared* s, ProviderRuntime* p, const AttemptResult& r, double now) {
+    Lane& lane = p->lane;
+    bool was_probe = lane.probing();
+    lane.on_finish();
+    const auto& err = r.completion.error;
+    if (err && r.action == jobs::Action::pause_provider) {
+        std::string reason =
+            std::string(err->cls == ErrorClass::quota ? "quota: " : "auth: ") + err->message;
+        double probe_at = now + s->retry.auth_probe_s;
+        lane.pause(reason, probe_at);
+        ++p->pause_version;
+        spdlog::error("event=provider_paused provider={} reason=\"{}\" probe_in_s={}",
+                      p->config.name, reason, s->retry.auth_probe_s);
+        set_paused(s, p->config.name, true, reason, probe_at);
+        return;
+    }
+    if (err && r.action == jobs::Action::pause_local) {
+        spdlog::error("event=local_pause provider={} seconds={:.1f} error=\"{}\"", p->config.name,
+                      r.delay_s, err->message);
+        for (auto& other : s->providers) other->lane.hold_until(now + r.delay_s);
+    } else if (err && err->cls == ErrorClass::rate_limited) {
+        lane.on_rate_limited(now + r.delay_s);
+    } else if (!err) {
+        lane.on_success();
+    }
+    if (was_probe) {
+        // The provider answered something other than auth/quota: it is usable again.
+        lane.resolve_probe(true);
+        ++p->pause_version;
+        spdlog::info("event=provider_resumed provider={}", p->config.name);
+        set_paused(s, p->config.name, false, "", 0);
+    }
+}
+
+}  // namespace
+
+asio::awaitable<void> run_attempt(EngineShared* s, ProviderRuntime* p, jobs::ClaimedRequest req) {
+    double started = jobs::unix_now();
+    auto t0 = std::chrono::steady_clock::now();
+    Answer a;
+    try {
+        a = co_await call_provider(s, p, &req);
+    } catch (const std::exception& e) {
+        a.error = Error{ErrorClass::network, "internal", 0, e.what(), std::nullopt};
+    }
+    double finished = jobs::unix_now();
+    auto ms =
+        std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0)
+            .count();
+    int http = a.error ? a.error->http_status : a.http_status;
+    std::string cls = a.error ? std::string(jobs::to_string(a.error->cls)) : "";
+    AttemptResult r =
+        make_completion(req, s->owner, started, finished, std::move(a.outputs), std::move(a.error),
+                        std::move(a.usage_json), s->retry, s->jitter());
+    std::size_t images = r.completion.outputs.size();
+
+    auto it = s->in_flight.find(req.request_id);
+    if (it == s->in_flight.end() || it->second.state != AttemptState::running ||
+        it->second.attempt_no != req.attempt_no) {
+        // Given back at shutdown while it ran: its files are not wanted.
+        s->writer.discard(r.completion);
+        spdlog::info(
+            "event=attempt job={} request={} provider={} attempt={} outcome=abandoned ms={}",
+            req.job_id, req.request_id, p->config.name, req.attempt_no, ms);
+        co_return;
+    }
+    it->second.state = AttemptState::completing;
+    update_lane(s, p, r, finished);
+    ++p->counters.attempts[r.outcome];
+
+    spdlog::info(
+        "event=attempt job={} request={} provider={} attempt={} outcome={} class={} http={} "
+        "ms={} images={}",
+        req.job_id, req.request_id, p->config.name, req.attempt_no, r.outcome, cls, http, ms,
+        images);
+    if (r.completion.error && r.outcome == "error")
+        spdlog::warn(
+            "event=attempt_error job={} request={} provider={} class={} code={} "
+            "next={} message=\"{}\"",
+            req.job_id, req.request_id, p->config.name, cls, r.completion.error->code,
+            next_name(r.completion.next), r.completion.error->message);
+    p->wake();  // a slot is free
+
+    bool applied = false;
+    try {
+        applied = co_await s->db.complete(std::move(r.completion));
+    } catch (const std::exception& e) {
+        spdlog::error("event=complete_failed request={} error=\"{}\"", req.request_id, e.what());
+    }
+    if (applied)
+        p->counters.images += images;
+    else
+        spdlog::warn("event=stale_completion job={} request={} attempt={}", req.job_id,
+                     req.request_id, req.attempt_no);
+    s->in_flight.erase(req.request_id);
+    s->attempt_ended.cancel();
+    p->wake();
+}
+
+}  // namespace imgbatch::daemon

@@ -1,0 +1,54 @@
+#pragma once
+// One attempt of one request: build -> send -> parse -> download -> check -> stage ->
+// Completion. check_images and make_completion are pure (tested without a socket).
+#include <boost/asio/awaitable.hpp>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "daemon/dispatcher.hpp"
+#include "daemon/output_writer.hpp"
+#include "daemon/providers/provider.hpp"
+#include "jobs/retry_policy.hpp"
+#include "jobs/store.hpp"
+
+namespace imgbatch::daemon {
+
+// What an answer amounts to once its image bytes are known.
+struct CheckedImages {
+    std::vector<StagedImage> images;   // valid images, at most `ask`
+    std::optional<jobs::Error> error;  // the attempt's error, partial included
+};
+
+// Keeps the images whose bytes sniff as PNG/JPEG/WebP (at most ask). The error: the parse
+// error if any; else bad_response when some bytes were bad ("image i: not a PNG, JPEG or
+// WebP"); else moderation when the provider filtered every image; else partial ("got 2 of
+// 4 images") when fewer than ask; none when all ask images are there.
+// download_error: a failed image download (class network or timeout), applied like a parse
+// error.
+// http_status: the answer's status, recorded with errors found here.
+CheckedImages check_images(ParsedResponse parsed, int ask, int http_status = 200,
+                           const std::optional<jobs::Error>& download_error = std::nullopt);
+
+// The completion of an attempt and what the lane must do about it.
+struct AttemptResult {
+    jobs::Completion completion;
+    jobs::Action action = jobs::Action::retry;  // meaningful when completion.error is set
+    double delay_s = 0;
+    std::string outcome;  // ok, partial, error (attempts.outcome)
+};
+
+// Decides with jobs::decide: no error -> done; retry/fail/block as decided; pause_provider and
+// pause_local -> retry without counting anything (not_before now for a provider pause, now +
+// delay for a local pause). outputs are kept in every case.
+AttemptResult make_completion(const jobs::ClaimedRequest& req, const std::string& owner,
+                              double started_at, double finished_at,
+                              std::vector<jobs::OutputRecord> outputs,
+                              std::optional<jobs::Error> error, std::string usage_json,
+                              const jobs::RetryConfig& retry, double jitter01);
+
+// The whole attempt on the network thread; registered in shared->in_flight by the caller.
+boost::asio::awaitable<void> run_attempt(EngineShared* shared, ProviderRuntime* provider,
+                                         jobs::ClaimedRequest req);
+
+}  // namespace imgbatch::daemon

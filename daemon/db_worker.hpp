@@ -1,0 +1,130 @@
+#pragma once
+// The DB thread: owns the jobs::Store (one SQLite connection) and runs work items from a
+// queue. Completions are group-committed: every completion queued when the thread wakes goes
+// into ONE Store::apply call. Results are handed back with asio::post to the executor of
+// the waiting coroutine, so the network thread never blocks on SQLite.
+#include <boost/asio/associated_executor.hpp>
+#include <boost/asio/async_result.hpp>
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <condition_variable>
+#include <deque>
+#include <exception>
+#include <functional>
+#include <future>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "jobs/store.hpp"
+
+namespace imgbatch::daemon {
+
+class DbWorker {
+  public:
+    // Called on the DB thread: place the files of a completion inside the apply transaction
+    // (see Store::apply); after each group (before its commit where possible) sync; discard
+    // the files of a stale completion.
+    struct FileHooks {
+        std::function<bool(jobs::Completion&)> place;
+        std::function<void()> sync;
+        std::function<void(const jobs::Completion&)> discard;
+    };
+
+    // Opens the store on the calling thread (errors throw here) and starts the thread.
+    DbWorker(const std::string& db_path, FileHooks hooks = {});
+    // Drains the queue and joins the thread.
+    ~DbWorker();
+    DbWorker(const DbWorker&) = delete;
+    DbWorker& operator=(const DbWorker&) = delete;
+
+    // Runs fn(store) on the DB thread; the result (or its exception) comes back on the
+    // awaiting coroutine's executor. R must not be void.
+    // Pass fn as a named variable (std::move(fn)): GCC 12 destroys temporaries of a co_await
+    // full-expression twice, so no lambda temporary may appear in the co_await expression.
+    template <class R, class Fn>
+    boost::asio::awaitable<R> call(Fn&& fn) {
+        using F = std::decay_t<Fn>;
+        return boost::asio::async_initiate<const boost::asio::use_awaitable_t<>&,
+                                           void(std::exception_ptr, R)>(
+            [this](auto handler, F f) {
+                using H = decltype(handler);
+                enqueue(std::make_unique<CallItem<R, F, H>>(std::move(f), std::move(handler)));
+            },
+            boost::asio::use_awaitable, F(std::forward<Fn>(fn)));
+    }
+
+    // Runs fn(store) on the DB thread and waits for it (start-up, tests; never on the
+    // network thread while it serves requests). Exceptions are rethrown here.
+    template <class Fn>
+    auto call_sync(Fn fn) -> decltype(fn(std::declval<jobs::Store&>())) {
+        using R = decltype(fn(std::declval<jobs::Store&>()));
+        auto task = std::make_shared<std::packaged_task<R(jobs::Store&)>>(std::move(fn));
+        auto fut = task->get_future();
+        post([task](jobs::Store& st) { (*task)(st); });
+        return fut.get();
+    }
+
+    // Applies c in the next group commit; true if applied, false if stale.
+    boost::asio::awaitable<bool> complete(jobs::Completion&& c);
+
+    // Fire and forget (errors are logged).
+    void post(std::function<void(jobs::Store&)> fn);
+
+    // Stops the thread after the queued items have run. Idempotent.
+    void stop();
+
+    // Number of apply calls and completions applied so far (for tests and logs).
+    std::size_t groups() const;
+    std::size_t completions() const;
+
+    struct Item {
+        virtual ~Item() = default;
+        virtual void run(jobs::Store& store) = 0;
+        // Completion items: the completion, and the result of its group commit.
+        virtual jobs::Completion* completion() { return nullptr; }
+        virtual void finish(std::exception_ptr, bool) {}
+    };
+
+  private:
+    template <class R, class Fn, class H>
+    struct CallItem : Item {
+        CallItem(Fn f, H h) : fn(std::move(f)), handler(std::move(h)) {}
+        void run(jobs::Store& store) override {
+            std::exception_ptr ep;
+            R result{};
+            try {
+                result = fn(store);
+            } catch (...) {
+                ep = std::current_exception();
+            }
+            auto ex = boost::asio::get_associated_executor(handler);
+            boost::asio::post(ex, [h = std::move(handler), ep, r = std::move(result)]() mutable {
+                std::move(h)(ep, std::move(r));
+            });
+        }
+        Fn fn;
+        H handler;
+    };
+
+    void enqueue(std::unique_ptr<Item> item);
+    void thread_main();
+    void apply_group(std::vector<std::unique_ptr<Item>>& group);
+
+    std::unique_ptr<jobs::Store> store_;
+    FileHooks hooks_;
+    mutable std::mutex mutex_;
+    std::condition_variable cv_;
+    std::deque<std::unique_ptr<Item>> queue_;
+    bool stopping_ = false;
+    std::size_t groups_ = 0;
+    std::size_t completions_ = 0;
+    std::thread thread_;
+};
+
+}  // namespace imgbatch::daemon

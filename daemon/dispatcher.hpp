@@ -1,0 +1,101 @@
+#pragma once
+// The per-provider dispatch loop and the state the engine's coroutines share. Everything
+// here lives on the one network thread (io_context); the DB thread and the writer pool are
+// reached through DbWorker and post().
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/thread_pool.hpp>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <random>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "daemon/config.hpp"
+#include "daemon/db_worker.hpp"
+#include "daemon/http_client.hpp"
+#include "daemon/lane.hpp"
+#include "daemon/output_writer.hpp"
+#include "daemon/providers/provider.hpp"
+
+namespace imgbatch::daemon {
+
+// Counters for progress lines and metrics.
+struct ProviderCounters {
+    std::uint64_t images = 0;
+    std::map<std::string, std::uint64_t> attempts;  // by outcome: ok, partial, error, returned
+};
+
+struct ProviderRuntime {
+    ProviderRuntime(boost::asio::any_io_executor ex, const ProviderConfig& cfg,
+                    const ProviderApi* api, std::string key);
+
+    ProviderConfig config;
+    const ProviderApi* api = nullptr;
+    std::string api_key;  // never logged
+    Lane lane;
+    std::unique_ptr<HttpClient> client;    // the provider's API calls
+    std::unique_ptr<HttpClient> download;  // image URLs of its answers
+    double lease_s = 0;
+    ProviderCounters counters;
+    // Bumped whenever the lane's pause state changes here, so that a provider_state read
+    // issued before the change does not undo it.
+    std::uint64_t pause_version = 0;
+
+    // Wakes the dispatch loop (a completion freed a slot, new work was planned, stop).
+    void wake();
+    boost::asio::steady_timer wake_timer;
+    bool wake_pending = false;
+    bool loop_running = false;
+
+    // Applies new limits (SIGHUP): concurrency, rates, timeouts (new connections).
+    void apply_limits(const ProviderConfig& cfg);
+};
+
+enum class AttemptState { running, completing, returned };
+
+struct InFlight {
+    std::int64_t job_id = 0;
+    int attempt_no = 0;
+    double started_at = 0;
+    std::string provider;
+    AttemptState state = AttemptState::running;
+};
+
+struct EngineShared {
+    EngineShared(boost::asio::any_io_executor ex, std::string owner, jobs::RetryConfig retry,
+                 DbWorker& db, OutputWriter& writer, boost::asio::thread_pool& writer_pool);
+
+    boost::asio::any_io_executor executor;
+    std::string owner;
+    jobs::RetryConfig retry;
+    DbWorker& db;
+    OutputWriter& writer;
+    boost::asio::thread_pool& writer_pool;
+    std::vector<std::unique_ptr<ProviderRuntime>> providers;
+    std::unordered_map<std::int64_t, InFlight> in_flight;  // by request id
+    bool stopping = false;                                 // no more claims
+    std::mt19937_64 rng;
+    double poll_interval_s = 1.0;
+    // Signalled (cancelled) whenever an attempt ends: shutdown waits on it.
+    boost::asio::steady_timer attempt_ended;
+
+    double jitter();  // uniform [0, 1)
+    ProviderRuntime* provider(std::string_view name);
+    void wake_all();
+};
+
+// Claims and starts attempts for one provider until shared.stopping.
+boost::asio::awaitable<void> dispatch_loop(EngineShared* shared, ProviderRuntime* provider);
+
+// Gives a claimed request back without using an attempt (shutdown): Completion returned.
+boost::asio::awaitable<void> give_back(EngineShared* shared, std::int64_t request_id);
+
+// Waits until the timer expires, is cancelled, or the provider was woken. Returns at once
+// when a wake-up is pending.
+boost::asio::awaitable<void> sleep_until_woken(ProviderRuntime* provider, double seconds);
+
+}  // namespace imgbatch::daemon

@@ -1,0 +1,84 @@
+#include "daemon/metrics.hpp"
+
+#include <spdlog/spdlog.h>
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/read_until.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+
+#include <stdexcept>
+
+// GCC 12 reports a false -Wmismatched-new-delete on Asio coroutine frames.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
+#endif
+
+namespace imgbatch::daemon {
+namespace asio = boost::asio;
+using asio::ip::tcp;
+
+std::string render_metrics(const EngineShared& s) {
+    std::string out;
+    out += "# HELP imgbatch_requests_in_flight Requests being sent to the provider now.\n";
+    out += "# TYPE imgbatch_requests_in_flight gauge\n";
+    for (const auto& p : s.providers)
+        out += "imgbatch_requests_in_flight{provider=\"" + p->config.name + "\"} " +
+               std::to_string(p->lane.in_flight()) + "\n";
+    out += "# HELP imgbatch_images_total Images written and recorded since start.\n";
+    out += "# TYPE imgbatch_images_total counter\n";
+    for (const auto& p : s.providers)
+        out += "imgbatch_images_total{provider=\"" + p->config.name + "\"} " +
+               std::to_string(p->counters.images) + "\n";
+    out += "# HELP imgbatch_attempts_total Attempts ended since start, by outcome.\n";
+    out += "# TYPE imgbatch_attempts_total counter\n";
+    for (const auto& p : s.providers)
+        for (const auto& [outcome, n] : p->counters.attempts)
+            out += "imgbatch_attempts_total{provider=\"" + p->config.name + "\",outcome=\"" +
+                   outcome + "\"} " + std::to_string(n) + "\n";
+    return out;
+}
+
+namespace {
+
+asio::awaitable<void> answer(EngineShared* s, tcp::socket socket) {
+    std::string request;
+    auto buffer = asio::dynamic_buffer(request, 8192);
+    auto [ec, n] = co_await asio::async_read_until(socket, buffer, "\r\n\r\n",
+                                                   asio::as_tuple(asio::use_awaitable));
+    if (ec) co_return;
+    bool metrics = request.starts_with("GET /metrics ") || request.starts_with("GET /metrics?");
+    std::string body = metrics ? render_metrics(*s) : "not found\n";
+    std::string head = std::string(metrics ? "HTTP/1.1 200 OK" : "HTTP/1.1 404 Not Found") +
+                       "\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: " +
+                       std::to_string(body.size()) + "\r\nConnection: close\r\n\r\n";
+    head += body;
+    co_await asio::async_write(socket, asio::buffer(head), asio::as_tuple(asio::use_awaitable));
+    boost::system::error_code ignored;
+    socket.shutdown(tcp::socket::shutdown_both, ignored);
+}
+
+}  // namespace
+
+asio::awaitable<void> serve_metrics(EngineShared* s, std::string listen) {
+    auto colon = listen.rfind(':');
+    if (colon == std::string::npos) throw std::runtime_error("metrics_listen: expected host:port");
+    std::string host = listen.substr(0, colon);
+    if (host.size() > 2 && host.front() == '[') host = host.substr(1, host.size() - 2);
+    auto port = static_cast<unsigned short>(std::stoi(listen.substr(colon + 1)));
+    tcp::endpoint endpoint(asio::ip::make_address(host), port);
+    tcp::acceptor acceptor(s->executor, endpoint);
+    spdlog::info("event=metrics_listening address={}", listen);
+    for (;;) {
+        auto [ec, socket] = co_await acceptor.async_accept(asio::as_tuple(asio::use_awaitable));
+        if (ec) {
+            if (ec == asio::error::operation_aborted) co_return;
+            continue;
+        }
+        asio::co_spawn(s->executor, answer(s, std::move(socket)), asio::detached);
+    }
+}
+
+}  // namespace imgbatch::daemon
