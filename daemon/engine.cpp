@@ -2,6 +2,7 @@
 // loops (planner, lease renewal, idle check, progress, signals) on one io_context.
 #include "daemon/engine.hpp"
 
+#include <signal.h>
 #include <unistd.h>
 
 #include <spdlog/spdlog.h>
@@ -14,7 +15,9 @@
 #include <boost/asio/thread_pool.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include <cerrno>
 #include <csignal>
+#include <cstdlib>
 #include <random>
 
 #include "daemon/dispatcher.hpp"
@@ -36,6 +39,28 @@ std::string make_owner() {
     char hex[16];
     std::snprintf(hex, sizeof hex, "%08x", static_cast<unsigned>(rd()));
     return std::string(host) + ":" + std::to_string(::getpid()) + ":" + hex;
+}
+
+// Owner ids are "<hostname>:<pid>:<hex>". A daemon on this host whose process is gone can
+// never complete its requests: they are taken back at once instead of after their leases
+// expire (owners on other hosts, or whose pid is alive, keep theirs until expiry).
+bool owner_dead_here(const std::string& owner, const std::string& self) {
+    auto host_end = owner.find(':');
+    auto pid_end = owner.find(':', host_end + 1);
+    if (host_end == std::string::npos || pid_end == std::string::npos || owner == self ||
+        owner.compare(0, host_end, self, 0, self.find(':')) != 0)
+        return false;
+    char* end = nullptr;
+    long pid = std::strtol(owner.c_str() + host_end + 1, &end, 10);
+    if (end != owner.c_str() + pid_end || pid <= 0) return false;
+    return ::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH;
+}
+
+int requeue_dead_owners(jobs::Store& store, const std::string& self, double now) {
+    int requeued = 0;
+    for (const auto& owner : store.lease_owners())
+        if (owner_dead_here(owner, self)) requeued += store.requeue_owner(owner, now);
+    return requeued;
 }
 
 Clock::duration secs(double s) {
@@ -210,7 +235,7 @@ asio::awaitable<void> control_loop(Engine* e) {
                 auto renew = [owner, max_lease](jobs::Store& st) {
                     double now = jobs::unix_now();
                     st.renew_leases(owner, now + max_lease);
-                    return st.requeue_expired(now);
+                    return st.requeue_expired(now) + requeue_dead_owners(st, owner, now);
                 };
                 int expired = co_await e->shared.db.call<int>(std::move(renew));
                 if (expired > 0) {
@@ -344,8 +369,10 @@ int run_daemon(const Config& config, const RunOptions& options) {
     int requeued = 0;
     try {
         db = std::make_unique<DbWorker>(config.database, hooks);
-        requeued =
-            db->call_sync([](jobs::Store& st) { return st.requeue_expired(jobs::unix_now()); });
+        requeued = db->call_sync([&owner](jobs::Store& st) {
+            double now = jobs::unix_now();
+            return st.requeue_expired(now) + requeue_dead_owners(st, owner, now);
+        });
         states = db->call_sync([](jobs::Store& st) { return st.provider_states(); });
     } catch (const std::exception& ex) {
         spdlog::error("event=db_error op=open path={} error=\"{}\"", config.database, ex.what());

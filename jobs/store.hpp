@@ -29,9 +29,9 @@ std::string_view claim_sql();
 
 // ---- enqueue ----
 struct EnqueueItem {
-    JobSpec spec;                         // validated
-    std::string provider;                 // resolved provider
-    std::vector<PlannedRequest> plan;     // from plan_requests
+    JobSpec spec;                      // validated
+    std::string provider;              // resolved provider
+    std::vector<PlannedRequest> plan;  // from plan_requests
 };
 struct Duplicate {
     std::size_t item = 0;  // index into the items given
@@ -40,8 +40,8 @@ struct Duplicate {
 struct EnqueueResult {
     std::int64_t batch_id = 0;
     std::string batch;
-    std::vector<std::int64_t> job_ids;    // one per inserted item, in order
-    std::vector<Duplicate> duplicates;    // items whose key was already in the database
+    std::vector<std::int64_t> job_ids;  // one per inserted item, in order
+    std::vector<Duplicate> duplicates;  // items whose key was already in the database
 };
 
 // ---- pending rows (inserted by SQL) ----
@@ -52,8 +52,8 @@ struct PendingJob {
 };
 struct PlanDecision {
     std::int64_t job_id = 0;
-    std::string error;                  // non-empty: reject the job with this message
-    std::string provider;               // else: queue it with these requests
+    std::string error;     // non-empty: reject the job with this message
+    std::string provider;  // else: queue it with these requests
     std::vector<PlannedRequest> plan;
 };
 
@@ -102,12 +102,12 @@ struct Completion {
     std::string owner;
     double started_at = 0;
     double finished_at = 0;
-    std::vector<OutputRecord> outputs;   // new images, in idx order
-    std::optional<Error> error;          // the attempt's error, if any (partial included)
-    std::string usage_json;              // provider's usage object, if any
+    std::vector<OutputRecord> outputs;  // new images, in idx order
+    std::optional<Error> error;         // the attempt's error, if any (partial included)
+    std::string usage_json;             // provider's usage object, if any
     Next next = Next::done;
-    double not_before = 0;               // with retry
-    bool count_attempt = false;          // increment requests.attempts
+    double not_before = 0;       // with retry
+    bool count_attempt = false;  // increment requests.attempts
     bool count_rate_limit = false;
     bool count_moderation = false;
 };
@@ -182,7 +182,7 @@ struct ExportRecord {
 };
 
 class Store {
-public:
+  public:
     // Opens (creating if needed) and migrates the database: WAL, busy_timeout, foreign keys,
     // migrations applied in order and tracked by PRAGMA user_version. Throws
     // std::runtime_error with the path on failure, or if the database is newer than this
@@ -215,6 +215,11 @@ public:
     // Running requests whose lease expired (a daemon died): back to queued; the lost attempt
     // is recorded (outcome 'error', code 'lease_expired') and counted. Returns how many.
     int requeue_expired(double now);
+    // Running requests of a daemon known to be dead (same host, its process gone) go back at
+    // once, recorded like requeue_expired, without waiting for their leases. Returns how many.
+    int requeue_owner(std::string_view owner, double now);
+    // Owners holding leases on running requests.
+    std::vector<std::string> lease_owners();
 
     // Applies completions in one transaction (group commit). A completion whose request is
     // no longer leased by its owner at its attempt_no is stale: skipped, result false. For a
@@ -252,7 +257,7 @@ public:
                      const std::function<void(const ExportRecord&)>& sink);
     std::vector<std::string> batch_names();
 
-private:
+  private:
     struct Impl;
     std::unique_ptr<Impl> impl_;
 };

@@ -169,26 +169,24 @@ int Store::renew_leases(std::string_view owner, double until) {
     return changed;
 }
 
-int Store::requeue_expired(double now) {
-    auto txn = impl_->write_txn();
+namespace {
+
+// Running requests whose daemon is gone go back to the queue; the lost attempt is recorded
+// ('error', network/lease_expired) and counted. `select` yields id, job_id, attempt_no,
+// provider of those requests. Runs inside the caller's write transaction.
+int requeue_lost(StoreDb& impl, SQLite::Statement& select, double now) {
     struct Lost {
         std::int64_t id, job_id;
         int attempt_no;
         std::string provider;
     };
     std::vector<Lost> lost;
-    {
-        auto q = impl_->prep(
-            "SELECT id, job_id, attempt_no, provider FROM requests "
-            "WHERE state = 'running' AND lease_until < ?");
-        q->bind(1, now);
-        while (q->executeStep())
-            lost.push_back({q->getColumn(0).getInt64(), q->getColumn(1).getInt64(),
-                            q->getColumn(2).getInt(), text(*q, 3)});
-    }
+    while (select.executeStep())
+        lost.push_back({select.getColumn(0).getInt64(), select.getColumn(1).getInt64(),
+                        select.getColumn(2).getInt(), text(select, 3)});
     for (const auto& l : lost) {
         {
-            auto q = impl_->prep(
+            auto q = impl.prep(
                 "INSERT INTO attempts(request_id, job_id, attempt_no, provider, started_at, "
                 "finished_at, duration_ms, outcome, images, error_class, error_code, "
                 "http_status, message) "
@@ -202,9 +200,9 @@ int Store::requeue_expired(double now) {
             q->bind(7, kLeaseExpiredMessage);
             q->exec();
         }
-        const bool cancelled = job_state(*impl_, l.job_id) == "cancelled";
+        const bool cancelled = job_state(impl, l.job_id) == "cancelled";
         {
-            auto q = impl_->prep(
+            auto q = impl.prep(
                 "UPDATE requests SET state = ?, attempts = attempts + 1, lease_owner = NULL, "
                 "lease_until = NULL, last_error_class = 'network', "
                 "last_error_code = 'lease_expired', last_http_status = 0, "
@@ -214,10 +212,42 @@ int Store::requeue_expired(double now) {
             q->bind(3, l.id);
             q->exec();
         }
-        impl_->settle_job(l.job_id, now);
+        impl.settle_job(l.job_id, now);
     }
-    txn.commit();
     return static_cast<int>(lost.size());
+}
+
+}  // namespace
+
+int Store::requeue_expired(double now) {
+    auto txn = impl_->write_txn();
+    auto q = impl_->prep(
+        "SELECT id, job_id, attempt_no, provider FROM requests "
+        "WHERE state = 'running' AND lease_until < ?");
+    q->bind(1, now);
+    int n = requeue_lost(*impl_, *q, now);
+    txn.commit();
+    return n;
+}
+
+int Store::requeue_owner(std::string_view owner, double now) {
+    auto txn = impl_->write_txn();
+    auto q = impl_->prep(
+        "SELECT id, job_id, attempt_no, provider FROM requests "
+        "WHERE state = 'running' AND lease_owner = ?");
+    q->bind(1, std::string(owner));
+    int n = requeue_lost(*impl_, *q, now);
+    txn.commit();
+    return n;
+}
+
+std::vector<std::string> Store::lease_owners() {
+    std::vector<std::string> owners;
+    auto q = impl_->prep(
+        "SELECT DISTINCT lease_owner FROM requests WHERE state = 'running' "
+        "AND lease_owner IS NOT NULL");
+    while (q->executeStep()) owners.push_back(text(*q, 0));
+    return owners;
 }
 
 std::vector<bool> Store::apply(std::vector<Completion>& completions,

@@ -1,6 +1,7 @@
 // Store: claims, leases, completions, cancel and retry.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <set>
 
 #include "jobs/store.hpp"
@@ -259,6 +260,33 @@ TEST_CASE("requeue_expired: lost attempts are recorded, counted and queued again
     CHECK(d->attempts[0].message ==
           "the daemon holding the lease stopped before the answer was recorded");
     CHECK(s.requeue_expired(1000) == 0);
+}
+
+TEST_CASE("requeue_owner: a dead daemon's requests come back before their leases expire") {
+    Store s(":memory:");
+    auto r = s.enqueue("b", {item("a"), item("b"), item("c")});
+    auto dead = s.claim("p1", "host:1:dead", 2, 100, 600);
+    auto alive = s.claim("p1", "host:2:alive", 1, 100, 600);
+    REQUIRE(dead.size() == 2);
+    REQUIRE(alive.size() == 1);
+    auto owners = s.lease_owners();
+    std::sort(owners.begin(), owners.end());
+    CHECK(owners == std::vector<std::string>{"host:1:dead", "host:2:alive"});
+
+    CHECK(s.requeue_owner("host:1:dead", 150) == 2);  // leases run to 700
+    CHECK(req_state(s, dead[0].request_id) == "queued");
+    CHECK(req_state(s, dead[1].request_id) == "queued");
+    CHECK(req_state(s, alive[0].request_id) == "running");
+    CHECK(s.lease_owners() == std::vector<std::string>{"host:2:alive"});
+    auto d = s.job_detail(r.job_ids[0]);
+    REQUIRE(d->attempts.size() == 1);
+    CHECK(d->attempts[0].error_code == "lease_expired");
+    CHECK(sql_int(s, "SELECT attempts FROM requests WHERE id = 1") == 1);
+
+    // A late answer of the dead owner's attempt is refused.
+    std::vector<Completion> late{completion(dead[0], "host:1:dead", 1)};
+    CHECK(s.apply(late)[0] == false);
+    CHECK(s.requeue_owner("host:1:dead", 160) == 0);
 }
 
 TEST_CASE("cancel: queued requests stop, running ones finish and keep their images") {
