@@ -27,6 +27,10 @@ echo "== imgbatch run --until-idle"
 "$bin" run --until-idle 2>demo/run.log
 echo "== imgbatch status"
 "$bin" status
+echo "== imgbatch jobs --batch demo"
+"$bin" jobs --batch demo
+echo "== imgbatch show (the job the simulator refused)"
+"$bin" show "$("$bin" jobs --batch demo --state blocked --json | sed -n 's/.*"id": *\([0-9]*\).*/\1/p' | head -n 1)"
 echo "== imgbatch export --batch demo --format jsonl (first 3 records)"
 "$bin" export --batch demo --format jsonl -o demo/export.jsonl
 head -n 3 demo/export.jsonl
