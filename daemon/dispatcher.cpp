@@ -181,7 +181,10 @@ asio::awaitable<void> dispatch_loop(EngineShared* s, ProviderRuntime* p) {
         }
         double started = jobs::unix_now();
         for (auto& req : claimed) {
-            p->lane.on_start(started, req.n - req.images_done);
+            // Spacing counts from the slot the claim was made for (`now`), not from when the
+            // claim's commit returned: otherwise every request would lose that latency and a
+            // rate-limited lane would never reach its allowed rate.
+            p->lane.on_start(now, req.n - req.images_done);
             s->in_flight[req.request_id] =
                 InFlight{req.job_id, req.attempt_no, started, name, AttemptState::running};
             if (s->stopping) {
