@@ -1,0 +1,107 @@
+// Operating a running daemon: SIGHUP reloads provider limits (and keeps the old ones when
+// the file is bad); an output directory that cannot be written is a local error that keeps
+// the job queued without using its attempts.
+#include <doctest/doctest.h>
+
+#include <chrono>
+#include <csignal>
+#include <filesystem>
+#include <functional>
+#include <thread>
+
+#include "tests/integration/daemon_fixture.hpp"
+
+using namespace imgbatch::test;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+bool wait_for(const std::function<bool()>& cond, double timeout_s) {
+    auto deadline = Clock::now() + std::chrono::duration<double>(timeout_s);
+    while (Clock::now() < deadline) {
+        if (cond()) return true;
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    return false;
+}
+
+std::string jobs(int count) {
+    std::string lines;
+    for (int i = 0; i < count; ++i)
+        lines += job_line("j" + std::to_string(i), "a quiet harbour " + std::to_string(i),
+                          "gpt-image-1", 1);
+    return lines;
+}
+
+void replace_in_file(const std::string& path, const std::string& from, const std::string& to) {
+    std::string text = read_file(path);
+    auto at = text.find(from);
+    REQUIRE(at != std::string::npos);
+    write_file(path, text.replace(at, from.size(), to));
+}
+
+}  // namespace
+
+TEST_CASE("SIGHUP: new max_concurrency applies to the running daemon") {
+    Sim sim({"--latency-ms", "300"});
+    DaemonEnv env({openai_provider(sim, "p", "\"max_concurrency\": 1")});
+    env.enqueue(jobs(16));
+    auto daemon = env.start_run({"--until-idle"});
+    REQUIRE(wait_for([&] { return sim.stat("requests") >= 2; }, 20));
+    CHECK(sim.stat("max_in_flight") == 1);
+
+    replace_in_file(env.config, "\"max_concurrency\": 1", "\"max_concurrency\": 4");
+    daemon->signal(SIGHUP);
+    CHECK(wait_for([&] { return sim.stat("in_flight") >= 4; }, 20));
+    auto code = daemon->wait(60);
+    INFO("daemon stderr: " << DaemonEnv::tail(daemon->err()));
+    REQUIRE(code.has_value());
+    CHECK(*code == 0);
+    CHECK(sim.stat("max_in_flight") == 4);
+    CHECK(daemon->err().find("event=reloaded provider=p max_concurrency=4") != std::string::npos);
+    CHECK(env.number("SELECT count(*) FROM jobs WHERE state = 'succeeded'") == 16);
+}
+
+TEST_CASE("SIGHUP: a bad config file is reported and the old limits are kept") {
+    Sim sim({"--latency-ms", "200"});
+    DaemonEnv env({openai_provider(sim, "p", "\"max_concurrency\": 2")});
+    env.enqueue(jobs(10));
+    auto daemon = env.start_run({"--until-idle"});
+    REQUIRE(wait_for([&] { return sim.stat("requests") >= 1; }, 20));
+
+    replace_in_file(env.config, "\"max_concurrency\": 2", "\"max_concurrency\": \"lots\"");
+    daemon->signal(SIGHUP);
+    auto code = daemon->wait(60);
+    INFO("daemon stderr: " << DaemonEnv::tail(daemon->err()));
+    REQUIRE(code.has_value());
+    CHECK(*code == 0);
+    CHECK(daemon->err().find("event=reload_failed") != std::string::npos);
+    CHECK(sim.stat("max_in_flight") == 2);
+    CHECK(env.number("SELECT count(*) FROM jobs WHERE state = 'succeeded'") == 10);
+}
+
+TEST_CASE("local error: an unwritable output directory keeps the job queued, unspent") {
+    Sim sim;
+    DaemonEnv env({openai_provider(sim, "p")});
+    // A regular file where the batch directory must go: every write fails (as root, too).
+    std::filesystem::create_directories(env.out);
+    write_file(env.out + "/b", "not a directory");
+    env.enqueue(job_line("k", "a lantern in fog", "gpt-image-1", 2));
+
+    RunResult r = env.cli({"run", "--max-seconds", "2"}, "", 30);
+    INFO("run stderr: " << DaemonEnv::tail(r.err));
+    REQUIRE(r.code == 0);
+    auto tries = env.attempts("k");
+    REQUIRE(!tries.empty());
+    for (const auto& t : tries) CHECK(t.rfind("error|local|", 0) == 0);
+    CHECK(env.job_state("k") == "queued");
+    CHECK(env.counters("k") == "0|0|0");  // local errors do not use up the request
+    CHECK(env.number("SELECT count(*) FROM outputs") == 0);
+    CHECK(r.err.find("event=local_pause") != std::string::npos);
+
+    // Once the directory can be written, the same job finishes.
+    std::filesystem::remove(env.out + "/b");
+    env.run_until_idle(60);
+    CHECK(env.job_state("k") == "succeeded");
+    env.check_outputs("k", 2);
+}
