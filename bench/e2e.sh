@@ -5,31 +5,13 @@
 # Usage: bench/e2e.sh [IMGBATCH_BINARY]   (env: JOBS=2000 N=10 CONCURRENCY=64)
 set -euo pipefail
 
-here=$(cd "$(dirname "$0")" && pwd)
-bin=${1:-${IMGBATCH_BIN:-}}
-if [[ -z "$bin" ]]; then
-    for b in "$here/../build/imgbatch" "$here/../build-itest/imgbatch"; do
-        [[ -x "$b" ]] && bin=$b && break
-    done
-fi
-[[ -x "${bin:-}" ]] || { echo "imgbatch binary not found; pass its path" >&2; exit 2; }
+. "$(dirname "$0")/lib.sh"
+bench_init e2e "${1:-}"
 jobs=${JOBS:-2000}
 n=${N:-10}
 concurrency=${CONCURRENCY:-64}
 
-dir=$(mktemp -d /tmp/imgbatch-e2e-XXXXXX)
-sim_pid=""
-cleanup() {
-    [[ -n "$sim_pid" ]] && kill "$sim_pid" 2>/dev/null && wait "$sim_pid" 2>/dev/null
-    rm -rf "$dir"
-}
-trap cleanup EXIT
-
-"$bin" sim --listen 127.0.0.1:0 --port-file "$dir/port" --latency-ms 0 --image-size 16 \
-    2>"$dir/sim.log" &
-sim_pid=$!
-for _ in $(seq 200); do [[ -s "$dir/port" ]] && break; sleep 0.05; done
-port=$(cat "$dir/port")
+start_sim --latency-ms 0 --image-size 16
 
 cat >"$dir/imgbatch.json" <<JSON
 {

@@ -7,32 +7,14 @@
 #   env: ROWS=1000000 CONCURRENCY=500 LATENCY_MS=2000 MAX_SECONDS=20
 set -euo pipefail
 
-here=$(cd "$(dirname "$0")" && pwd)
-bin=${1:-${IMGBATCH_BIN:-}}
-if [[ -z "$bin" ]]; then
-    for b in "$here/../build/imgbatch" "$here/../build-itest/imgbatch"; do
-        [[ -x "$b" ]] && bin=$b && break
-    done
-fi
-[[ -x "${bin:-}" ]] || { echo "imgbatch binary not found; pass its path" >&2; exit 2; }
+. "$(dirname "$0")/lib.sh"
+bench_init mem "${1:-}"
 rows=${ROWS:-1000000}
 concurrency=${CONCURRENCY:-500}
 latency=${LATENCY_MS:-2000}
 seconds=${MAX_SECONDS:-20}
 
-dir=$(mktemp -d /tmp/imgbatch-mem-XXXXXX)
-sim_pid=""
-cleanup() {
-    [[ -n "$sim_pid" ]] && kill "$sim_pid" 2>/dev/null && wait "$sim_pid" 2>/dev/null
-    rm -rf "$dir"
-}
-trap cleanup EXIT
-
-"$bin" sim --listen 127.0.0.1:0 --port-file "$dir/port" --latency-ms "$latency" \
-    --image-size 16 2>"$dir/sim.log" &
-sim_pid=$!
-for _ in $(seq 200); do [[ -s "$dir/port" ]] && break; sleep 0.05; done
-port=$(cat "$dir/port")
+start_sim --latency-ms "$latency" --image-size 16
 
 cat >"$dir/imgbatch.json" <<JSON
 {
