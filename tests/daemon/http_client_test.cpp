@@ -16,39 +16,15 @@
 
 #include "daemon/http_client.hpp"
 #include "daemon/sim_server.hpp"
+#include "tests/daemon/sim_thread.hpp"
 
 using namespace imgbatch::daemon;
+using imgbatch::daemon::testing::SimThread;
 using imgbatch::jobs::ErrorClass;
 namespace asio = boost::asio;
 using tcp = asio::ip::tcp;
 
 namespace {
-
-class SimThread {
-  public:
-    explicit SimThread(SimOptions options = {})
-        : server_(ioc_.get_executor(), listen_any(options)) {
-        server_.start();
-        thread_ = std::thread([this] { ioc_.run(); });
-    }
-    ~SimThread() {
-        server_.stop();
-        thread_.join();
-    }
-    int port() const { return server_.port(); }
-    std::string url(const std::string& path) const {
-        return "http://127.0.0.1:" + std::to_string(port()) + path;
-    }
-
-  private:
-    static SimOptions listen_any(SimOptions o) {
-        o.listen = "127.0.0.1:0";
-        return o;
-    }
-    asio::io_context ioc_{1};
-    SimServer server_;
-    std::thread thread_;
-};
 
 // A blocking one-thread server: for each accepted connection, `serve` reads what it wants and
 // answers. Used where the sim cannot misbehave the right way (stale keep-alive, proxies).

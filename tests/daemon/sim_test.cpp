@@ -15,35 +15,13 @@
 #include "daemon/image.hpp"
 #include "daemon/sim_server.hpp"
 #include "daemon/sim_state.hpp"
+#include "tests/daemon/sim_thread.hpp"
 
 using namespace imgbatch::daemon;
+using imgbatch::daemon::testing::SimThread;
 namespace json = boost::json;
 
 namespace {
-
-// A SimServer on 127.0.0.1:0 with its own io_context and thread.
-class SimThread {
-  public:
-    explicit SimThread(SimOptions options = {})
-        : server_(ioc_.get_executor(), listen_any(options)) {
-        server_.start();
-        thread_ = std::thread([this] { ioc_.run(); });
-    }
-    ~SimThread() {
-        server_.stop();
-        thread_.join();
-    }
-    int port() const { return server_.port(); }
-
-  private:
-    static SimOptions listen_any(SimOptions o) {
-        o.listen = "127.0.0.1:0";
-        return o;
-    }
-    boost::asio::io_context ioc_{1};
-    SimServer server_;
-    std::thread thread_;
-};
 
 struct Raw {
     bool connected = false;

@@ -1,7 +1,6 @@
 // `imgbatch run` end to end against `imgbatch sim`: the three API styles, --until-idle, rows
 // inserted by plain SQL, and a graceful stop on SIGTERM.
 #include <doctest/doctest.h>
-#include <openssl/evp.h>
 #include <unistd.h>
 
 #include <SQLiteCpp/Database.h>
@@ -11,26 +10,12 @@
 #include <string>
 #include <vector>
 
-#include "tests/integration/harness.hpp"
+#include "tests/integration/daemon_fixture.hpp"
 
 using namespace imgbatch::test;
 namespace fs = std::filesystem;
 
 namespace {
-
-std::string sha256_file(const std::string& path) {
-    std::string data = read_file(path);
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int len = 0;
-    EVP_Digest(data.data(), data.size(), md, &len, EVP_sha256(), nullptr);
-    static const char* hex = "0123456789abcdef";
-    std::string out;
-    for (unsigned i = 0; i < len; ++i) {
-        out += hex[md[i] >> 4];
-        out += hex[md[i] & 15];
-    }
-    return out;
-}
 
 std::string provider(const std::string& name, const std::string& api, const std::string& url,
                      const std::string& models) {
