@@ -229,7 +229,10 @@ asio::awaitable<ConnectResult> open_connection(std::shared_ptr<ClientState> impl
         conn->tls = std::make_unique<beast::ssl_stream<beast::tcp_stream>>(std::move(*conn->plain),
                                                                            impl->tls);
         conn->plain.reset();
-        if (!SSL_set_tlsext_host_name(conn->tls->native_handle(), url.host.c_str()))
+        // SNI carries host names only: IP literals are not permitted in it (RFC 6066 3).
+        beast::error_code not_ip;
+        asio::ip::make_address(url.host, not_ip);
+        if (not_ip && !SSL_set_tlsext_host_name(conn->tls->native_handle(), url.host.c_str()))
             co_return HttpFailure{ErrorClass::network, "TLS with " + target + ": cannot set SNI"};
         conn->tls->set_verify_callback(ssl::host_name_verification(url.host));
         auto [tec] = co_await conn->tls->async_handshake(ssl::stream_base::client, tuple_awaitable);
