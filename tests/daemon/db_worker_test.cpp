@@ -77,8 +77,10 @@ jobs::Completion done(const jobs::ClaimedRequest& r, const std::string& owner) {
 TEST_CASE("calls run on the DB thread and results come back on the io thread") {
     TempDb t;
     enqueue_jobs(t.path, 3);
-    DbWorker db(t.path);
+    // Declared before the worker: its thread may still be inside asio::post when a
+    // coroutine resumes, so it must be joined before the io_context is destroyed.
     asio::io_context io;
+    DbWorker db(t.path);
     std::vector<jobs::ClaimedRequest> claimed;
     std::thread::id db_thread, back_thread;
     asio::co_spawn(
@@ -101,8 +103,8 @@ TEST_CASE("calls run on the DB thread and results come back on the io thread") {
 
 TEST_CASE("exceptions thrown on the DB thread reach the awaiting coroutine") {
     TempDb t;
+    asio::io_context io;  // outlives the worker (see above)
     DbWorker db(t.path);
-    asio::io_context io;
     std::string caught;
     asio::co_spawn(
         io,
@@ -129,6 +131,7 @@ TEST_CASE("completions queued together are applied in one group commit") {
                               },
                               [&synced] { ++synced; },
                               {}};
+    asio::io_context io;  // outlives the worker (see above)
     DbWorker db(t.path, hooks);
     auto claimed = db.call_sync(
         [](jobs::Store& st) { return st.claim("sim", "me", 10, jobs::unix_now(), 60); });
@@ -139,7 +142,6 @@ TEST_CASE("completions queued together are applied in one group commit") {
     auto gate = release.get_future().share();
     db.post([gate](jobs::Store&) { gate.wait(); });
 
-    asio::io_context io;
     Results results;
     for (auto& r : claimed)
         asio::co_spawn(io, complete_one(&db, done(r, "me"), &results), asio::detached);
@@ -171,11 +173,11 @@ TEST_CASE("stale completions have their files discarded") {
     enqueue_jobs(t.path, 1);
     int discarded = 0;
     DbWorker::FileHooks hooks{{}, {}, [&discarded](const jobs::Completion&) { ++discarded; }};
+    asio::io_context io;  // outlives the worker (see above)
     DbWorker db(t.path, hooks);
     auto claimed = db.call_sync(
         [](jobs::Store& st) { return st.claim("sim", "me", 10, jobs::unix_now(), 60); });
     REQUIRE(claimed.size() == 1);
-    asio::io_context io;
     Results results;
     std::vector<jobs::Completion> comps{done(claimed[0], "me"), done(claimed[0], "me")};
     asio::co_spawn(io, complete_all(&db, std::move(comps), &results), asio::detached);
