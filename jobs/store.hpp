@@ -179,7 +179,14 @@ struct ExportRecord {
     std::vector<OutputRecord> images;
     int attempts = 0;
     std::optional<Error> last_error;
+    // The providers' usage objects of the job's attempts, summed field by field (tokens: what
+    // the job cost); empty when no provider reported usage.
+    boost::json::object usage;
 };
+
+// Adds every number of `more` to the same field of `total`, recursing into objects (usage
+// objects such as {"total_tokens": 10, "input_tokens_details": {"text_tokens": 4}}).
+void add_usage(boost::json::object& total, const boost::json::object& more);
 
 class Store {
   public:

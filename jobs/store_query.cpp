@@ -1,4 +1,6 @@
 // Read-only queries: stats, job lists and details, export, batch names.
+#include <boost/json/parse.hpp>
+
 #include "jobs/store_impl.hpp"
 
 namespace imgbatch::jobs {
@@ -234,6 +236,16 @@ void Store::export_jobs(const std::optional<std::string>& batch,
             q->executeStep();
             rec.attempts = q->getColumn(0).getInt();
         }
+        {
+            auto q = impl_->prep(
+                "SELECT usage FROM attempts WHERE job_id = ? AND usage IS NOT NULL ORDER BY id");
+            q->bind(1, rec.job.id);
+            while (q->executeStep()) {
+                boost::json::error_code ec;
+                auto v = boost::json::parse(text(*q, 0), ec);
+                if (!ec && v.is_object()) add_usage(rec.usage, v.get_object());
+            }
+        }
         if (rec.job.state == "rejected") {
             rec.last_error =
                 Error{ErrorClass::invalid_request, "rejected", 0, rec.job.error, std::nullopt};
@@ -252,6 +264,29 @@ void Store::export_jobs(const std::optional<std::string>& batch,
             }
         }
         sink(rec);
+    }
+}
+
+void add_usage(boost::json::object& total, const boost::json::object& more) {
+    for (const auto& [key, value] : more) {
+        auto* have = total.if_contains(key);
+        if (value.is_object()) {
+            if (!have) have = &total.emplace(key, boost::json::object{}).first->value();
+            if (have->is_object()) add_usage(have->get_object(), value.get_object());
+        } else if (value.is_int64() || value.is_uint64()) {
+            std::int64_t add = value.to_number<std::int64_t>();
+            if (!have)
+                total.emplace(key, add);
+            else if (have->is_int64())
+                have->get_int64() += add;
+            else if (have->is_double())
+                have->get_double() += static_cast<double>(add);
+        } else if (value.is_double()) {
+            if (!have)
+                total.emplace(key, value.get_double());
+            else if (have->is_number())
+                *have = have->to_number<double>() + value.get_double();
+        }
     }
 }
 

@@ -41,12 +41,13 @@ json::object record_json(const jobs::ExportRecord& r) {
                         {"images", std::move(images)},
                         {"attempts", r.attempts},
                         {"last_error", std::move(last_error)},
-                        {"metadata", json_or_null(j.metadata_json)}};
+                        {"metadata", json_or_null(j.metadata_json)},
+                        {"usage", r.usage.empty() ? json::value(nullptr) : json::value(r.usage)}};
 }
 
 constexpr const char* kCsvHeader =
     "id,key,batch,state,prompt,model,provider,n,images_done,images,attempts,last_error_class,"
-    "last_error_code,last_error_http_status,last_error_message,metadata\r\n";
+    "last_error_code,last_error_http_status,last_error_message,metadata,usage\r\n";
 
 std::string record_csv(const jobs::ExportRecord& r) {
     const auto& j = r.job;
@@ -67,7 +68,8 @@ std::string record_csv(const jobs::ExportRecord& r) {
                                r.last_error ? r.last_error->code : "",
                                r.last_error ? std::to_string(r.last_error->http_status) : "",
                                r.last_error ? r.last_error->message : "",
-                               j.metadata_json};
+                               j.metadata_json,
+                               r.usage.empty() ? "" : json::serialize(r.usage)};
     std::string line;
     for (std::size_t i = 0; i < f.size(); ++i) {
         if (i) line += ',';

@@ -221,16 +221,16 @@ TEST_CASE("export: JSON lines and CSV with every field") {
     std::string csv = read_file(p.dir.file("q.csv"));
     CHECK(csv.rfind("id,key,batch,state,prompt,model,provider,n,images_done,images,attempts,"
                     "last_error_class,last_error_code,last_error_http_status,"
-                    "last_error_message,metadata\r\n",
+                    "last_error_message,metadata,usage\r\n",
                     0) == 0);
     CHECK(has(csv,
               "1,a,q,succeeded,two cats,gpt-image-1,oa,2,2,out/q/a-0.png;out/q/a-1.png,1,"
-              ",,,,\r\n"));
+              ",,,,,\r\n"));
     CHECK(has(csv,
               "2,b,q,failed,a dog,dall-e-3,oa,1,0,,1,server,boom,500,"
-              "\"upstream \"\"bad\"\", really\",\r\n"));
+              "\"upstream \"\"bad\"\", really\",,\r\n"));
     CHECK(has(csv, ",\"say \"\"hi\"\", twice\",dall-e-3,"));
-    CHECK(has(csv, ",\"{\"\"row\"\":3}\"\r\n"));
+    CHECK(has(csv, ",\"{\"\"row\"\":3}\",\r\n"));
 
     CHECK(p({"export", "--batch", "nope"}).code == 1);
     CHECK(p({"export", "--format", "xml"}).code == 2);

@@ -97,6 +97,12 @@ TEST_CASE("run --until-idle: three API styles, files named and recorded") {
     // One line per attempt in the log, without the prompt.
     CHECK(r.err.find("event=attempt") != std::string::npos);
     CHECK(r.err.find("a cat") == std::string::npos);
+    // What it cost: the provider's usage, summed per job, is in the export.
+    auto ex = run({"--config", cfg, "export", "--batch", "night run"});
+    REQUIRE(ex.code == 0);
+    auto first = ex.out.substr(0, ex.out.find('\n'));
+    CHECK(first.find("\"key\":\"cat\"") != std::string::npos);
+    CHECK(first.find("\"usage\":{\"total_tokens\":") != std::string::npos);
 }
 
 TEST_CASE("rows inserted by plain SQL are planned and run; bad rows rejected") {

@@ -1,6 +1,9 @@
 // Store: stats, lists, export, and the claim's query plan.
 #include <doctest/doctest.h>
 
+#include <boost/json/parse.hpp>
+#include <boost/json/serialize.hpp>
+
 #include "jobs/store.hpp"
 #include "tests/jobs/store_fixture.hpp"
 
@@ -101,6 +104,7 @@ TEST_CASE("export: one record per job with images, attempts and the last error")
     c = s.claim("p1", kOwner, 2, 100, 60);
     v = {completion(c[0], kOwner, 2), completion(c[1], kOwner, 0, Next::fail)};
     v[1].error = error(ErrorClass::invalid_request, "size not supported", 400, "invalid_size");
+    v[0].usage_json = R"({"total_tokens": 100, "input_tokens_details": {"text_tokens": 7}})";
     s.apply(v);
     c = s.claim("p1", kOwner, 1, 100, 60);  // "other": given back at shutdown
     v = {completion(c[0], kOwner, 0, Next::returned)};
@@ -116,6 +120,9 @@ TEST_CASE("export: one record per job with images, attempts and the last error")
     CHECK(recs[0].images[0].sha256.size() == 64);
     CHECK(recs[0].attempts == 2);
     CHECK_FALSE(recs[0].last_error);  // succeeded: earlier errors do not matter
+    CHECK(boost::json::serialize(recs[0].usage) ==
+          R"({"total_tokens":100,"input_tokens_details":{"text_tokens":7}})");
+    CHECK(recs[1].usage.empty());  // no provider reported usage
     CHECK(recs[1].job.state == "failed");
     CHECK(recs[1].attempts == 2);
     REQUIRE(recs[1].last_error);
@@ -149,4 +156,21 @@ TEST_CASE("claim: the statement walks the requests_claim index without sorting")
     CHECK(plan.find("INDEX requests_claim (provider=?)") != std::string::npos);
     CHECK(plan.find("TEMP B-TREE") == std::string::npos);
     CHECK(plan.find("SCAN requests") == std::string::npos);
+}
+
+TEST_CASE("add_usage sums numbers field by field, recursing into objects") {
+    boost::json::object total;
+    add_usage(total, boost::json::parse(R"({"total_tokens": 10, "output_tokens": 4,
+        "input_tokens_details": {"text_tokens": 3, "image_tokens": 0}, "model": "x"})")
+                         .as_object());
+    add_usage(total, boost::json::parse(R"({"total_tokens": 5, "cost": 0.5,
+        "input_tokens_details": {"text_tokens": 2}})")
+                         .as_object());
+    add_usage(total, boost::json::parse(R"({"cost": 0.25})").as_object());
+    CHECK(total.at("total_tokens").as_int64() == 15);
+    CHECK(total.at("output_tokens").as_int64() == 4);
+    CHECK(total.at("input_tokens_details").at("text_tokens").as_int64() == 5);
+    CHECK(total.at("input_tokens_details").at("image_tokens").as_int64() == 0);
+    CHECK(total.at("cost").as_double() == doctest::Approx(0.75));
+    CHECK_FALSE(total.contains("model"));  // only numbers are summed
 }
