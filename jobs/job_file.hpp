@@ -31,8 +31,8 @@ struct LineError {
 };
 
 struct ParsedFile {
-    std::vector<JobSpec> jobs;     // well-formed lines (still to be validated)
-    std::vector<LineError> errors; // malformed lines
+    std::vector<JobSpec> jobs;      // well-formed lines (still to be validated)
+    std::vector<LineError> errors;  // malformed lines
 };
 
 // Parses a whole file's content. Never throws on bad input: every problem is a LineError.

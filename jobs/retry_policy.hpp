@@ -8,12 +8,12 @@
 namespace imgbatch::jobs {
 
 struct RetryConfig {
-    int max_attempts = 6;          // attempts per request (timeouts, network, server, bad_response)
-    double base_delay_s = 2;       // first backoff
-    double max_delay_s = 600;      // backoff cap
-    int moderation_retries = 2;    // moderation retries (and partial top-ups) per request
-    int max_rate_limited = 100;    // 429s tolerated per request before it fails
-    double auth_probe_s = 300;     // paused provider is probed again after this
+    int max_attempts = 6;        // attempts per request (timeouts, network, server, bad_response)
+    double base_delay_s = 2;     // first backoff
+    double max_delay_s = 600;    // backoff cap
+    int moderation_retries = 2;  // moderation retries (and partial top-ups) per request
+    int max_rate_limited = 100;  // 429s tolerated per request before it fails
+    double auth_probe_s = 300;   // paused provider is probed again after this
 };
 
 // Counters of a request before the attempt that just ended.
@@ -33,8 +33,8 @@ enum class Action {
 
 struct Decision {
     Action action = Action::fail;
-    double delay_s = 0;            // for retry / pause: how long to wait
-    bool counts_attempt = false;   // increments requests.attempts
+    double delay_s = 0;           // for retry / pause: how long to wait
+    bool counts_attempt = false;  // increments requests.attempts
     bool counts_rate_limit = false;
     bool counts_moderation = false;
 };

@@ -18,8 +18,8 @@ struct ProviderInfo {
 };
 
 struct Validated {
-    std::string provider;     // resolved provider name
-    int per_request = 1;      // images per request: min(model max, provider max)
+    std::string provider;  // resolved provider name
+    int per_request = 1;   // images per request: min(model max, provider max)
 };
 
 // Checks the job: model known, provider known and serving the model (or the first provider

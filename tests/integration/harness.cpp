@@ -80,7 +80,9 @@ int decode_status(int status) {
 
 }  // namespace
 
-std::string imgbatch_bin() { return IMGBATCH_BIN; }
+std::string imgbatch_bin() {
+    return IMGBATCH_BIN;
+}
 
 RunResult run(const std::vector<std::string>& args, const std::string& stdin_data,
               const std::vector<std::string>& env, const std::string& cwd, double timeout_s) {
@@ -119,12 +121,12 @@ RunResult run(const std::vector<std::string>& args, const std::string& stdin_dat
 Process::Process(const std::vector<std::string>& args, const std::vector<std::string>& env,
                  const std::string& cwd, const std::string& log_prefix) {
     static int counter = 0;
-    std::string prefix = log_prefix.empty()
-                             ? (std::filesystem::temp_directory_path() /
-                                ("imgbatch-proc-" + std::to_string(getpid()) + "-" +
-                                 std::to_string(counter++)))
-                                   .string()
-                             : log_prefix;
+    std::string prefix =
+        log_prefix.empty()
+            ? (std::filesystem::temp_directory_path() /
+               ("imgbatch-proc-" + std::to_string(getpid()) + "-" + std::to_string(counter++)))
+                  .string()
+            : log_prefix;
     out_path_ = prefix + ".out";
     err_path_ = prefix + ".err";
     int out = open(out_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
@@ -164,10 +166,16 @@ std::optional<int> Process::wait(double timeout_s) {
     return status_;
 }
 
-bool Process::running() { return !wait(0).has_value(); }
+bool Process::running() {
+    return !wait(0).has_value();
+}
 
-std::string Process::out() const { return read_file(out_path_); }
-std::string Process::err() const { return read_file(err_path_); }
+std::string Process::out() const {
+    return read_file(out_path_);
+}
+std::string Process::err() const {
+    return read_file(err_path_);
+}
 
 TempDir::TempDir() {
     std::string templ = (std::filesystem::temp_directory_path() / "imgbatch-test-XXXXXX").string();
@@ -211,17 +219,22 @@ Sim::Sim(const std::vector<std::string>& extra_args) {
     throw std::runtime_error("imgbatch sim did not start: " + proc_->err());
 }
 
-std::string Sim::stats_json() const { return http_request("GET", port_, "/sim/stats").body; }
+std::string Sim::stats_json() const {
+    return http_request("GET", port_, "/sim/stats").body;
+}
 
 long long Sim::stat(const std::string& name) const {
     std::string json = stats_json();
     std::regex re("\"" + name + "\"\\s*:\\s*(-?[0-9]+)");
     std::smatch m;
-    if (!std::regex_search(json, m, re)) throw std::runtime_error("no stat " + name + " in " + json);
+    if (!std::regex_search(json, m, re))
+        throw std::runtime_error("no stat " + name + " in " + json);
     return std::stoll(m[1].str());
 }
 
-void Sim::reset() const { http_request("POST", port_, "/sim/reset"); }
+void Sim::reset() const {
+    http_request("POST", port_, "/sim/reset");
+}
 
 SimpleResponse http_request(const std::string& method, int port, const std::string& target,
                             const std::string& body) {
@@ -234,9 +247,10 @@ SimpleResponse http_request(const std::string& method, int port, const std::stri
         close(fd);
         return {};
     }
-    std::string req = method + " " + target + " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n" +
-                      "Content-Type: application/json\r\nContent-Length: " +
-                      std::to_string(body.size()) + "\r\n\r\n" + body;
+    std::string req =
+        method + " " + target + " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n" +
+        "Content-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) +
+        "\r\n\r\n" + body;
     for (size_t sent = 0; sent < req.size();) {
         ssize_t n = ::send(fd, req.data() + sent, req.size() - sent, MSG_NOSIGNAL);
         if (n <= 0) break;

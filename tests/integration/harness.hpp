@@ -29,7 +29,7 @@ RunResult run(const std::vector<std::string>& args, const std::string& stdin_dat
 
 // A background imgbatch process (e.g. `run` or `sim`); stdout/stderr go to files.
 class Process {
-public:
+  public:
     Process(const std::vector<std::string>& args, const std::vector<std::string>& env = {},
             const std::string& cwd = "", const std::string& log_prefix = "");
     ~Process();  // SIGKILLs it if still running
@@ -44,7 +44,7 @@ public:
     std::string out() const;  // what it wrote so far
     std::string err() const;
 
-private:
+  private:
     pid_t pid_ = -1;
     std::optional<int> status_;
     std::string out_path_, err_path_;
@@ -52,7 +52,7 @@ private:
 
 // A fresh temporary directory, removed with everything in it.
 class TempDir {
-public:
+  public:
     TempDir();
     ~TempDir();
     TempDir(const TempDir&) = delete;
@@ -60,7 +60,7 @@ public:
     const std::string& path() const { return path_; }
     std::string file(const std::string& name) const { return path_ + "/" + name; }
 
-private:
+  private:
     std::string path_;
 };
 
@@ -69,7 +69,7 @@ std::string read_file(const std::string& path);
 
 // `imgbatch sim` on 127.0.0.1 with a free port; extra args such as {"--latency-ms", "5"}.
 class Sim {
-public:
+  public:
     explicit Sim(const std::vector<std::string>& extra_args = {});
     int port() const { return port_; }
     std::string url() const { return "http://127.0.0.1:" + std::to_string(port_); }
@@ -78,7 +78,7 @@ public:
     long long stat(const std::string& name) const;
     void reset() const;  // POST /sim/reset
 
-private:
+  private:
     TempDir dir_;
     int port_ = 0;
     std::unique_ptr<Process> proc_;
