@@ -3,6 +3,10 @@
 // the job queued without using its attempts.
 #include <doctest/doctest.h>
 
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <chrono>
 #include <csignal>
 #include <filesystem>
@@ -40,7 +44,47 @@ void replace_in_file(const std::string& path, const std::string& from, const std
     write_file(path, text.replace(at, from.size(), to));
 }
 
+// A loopback port that was free a moment ago (bound to 0, then released).
+int free_port() {
+    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+    socklen_t len = sizeof addr;
+    ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+    ::close(fd);
+    return ntohs(addr.sin_port);
+}
+
 }  // namespace
+
+TEST_CASE("metrics: GET /metrics serves Prometheus text while the daemon runs") {
+    Sim sim({"--latency-ms", "300"});
+    const int port = free_port();
+    DaemonEnv env({openai_provider(sim, "p", "\"max_concurrency\": 2")}, fast_retry(), 10,
+                  "\"metrics_listen\": \"127.0.0.1:" + std::to_string(port) + "\"");
+    env.enqueue(jobs(6));
+    auto daemon = env.start_run({"--until-idle"});
+    REQUIRE(wait_for([&] { return sim.stat("images") >= 2; }, 20));
+    SimpleResponse m;
+    REQUIRE(wait_for(
+        [&] {
+            m = http_request("GET", port, "/metrics");
+            return m.status == 200 &&
+                   m.body.find("outcome=\"ok\"") != std::string::npos;  // an attempt ended
+        },
+        10));
+    CHECK(m.body.find("# TYPE imgbatch_requests_in_flight gauge") != std::string::npos);
+    CHECK(m.body.find("imgbatch_requests_in_flight{provider=\"p\"}") != std::string::npos);
+    CHECK(m.body.find("imgbatch_images_total{provider=\"p\"}") != std::string::npos);
+    CHECK(m.body.find("imgbatch_attempts_total{provider=\"p\",outcome=\"ok\"}") !=
+          std::string::npos);
+    CHECK(http_request("GET", port, "/other").status == 404);
+    auto code = daemon->wait(60);
+    REQUIRE(code.has_value());
+    CHECK(*code == 0);
+}
 
 TEST_CASE("SIGHUP: new max_concurrency applies to the running daemon") {
     Sim sim({"--latency-ms", "300"});
