@@ -67,11 +67,6 @@ Clock::duration secs(double s) {
     return std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(s));
 }
 
-struct IdleInfo {
-    std::int64_t pending = 0;
-    std::map<std::string, std::int64_t> waiting;  // queued or running requests by provider
-};
-
 struct Engine {
     Engine(const Config& c, const RunOptions& o, std::string own, DbWorker& d, OutputWriter& w,
            asio::thread_pool& pool)
@@ -132,19 +127,6 @@ std::size_t plan_pending(jobs::Store& store, const Config* config) {
     return total;
 }
 
-IdleInfo idle_info(jobs::Store& store) {
-    IdleInfo info;
-    if (store.idle()) return info;
-    SQLite::Statement pending(store.db(), "SELECT count(*) FROM jobs WHERE state = 'pending'");
-    if (pending.executeStep()) info.pending = pending.getColumn(0).getInt64();
-    SQLite::Statement waiting(store.db(),
-                              "SELECT provider, count(*) FROM requests WHERE state IN "
-                              "('queued', 'running') GROUP BY provider");
-    while (waiting.executeStep())
-        info.waiting[waiting.getColumn(0).getString()] = waiting.getColumn(1).getInt64();
-    return info;
-}
-
 asio::awaitable<void> shutdown(Engine* e, std::string reason);
 
 // Syncs lanes with provider_state (user pause/resume, pauses from another instance).
@@ -176,11 +158,11 @@ asio::awaitable<void> sync_pauses(Engine* e) {
 // unconfigured providers do not count).
 asio::awaitable<bool> check_idle(Engine* e) {
     if (!e->shared.in_flight.empty()) co_return false;
-    auto read = [](jobs::Store& st) { return idle_info(st); };
-    auto info = co_await e->shared.db.call<IdleInfo>(std::move(read));
-    if (info.pending > 0 || !e->shared.in_flight.empty()) co_return false;
+    auto read = [](jobs::Store& st) { return st.open_work(); };
+    auto work = co_await e->shared.db.call<jobs::OpenWork>(std::move(read));
+    if (work.pending > 0 || !e->shared.in_flight.empty()) co_return false;
     std::string held;
-    for (auto& [name, count] : info.waiting) {
+    for (auto& [name, count] : work.requests_by_provider) {
         auto* p = e->shared.provider(name);
         if (p && !p->lane.paused()) co_return false;
         held += (held.empty() ? "" : ",") + name + "(" + std::to_string(count) + ")";

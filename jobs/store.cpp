@@ -303,6 +303,19 @@ bool Store::idle() {
     return q->getColumn(0).getInt() == 0;
 }
 
+OpenWork Store::open_work() {
+    OpenWork work;
+    if (idle()) return work;
+    auto pending = impl_->prep("SELECT count(*) FROM jobs WHERE state = 'pending'");
+    if (pending->executeStep()) work.pending = pending->getColumn(0).getInt64();
+    auto open = impl_->prep(
+        "SELECT provider, count(*) FROM requests WHERE state IN ('queued', 'running') "
+        "GROUP BY provider");
+    while (open->executeStep())
+        work.requests_by_provider[text(*open, 0)] = open->getColumn(1).getInt64();
+    return work;
+}
+
 void Store::set_provider_paused(std::string_view provider, bool paused, std::string_view reason,
                                 double probe_at) {
     const double now = unix_now();

@@ -188,6 +188,13 @@ struct ExportRecord {
 // objects such as {"total_tokens": 10, "input_tokens_details": {"text_tokens": 4}}).
 void add_usage(boost::json::object& total, const boost::json::object& more);
 
+// What is left to do (for `run --until-idle`): pending rows, and open (queued or running)
+// requests per provider. All zero and empty when the store is idle.
+struct OpenWork {
+    std::int64_t pending = 0;
+    std::map<std::string, std::int64_t> requests_by_provider;
+};
+
 class Store {
   public:
     // Opens (creating if needed) and migrates the database: WAL, busy_timeout, foreign keys,
@@ -240,6 +247,7 @@ class Store {
     std::optional<double> next_ready(std::string_view provider, double now);
     // Whether anything is left to do: pending jobs, queued or running requests.
     bool idle();
+    OpenWork open_work();
 
     // ---- user operations ----
     // Cancels the matching jobs that are not final: queued requests cancelled; a job with no

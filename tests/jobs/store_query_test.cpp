@@ -3,6 +3,7 @@
 
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
+#include <map>
 
 #include "jobs/store.hpp"
 #include "tests/jobs/store_fixture.hpp"
@@ -173,4 +174,17 @@ TEST_CASE("add_usage sums numbers field by field, recursing into objects") {
     CHECK(total.at("input_tokens_details").at("image_tokens").as_int64() == 0);
     CHECK(total.at("cost").as_double() == doctest::Approx(0.75));
     CHECK_FALSE(total.contains("model"));  // only numbers are summed
+}
+
+TEST_CASE("open_work: pending rows and open requests per provider") {
+    Store s(":memory:");
+    CHECK(s.open_work().pending == 0);
+    CHECK(s.open_work().requests_by_provider.empty());
+    s.enqueue("b", {item("a", 2, 1, "", 0, "p1"), item("b", 1, 1, "", 0, "p2")});
+    s.db().exec("INSERT INTO jobs(prompt, model, n) VALUES ('sql row', 'gpt-image-1', 1)");
+    auto c = s.claim("p1", kOwner, 1, unix_now(), 60);  // one running, one queued
+    REQUIRE(c.size() == 1);
+    auto w = s.open_work();
+    CHECK(w.pending == 1);
+    CHECK(w.requests_by_provider == std::map<std::string, std::int64_t>{{"p1", 2}, {"p2", 1}});
 }
