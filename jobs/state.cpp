@@ -29,6 +29,12 @@ std::optional<JobState> job_state_from(std::string_view name) {
     return std::nullopt;
 }
 
+std::vector<std::string> job_state_names() {
+    std::vector<std::string> names;
+    for (const auto& [state, name] : kNames) names.emplace_back(name);
+    return names;
+}
+
 bool is_final(JobState s) {
     return s == JobState::succeeded || s == JobState::failed || s == JobState::blocked ||
            s == JobState::cancelled || s == JobState::rejected;

@@ -178,8 +178,7 @@ void add_jobs(CLI::App& app, Context& ctx) {
     auto* jobs_cmd = app.add_subcommand("jobs", "list jobs, one line each");
     jobs_cmd->add_option("--batch", jo->batch, "only this batch");
     jobs_cmd->add_option("--state", jo->state, "only jobs in this state")
-        ->check(CLI::IsMember({"pending", "queued", "running", "succeeded", "failed", "blocked",
-                               "cancelled", "rejected"}));
+        ->check(CLI::IsMember(jobs::job_state_names()));
     jobs_cmd->add_option("--limit", jo->limit, "at most N jobs (default: all)")
         ->check(CLI::NonNegativeNumber);
     jobs_cmd->add_flag("--json", jo->json, "a JSON array of job objects");

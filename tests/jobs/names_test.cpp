@@ -51,3 +51,10 @@ TEST_CASE("every job state round-trips through its name, and finality is as docu
     CHECK_FALSE(job_state_from("done").has_value());
     CHECK_FALSE(job_state_from("QUEUED").has_value());
 }
+
+TEST_CASE("job_state_names lists every state once, each parsing back") {
+    auto names = job_state_names();
+    CHECK(names == std::vector<std::string>{"pending", "queued", "running", "succeeded", "failed",
+                                            "blocked", "cancelled", "rejected"});
+    for (const auto& n : names) CHECK(job_state_from(n).has_value());
+}
