@@ -8,6 +8,7 @@
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <chrono>
 #include <condition_variable>
 #include <deque>
 #include <exception>
@@ -27,17 +28,34 @@ namespace imgbatch::daemon {
 
 class DbWorker {
   public:
-    // Called on the DB thread: place the files of a completion inside the apply transaction
-    // (see Store::apply); after each group (before its commit where possible) sync; discard
-    // the files of a stale completion.
+    // Called on the DB thread around each group commit (see Store::apply):
+    // - place(c): renames c's temporary files into place inside the transaction; throws if
+    //   it cannot (c's files then stay staged under their temporary names);
+    // - sync(): makes the renames of the group durable, just before the commit; throws if it
+    //   cannot (the commit does not happen);
+    // - unplace(c): the transaction did not commit: moves c's placed files back to their
+    //   temporary names, so that the completion can be retried as it was;
+    // - discard(c): removes the files of a stale completion (its lease was lost).
     struct FileHooks {
-        std::function<bool(jobs::Completion&)> place;
+        std::function<void(jobs::Completion&)> place;
         std::function<void()> sync;
+        std::function<void(const jobs::Completion&)> unplace;
         std::function<void(const jobs::Completion&)> discard;
     };
 
+    // How completions that could not be committed (database locked past the busy timeout,
+    // disk full, I/O error, a file that cannot be renamed) are retried: they stay staged and
+    // are tried again after first_delay, doubling up to max_delay, until they are recorded or
+    // found stale. stop() keeps trying for at most stop_wait.
+    struct RetryOptions {
+        std::chrono::milliseconds first_delay{250};
+        std::chrono::milliseconds max_delay{10'000};
+        std::chrono::milliseconds stop_wait{60'000};
+    };
+
     // Opens the store on the calling thread (errors throw here) and starts the thread.
-    DbWorker(const std::string& db_path, FileHooks hooks = {});
+    DbWorker(const std::string& db_path, FileHooks hooks, RetryOptions retry);
+    explicit DbWorker(const std::string& db_path, FileHooks hooks = {});
     // Drains the queue and joins the thread.
     ~DbWorker();
     DbWorker(const DbWorker&) = delete;
@@ -70,7 +88,9 @@ class DbWorker {
         return fut.get();
     }
 
-    // Applies c in the next group commit; true if applied, false if stale.
+    // Applies c in the next group commit; true once applied, false if stale. A commit that
+    // fails does not end this: c stays staged and is retried (see RetryOptions). Throws only
+    // when the worker stops with c still unrecorded.
     boost::asio::awaitable<bool> complete(jobs::Completion&& c);
 
     // Fire and forget (errors are logged).
@@ -79,9 +99,12 @@ class DbWorker {
     // Stops the thread after the queued items have run. Idempotent.
     void stop();
 
-    // Number of apply calls and completions applied so far (for tests and logs).
+    // Number of apply calls and completions applied so far (for tests and logs); commits that
+    // failed; completions waiting for a retry now.
     std::size_t groups() const;
     std::size_t completions() const;
+    std::size_t failed_commits() const;
+    std::size_t held() const;
 
     struct Item {
         virtual ~Item() = default;
@@ -112,18 +135,38 @@ class DbWorker {
         H handler;
     };
 
+    using Group = std::vector<std::unique_ptr<Item>>;
+    // A group whose commit failed, waiting for its next try.
+    struct Held {
+        Group items;
+        std::chrono::steady_clock::time_point retry_at;
+        std::chrono::milliseconds delay{0};
+        int failures = 0;
+    };
+
     void enqueue(std::unique_ptr<Item> item);
     void thread_main();
-    void apply_group(std::vector<std::unique_ptr<Item>>& group);
+    // Tries to commit the group; on failure holds it (whole, or each completion alone when
+    // the error may belong to one of them) for a later try.
+    void apply_group(Group group, int failures = 0,
+                     std::chrono::milliseconds delay = std::chrono::milliseconds(0));
+    // One transaction for the group; returns the error text, or "" when it committed.
+    std::string try_apply(Group& group, bool& per_item);
+    void hold(Group group, int failures, std::chrono::milliseconds delay);
+    void give_up_held();
 
     std::unique_ptr<jobs::Store> store_;
     FileHooks hooks_;
+    RetryOptions retry_;
     mutable std::mutex mutex_;
     std::condition_variable cv_;
     std::deque<std::unique_ptr<Item>> queue_;
     bool stopping_ = false;
     std::size_t groups_ = 0;
     std::size_t completions_ = 0;
+    std::size_t failed_commits_ = 0;
+    std::size_t held_count_ = 0;
+    std::vector<Held> held_;  // DB thread only
     std::thread thread_;
 };
 

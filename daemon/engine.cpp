@@ -214,9 +214,15 @@ asio::awaitable<void> control_loop(Engine* e) {
                 last_renew = Clock::now();
                 for (auto& p : e->shared.providers) max_lease = std::max(max_lease, p->lease_s);
                 std::string owner = e->shared.owner;
-                auto renew = [owner, max_lease](jobs::Store& st) {
+                // Only the attempts the engine still tracks: a request it lost track of goes
+                // back to the queue when its lease expires.
+                std::vector<jobs::LeasedAttempt> tracked;
+                tracked.reserve(e->shared.in_flight.size());
+                for (const auto& [id, f] : e->shared.in_flight)
+                    tracked.push_back({id, f.attempt_no});
+                auto renew = [owner, max_lease, tracked](jobs::Store& st) {
                     double now = jobs::unix_now();
-                    st.renew_leases(owner, now + max_lease);
+                    st.renew_leases(owner, tracked, now + max_lease);
                     return st.requeue_expired(now) + requeue_dead_owners(st, owner, now);
                 };
                 int expired = co_await e->shared.db.call<int>(std::move(renew));
@@ -341,11 +347,10 @@ int run_daemon(const Config& config, const RunOptions& options) {
     if (int removed = writer.cleanup_stale(); removed > 0)
         spdlog::info("event=temp_files_removed count={}", removed);
     asio::thread_pool pool(4);
-    double retry_delay = config.retry.base_delay_s;
-    DbWorker::FileHooks hooks{
-        [&writer, retry_delay](jobs::Completion& c) { return writer.place(c, retry_delay); },
-        [&writer] { writer.sync_dirs(); },
-        [&writer](const jobs::Completion& c) { writer.discard(c); }};
+    DbWorker::FileHooks hooks{[&writer](jobs::Completion& c) { writer.place(c); },
+                              [&writer] { writer.sync_dirs(); },
+                              [&writer](const jobs::Completion& c) { writer.unplace(c); },
+                              [&writer](const jobs::Completion& c) { writer.discard(c); }};
     std::unique_ptr<DbWorker> db;
     std::vector<jobs::ProviderState> states;
     int requeued = 0;

@@ -8,6 +8,7 @@
 #include <cstring>
 #include <filesystem>
 #include <functional>
+#include <stdexcept>
 #include <system_error>
 
 namespace imgbatch::daemon {
@@ -126,7 +127,7 @@ StageResult OutputWriter::stage(const jobs::ClaimedRequest& req,
     return result;
 }
 
-bool OutputWriter::place(jobs::Completion& c, double retry_delay_s) {
+void OutputWriter::place(jobs::Completion& c) {
     for (std::size_t i = 0; i < c.outputs.size(); ++i) {
         const auto& out = c.outputs[i];
         std::string tmp = temp_path(out.path, c.attempt_no);
@@ -136,19 +137,17 @@ bool OutputWriter::place(jobs::Completion& c, double retry_delay_s) {
             continue;
         }
         int err = errno;
-        std::string message = "rename " + tmp + ": " + errno_text(err);
-        // Nothing of this completion is recorded: take back what was already placed.
-        for (std::size_t j = 0; j < i; ++j) ::unlink(c.outputs[j].path.c_str());
-        for (std::size_t j = i; j < c.outputs.size(); ++j)
-            ::unlink(temp_path(c.outputs[j].path, c.attempt_no).c_str());
-        c.outputs.clear();
-        c.error = jobs::Error{jobs::ErrorClass::local, "rename", 0, message, std::nullopt};
-        c.next = jobs::Next::retry;
-        c.not_before = c.finished_at + retry_delay_s;
-        c.count_attempt = c.count_rate_limit = c.count_moderation = false;
-        return false;
+        // Nothing of this completion may look placed: what was renamed goes back, and every
+        // image stays staged under its temporary name for the next try.
+        for (std::size_t j = 0; j < i; ++j)
+            ::rename(c.outputs[j].path.c_str(), temp_path(c.outputs[j].path, c.attempt_no).c_str());
+        throw std::runtime_error("rename " + tmp + " -> " + out.path + ": " + errno_text(err));
     }
-    return true;
+}
+
+void OutputWriter::unplace(const jobs::Completion& c) {
+    for (const auto& out : c.outputs)
+        ::rename(out.path.c_str(), temp_path(out.path, c.attempt_no).c_str());
 }
 
 void OutputWriter::sync_dirs() {
@@ -159,9 +158,16 @@ void OutputWriter::sync_dirs() {
     }
     for (const auto& d : dirs) {
         int fd = ::open(d.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (fd < 0) continue;
-        ::fsync(fd);
-        ::close(fd);
+        int err = fd < 0 ? errno : 0;
+        if (fd >= 0 && ::fsync(fd) != 0) err = errno;
+        if (fd >= 0) ::close(fd);
+        if (err != 0) {
+            // The renames are not durable: the commit must not happen. The directories stay
+            // dirty for the next try.
+            std::lock_guard lock(dirs_mutex_);
+            dirty_dirs_.insert(dirs.begin(), dirs.end());
+            throw std::runtime_error("fsync " + d + ": " + errno_text(err));
+        }
     }
 }
 

@@ -47,11 +47,16 @@ class OutputWriter {
     StageResult stage(const jobs::ClaimedRequest& req,
                       const std::vector<StagedImage>& images) const;
 
-    // Renames c's temporary files to their final names (for Store::apply). On failure the
-    // files are removed and c becomes a retry with a local error; returns false then. The
-    // directories touched are remembered for sync_dirs().
-    bool place(jobs::Completion& c, double retry_delay_s);
-    // fsyncs the directories of the renames since the last call.
+    // Renames c's temporary files to their final names (inside the transaction that records
+    // them, see Store::apply). If one cannot be renamed, the ones already renamed go back to
+    // their temporary names and std::runtime_error says why: c stays staged, to be retried.
+    // The directories touched are remembered for sync_dirs().
+    void place(jobs::Completion& c);
+    // Undoes place(c) (the transaction did not commit): the files go back to their temporary
+    // names.
+    void unplace(const jobs::Completion& c);
+    // fsyncs the directories of the renames since the last call; throws std::runtime_error
+    // if one cannot be synced (the commit must not happen then).
     void sync_dirs();
     // Removes c's temporary files (stale or abandoned completions).
     void discard(const jobs::Completion& c) const;

@@ -77,6 +77,12 @@ struct ClaimedRequest {
     std::string batch;        // batch name
 };
 
+// A request the daemon has claimed, at the attempt it claimed it for.
+struct LeasedAttempt {
+    std::int64_t request_id = 0;
+    int attempt_no = 0;
+};
+
 struct OutputRecord {
     int idx = 0;  // image index within the job
     std::string path;
@@ -224,8 +230,11 @@ class Store {
     // lease (owner, now + lease_s), attempt_no + 1. Their jobs become running.
     std::vector<ClaimedRequest> claim(std::string_view provider, std::string_view owner, int limit,
                                       double now, double lease_s);
-    // Extends every lease held by owner to until. Returns how many.
-    int renew_leases(std::string_view owner, double until);
+    // Extends the leases of the given attempts (those the daemon still tracks) to until, where
+    // owner still holds them at that attempt_no. A request of owner that is not listed keeps
+    // its lease as it is, and goes back to the queue when it expires. Returns how many.
+    int renew_leases(std::string_view owner, const std::vector<LeasedAttempt>& attempts,
+                     double until);
     // Running requests whose lease expired (a daemon died): back to queued; the lost attempt
     // is recorded (outcome 'error', code 'lease_expired') and counted. Returns how many.
     int requeue_expired(double now);
@@ -238,10 +247,14 @@ class Store {
     // Applies completions in one transaction (group commit). A completion whose request is
     // no longer leased by its owner at its attempt_no is stale: skipped, result false. For a
     // valid one, place_files(c) runs inside the transaction before its rows are written (the
-    // output writer renames temporary files into place there); if it returns false, the
-    // completion has been changed by it into a retry and is applied as such.
+    // output writer renames temporary files into place there). Any exception (from SQLite or
+    // from place_files) rolls the whole group back and propagates: nothing is recorded, and
+    // the caller still holds every completion (see DbWorker, which retries them).
+    // before_commit runs last, inside the transaction (the output writer makes the renames
+    // durable there); it may throw too.
     std::vector<bool> apply(std::vector<Completion>& completions,
-                            const std::function<bool(Completion&)>& place_files = {});
+                            const std::function<void(Completion&)>& place_files = {},
+                            const std::function<void()>& before_commit = {});
 
     // Earliest not_before among queued requests of provider that is > now (for sleeping).
     std::optional<double> next_ready(std::string_view provider, double now);

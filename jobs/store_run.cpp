@@ -155,15 +155,22 @@ std::vector<ClaimedRequest> Store::claim(std::string_view provider, std::string_
     return sorted;
 }
 
-int Store::renew_leases(std::string_view owner, double until) {
+int Store::renew_leases(std::string_view owner, const std::vector<LeasedAttempt>& attempts,
+                        double until) {
     auto txn = impl_->write_txn();
     int changed = 0;
     {
         auto q = impl_->prep(
-            "UPDATE requests SET lease_until = ? WHERE state = 'running' AND lease_owner = ?");
-        q->bind(1, until);
-        q->bind(2, std::string(owner));
-        changed = q->exec();
+            "UPDATE requests SET lease_until = ? WHERE id = ? AND attempt_no = ? "
+            "AND state = 'running' AND lease_owner = ?");
+        for (const auto& a : attempts) {
+            q->reset();
+            q->bind(1, until);
+            q->bind(2, a.request_id);
+            q->bind(3, a.attempt_no);
+            q->bind(4, std::string(owner));
+            changed += q->exec();
+        }
     }
     txn.commit();
     return changed;
@@ -251,7 +258,8 @@ std::vector<std::string> Store::lease_owners() {
 }
 
 std::vector<bool> Store::apply(std::vector<Completion>& completions,
-                               const std::function<bool(Completion&)>& place_files) {
+                               const std::function<void(Completion&)>& place_files,
+                               const std::function<void()>& before_commit) {
     std::vector<bool> result(completions.size(), false);
     auto txn = impl_->write_txn();
     for (std::size_t i = 0; i < completions.size(); ++i) {
@@ -275,7 +283,7 @@ std::vector<bool> Store::apply(std::vector<Completion>& completions,
             not_before = q->getColumn(3).getDouble();
             provider = text(*q, 4);
         }
-        if (place_files) place_files(c);  // may turn c into a retry (e.g. disk full)
+        if (place_files) place_files(c);  // throws (rolling everything back) if it cannot
         const double now = unix_now();
 
         int added = 0;
@@ -403,6 +411,7 @@ std::vector<bool> Store::apply(std::vector<Completion>& completions,
         impl_->settle_job(job_id, now);
         result[i] = true;
     }
+    if (before_commit) before_commit();
     txn.commit();
     return result;
 }

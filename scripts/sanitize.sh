@@ -36,7 +36,7 @@ else
 fi
 
 status=0
-ctest --test-dir "$build_dir" --output-on-failure -j "${JOBS:-2}" "$@" || status=$?
+ctest --test-dir "$build_dir" --output-on-failure -j "${JOBS:-2}" -LE slow "$@" || status=$?
 if compgen -G "$log_dir/*" >/dev/null; then
   echo "sanitizer reports:" >&2
   for f in "$log_dir"/*; do

@@ -6,6 +6,9 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
+#include <SQLiteCpp/SQLiteCpp.h>
+
+#include <atomic>
 #include <filesystem>
 #include <future>
 #include <thread>
@@ -125,11 +128,9 @@ TEST_CASE("completions queued together are applied in one group commit") {
     TempDb t;
     enqueue_jobs(t.path, 5);
     int placed = 0, synced = 0;
-    DbWorker::FileHooks hooks{[&placed](jobs::Completion&) {
-                                  ++placed;
-                                  return true;
-                              },
+    DbWorker::FileHooks hooks{[&placed](jobs::Completion&) { ++placed; },
                               [&synced] { ++synced; },
+                              {},
                               {}};
     asio::io_context io;  // outlives the worker (see above)
     DbWorker db(t.path, hooks);
@@ -172,7 +173,7 @@ TEST_CASE("stale completions have their files discarded") {
     TempDb t;
     enqueue_jobs(t.path, 1);
     int discarded = 0;
-    DbWorker::FileHooks hooks{{}, {}, [&discarded](const jobs::Completion&) { ++discarded; }};
+    DbWorker::FileHooks hooks{{}, {}, {}, [&discarded](const jobs::Completion&) { ++discarded; }};
     asio::io_context io;  // outlives the worker (see above)
     DbWorker db(t.path, hooks);
     auto claimed = db.call_sync(
@@ -186,4 +187,125 @@ TEST_CASE("stale completions have their files discarded") {
     CHECK(results.applied[0]);
     CHECK_FALSE(results.applied[1]);  // the lease is gone after the first
     CHECK(discarded == 1);
+}
+
+namespace {
+
+DbWorker::RetryOptions fast_retries() {
+    DbWorker::RetryOptions o;
+    o.first_delay = std::chrono::milliseconds(20);
+    o.max_delay = std::chrono::milliseconds(100);
+    o.stop_wait = std::chrono::milliseconds(2000);
+    return o;
+}
+
+}  // namespace
+
+TEST_CASE("a commit that fails while another program holds the database is retried") {
+    TempDb t;
+    enqueue_jobs(t.path, 3);
+    asio::io_context io;  // outlives the worker (see above)
+    DbWorker db(t.path, {}, fast_retries());
+    db.call_sync([](jobs::Store& st) {
+        st.db().exec("PRAGMA busy_timeout = 50");
+        return 0;
+    });
+    auto claimed = db.call_sync(
+        [](jobs::Store& st) { return st.claim("sim", "me", 10, jobs::unix_now(), 60); });
+    REQUIRE(claimed.size() == 3);
+
+    SQLite::Database other(t.path, SQLite::OPEN_READWRITE);
+    other.exec("BEGIN IMMEDIATE");
+    Results results;
+    for (auto& r : claimed)
+        asio::co_spawn(io, complete_one(&db, done(r, "me"), &results), asio::detached);
+    // The completions fail against the lock and wait; nothing is lost meanwhile.
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (db.failed_commits() < 2 && std::chrono::steady_clock::now() < deadline) {
+        io.poll();
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    CHECK(db.failed_commits() >= 2);
+    CHECK(db.held() <= 3);  // 3 waiting, or fewer while one is being tried
+    CHECK(results.applied.empty());
+    other.exec("COMMIT");
+    io.run();
+    REQUIRE(results.applied.size() == 3);
+    CHECK(results.applied == std::vector<bool>{true, true, true});
+    CHECK(db.held() == 0);
+    auto back = db.call_sync(
+        [](jobs::Store& st) { return st.claim("sim", "me2", 10, jobs::unix_now() + 1, 60).size(); });
+    CHECK(back == 3);
+}
+
+TEST_CASE("one completion that cannot be placed does not sink the others of its group") {
+    TempDb t;
+    enqueue_jobs(t.path, 4);
+    std::atomic<int> failures_left{3};
+    std::int64_t bad_request = 0;
+    std::atomic<int> unplaced{0};
+    DbWorker::FileHooks hooks{[&](jobs::Completion& c) {
+                                  if (c.request_id == bad_request && failures_left-- > 0)
+                                      throw std::runtime_error("rename: Is a directory");
+                              },
+                              {},
+                              [&unplaced](const jobs::Completion&) { ++unplaced; },
+                              {}};
+    asio::io_context io;  // outlives the worker (see above)
+    DbWorker db(t.path, hooks, fast_retries());
+    auto claimed = db.call_sync(
+        [](jobs::Store& st) { return st.claim("sim", "me", 10, jobs::unix_now(), 60); });
+    REQUIRE(claimed.size() == 4);
+    bad_request = claimed[2].request_id;
+
+    std::promise<void> release;
+    auto gate = release.get_future().share();
+    db.post([gate](jobs::Store&) { gate.wait(); });
+    Results results;
+    for (auto& r : claimed)
+        asio::co_spawn(io, complete_one(&db, done(r, "me"), &results), asio::detached);
+    io.poll();
+    release.set_value();
+    io.run();
+    REQUIRE(results.applied.size() == 4);
+    CHECK(results.applied == std::vector<bool>{true, true, true, true});
+    CHECK(failures_left.load() < 0);  // the bad one was tried until it placed
+    CHECK(unplaced.load() >= 2);      // the group's renames were undone when it failed
+    CHECK(db.failed_commits() >= 3);
+}
+
+TEST_CASE("a stop with a completion still unrecorded fails it after the stop wait") {
+    TempDb t;
+    enqueue_jobs(t.path, 1);
+    asio::io_context io;  // outlives the worker (see above)
+    auto opts = fast_retries();
+    opts.stop_wait = std::chrono::milliseconds(200);
+    DbWorker db(t.path, {}, opts);
+    db.call_sync([](jobs::Store& st) {
+        st.db().exec("PRAGMA busy_timeout = 20");
+        return 0;
+    });
+    auto claimed = db.call_sync(
+        [](jobs::Store& st) { return st.claim("sim", "me", 10, jobs::unix_now(), 60); });
+    SQLite::Database other(t.path, SQLite::OPEN_READWRITE);
+    other.exec("BEGIN IMMEDIATE");
+    std::string caught;
+    asio::co_spawn(
+        io,
+        [](DbWorker* db, jobs::Completion c, std::string* caught) -> asio::awaitable<void> {
+            try {
+                co_await db->complete(std::move(c));
+            } catch (const std::exception& e) {
+                *caught = e.what();
+            }
+        }(&db, done(claimed[0], "me"), &caught),
+        asio::detached);
+    while (db.failed_commits() < 1) {
+        io.poll();
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    db.stop();
+    io.run();
+    CHECK(caught.find("stopped before") != std::string::npos);
+    other.exec("ROLLBACK");
 }

@@ -106,7 +106,7 @@ TEST_CASE("stage writes temporary files; place renames them to the final names")
     CHECK(fs::exists(w.temp_path(staged.outputs[0].path, 3)));
 
     auto c = completion_for(req, staged);
-    CHECK(w.place(c, 2.0));
+    w.place(c);
     w.sync_dirs();
     CHECK(slurp(dir.path + "/night/k-5.png") == images[0].bytes);
     CHECK(slurp(dir.path + "/night/k-6.png") == images[1].bytes);
@@ -150,7 +150,7 @@ TEST_CASE("an unwritable output directory is a local error and leaves nothing st
     CHECK(staged.outputs.empty());
 }
 
-TEST_CASE("a failed rename turns the completion into a local retry") {
+TEST_CASE("a failed rename keeps every image of the completion staged") {
     TempDir dir;
     OutputWriter w(dir.path, "abcd1234");
     auto req = request("b", "");
@@ -159,17 +159,22 @@ TEST_CASE("a failed rename turns the completion into a local retry") {
     auto c = completion_for(req, staged);
     c.next = jobs::Next::done;
     c.count_attempt = true;
-    // The second temp file vanished (e.g. removed by hand): its rename fails.
-    fs::remove(w.temp_path(c.outputs[1].path, c.attempt_no));
+    // The final name of the second image is a directory: its rename fails.
+    fs::create_directories(c.outputs[1].path + "/x");
     auto first_final = c.outputs[0].path;
-    CHECK_FALSE(w.place(c, 2.0));
-    CHECK(c.next == jobs::Next::retry);
-    CHECK(c.not_before == doctest::Approx(102.0));
-    REQUIRE(c.error);
-    CHECK(c.error->cls == jobs::ErrorClass::local);
-    CHECK(c.outputs.empty());
-    CHECK_FALSE(c.count_attempt);
+    CHECK_THROWS_WITH_AS(w.place(c), doctest::Contains("rename"), std::runtime_error);
+    CHECK(c.next == jobs::Next::done);
+    CHECK(c.outputs.size() == 2);
     CHECK_FALSE(fs::exists(first_final));  // nothing unrecorded is left in place
+    CHECK(fs::exists(w.temp_path(c.outputs[0].path, c.attempt_no)));
+    CHECK(fs::exists(w.temp_path(c.outputs[1].path, c.attempt_no)));
+    // Once the obstacle is gone the same completion places; unplace undoes it.
+    fs::remove_all(c.outputs[1].path);
+    w.place(c);
+    CHECK(fs::exists(c.outputs[1].path));
+    w.unplace(c);
+    CHECK_FALSE(fs::exists(c.outputs[0].path));
+    CHECK(fs::exists(w.temp_path(c.outputs[1].path, c.attempt_no)));
 }
 
 TEST_CASE("cleanup_stale removes other instances' temp files only") {

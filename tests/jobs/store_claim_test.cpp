@@ -146,7 +146,7 @@ TEST_CASE("apply: a completion from another owner is stale") {
     auto c = s.claim("p1", kOwner, 1, 100, 60);
     std::vector<Completion> v{completion(c[0], "someone-else", 1)};
     bool called = false;
-    CHECK(s.apply(v, [&](Completion&) { return called = true; })[0] == false);
+    CHECK(s.apply(v, [&](Completion&) { called = true; })[0] == false);
     CHECK_FALSE(called);
     CHECK(req_state(s, c[0].request_id) == "running");
     CHECK(sql_int(s, "SELECT COUNT(*) FROM outputs") == 0);
@@ -206,26 +206,25 @@ TEST_CASE("apply: fail and block end requests; the job takes the worst outcome")
     (void)r;
 }
 
-TEST_CASE("apply: place_files may turn a completion into a retry") {
+TEST_CASE("apply: a place_files failure rolls the whole group back") {
     Store s(":memory:");
-    s.enqueue("b", {item("cat", 2, 2)});
-    auto c = s.claim("p1", kOwner, 1, 100, 60);
-    std::vector<Completion> v{completion(c[0], kOwner, 2)};
-    auto disk_full = [](Completion& x) {
-        x.outputs.clear();
-        x.error = error(ErrorClass::local, "No space left on device");
-        x.next = Next::retry;
-        x.not_before = 500;
-        x.count_attempt = false;
-        return false;
+    s.enqueue("b", {item("cat", 2, 2), item("dog", 1, 1)});
+    auto c = s.claim("p1", kOwner, 2, 100, 60);
+    REQUIRE(c.size() == 2);
+    std::vector<Completion> v{completion(c[0], kOwner, 1), completion(c[1], kOwner, 2)};
+    int calls = 0;
+    auto disk_full = [&calls](Completion&) {
+        if (++calls == 2) throw std::runtime_error("rename: No space left on device");
     };
-    CHECK(s.apply(v, disk_full)[0]);
-    CHECK(req_state(s, c[0].request_id) == "queued");
+    CHECK_THROWS_WITH(s.apply(v, disk_full), "rename: No space left on device");
+    // Nothing of the group was recorded: both requests are still running under the lease.
+    CHECK(req_state(s, c[0].request_id) == "running");
+    CHECK(req_state(s, c[1].request_id) == "running");
     CHECK(sql_int(s, "SELECT COUNT(*) FROM outputs") == 0);
-    CHECK(sql_text(s, "SELECT last_error_class FROM requests") == "local");
-    CHECK(sql_int(s, "SELECT attempts FROM requests") == 0);
-    CHECK(sql_text(s, "SELECT outcome FROM attempts") == "error");
-    CHECK(s.next_ready("p1", 100) == 500);
+    CHECK(sql_int(s, "SELECT COUNT(*) FROM attempts") == 0);
+    // The same completions apply once placing works.
+    CHECK(s.apply(v) == std::vector<bool>{true, true});
+    CHECK(sql_int(s, "SELECT COUNT(*) FROM outputs") == 3);
 }
 
 TEST_CASE("apply: a request given back at shutdown is queued at once without an attempt") {
@@ -241,12 +240,29 @@ TEST_CASE("apply: a request given back at shutdown is queued at once without an 
     CHECK(s.claim("p1", kOwner, 1, unix_now() + 1, 60).size() == 1);
 }
 
+TEST_CASE("renew_leases: only the attempts listed, at their attempt number") {
+    Store s(":memory:");
+    s.enqueue("b", {item("a"), item("b"), item("c")});
+    auto c = s.claim("p1", kOwner, 3, 100, 60);  // leases until 160
+    REQUIRE(c.size() == 3);
+    std::vector<LeasedAttempt> tracked{{c[0].request_id, c[0].attempt_no},
+                                       {c[1].request_id, c[1].attempt_no + 1}};
+    // c[1] at another attempt number and c[2] (not listed) are not renewed.
+    CHECK(s.renew_leases(kOwner, tracked, 500) == 1);
+    CHECK(s.requeue_expired(200) == 2);
+    CHECK(req_state(s, c[0].request_id) == "running");
+    CHECK(req_state(s, c[1].request_id) == "queued");
+    CHECK(req_state(s, c[2].request_id) == "queued");
+}
+
 TEST_CASE("requeue_expired: lost attempts are recorded, counted and queued again") {
     Store s(":memory:");
     auto r = s.enqueue("b", {item("a"), item("b")});
     auto c = s.claim("p1", "dead", 2, 100, 60);
-    CHECK(s.renew_leases("dead", 300) == 2);
-    CHECK(s.renew_leases("other", 400) == 0);
+    std::vector<LeasedAttempt> both{{c[0].request_id, c[0].attempt_no},
+                                    {c[1].request_id, c[1].attempt_no}};
+    CHECK(s.renew_leases("dead", both, 300) == 2);
+    CHECK(s.renew_leases("other", both, 400) == 0);
     CHECK(s.requeue_expired(299) == 0);
     CHECK(s.requeue_expired(301) == 2);
     CHECK(req_state(s, c[0].request_id) == "queued");
