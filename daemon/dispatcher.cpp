@@ -27,8 +27,11 @@ HttpClientOptions client_options(const ProviderConfig& cfg) {
     return o;
 }
 
-LaneLimits lane_limits(const ProviderConfig& cfg) {
-    return LaneLimits{cfg.max_concurrency, cfg.requests_per_minute, cfg.images_per_minute};
+// daemons: how many daemons share the provider's rates (each takes an equal part).
+LaneLimits lane_limits(const ProviderConfig& cfg, int daemons = 1) {
+    double share = std::max(daemons, 1);
+    return LaneLimits{cfg.max_concurrency, cfg.requests_per_minute / share,
+                      cfg.images_per_minute / share};
 }
 
 double lease_for(const ProviderConfig& cfg) {
@@ -48,6 +51,13 @@ ProviderRuntime::ProviderRuntime(asio::any_io_executor ex, const ProviderConfig&
       lease_s(lease_for(cfg)),
       wake_timer(ex) {}
 
+void ProviderRuntime::share_with(int daemons) {
+    if (daemons == sharing) return;
+    sharing = daemons;
+    lane.set_limits(lane_limits(config, sharing));
+    wake();
+}
+
 void ProviderRuntime::wake() {
     wake_pending = true;
     wake_timer.cancel();
@@ -63,7 +73,7 @@ void ProviderRuntime::apply_limits(const ProviderConfig& cfg) {
     config.timeout_s = cfg.timeout_s;
     config.connect_timeout_s = cfg.connect_timeout_s;
     config.max_response_bytes = cfg.max_response_bytes;
-    lane.set_limits(lane_limits(config));
+    lane.set_limits(lane_limits(config, sharing));
     lease_s = lease_for(config);
     if (timeouts_changed) {
         // Attempts in flight keep the old clients alive until they end (the client's state
@@ -153,8 +163,11 @@ asio::awaitable<void> dispatch_loop(EngineShared* s, ProviderRuntime* p) {
         std::vector<jobs::ClaimedRequest> claimed;
         bool failed = false;
         try {
-            auto claim = [name, owner = s->owner, want, now, lease = p->lease_s](jobs::Store& st) {
-                return st.claim(name, owner, want, now, lease);
+            // Beside other daemons the provider's concurrency is enforced in the database.
+            int cap = s->shared_limits ? p->config.max_concurrency : 0;
+            auto claim = [name, owner = s->owner, want, now, lease = p->lease_s,
+                          cap](jobs::Store& st) {
+                return st.claim(name, owner, want, now, lease, cap);
             };
             claimed = co_await s->db.call<std::vector<jobs::ClaimedRequest>>(std::move(claim));
         } catch (const std::exception& e) {

@@ -53,6 +53,9 @@ struct ProviderRuntime {
 
     // Applies new limits (SIGHUP): concurrency, rates, timeouts (new connections).
     void apply_limits(const ProviderConfig& cfg);
+    // Daemons running beside each other (--allow-multiple) split the provider's rates equally.
+    void share_with(int daemons);
+    int sharing = 1;
 };
 
 enum class AttemptState { running, completing, returned };
@@ -80,6 +83,12 @@ struct EngineShared {
     bool stopping = false;                                 // no more claims
     std::mt19937_64 rng;
     double poll_interval_s = 1.0;
+    // Why dispatching is held on this machine (output directory not writable, disk full):
+    // no claims while it is set; "" when not held.
+    std::string local_pause;
+    // Started with --allow-multiple: the providers' concurrency is enforced in the claim (over
+    // every daemon) and their rates are split between the daemons running.
+    bool shared_limits = false;
     // Signalled (cancelled) whenever an attempt ends: shutdown waits on it.
     boost::asio::steady_timer attempt_ended;
 

@@ -18,11 +18,13 @@
 #include <cerrno>
 #include <csignal>
 #include <cstdlib>
+#include <ctime>
 #include <random>
 
 #include "daemon/dispatcher.hpp"
 #include "daemon/metrics.hpp"
 #include "daemon/notify.hpp"
+#include "daemon/owner_lock.hpp"
 #include "jobs/planner.hpp"
 #include "jobs/validate.hpp"
 
@@ -32,36 +34,59 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
-std::string make_owner() {
+std::string host_name() {
     char host[256] = {};
-    if (::gethostname(host, sizeof host - 1) != 0) std::snprintf(host, sizeof host, "host");
+    if (::gethostname(host, sizeof host - 1) != 0) return "host";
+    return host;
+}
+
+// "<hostname>:<pid>:<random hex>": unique per boot of a daemon, readable in logs.
+std::string make_owner() {
     std::random_device rd;
     char hex[16];
     std::snprintf(hex, sizeof hex, "%08x", static_cast<unsigned>(rd()));
-    return std::string(host) + ":" + std::to_string(::getpid()) + ":" + hex;
+    return host_name() + ":" + std::to_string(::getpid()) + ":" + hex;
 }
 
-// Owner ids are "<hostname>:<pid>:<hex>". A daemon on this host whose process is gone can
-// never complete its requests: they are taken back at once instead of after their leases
-// expire (owners on other hosts, or whose pid is alive, keep theirs until expiry).
-bool owner_dead_here(const std::string& owner, const std::string& self) {
-    auto host_end = owner.find(':');
-    auto pid_end = owner.find(':', host_end + 1);
-    if (host_end == std::string::npos || pid_end == std::string::npos || owner == self ||
-        owner.compare(0, host_end, self, 0, self.find(':')) != 0)
-        return false;
-    char* end = nullptr;
-    long pid = std::strtol(owner.c_str() + host_end + 1, &end, 10);
-    if (end != owner.c_str() + pid_end || pid <= 0) return false;
-    return ::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH;
+std::string format_time(double unix_s) {
+    std::time_t t = static_cast<std::time_t>(unix_s);
+    std::tm tm{};
+    ::localtime_r(&t, &tm);
+    char buf[64];
+    std::strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%S %z", &tm);
+    return buf;
 }
 
-int requeue_dead_owners(jobs::Store& store, const std::string& self, double now) {
+// Requests leased by a daemon that is provably gone go back to the queue at once: its lock
+// file is there and free (the process ended, whatever PID namespace it ran in), or its row
+// says it stopped. Any other owner (alive, or on another machine) keeps its leases until they
+// expire.
+int requeue_dead_owners(jobs::Store& store, const std::string& self, const std::string& lock_dir,
+                        double now) {
     int requeued = 0;
-    for (const auto& owner : store.lease_owners())
-        if (owner_dead_here(owner, self)) requeued += store.requeue_owner(owner, now);
+    for (const auto& owner : store.lease_owners()) {
+        if (owner == self) continue;
+        Liveness l = OwnerLock::probe(lock_dir, owner);
+        bool gone = l == Liveness::gone;
+        if (l == Liveness::unknown) {
+            auto row = store.daemon(owner);
+            gone = row && row->stopped_at > 0;
+        }
+        if (!gone) continue;
+        store.daemon_stopped(owner, now);
+        int n = store.requeue_owner(owner, now);
+        if (n > 0)
+            spdlog::warn("event=owner_gone owner={} requeued={} note=\"{}\"", owner, n,
+                         "its lock is free: its requests go back to the queue at once");
+        requeued += n;
+    }
     return requeued;
 }
+
+// How often the daemon writes its heartbeat, and how old one may be before a daemon without
+// a lock file (on another machine) is no longer counted as running.
+constexpr double kHeartbeatS = 5;
+constexpr double kHeartbeatStaleS = 30;
 
 Clock::duration secs(double s) {
     return std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(s));
@@ -69,15 +94,17 @@ Clock::duration secs(double s) {
 
 struct Engine {
     Engine(const Config& c, const RunOptions& o, std::string own, DbWorker& d, OutputWriter& w,
-           asio::thread_pool& pool)
+           asio::thread_pool& pool, std::string locks)
         : config(c),
           options(o),
+          lock_dir(std::move(locks)),
           shared(io.get_executor(), std::move(own), c.retry, d, w, pool),
           tick(io) {}
 
     asio::io_context io{1};
     const Config& config;
     const RunOptions& options;
+    std::string lock_dir;  // OwnerLock files of the daemons on this database
     EngineShared shared;
     asio::steady_timer tick;
     bool shutting_down = false;
@@ -193,50 +220,106 @@ void log_progress(Engine* e) {
     e->last_progress = now;
 }
 
-// Planner, pause sync, lease renewal, idle check and progress, every poll interval.
-asio::awaitable<void> control_loop(Engine* e) {
-    double min_lease = 1e9, max_lease = 0;
-    for (auto& p : e->shared.providers) {
-        min_lease = std::min(min_lease, p->lease_s);
-        max_lease = std::max(max_lease, p->lease_s);
+// Renews the leases of the attempts the engine still tracks (a request it lost track of goes
+// back to the queue when its lease expires), and requeues expired leases and the requests of
+// daemons that are gone.
+asio::awaitable<void> renew_leases(Engine* e, double lease_s) {
+    std::vector<jobs::LeasedAttempt> tracked;
+    tracked.reserve(e->shared.in_flight.size());
+    for (const auto& [id, f] : e->shared.in_flight) tracked.push_back({id, f.attempt_no});
+    auto renew = [owner = e->shared.owner, lock_dir = e->lock_dir, lease_s,
+                  tracked = std::move(tracked)](jobs::Store& st) {
+        double now = jobs::unix_now();
+        st.renew_leases(owner, tracked, now + lease_s);
+        return st.requeue_expired(now) + requeue_dead_owners(st, owner, lock_dir, now);
+    };
+    int expired = co_await e->shared.db.call<int>(std::move(renew));
+    if (expired > 0) {
+        spdlog::warn("event=leases_expired requeued={}", expired);
+        e->shared.wake_all();
     }
+}
+
+// Writes the heartbeat; beside other daemons, also counts the ones running to split the
+// providers' rates between them.
+asio::awaitable<void> heartbeat(Engine* e) {
+    auto beat = [owner = e->shared.owner, pause = e->shared.local_pause,
+                 count = e->shared.shared_limits](jobs::Store& st) {
+        double now = jobs::unix_now();
+        st.heartbeat(owner, now, pause);
+        if (!count) return 1;
+        int running = 0;
+        for (const auto& d : st.running_daemons())
+            if (d.heartbeat_at > now - kHeartbeatStaleS) ++running;
+        return std::max(running, 1);
+    };
+    int daemons = co_await e->shared.db.call<int>(std::move(beat));
+    for (auto& p : e->shared.providers) {
+        if (p->sharing != daemons)
+            spdlog::info("event=limits_shared provider={} daemons={}", p->config.name, daemons);
+        p->share_with(daemons);
+    }
+}
+
+asio::awaitable<void> plan(Engine* e) {
+    auto plan = [cfg = &e->config](jobs::Store& st) { return plan_pending(st, cfg); };
+    std::size_t planned = co_await e->shared.db.call<std::size_t>(std::move(plan));
+    if (planned > 0) {
+        spdlog::info("event=planned jobs={}", planned);
+        e->shared.wake_all();
+    }
+}
+
+// Lease renewal, heartbeat, planner, pause sync, idle check and progress, every poll
+// interval. Each step runs whether the others fail or not, leases first.
+asio::awaitable<void> control_loop(Engine* e) {
+    // The renewal interval stays below a third of the shortest lease granted in this run
+    // (SIGHUP may shorten the leases; those granted before keep their length).
+    double min_lease = 1e9;
     auto last_renew = Clock::now();
+    auto last_heartbeat = Clock::time_point{};  // at once: the rates' share is known early
+    auto step = [](const char* op, const std::exception& ex) {
+        spdlog::error("event=db_error op={} error=\"{}\"", op, ex.what());
+    };
     while (!e->shutting_down) {
-        try {
-            auto plan = [cfg = &e->config](jobs::Store& st) { return plan_pending(st, cfg); };
-            std::size_t planned = co_await e->shared.db.call<std::size_t>(std::move(plan));
-            if (planned > 0) {
-                spdlog::info("event=planned jobs={}", planned);
-                e->shared.wake_all();
-            }
-            co_await sync_pauses(e);
-            if (Clock::now() - last_renew >= secs(min_lease / 3)) {
+        double max_lease = 0;
+        for (auto& p : e->shared.providers) {
+            min_lease = std::min(min_lease, p->lease_s);
+            max_lease = std::max(max_lease, p->lease_s);
+        }
+        if (Clock::now() - last_renew >= secs(min_lease / 3)) {
+            try {
+                co_await renew_leases(e, max_lease);
                 last_renew = Clock::now();
-                for (auto& p : e->shared.providers) max_lease = std::max(max_lease, p->lease_s);
-                std::string owner = e->shared.owner;
-                // Only the attempts the engine still tracks: a request it lost track of goes
-                // back to the queue when its lease expires.
-                std::vector<jobs::LeasedAttempt> tracked;
-                tracked.reserve(e->shared.in_flight.size());
-                for (const auto& [id, f] : e->shared.in_flight)
-                    tracked.push_back({id, f.attempt_no});
-                auto renew = [owner, max_lease, tracked](jobs::Store& st) {
-                    double now = jobs::unix_now();
-                    st.renew_leases(owner, tracked, now + max_lease);
-                    return st.requeue_expired(now) + requeue_dead_owners(st, owner, now);
-                };
-                int expired = co_await e->shared.db.call<int>(std::move(renew));
-                if (expired > 0) {
-                    spdlog::warn("event=leases_expired requeued={}", expired);
-                    e->shared.wake_all();
-                }
+            } catch (const std::exception& ex) {
+                step("renew", ex);
             }
+        }
+        if (Clock::now() - last_heartbeat >= secs(kHeartbeatS)) {
+            try {
+                co_await heartbeat(e);
+                last_heartbeat = Clock::now();
+            } catch (const std::exception& ex) {
+                step("heartbeat", ex);
+            }
+        }
+        try {
+            co_await plan(e);
+        } catch (const std::exception& ex) {
+            step("plan", ex);
+        }
+        try {
+            co_await sync_pauses(e);
+        } catch (const std::exception& ex) {
+            step("sync_pauses", ex);
+        }
+        try {
             if (e->options.until_idle && !e->shutting_down && co_await check_idle(e)) {
                 asio::co_spawn(e->io, shutdown(e, "idle"), asio::detached);
                 co_return;
             }
         } catch (const std::exception& ex) {
-            spdlog::error("event=db_error op=control error=\"{}\"", ex.what());
+            step("idle_check", ex);
         }
         if (Clock::now() - e->last_progress >= std::chrono::seconds(10)) log_progress(e);
         e->tick.expires_after(secs(e->config.poll_interval_s));
@@ -343,9 +426,17 @@ int run_daemon(const Config& config, const RunOptions& options) {
             return 2;
         }
     }
+    // This daemon's proof of life, then its row in the database: a second daemon is refused
+    // before it touches any file or request.
+    const std::string lock_dir = OwnerLock::dir_for(config.database);
+    std::unique_ptr<OwnerLock> lock;
+    try {
+        lock = std::make_unique<OwnerLock>(lock_dir, owner);
+    } catch (const std::exception& ex) {
+        spdlog::error("event=start_error error=\"{}\"", ex.what());
+        return 2;
+    }
     OutputWriter writer(config.output_dir, OutputWriter::tag_for(owner));
-    if (int removed = writer.cleanup_stale(); removed > 0)
-        spdlog::info("event=temp_files_removed count={}", removed);
     asio::thread_pool pool(4);
     DbWorker::FileHooks hooks{[&writer](jobs::Completion& c) { writer.place(c); },
                               [&writer] { writer.sync_dirs(); },
@@ -356,19 +447,48 @@ int run_daemon(const Config& config, const RunOptions& options) {
     int requeued = 0;
     try {
         db = std::make_unique<DbWorker>(config.database, hooks);
-        requeued = db->call_sync([&owner](jobs::Store& st) {
+        auto refused = db->call_sync([&](jobs::Store& st) {
             double now = jobs::unix_now();
-            return st.requeue_expired(now) + requeue_dead_owners(st, owner, now);
+            jobs::DaemonRow self{owner, host_name(), ::getpid(), now, now, 0,
+                                 options.allow_multiple, ""};
+            return st.register_daemon(self, options.allow_multiple,
+                                      [&lock_dir, now](const jobs::DaemonRow& d) {
+                                          Liveness l = OwnerLock::probe(lock_dir, d.owner);
+                                          if (l != Liveness::unknown) return l == Liveness::alive;
+                                          return d.heartbeat_at > now - kHeartbeatStaleS;
+                                      });
+        });
+        if (!refused.empty()) {
+            const auto& d = refused.front();
+            spdlog::error(
+                "event=start_refused database={} running_host={} running_pid={} "
+                "running_since=\"{}\" running_owner={} note=\"{}\"",
+                config.database, d.host, d.pid, format_time(d.started_at), d.owner,
+                "another imgbatch daemon runs on this database: stop it first, or start every "
+                "daemon with `run --allow-multiple` (the providers' limits are then shared)");
+            std::fprintf(stderr,
+                         "imgbatch: another daemon is running on %s (host %s, pid %lld, since "
+                         "%s); stop it first, or start every daemon with run --allow-multiple\n",
+                         config.database.c_str(), d.host.c_str(), static_cast<long long>(d.pid),
+                         format_time(d.started_at).c_str());
+            return 2;
+        }
+        requeued = db->call_sync([&owner, &lock_dir](jobs::Store& st) {
+            double now = jobs::unix_now();
+            return st.requeue_expired(now) + requeue_dead_owners(st, owner, lock_dir, now);
         });
         states = db->call_sync([](jobs::Store& st) { return st.provider_states(); });
     } catch (const std::exception& ex) {
         spdlog::error("event=db_error op=open path={} error=\"{}\"", config.database, ex.what());
         return 2;
     }
+    if (int removed = writer.cleanup_stale(); removed > 0)
+        spdlog::info("event=temp_files_removed count={}", removed);
     int code = 0;
     {
-        Engine e(config, options, owner, *db, writer, pool);
+        Engine e(config, options, owner, *db, writer, pool, lock_dir);
         e.shared.poll_interval_s = config.poll_interval_s > 0 ? config.poll_interval_s : 1.0;
+        e.shared.shared_limits = options.allow_multiple;
         for (std::size_t i = 0; i < config.providers.size(); ++i) {
             const auto& pc = config.providers[i];
             auto rt = std::make_unique<ProviderRuntime>(e.io.get_executor(), pc,
@@ -410,6 +530,14 @@ int run_daemon(const Config& config, const RunOptions& options) {
         } catch (const std::exception& ex) {
             spdlog::critical("event=engine_error error=\"{}\"", ex.what());
             code = 1;
+        }
+        try {
+            db->call_sync([&owner](jobs::Store& st) {
+                st.daemon_stopped(owner, jobs::unix_now());
+                return 0;
+            });
+        } catch (const std::exception& ex) {
+            spdlog::error("event=db_error op=stopped error=\"{}\"", ex.what());
         }
         // Handlers may still be posted to the (stopped) io_context until these are done.
         db->stop();

@@ -201,6 +201,16 @@ struct OpenWork {
     std::map<std::string, std::int64_t> requests_by_provider;
 };
 
+// A daemon that runs (or ran) on the database (table daemons).
+struct DaemonRow {
+    std::string owner, host;
+    std::int64_t pid = 0;
+    double started_at = 0, heartbeat_at = 0;
+    double stopped_at = 0;  // 0: not stopped
+    bool multiple = false;  // started with --allow-multiple
+    std::string local_pause;
+};
+
 class Store {
   public:
     // Opens (creating if needed) and migrates the database: WAL, busy_timeout, foreign keys,
@@ -228,8 +238,10 @@ class Store {
     // Claims up to `limit` queued requests of `provider` whose not_before <= now, highest
     // priority first then oldest, in one UPDATE ... RETURNING statement: state running,
     // lease (owner, now + lease_s), attempt_no + 1. Their jobs become running.
+    // provider_cap > 0: at most that many requests of the provider run at once over every
+    // daemon sharing the database (running requests of all owners count).
     std::vector<ClaimedRequest> claim(std::string_view provider, std::string_view owner, int limit,
-                                      double now, double lease_s);
+                                      double now, double lease_s, int provider_cap = 0);
     // Extends the leases of the given attempts (those the daemon still tracks) to until, where
     // owner still holds them at that attempt_no. A request of owner that is not listed keeps
     // its lease as it is, and goes back to the queue when it expires. Returns how many.
@@ -261,6 +273,20 @@ class Store {
     // Whether anything is left to do: pending jobs, queued or running requests.
     bool idle();
     OpenWork open_work();
+
+    // ---- daemons ----
+    // Registers self (owner, host, pid, started_at) in one transaction, unless another daemon
+    // is running: a row not stopped for which alive(row) is true. Rows for which it is false
+    // are marked stopped. Returns the running daemons that refuse self (nothing is
+    // registered then): any, or, with allow_multiple, those not started with it too.
+    std::vector<DaemonRow> register_daemon(const DaemonRow& self, bool allow_multiple,
+                                           const std::function<bool(const DaemonRow&)>& alive);
+    // A sign of life, with the daemon's local pause reason ("" when none).
+    void heartbeat(std::string_view owner, double now, std::string_view local_pause);
+    // A clean stop (or a daemon found gone).
+    void daemon_stopped(std::string_view owner, double now);
+    std::vector<DaemonRow> running_daemons();  // not stopped, oldest first
+    std::optional<DaemonRow> daemon(std::string_view owner);
 
     // ---- user operations ----
     // Cancels the matching jobs that are not final: queued requests cancelled; a job with no

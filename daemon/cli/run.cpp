@@ -11,6 +11,7 @@ namespace {
 struct RunCmdOptions {
     bool until_idle = false;
     double max_seconds = 0;
+    bool allow_multiple = false;
 };
 
 int run_run(const RunCmdOptions& o, Context& ctx) {
@@ -21,6 +22,7 @@ int run_run(const RunCmdOptions& o, Context& ctx) {
     RunOptions ro;
     ro.until_idle = o.until_idle;
     ro.max_seconds = o.max_seconds;
+    ro.allow_multiple = o.allow_multiple;
     ro.config_path = ctx.config_path();
     return run_daemon(cfg, ro);
 }
@@ -33,6 +35,9 @@ void add_run(CLI::App& app, Context& ctx) {
     run->add_flag("--until-idle", ro->until_idle, "exit when no job is left to do");
     run->add_option("--max-seconds", ro->max_seconds, "stop gracefully after S seconds")
         ->check(CLI::NonNegativeNumber);
+    run->add_flag("--allow-multiple", ro->allow_multiple,
+                  "run beside other daemons on the same database (each must ask for it; the "
+                  "providers' limits are shared)");
     run->callback([ro, &ctx] { ctx.action = [ro, &ctx] { return run_run(*ro, ctx); }; });
 
     auto so = std::make_shared<SimOptions>();

@@ -51,8 +51,9 @@ std::vector<std::string> merged_env(const std::vector<std::string>& extra) {
 
 // Forks and execs imgbatch; stdin from stdin_fd (or /dev/null), stdout/stderr to the fds.
 pid_t spawn(const std::vector<std::string>& args, const std::vector<std::string>& env,
-            const std::string& cwd, int stdin_fd, int out_fd, int err_fd) {
-    std::vector<std::string> argv_s{imgbatch_bin()};
+            const std::string& cwd, int stdin_fd, int out_fd, int err_fd, bool raw = false) {
+    std::vector<std::string> argv_s;
+    if (!raw) argv_s.push_back(imgbatch_bin());
     argv_s.insert(argv_s.end(), args.begin(), args.end());
     std::vector<std::string> env_s = merged_env(env);
     auto argv = make_argv(argv_s);
@@ -119,7 +120,7 @@ RunResult run(const std::vector<std::string>& args, const std::string& stdin_dat
 }
 
 Process::Process(const std::vector<std::string>& args, const std::vector<std::string>& env,
-                 const std::string& cwd, const std::string& log_prefix) {
+                 const std::string& cwd, const std::string& log_prefix, bool raw) {
     static int counter = 0;
     std::string prefix =
         log_prefix.empty()
@@ -131,7 +132,7 @@ Process::Process(const std::vector<std::string>& args, const std::vector<std::st
     err_path_ = prefix + ".err";
     int out = open(out_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
     int err = open(err_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    pid_ = spawn(args, env, cwd, -1, out, err);
+    pid_ = spawn(args, env, cwd, -1, out, err, raw);
     close(out);
     close(err);
 }
@@ -301,6 +302,15 @@ void sql_exec(const std::string& db_path, const std::string& sql) {
     SQLite::Database db(db_path, SQLite::OPEN_READWRITE);
     db.exec("PRAGMA busy_timeout=10000");
     db.exec(sql);
+}
+
+}  // namespace imgbatch::test
+
+namespace imgbatch::test {
+
+int run_shell(const std::string& command) {
+    int status = std::system((command + " >/dev/null 2>&1").c_str());
+    return status == -1 ? -1 : decode_status(status);
 }
 
 }  // namespace imgbatch::test

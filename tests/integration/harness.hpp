@@ -30,8 +30,9 @@ RunResult run(const std::vector<std::string>& args, const std::string& stdin_dat
 // A background imgbatch process (e.g. `run` or `sim`); stdout/stderr go to files.
 class Process {
   public:
+    // raw: args[0] is the program to run (else imgbatch, with args as its arguments).
     Process(const std::vector<std::string>& args, const std::vector<std::string>& env = {},
-            const std::string& cwd = "", const std::string& log_prefix = "");
+            const std::string& cwd = "", const std::string& log_prefix = "", bool raw = false);
     ~Process();  // SIGKILLs it if still running
     Process(const Process&) = delete;
     Process& operator=(const Process&) = delete;
@@ -65,6 +66,9 @@ class TempDir {
 };
 
 void write_file(const std::string& path, const std::string& content);
+
+// Runs a shell command (output discarded); returns its exit code.
+int run_shell(const std::string& command);
 std::string read_file(const std::string& path);
 
 // `imgbatch sim` on 127.0.0.1 with a free port; extra args such as {"--latency-ms", "5"}.
