@@ -289,7 +289,7 @@ asio::awaitable<void> shutdown(Engine* e, std::string reason) {
     asio::co_spawn(e->io, extend_stop_timeout(e), asio::detached);
     // Calls in flight, and claims on their way (what they claim is given back at once).
     auto busy = [&s] { return !s.in_flight.empty() || s.claims_pending > 0; };
-    auto deadline = Clock::now() + secs(grace);
+    auto deadline = Clock::now() + secs(std::min(grace, 30 * 86400.0));
     while (busy() && !e->skip_grace && Clock::now() < deadline) {
         s.attempt_ended.expires_at(deadline);
         co_await s.attempt_ended.async_wait(asio::as_tuple(asio::use_awaitable));

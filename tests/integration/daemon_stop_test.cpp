@@ -65,7 +65,7 @@ TEST_CASE("stop: STOPPING=1 at SIGTERM, EXTEND_TIMEOUT_USEC while a slow call dr
     // Call deadlines 5 + 20 s: the "auto" grace waits for them (plus a margin).
     DaemonEnv env({openai_provider(sim, "p")});
     use_auto_grace(env);
-    env.enqueue(job_line("heron", "a slow heron #slow=4000", "gpt-image-1", 2));
+    env.enqueue(job_line("heron", "a slow heron #slow=8000", "gpt-image-1", 2));
     NotifyListener notify(env.dir.path());
     auto daemon = start_notified(env, notify);
     REQUIRE(wait_for([&] { return sim.stat("in_flight") == 1; }, 20));
@@ -80,6 +80,8 @@ TEST_CASE("stop: STOPPING=1 at SIGTERM, EXTEND_TIMEOUT_USEC while a slow call dr
     REQUIRE(!extend.empty());
     CHECK(std::stoll(extend.substr(20)) >= 1'000'000);
     CHECK(sim.stat("images") == 0);  // still draining
+    // Repeated (every 5 s) while the call drains: the call takes 8 s.
+    CHECK(!notify.wait_for("EXTEND_TIMEOUT_USEC=", 15).empty());
 
     auto code = daemon->wait(40);
     REQUIRE(code.has_value());
