@@ -470,7 +470,6 @@ int run_daemon(const Config& config, const RunOptions& options) {
         db->stop();
         pool.join();
     }
-    notify_stopping();
     return code;
 }
 
