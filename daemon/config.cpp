@@ -244,6 +244,12 @@ std::vector<jobs::ProviderInfo> Config::provider_infos() const {
     return out;
 }
 
+double auto_shutdown_grace_s(const std::vector<ProviderConfig>& providers) {
+    double longest = -1;
+    for (const auto& p : providers) longest = std::max(longest, p.connect_timeout_s + p.timeout_s);
+    return longest < 0 ? 0 : longest + kShutdownGraceMargin_s;
+}
+
 Config parse_config(std::string_view text, const std::string& source_name) {
     const std::string source = source_name.empty() ? "config" : source_name;
     json::value root = parse_json(text, source);
@@ -256,7 +262,16 @@ Config parse_config(std::string_view text, const std::string& source_name) {
     f.string("database", c.database, true);
     f.string("output_dir", c.output_dir, true);
     if (const auto* retry = f.object("retry")) parse_retry(*retry, source, c.retry);
-    f.number("shutdown_grace_s", c.shutdown_grace_s, 0);
+    if (const auto* grace = f.get("shutdown_grace_s")) {
+        if (grace->is_string()) {
+            if (grace->get_string() != "auto")
+                f.bad("shutdown_grace_s", "a number >= 0 or \"auto\"", *grace);
+        } else {
+            double seconds = 0;
+            f.number("shutdown_grace_s", seconds, 0);
+            c.shutdown_grace_s = seconds;
+        }
+    }
     f.string("metrics_listen", c.metrics_listen);
     if (!c.metrics_listen.empty()) {
         auto colon = c.metrics_listen.rfind(':');

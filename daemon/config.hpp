@@ -2,6 +2,7 @@
 // The configuration file (JSON; comments and trailing commas allowed) and API keys.
 #include <boost/json/object.hpp>
 #include <map>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -44,7 +45,9 @@ struct Config {
     std::string database = "imgbatch.db";
     std::string output_dir = "out";
     jobs::RetryConfig retry;
-    double shutdown_grace_s = 60;
+    // On a stop, calls in flight may finish within this many seconds. Unset ("auto", the
+    // default): as long as the slowest provider's call may take (auto_shutdown_grace_s).
+    std::optional<double> shutdown_grace_s;
     std::string metrics_listen;  // "host:port", empty: off
     double poll_interval_s = 1.0;
     std::vector<ProviderConfig> providers;
@@ -54,6 +57,13 @@ struct Config {
     const ProviderConfig* provider(std::string_view name) const;
     std::vector<jobs::ProviderInfo> provider_infos() const;
 };
+
+// Seconds added to the longest call of a provider for the "auto" shutdown grace: downloading
+// the answer's image URLs, writing the files, committing.
+inline constexpr double kShutdownGraceMargin_s = 30;
+// The "auto" shutdown grace for providers: the longest connect_timeout_s + timeout_s, plus
+// kShutdownGraceMargin_s (0 without providers).
+double auto_shutdown_grace_s(const std::vector<ProviderConfig>& providers);
 
 // Parses config text. Unknown keys and bad values throw ConfigError naming source and field.
 // Relative database/output_dir paths are kept as written (relative to the working directory).

@@ -4,6 +4,7 @@
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
 #include <algorithm>
@@ -133,10 +134,30 @@ asio::awaitable<void> give_back(EngineShared* s, std::int64_t request_id) {
     std::string provider = it->second.provider;
     std::int64_t job = it->second.job_id;
     int attempt = c.attempt_no;
-    try {
-        co_await s->db.complete(std::move(c));
-    } catch (const std::exception& e) {
-        spdlog::error("event=complete_failed request={} error=\"{}\"", request_id, e.what());
+    // The stop waits for this commit: a request left `running` would wait for its lease.
+    const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    auto delay = std::chrono::milliseconds(250);
+    for (;;) {
+        std::string error;
+        try {
+            jobs::Completion attempt_copy = c;
+            co_await s->db.complete(std::move(attempt_copy));
+            break;
+        } catch (const std::exception& e) {
+            error = e.what();
+        }
+        if (std::chrono::steady_clock::now() + delay > give_up) {
+            spdlog::error(
+                "event=complete_failed request={} error=\"{}\" note=\"left running until its "
+                "lease expires\"",
+                request_id, error);
+            break;
+        }
+        spdlog::warn("event=give_back_retry request={} in_ms={} error=\"{}\"", request_id,
+                     delay.count(), error);
+        asio::steady_timer wait(s->executor, delay);
+        co_await wait.async_wait(asio::as_tuple(asio::use_awaitable));
+        delay = std::min(delay * 2, std::chrono::milliseconds(2000));
     }
     spdlog::info("event=attempt job={} request={} provider={} attempt={} outcome=returned", job,
                  request_id, provider, attempt);
@@ -162,6 +183,7 @@ asio::awaitable<void> dispatch_loop(EngineShared* s, ProviderRuntime* p) {
         }
         std::vector<jobs::ClaimedRequest> claimed;
         bool failed = false;
+        ++s->claims_pending;
         try {
             // Beside other daemons the provider's concurrency is enforced in the database.
             int cap = s->shared_limits ? p->config.max_concurrency : 0;
@@ -174,11 +196,14 @@ asio::awaitable<void> dispatch_loop(EngineShared* s, ProviderRuntime* p) {
             spdlog::error("event=db_error op=claim provider={} error=\"{}\"", name, e.what());
             failed = true;
         }
+        --s->claims_pending;
+        if (s->stopping) s->attempt_ended.cancel();  // the stop waits for claims too
         if (failed) {
             co_await sleep_until_woken(p, s->poll_interval_s);
             continue;
         }
         if (claimed.empty()) {
+            if (s->stopping) break;
             std::optional<double> next;
             try {
                 auto ready = [name, now](jobs::Store& st) { return st.next_ready(name, now); };

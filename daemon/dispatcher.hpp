@@ -81,6 +81,9 @@ struct EngineShared {
     std::vector<std::unique_ptr<ProviderRuntime>> providers;
     std::unordered_map<std::int64_t, InFlight> in_flight;  // by request id
     bool stopping = false;                                 // no more claims
+    // Claims on their way to or back from the DB thread. A stop waits for them: what they
+    // claimed is given back before the daemon exits, never left `running`.
+    int claims_pending = 0;
     std::mt19937_64 rng;
     double poll_interval_s = 1.0;
     // Why dispatching is held on this machine (output directory not writable, disk full):
@@ -101,6 +104,8 @@ struct EngineShared {
 boost::asio::awaitable<void> dispatch_loop(EngineShared* shared, ProviderRuntime* provider);
 
 // Gives a claimed request back without using an attempt (shutdown): Completion returned.
+// A database error is retried (with backoff, for up to 30 s) before the request is left to
+// its lease.
 boost::asio::awaitable<void> give_back(EngineShared* shared, std::int64_t request_id);
 
 // Waits until the timer expires, is cancelled, or the provider was woken. Returns at once

@@ -181,6 +181,11 @@ asio::awaitable<void> sync_pauses(Engine* e) {
     }
 }
 
+// A paused lane whose probe is due or running may resume: not idle yet.
+bool probe_due(const Lane& lane) {
+    return lane.probing() || (lane.probe_at() > 0 && lane.probe_at() <= jobs::unix_now());
+}
+
 // --until-idle: stop once nothing is in flight and nothing can run (requests of paused or
 // unconfigured providers do not count).
 asio::awaitable<bool> check_idle(Engine* e) {
@@ -191,7 +196,7 @@ asio::awaitable<bool> check_idle(Engine* e) {
     std::string held;
     for (auto& [name, count] : work.requests_by_provider) {
         auto* p = e->shared.provider(name);
-        if (p && !p->lane.paused()) co_return false;
+        if (p && (!p->lane.paused() || probe_due(p->lane))) co_return false;
         held += (held.empty() ? "" : ",") + name + "(" + std::to_string(count) + ")";
     }
     if (!held.empty())
@@ -327,11 +332,38 @@ asio::awaitable<void> control_loop(Engine* e) {
     }
 }
 
+// While a stop waits for calls and commits, systemd is asked again and again to wait a little
+// longer (EXTEND_TIMEOUT_USEC), so that the unit's TimeoutStopSec need not cover the longest
+// call, and a daemon that hangs is still killed soon.
+constexpr auto kExtendEvery = std::chrono::seconds(5);
+constexpr auto kExtendBy = std::chrono::seconds(15);
+
+asio::awaitable<void> extend_stop_timeout(Engine* e) {
+    asio::steady_timer t(e->io);
+    while (!e->io.stopped()) {
+        notify_extend_timeout(kExtendBy);
+        notify_status("stopping: " + std::to_string(e->shared.in_flight.size()) +
+                      " calls in flight");
+        t.expires_after(kExtendEvery);
+        co_await t.async_wait(asio::as_tuple(asio::use_awaitable));
+    }
+}
+
+// shutdown_grace_s, or for "auto" the longest call the providers (as reloaded) may take.
+double grace_s(Engine* e) {
+    if (e->config.shutdown_grace_s) return *e->config.shutdown_grace_s;
+    std::vector<ProviderConfig> live;
+    for (auto& p : e->shared.providers) live.push_back(p->config);
+    return auto_shutdown_grace_s(live);
+}
+
 asio::awaitable<void> shutdown(Engine* e, std::string reason) {
     auto& s = e->shared;
     if (e->shutting_down) {
+        if (e->skip_grace) co_return;
         e->skip_grace = true;
         spdlog::warn("event=stop_now reason={} in_flight={}", reason, s.in_flight.size());
+        notify_status("stopping now: returning the calls in flight to the queue");
         s.attempt_ended.cancel();
         co_return;
     }
@@ -339,10 +371,15 @@ asio::awaitable<void> shutdown(Engine* e, std::string reason) {
     s.stopping = true;
     s.wake_all();
     e->tick.cancel();
+    notify_stopping();
+    const double grace = grace_s(e);
     spdlog::info("event=stopping reason={} in_flight={} grace_s={}", reason, s.in_flight.size(),
-                 e->config.shutdown_grace_s);
-    auto deadline = Clock::now() + secs(e->config.shutdown_grace_s);
-    while (!s.in_flight.empty() && !e->skip_grace && Clock::now() < deadline) {
+                 grace);
+    asio::co_spawn(e->io, extend_stop_timeout(e), asio::detached);
+    // Calls in flight, and claims on their way (what they claim is given back at once).
+    auto busy = [&s] { return !s.in_flight.empty() || s.claims_pending > 0; };
+    auto deadline = Clock::now() + secs(std::min(grace, 30 * 86400.0));
+    while (busy() && !e->skip_grace && Clock::now() < deadline) {
         s.attempt_ended.expires_at(deadline);
         co_await s.attempt_ended.async_wait(asio::as_tuple(asio::use_awaitable));
     }
@@ -352,12 +389,16 @@ asio::awaitable<void> shutdown(Engine* e, std::string reason) {
         if (f.state == AttemptState::running) give.push_back(id);
     if (!give.empty()) spdlog::warn("event=returning requests={}", give.size());
     for (auto id : give) asio::co_spawn(e->io, give_back(&s, id), asio::detached);
-    // Completions under way (and the give-backs) are applied by the DB thread shortly.
-    auto drain_deadline = Clock::now() + std::chrono::seconds(30);
-    while (!s.in_flight.empty() && Clock::now() < drain_deadline) {
+    // Completions under way and the give-backs (each retried for up to 30 s) are committed
+    // before the exit: no request of this daemon is left `running`.
+    auto drain_deadline = Clock::now() + std::chrono::seconds(40);
+    while (busy() && Clock::now() < drain_deadline) {
         s.attempt_ended.expires_after(std::chrono::milliseconds(100));
         co_await s.attempt_ended.async_wait(asio::as_tuple(asio::use_awaitable));
     }
+    if (busy())
+        spdlog::error("event=stop_unfinished in_flight={} claims={}", s.in_flight.size(),
+                      s.claims_pending);
     for (auto& p : s.providers) {
         p->client->close_idle();
         p->download->close_idle();
@@ -365,6 +406,15 @@ asio::awaitable<void> shutdown(Engine* e, std::string reason) {
     spdlog::info("event=stopped images={} uptime_s={:.1f}", images_total(e),
                  std::chrono::duration<double>(Clock::now() - e->started).count());
     e->io.stop();
+}
+
+// A provider paused by auth or quota errors (it has a probe time; a user's pause has none)
+// is probed at once: at start and on SIGHUP, where the key may have been fixed.
+void probe_now(ProviderRuntime* p, const char* why) {
+    if (!p->lane.paused() || p->lane.probe_at() <= 0 || p->lane.probing()) return;
+    p->lane.pause(p->lane.pause_reason(), jobs::unix_now());
+    spdlog::info("event=probe_scheduled provider={} reason={}", p->config.name, why);
+    p->wake();
 }
 
 void reload(Engine* e) {
@@ -382,6 +432,15 @@ void reload(Engine* e) {
             spdlog::info("event=reloaded provider={} max_concurrency={} rpm={} ipm={} timeout_s={}",
                          p->config.name, pc->max_concurrency, pc->requests_per_minute,
                          pc->images_per_minute, pc->timeout_s);
+            // Keys are read again (api_key_env, api_key_file, credentials directory).
+            try {
+                p->api_key = resolve_api_key(*pc);
+            } catch (const std::exception& ex) {
+                spdlog::error(
+                    "event=reload_key_failed provider={} error=\"{}\" note=\"old key kept\"",
+                    p->config.name, ex.what());
+            }
+            probe_now(p.get(), "reload");
         }
     } catch (const std::exception& ex) {
         spdlog::error("event=reload_failed error=\"{}\" note=\"old limits kept\"", ex.what());
@@ -495,6 +554,7 @@ int run_daemon(const Config& config, const RunOptions& options) {
                                                         find_provider_api(pc.api), keys[i]);
             for (const auto& st : states)
                 if (st.name == pc.name && st.paused) rt->lane.pause(st.reason, st.probe_at);
+            probe_now(rt.get(), "start");
             spdlog::info(
                 "event=provider name={} api={} base_url={} max_concurrency={} rpm={} ipm={} "
                 "timeout_s={}{}",
@@ -543,7 +603,6 @@ int run_daemon(const Config& config, const RunOptions& options) {
         db->stop();
         pool.join();
     }
-    notify_stopping();
     return code;
 }
 

@@ -20,5 +20,9 @@ void notify_status(std::string_view status) {
     line += status;
     sd_notify(0, line.c_str());
 }
+void notify_extend_timeout(std::chrono::microseconds by) {
+    std::string line = "EXTEND_TIMEOUT_USEC=" + std::to_string(by.count());
+    sd_notify(0, line.c_str());
+}
 
 }  // namespace imgbatch::daemon

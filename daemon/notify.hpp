@@ -1,13 +1,20 @@
 #pragma once
 // systemd notifications (sd_notify). No-ops when not started by systemd ($NOTIFY_SOCKET unset).
+#include <chrono>
 #include <string_view>
 
 namespace imgbatch::daemon {
 
 void notify_ready();
+// The stop has begun (sent when it begins, not at exit): systemd's TimeoutStopSec runs from
+// here.
 void notify_stopping();
 void notify_reloading();
 // STATUS= line shown by `systemctl status`.
 void notify_status(std::string_view status);
+// EXTEND_TIMEOUT_USEC=: systemd waits at least `by` longer for the current state (here: the
+// stop while calls drain) before it gives up. Sent again before `by` runs out while the
+// daemon still works on it.
+void notify_extend_timeout(std::chrono::microseconds by);
 
 }  // namespace imgbatch::daemon

@@ -269,3 +269,28 @@ TEST_CASE("API keys: env, file, credentials directory, none") {
     p.name = "other";  // no credential file for it
     CHECK(resolve_api_key(p) == "");
 }
+
+TEST_CASE("shutdown_grace_s: \"auto\" by default covers the slowest provider's call") {
+    using imgbatch::daemon::auto_shutdown_grace_s;
+    using imgbatch::daemon::kShutdownGraceMargin_s;
+    const std::string providers =
+        R"("providers": [
+          {"name": "a", "api": "openai", "base_url": "https://a/v1", "models": ["gpt-image-1"],
+           "timeout_s": 120, "connect_timeout_s": 5},
+          {"name": "b", "api": "openai", "base_url": "https://b/v1", "models": ["gpt-image-1"]}])";
+    Config d = parse_config("{" + providers + "}", "d.json");
+    CHECK(!d.shutdown_grace_s);
+    // b keeps the defaults: 30 s to connect, 300 s to answer.
+    CHECK(auto_shutdown_grace_s(d.providers) == doctest::Approx(330 + kShutdownGraceMargin_s));
+    CHECK(auto_shutdown_grace_s(d.providers) > d.providers[1].timeout_s);
+    CHECK(auto_shutdown_grace_s({}) == 0);
+    Config a = parse_config(R"({"shutdown_grace_s": "auto", )" + providers + "}", "a.json");
+    CHECK(!a.shutdown_grace_s);
+    Config n = parse_config(R"({"shutdown_grace_s": 0})", "n.json");
+    REQUIRE(n.shutdown_grace_s);
+    CHECK(*n.shutdown_grace_s == 0);
+    CHECK(error_of(R"({"shutdown_grace_s": "soon"})") ==
+          R"(cfg.json: 'shutdown_grace_s' must be a number >= 0 or "auto", got "soon")");
+    CHECK(error_of(R"({"shutdown_grace_s": -1})") ==
+          R"(cfg.json: 'shutdown_grace_s' must be a number >= 0, got -1)");
+}
