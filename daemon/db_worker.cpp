@@ -108,26 +108,22 @@ void DbWorker::apply_group(std::vector<std::unique_ptr<Item>>& group) {
     std::vector<jobs::Completion> comps;
     comps.reserve(group.size());
     for (auto& item : group) comps.push_back(std::move(*item->completion()));
-    const jobs::Completion* last = &comps.back();
-    std::function<bool(jobs::Completion&)> place;
-    if (hooks_.place) {
-        place = [this, last](jobs::Completion& c) {
-            bool ok = hooks_.place(c);
-            // The last completion's files are in place: sync directories before the commit.
-            if (&c == last && hooks_.sync) hooks_.sync();
-            return ok;
+    std::function<void()> before_commit;
+    if (hooks_.sync) {
+        // Every rename of the group is durable before the commit, or nothing is committed.
+        before_commit = [this] {
+            if (auto err = hooks_.sync()) throw std::runtime_error(err->message);
         };
     }
     std::exception_ptr ep;
     std::vector<bool> results;
     try {
-        results = store_->apply(comps, place);
+        results = store_->apply(comps, hooks_.place, before_commit);
     } catch (const std::exception& e) {
         spdlog::error("event=db_error op=apply completions={} error=\"{}\"", comps.size(),
                       e.what());
         ep = std::current_exception();
     }
-    if (hooks_.sync) hooks_.sync();  // when the last completion was stale
     {
         std::lock_guard lock(mutex_);
         ++groups_;

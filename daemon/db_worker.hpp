@@ -15,6 +15,7 @@
 #include <future>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <type_traits>
@@ -28,11 +29,12 @@ namespace imgbatch::daemon {
 class DbWorker {
   public:
     // Called on the DB thread: place the files of a completion inside the apply transaction
-    // (see Store::apply); after each group (before its commit where possible) sync; discard
-    // the files of a stale completion.
+    // (see Store::apply); sync before the group's commit: an error it returns stops the
+    // commit (the group fails like a database error); discard the files of a stale
+    // completion.
     struct FileHooks {
         std::function<bool(jobs::Completion&)> place;
-        std::function<void()> sync;
+        std::function<std::optional<jobs::Error>()> sync;
         std::function<void(const jobs::Completion&)> discard;
     };
 

@@ -338,13 +338,17 @@ int run_daemon(const Config& config, const RunOptions& options) {
         }
     }
     OutputWriter writer(config.output_dir, OutputWriter::tag_for(owner));
-    if (int removed = writer.cleanup_stale(); removed > 0)
-        spdlog::info("event=temp_files_removed count={}", removed);
+    if (auto err = writer.start()) {
+        spdlog::error("event=config_error output_dir=\"{}\" error=\"{}\"", config.output_dir, *err);
+        return 2;
+    }
+    if (writer.stale_removed() > 0)
+        spdlog::info("event=temp_files_removed count={}", writer.stale_removed());
     asio::thread_pool pool(4);
     double retry_delay = config.retry.base_delay_s;
     DbWorker::FileHooks hooks{
         [&writer, retry_delay](jobs::Completion& c) { return writer.place(c, retry_delay); },
-        [&writer] { writer.sync_dirs(); },
+        [&writer] { return writer.sync_dirs(); },
         [&writer](const jobs::Completion& c) { writer.discard(c); }};
     std::unique_ptr<DbWorker> db;
     std::vector<jobs::ProviderState> states;
@@ -355,6 +359,10 @@ int run_daemon(const Config& config, const RunOptions& options) {
             double now = jobs::unix_now();
             return st.requeue_expired(now) + requeue_dead_owners(st, owner, now);
         });
+        // Files a crash left between rename and commit (only when no other daemon is live).
+        if (int n = db->call_sync([&writer](jobs::Store& st) { return writer.remove_orphans(st); });
+            n > 0)
+            spdlog::info("event=orphan_files_removed count={}", n);
         states = db->call_sync([](jobs::Store& st) { return st.provider_states(); });
     } catch (const std::exception& ex) {
         spdlog::error("event=db_error op=open path={} error=\"{}\"", config.database, ex.what());

@@ -240,8 +240,11 @@ class Store {
     // valid one, place_files(c) runs inside the transaction before its rows are written (the
     // output writer renames temporary files into place there); if it returns false, the
     // completion has been changed by it into a retry and is applied as such.
+    // before_commit() runs last, inside the transaction (the output writer fsyncs the
+    // directories of the renames there); if it throws, nothing of the group is committed.
     std::vector<bool> apply(std::vector<Completion>& completions,
-                            const std::function<bool(Completion&)>& place_files = {});
+                            const std::function<bool(Completion&)>& place_files = {},
+                            const std::function<void()>& before_commit = {});
 
     // Earliest not_before among queued requests of provider that is > now (for sleeping).
     std::optional<double> next_ready(std::string_view provider, double now);

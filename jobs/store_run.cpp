@@ -251,7 +251,8 @@ std::vector<std::string> Store::lease_owners() {
 }
 
 std::vector<bool> Store::apply(std::vector<Completion>& completions,
-                               const std::function<bool(Completion&)>& place_files) {
+                               const std::function<bool(Completion&)>& place_files,
+                               const std::function<void()>& before_commit) {
     std::vector<bool> result(completions.size(), false);
     auto txn = impl_->write_txn();
     for (std::size_t i = 0; i < completions.size(); ++i) {
@@ -403,6 +404,7 @@ std::vector<bool> Store::apply(std::vector<Completion>& completions,
         impl_->settle_job(job_id, now);
         result[i] = true;
     }
+    if (before_commit) before_commit();
     txn.commit();
     return result;
 }

@@ -129,7 +129,10 @@ TEST_CASE("completions queued together are applied in one group commit") {
                                   ++placed;
                                   return true;
                               },
-                              [&synced] { ++synced; },
+                              [&synced] {
+                                  ++synced;
+                                  return std::optional<jobs::Error>{};
+                              },
                               {}};
     asio::io_context io;  // outlives the worker (see above)
     DbWorker db(t.path, hooks);
@@ -186,4 +189,42 @@ TEST_CASE("stale completions have their files discarded") {
     CHECK(results.applied[0]);
     CHECK_FALSE(results.applied[1]);  // the lease is gone after the first
     CHECK(discarded == 1);
+}
+
+asio::awaitable<void> complete_catching(DbWorker* db, jobs::Completion c,
+                                        std::vector<std::string>* errors) {
+    try {
+        co_await db->complete(std::move(c));
+    } catch (const std::exception& e) {
+        errors->push_back(e.what());
+    }
+}
+
+TEST_CASE("a sync error stops the group's commit: nothing of it is recorded") {
+    TempDb t;
+    enqueue_jobs(t.path, 2);
+    int discarded = 0;
+    DbWorker::FileHooks hooks{[](jobs::Completion&) { return true; },
+                              [] {
+                                  return std::optional<jobs::Error>(jobs::Error{
+                                      jobs::ErrorClass::local, "fsync", 0,
+                                      "fsync /out/b: Input/output error", std::nullopt});
+                              },
+                              [&discarded](const jobs::Completion&) { ++discarded; }};
+    asio::io_context io;  // outlives the worker (see above)
+    DbWorker db(t.path, hooks);
+    auto claimed = db.call_sync(
+        [](jobs::Store& st) { return st.claim("sim", "me", 10, jobs::unix_now(), 60); });
+    REQUIRE(claimed.size() == 2);
+    std::vector<std::string> errors;
+    for (const auto& r : claimed)
+        asio::co_spawn(io, complete_catching(&db, done(r, "me"), &errors), asio::detached);
+    io.run();
+    CHECK(errors == std::vector<std::string>{"fsync /out/b: Input/output error",
+                                             "fsync /out/b: Input/output error"});
+    auto recorded = db.call_sync([](jobs::Store& st) {
+        return st.db().execAndGet("SELECT count(*) FROM attempts").getInt();
+    });
+    CHECK(recorded == 0);
+    CHECK(discarded == 2);
 }
