@@ -108,17 +108,11 @@ void DbWorker::apply_group(std::vector<std::unique_ptr<Item>>& group) {
     std::vector<jobs::Completion> comps;
     comps.reserve(group.size());
     for (auto& item : group) comps.push_back(std::move(*item->completion()));
-    std::function<void()> before_commit;
-    if (hooks_.sync) {
-        // Every rename of the group is durable before the commit, or nothing is committed.
-        before_commit = [this] {
-            if (auto err = hooks_.sync()) throw std::runtime_error(err->message);
-        };
-    }
     std::exception_ptr ep;
     std::vector<bool> results;
     try {
-        results = store_->apply(comps, hooks_.place, before_commit);
+        // Every rename of the group is durable before the commit, or nothing is committed.
+        results = store_->apply(comps, hooks_.place, hooks_.sync);
     } catch (const std::exception& e) {
         spdlog::error("event=db_error op=apply completions={} error=\"{}\"", comps.size(),
                       e.what());

@@ -15,7 +15,6 @@
 #include <future>
 #include <memory>
 #include <mutex>
-#include <optional>
 #include <string>
 #include <thread>
 #include <type_traits>
@@ -29,12 +28,12 @@ namespace imgbatch::daemon {
 class DbWorker {
   public:
     // Called on the DB thread: place the files of a completion inside the apply transaction
-    // (see Store::apply); sync before the group's commit: an error it returns stops the
-    // commit (the group fails like a database error); discard the files of a stale
+    // (see Store::apply); sync just before the group's commit: if it throws, the commit does
+    // not happen (the group fails like a database error); discard the files of a stale
     // completion.
     struct FileHooks {
         std::function<bool(jobs::Completion&)> place;
-        std::function<std::optional<jobs::Error>()> sync;
+        std::function<void()> sync;
         std::function<void(const jobs::Completion&)> discard;
     };
 

@@ -346,10 +346,26 @@ int run_daemon(const Config& config, const RunOptions& options) {
         spdlog::info("event=temp_files_removed count={}", writer.stale_removed());
     asio::thread_pool pool(4);
     double retry_delay = config.retry.base_delay_s;
-    DbWorker::FileHooks hooks{
-        [&writer, retry_delay](jobs::Completion& c) { return writer.place(c, retry_delay); },
-        [&writer] { return writer.sync_dirs(); },
-        [&writer](const jobs::Completion& c) { writer.discard(c); }};
+    DbWorker::FileHooks hooks{[&writer, retry_delay](jobs::Completion& c) {
+                                  try {
+                                      writer.place(c);
+                                      return true;
+                                  } catch (const std::exception& ex) {
+                                      // Recorded as a local error and retried (the images are not
+                                      // kept).
+                                      writer.discard(c);
+                                      c.outputs.clear();
+                                      c.error = jobs::Error{jobs::ErrorClass::local, "rename", 0,
+                                                            ex.what(), std::nullopt};
+                                      c.next = jobs::Next::retry;
+                                      c.not_before = c.finished_at + retry_delay;
+                                      c.count_attempt = c.count_rate_limit = c.count_moderation =
+                                          false;
+                                      return false;
+                                  }
+                              },
+                              [&writer] { writer.sync_dirs(); },
+                              [&writer](const jobs::Completion& c) { writer.discard(c); }};
     std::unique_ptr<DbWorker> db;
     std::vector<jobs::ProviderState> states;
     int requeued = 0;

@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <stdexcept>
 #include <system_error>
 
 namespace imgbatch::daemon {
@@ -288,15 +289,15 @@ std::optional<std::string> OutputWriter::start() {
     const std::string root = tmp_root();
     if (::mkdir(root.c_str(), 0755) != 0 && errno != EEXIST)
         return "cannot create " + root + ": " + errno_text(errno);
-    // live.lock: every running instance holds it shared; the one that gets it exclusively at
-    // start is alone on this output_dir (and others wait at start until it shares it).
-    const std::string live = root + "/live.lock";
-    live_fd_ = ::open(live.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-    if (live_fd_ < 0) return "cannot open " + live + ": " + errno_text(errno);
+    // The lock of .imgbatch-tmp itself: every running instance holds it shared; the one that
+    // gets it exclusively at start is alone on this output_dir (and others wait at start
+    // until it shares it).
+    live_fd_ = ::open(root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (live_fd_ < 0) return "cannot open " + root + ": " + errno_text(errno);
     if (flock_retry(live_fd_, LOCK_EX | LOCK_NB) == 0) {
         exclusive_ = true;
     } else if (int err = flock_retry(live_fd_, LOCK_SH); err != 0) {
-        return "cannot lock " + live + ": " + errno_text(err);
+        return "cannot lock " + root + ": " + errno_text(err);
     }
 
     // This instance's directory: <tag>, or <tag>-2, ... if a live instance holds that one.
@@ -445,58 +446,50 @@ StageResult OutputWriter::stage(const jobs::ClaimedRequest& req,
     return result;
 }
 
-bool OutputWriter::place(jobs::Completion& c, double retry_delay_s) {
+void OutputWriter::place(jobs::Completion& c) {
     for (std::size_t i = 0; i < c.outputs.size(); ++i) {
         auto& out = c.outputs[i];
         std::string tmp = temp_path(c.request_id, c.attempt_no, out.idx);
+        std::string target = out.path;
         int err = 0;
-        struct stat st {};
-        if (::stat(tmp.c_str(), &st) != 0) {
-            // Placed by an earlier call whose commit failed: the file is there already.
-            if (same_content(out.path, out)) {
-                mark_dirty(dir_of(out.path));
-                continue;
-            }
-            err = ENOENT;
-        } else {
-            std::string target = out.path;
-            for (int k = 2;; ++k) {
-                err = rename_noreplace(tmp, target);
-                if (err != EEXIST || k > kMaxAlternatives) break;
-                target = alternative(out.path, k);
-            }
-            if (err == 0) {
-                if (target != out.path)
-                    spdlog::warn("event=output_name_taken request={} path=\"{}\" written=\"{}\"",
-                                 c.request_id, out.path, target);
-                out.path = target;
-                mark_dirty(dir_of(target));
-                continue;
-            }
+        for (int k = 2;; ++k) {
+            err = rename_noreplace(tmp, target);
+            if (err != EEXIST || k > kMaxAlternatives) break;
+            target = alternative(out.path, k);
         }
-        std::string message = "rename " + tmp + " to " + out.path + ": " + errno_text(err);
-        // Nothing of this completion is recorded: take back what was already placed.
-        for (std::size_t j = 0; j < i; ++j) ::unlink(c.outputs[j].path.c_str());
-        for (std::size_t j = i; j < c.outputs.size(); ++j)
-            ::unlink(temp_path(c.request_id, c.attempt_no, c.outputs[j].idx).c_str());
-        c.outputs.clear();
-        c.error = jobs::Error{jobs::ErrorClass::local, "rename", 0, message, std::nullopt};
-        c.next = jobs::Next::retry;
-        c.not_before = c.finished_at + retry_delay_s;
-        c.count_attempt = c.count_rate_limit = c.count_moderation = false;
-        return false;
+        if (err == 0) {
+            if (target != out.path)
+                spdlog::warn("event=output_name_taken request={} path=\"{}\" written=\"{}\"",
+                             c.request_id, out.path, target);
+            out.path = target;
+            mark_dirty(dir_of(target));
+            continue;
+        }
+        // Nothing of this completion may look placed: what was renamed goes back, and every
+        // image stays staged under its temporary name for the next try.
+        for (std::size_t j = 0; j < i; ++j)
+            ::rename(c.outputs[j].path.c_str(),
+                     temp_path(c.request_id, c.attempt_no, c.outputs[j].idx).c_str());
+        throw std::runtime_error("rename " + tmp + " -> " + out.path + ": " + errno_text(err));
     }
-    return true;
 }
 
-std::optional<jobs::Error> OutputWriter::sync_dirs() {
+void OutputWriter::unplace(const jobs::Completion& c) {
+    for (const auto& out : c.outputs) {
+        std::string tmp = temp_path(c.request_id, c.attempt_no, out.idx);
+        struct stat st {};
+        if (::stat(tmp.c_str(), &st) == 0) continue;  // not placed
+        if (!same_content(out.path, out)) continue;   // not ours
+        rename_noreplace(out.path, tmp);
+    }
+}
+
+void OutputWriter::sync_dirs() {
     std::set<std::string> dirs;
     {
         std::lock_guard lock(dirs_mutex_);
         dirs.swap(dirty_dirs_);
     }
-    std::optional<jobs::Error> error;
-    std::set<std::string> failed;
     for (const auto& d : dirs) {
         int err = 0;
         int fd = ::open(d.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -506,17 +499,12 @@ std::optional<jobs::Error> OutputWriter::sync_dirs() {
             if (::fsync(fd) != 0) err = errno;
             ::close(fd);
         }
-        if (err == 0) continue;
-        failed.insert(d);
-        if (!error)
-            error = jobs::Error{jobs::ErrorClass::local, "fsync", 0,
-                                "fsync " + d + ": " + errno_text(err), std::nullopt};
+        if (err != 0) {
+            std::lock_guard lock(dirs_mutex_);
+            dirty_dirs_.insert(dirs.begin(), dirs.end());
+            throw std::runtime_error("fsync " + d + ": " + errno_text(err));
+        }
     }
-    if (!failed.empty()) {
-        std::lock_guard lock(dirs_mutex_);
-        dirty_dirs_.insert(failed.begin(), failed.end());
-    }
-    return error;
 }
 
 void OutputWriter::discard(const jobs::Completion& c) const {

@@ -85,16 +85,21 @@ class OutputWriter {
     StageResult stage(const jobs::ClaimedRequest& req,
                       const std::vector<StagedImage>& images) const;
 
-    // Renames c's temporary files to their final names (for Store::apply), never over an
-    // existing file: a taken name becomes "<stem>-<idx>~2.<ext>" (~3, ...) and c's path is
-    // updated. Running it again on a completion it already placed (a commit that failed) is
-    // a no-op. On failure the files are removed and c becomes a retry with a local error;
-    // returns false then. The directories touched are remembered for sync_dirs().
-    bool place(jobs::Completion& c, double retry_delay_s);
-    // fsyncs the directories of the renames since the last call. An error (a local error
-    // with the errno text) means those renames may not be durable: the caller must not
-    // commit them. The failed directories stay remembered for the next call.
-    std::optional<jobs::Error> sync_dirs();
+    // Renames c's temporary files to their final names (inside the transaction that records
+    // them, see Store::apply), never over an existing file: a taken name becomes
+    // "<stem>-<idx>~2.<ext>" (~3, ...) and c's path is updated. If one cannot be renamed, the
+    // ones already renamed go back to their temporary names and std::runtime_error says why:
+    // c stays staged, to be retried. The directories touched are remembered for sync_dirs().
+    void place(jobs::Completion& c);
+    // Undoes place(c) (the transaction did not commit): each file place() renamed (its
+    // temporary name is free and the final file has c's content) goes back to its temporary
+    // name.
+    void unplace(const jobs::Completion& c);
+    // fsyncs the directories of the renames since the last call; throws std::runtime_error
+    // naming the directory and the errno text if one cannot be synced: those renames may not
+    // be durable, the commit must not happen. The directories stay remembered for the next
+    // call.
+    void sync_dirs();
     // Removes c's temporary files (stale or abandoned completions).
     void discard(const jobs::Completion& c) const;
 
@@ -106,7 +111,7 @@ class OutputWriter {
     std::string owner_tag_;
     std::string owner_dir_;
     int owner_fd_ = -1;  // flock LOCK_EX on owner_dir_, for the process lifetime
-    int live_fd_ = -1;   // flock on .imgbatch-tmp/live.lock: LOCK_EX while exclusive_, then SH
+    int live_fd_ = -1;   // flock on .imgbatch-tmp: LOCK_EX while exclusive_, then LOCK_SH
     bool exclusive_ = false;
     int stale_removed_ = 0;
     mutable std::mutex dirs_mutex_;

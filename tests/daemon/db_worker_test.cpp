@@ -129,10 +129,7 @@ TEST_CASE("completions queued together are applied in one group commit") {
                                   ++placed;
                                   return true;
                               },
-                              [&synced] {
-                                  ++synced;
-                                  return std::optional<jobs::Error>{};
-                              },
+                              [&synced] { ++synced; },
                               {}};
     asio::io_context io;  // outlives the worker (see above)
     DbWorker db(t.path, hooks);
@@ -205,11 +202,7 @@ TEST_CASE("a sync error stops the group's commit: nothing of it is recorded") {
     enqueue_jobs(t.path, 2);
     int discarded = 0;
     DbWorker::FileHooks hooks{[](jobs::Completion&) { return true; },
-                              [] {
-                                  return std::optional<jobs::Error>(jobs::Error{
-                                      jobs::ErrorClass::local, "fsync", 0,
-                                      "fsync /out/b: Input/output error", std::nullopt});
-                              },
+                              [] { throw std::runtime_error("fsync /out/b: Input/output error"); },
                               [&discarded](const jobs::Completion&) { ++discarded; }};
     asio::io_context io;  // outlives the worker (see above)
     DbWorker db(t.path, hooks);

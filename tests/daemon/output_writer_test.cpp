@@ -220,14 +220,16 @@ TEST_CASE("stage writes temporary files; place renames them to the final names")
     CHECK(fs::exists(tmp));
 
     auto c = completion_for(req, staged);
-    CHECK(w.place(c, 2.0));
-    CHECK_FALSE(w.sync_dirs());
+    w.place(c);
+    w.sync_dirs();
     CHECK(slurp(dir.path + "/night/k-5.png") == images[0].bytes);
     CHECK(slurp(dir.path + "/night/k-6.png") == images[1].bytes);
     CHECK_FALSE(fs::exists(tmp));
-    // Placing again (its commit failed and is retried) finds the files in place.
-    CHECK(w.place(c, 2.0));
-    CHECK(c.outputs.size() == 2);
+    // The commit failed: unplace stages them again, and they can be placed again.
+    w.unplace(c);
+    CHECK(fs::exists(tmp));
+    CHECK_FALSE(fs::exists(dir.path + "/night/k-5.png"));
+    w.place(c);
     CHECK(slurp(c.outputs[1].path) == images[1].bytes);
 }
 
@@ -240,11 +242,15 @@ TEST_CASE("place never replaces an existing file: the image takes the name ~2") 
     auto staged = s.w.stage(req, {png(4, 4, 1)});
     REQUIRE_FALSE(staged.error);
     auto c = completion_for(req, staged);
-    CHECK(s.w.place(c, 2.0));
+    s.w.place(c);
     CHECK(slurp(dir.path + "/b/k-5.png") == "recorded for another output");
     REQUIRE(c.outputs.size() == 1);
     CHECK(c.outputs[0].path == dir.path + "/b/k-5~2.png");
     CHECK(sha256_hex(slurp(c.outputs[0].path)) == c.outputs[0].sha256);
+    // unplace takes back only what place renamed.
+    s.w.unplace(c);
+    CHECK(slurp(dir.path + "/b/k-5.png") == "recorded for another output");
+    CHECK_FALSE(fs::exists(dir.path + "/b/k-5~2.png"));
 }
 
 TEST_CASE("discard removes the temporary files of a stale completion") {
@@ -285,7 +291,7 @@ TEST_CASE("start fails with the path and the errno text when output_dir cannot b
     CHECK(err->find("Not a directory") != std::string::npos);
 }
 
-TEST_CASE("a failed rename turns the completion into a local retry") {
+TEST_CASE("a failed rename keeps every image of the completion staged") {
     TempDir dir;
     Started s(dir.path);
     auto& w = s.w;
@@ -294,36 +300,35 @@ TEST_CASE("a failed rename turns the completion into a local retry") {
     REQUIRE_FALSE(staged.error);
     auto c = completion_for(req, staged);
     c.next = jobs::Next::done;
-    c.count_attempt = true;
     // The second temp file vanished (e.g. removed by hand): its rename fails.
-    fs::remove(w.temp_path(c.request_id, c.attempt_no, c.outputs[1].idx));
+    std::string second_tmp = w.temp_path(c.request_id, c.attempt_no, c.outputs[1].idx);
+    fs::rename(second_tmp, dir.path + "/aside");
     auto first_final = c.outputs[0].path;
-    CHECK_FALSE(w.place(c, 2.0));
-    CHECK(c.next == jobs::Next::retry);
-    CHECK(c.not_before == doctest::Approx(102.0));
-    REQUIRE(c.error);
-    CHECK(c.error->cls == jobs::ErrorClass::local);
-    CHECK(c.outputs.empty());
-    CHECK_FALSE(c.count_attempt);
+    CHECK_THROWS_WITH_AS(w.place(c), doctest::Contains("rename"), std::runtime_error);
+    CHECK(c.next == jobs::Next::done);
+    CHECK(c.outputs.size() == 2);
     CHECK_FALSE(fs::exists(first_final));  // nothing unrecorded is left in place
+    CHECK(fs::exists(w.temp_path(c.request_id, c.attempt_no, c.outputs[0].idx)));
+    fs::rename(dir.path + "/aside", second_tmp);
+    w.place(c);
+    CHECK(fs::exists(c.outputs[1].path));
 }
 
-TEST_CASE("sync_dirs reports a directory it cannot fsync, and keeps it for the next call") {
+TEST_CASE("sync_dirs throws for a directory it cannot fsync, and keeps it for the next call") {
     TempDir dir;
     Started s(dir.path);
     auto req = request("b", "k");
     auto staged = s.w.stage(req, {png(4, 4, 1)});
     REQUIRE_FALSE(staged.error);
     auto c = completion_for(req, staged);
-    REQUIRE(s.w.place(c, 2.0));
+    s.w.place(c);
     fs::remove_all(dir.path + "/b");  // the directory of the rename is gone: open fails
-    auto err = s.w.sync_dirs();
-    REQUIRE(err);
-    CHECK(err->cls == jobs::ErrorClass::local);
-    CHECK(err->message.find("fsync " + dir.path + "/b: No such file or directory") == 0);
-    CHECK(s.w.sync_dirs());  // still remembered
+    CHECK_THROWS_WITH_AS(s.w.sync_dirs(),
+                         ("fsync " + dir.path + "/b: No such file or directory").c_str(),
+                         std::runtime_error);
+    CHECK_THROWS_AS(s.w.sync_dirs(), std::runtime_error);  // still remembered
     fs::create_directories(dir.path + "/b");
-    CHECK_FALSE(s.w.sync_dirs());
+    CHECK_NOTHROW(s.w.sync_dirs());
 }
 
 TEST_CASE("a starting instance keeps a live instance's temporary files, removes a dead one's") {
