@@ -1,6 +1,6 @@
 #pragma once
 // Image files: {output_dir}/{batch}/{key, or job-<id>}-{idx}.{ext}, names made readable and
-// injective by name_component() (see output_writer.cpp for the rules and the proof). Staged in
+// injective by name_component() (see output_names.cpp for the rules and the proof). Staged in
 // this instance's own temporary directory {output_dir}/.imgbatch-tmp/<owner tag>/ (held with
 // flock for the process lifetime, on the same file system as the final files) and fsynced on
 // the writer pool; renamed into place, never over an existing file, inside the transaction
