@@ -91,6 +91,10 @@ std::optional<std::string> OutputWriter::start() {
         if (::mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST)
             return "cannot create " + dir + ": " + errno_text(errno);
         int fd = lock_dir(dir);
+        if (fd < 0 && errno == ENOENT) {  // removed by another instance's start meanwhile
+            --n;
+            continue;
+        }
         if (fd < 0) {
             if (errno != EWOULDBLOCK || n >= 100)
                 return "cannot lock " + dir + ": " + errno_text(errno);

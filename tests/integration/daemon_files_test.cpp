@@ -124,8 +124,9 @@ TEST_CASE("files: a second daemon never removes a live daemon's staged images") 
     CHECK(env.job_state("s1") == "succeeded");
     env.check_outputs("s0", 1);
     env.check_outputs("s1", 1);
-    // Nothing was paid for twice.
+    // Nothing was paid for twice: every image served is kept.
     CHECK(sim.stat("images") == 2);
+    CHECK(env.number("SELECT count(*) FROM outputs") == sim.stat("images"));
     CHECK(env.number("SELECT count(*) FROM attempts") == 2);
 }
 
