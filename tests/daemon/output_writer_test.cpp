@@ -117,6 +117,7 @@ TEST_CASE("name_component: plain names stay as they are, others get a hash suffi
     CHECK(hashed("a/b") == "a_b");
     CHECK(hashed(".hidden") == "_hidden");
     CHECK(hashed("..") == "__");
+    CHECK(hashed("../x", false) == "___x");
     CHECK(hashed("") == "");
     CHECK(hashed("a~b") == "a~b");
     CHECK(hashed("job-17") == "job-17");  // reserved for jobs without a key
