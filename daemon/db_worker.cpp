@@ -85,9 +85,7 @@ std::string request_ids(const std::vector<jobs::Completion*>& comps) {
 }  // namespace
 
 DbWorker::DbWorker(const std::string& db_path, FileHooks hooks, RetryOptions retry)
-    : store_(std::make_unique<jobs::Store>(db_path)),
-      hooks_(std::move(hooks)),
-      retry_(retry) {
+    : store_(std::make_unique<jobs::Store>(db_path)), hooks_(std::move(hooks)), retry_(retry) {
     thread_ = std::thread([this] { thread_main(); });
 }
 
@@ -165,11 +163,10 @@ void DbWorker::thread_main() {
             if (held_.empty()) {
                 cv_.wait(lock, ready);
             } else {
-                auto next = std::min_element(held_.begin(), held_.end(),
-                                             [](const Held& a, const Held& b) {
-                                                 return a.retry_at < b.retry_at;
-                                             })
-                                ->retry_at;
+                auto next =
+                    std::min_element(held_.begin(), held_.end(), [](const Held& a, const Held& b) {
+                        return a.retry_at < b.retry_at;
+                    })->retry_at;
                 cv_.wait_until(lock, next, ready);
             }
             if (stopping_ && !stop_deadline) stop_deadline = Clock::now() + retry_.stop_wait;
@@ -316,8 +313,8 @@ void DbWorker::give_up_held() {
         std::vector<jobs::Completion*> comps;
         for (auto& item : h.items) comps.push_back(item->completion());
         spdlog::critical(
-            "event=completions_unrecorded completions={} requests={} note=\"{}\"",
-            h.items.size(), request_ids(comps),
+            "event=completions_unrecorded completions={} requests={} note=\"{}\"", h.items.size(),
+            request_ids(comps),
             "the database stayed unwritable until the stop: their staged files are left in "
             "place and the requests go back to the queue when their leases expire");
         {
@@ -325,8 +322,8 @@ void DbWorker::give_up_held() {
             held_count_ -= h.items.size();
         }
         for (auto& item : h.items)
-            item->finish(std::make_exception_ptr(std::runtime_error(
-                             "stopped before the completion could be recorded")),
+            item->finish(std::make_exception_ptr(
+                             std::runtime_error("stopped before the completion could be recorded")),
                          false);
     }
     held_.clear();

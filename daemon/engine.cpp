@@ -495,7 +495,15 @@ int run_daemon(const Config& config, const RunOptions& options) {
         spdlog::error("event=start_error error=\"{}\"", ex.what());
         return 2;
     }
+    // The output directory must be writable before any call. Starting the writer takes this
+    // daemon's temporary directory (flock) and removes only those of daemons that are gone.
     OutputWriter writer(config.output_dir, OutputWriter::tag_for(owner));
+    if (auto err = writer.start()) {
+        spdlog::error("event=config_error output_dir=\"{}\" error=\"{}\"", config.output_dir, *err);
+        return 2;
+    }
+    if (writer.stale_removed() > 0)
+        spdlog::info("event=temp_files_removed count={}", writer.stale_removed());
     asio::thread_pool pool(4);
     DbWorker::FileHooks hooks{[&writer](jobs::Completion& c) { writer.place(c); },
                               [&writer] { writer.sync_dirs(); },
@@ -508,8 +516,8 @@ int run_daemon(const Config& config, const RunOptions& options) {
         db = std::make_unique<DbWorker>(config.database, hooks);
         auto refused = db->call_sync([&](jobs::Store& st) {
             double now = jobs::unix_now();
-            jobs::DaemonRow self{owner, host_name(), ::getpid(), now, now, 0,
-                                 options.allow_multiple, ""};
+            jobs::DaemonRow self{
+                owner, host_name(), ::getpid(), now, now, 0, options.allow_multiple, ""};
             return st.register_daemon(self, options.allow_multiple,
                                       [&lock_dir, now](const jobs::DaemonRow& d) {
                                           Liveness l = OwnerLock::probe(lock_dir, d.owner);
@@ -536,13 +544,15 @@ int run_daemon(const Config& config, const RunOptions& options) {
             double now = jobs::unix_now();
             return st.requeue_expired(now) + requeue_dead_owners(st, owner, lock_dir, now);
         });
+        // Files a crash left between rename and commit (only when no other daemon is live).
+        if (int n = db->call_sync([&writer](jobs::Store& st) { return writer.remove_orphans(st); });
+            n > 0)
+            spdlog::info("event=orphan_files_removed count={}", n);
         states = db->call_sync([](jobs::Store& st) { return st.provider_states(); });
     } catch (const std::exception& ex) {
         spdlog::error("event=db_error op=open path={} error=\"{}\"", config.database, ex.what());
         return 2;
     }
-    if (int removed = writer.cleanup_stale(); removed > 0)
-        spdlog::info("event=temp_files_removed count={}", removed);
     int code = 0;
     {
         Engine e(config, options, owner, *db, writer, pool, lock_dir);

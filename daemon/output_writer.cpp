@@ -1,20 +1,22 @@
 #include "daemon/output_writer.hpp"
 
 #include <fcntl.h>
+#include <spdlog/spdlog.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
-#include <cstdio>
-#include <cstring>
 #include <filesystem>
-#include <functional>
 #include <stdexcept>
 #include <system_error>
 
+#include "daemon/output_files.hpp"
+
 namespace imgbatch::daemon {
 namespace fs = std::filesystem;
+using namespace output_files;
 
-namespace {
+namespace output_files {
 
 std::string errno_text(int err) {
     return std::generic_category().message(err);
@@ -48,59 +50,80 @@ std::string dir_of(const std::string& path) {
     return slash == std::string::npos ? std::string(".") : path.substr(0, slash);
 }
 
-}  // namespace
+// "<dir>/<stem>-<idx>~<k>.<ext>" for "<dir>/<stem>-<idx>.<ext>".
+std::string alternative(const std::string& path, int k) {
+    auto dot = path.rfind('.');
+    return path.substr(0, dot) + "~" + std::to_string(k) + path.substr(dot);
+}
+
+// rename(from, to) that fails with EEXIST instead of replacing an existing `to`.
+int rename_noreplace(const std::string& from, const std::string& to) {
+    if (::renameat2(AT_FDCWD, from.c_str(), AT_FDCWD, to.c_str(), RENAME_NOREPLACE) == 0) return 0;
+    int err = errno;
+    if (err != EINVAL && err != ENOSYS) return err;
+    // The file system lacks RENAME_NOREPLACE: link() fails with EEXIST just the same.
+    if (::link(from.c_str(), to.c_str()) == 0) {
+        ::unlink(from.c_str());
+        return 0;
+    }
+    return errno;
+}
+
+bool same_content(const std::string& path, const jobs::OutputRecord& out) {
+    std::error_code ec;
+    auto size = fs::file_size(path, ec);
+    if (ec || static_cast<std::int64_t>(size) != out.bytes) return false;
+    std::string data(size, '\0');
+    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return false;
+    std::size_t got = 0;
+    while (got < size) {
+        ssize_t r = ::read(fd, data.data() + got, size - got);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) break;
+        got += static_cast<std::size_t>(r);
+    }
+    ::close(fd);
+    return got == size && sha256_hex(data) == out.sha256;
+}
+
+}  // namespace output_files
 
 OutputWriter::OutputWriter(std::string output_dir, std::string owner_tag)
     : output_dir_(std::move(output_dir)), owner_tag_(std::move(owner_tag)) {
     if (output_dir_.empty()) output_dir_ = ".";
+    while (output_dir_.size() > 1 && output_dir_.back() == '/') output_dir_.pop_back();
+    owner_dir_ = tmp_root() + "/" + owner_tag_;
 }
 
-std::string OutputWriter::sanitize(std::string_view name) {
-    std::string out;
-    out.reserve(name.size());
-    for (char c : name) {
-        bool keep = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-                    c == '.' || c == '_' || c == '-';
-        out.push_back(keep ? c : '_');
-    }
-    if (out.empty()) out = "_";
-    if (out[0] == '.') out[0] = '_';  // no hidden files, no "." or ".."
-    return out;
+OutputWriter::~OutputWriter() {
+    if (owner_fd_ >= 0) ::close(owner_fd_);
+    if (live_fd_ >= 0) ::close(live_fd_);
 }
 
-std::string OutputWriter::tag_for(std::string_view owner) {
-    char buf[16];
-    std::snprintf(buf, sizeof buf, "%08x",
-                  static_cast<unsigned>(std::hash<std::string_view>{}(owner)&0xffffffffu));
-    return buf;
+std::string OutputWriter::tmp_root() const {
+    return output_dir_ + "/" + kTmpDirName;
 }
 
-std::string OutputWriter::final_path(const jobs::ClaimedRequest& req, int idx,
-                                     std::string_view ext) const {
-    std::string base = req.key.empty() ? std::to_string(req.job_id) : sanitize(req.key);
-    return output_dir_ + "/" + sanitize(req.batch) + "/" + base + "-" + std::to_string(idx) + "." +
-           std::string(ext);
-}
-
-std::string OutputWriter::temp_path(const std::string& final_path, int attempt_no) const {
-    auto slash = final_path.rfind('/');
-    std::string dir = slash == std::string::npos ? "" : final_path.substr(0, slash + 1);
-    std::string name = slash == std::string::npos ? final_path : final_path.substr(slash + 1);
-    return dir + "." + name + "." + owner_tag_ + "." + std::to_string(attempt_no) + ".tmp";
+void OutputWriter::mark_dirty(const std::string& dir) const {
+    std::lock_guard lock(dirs_mutex_);
+    dirty_dirs_.insert(dir);
 }
 
 StageResult OutputWriter::stage(const jobs::ClaimedRequest& req,
                                 const std::vector<StagedImage>& images) const {
     StageResult result;
     if (images.empty()) return result;
-    std::string dir = output_dir_ + "/" + sanitize(req.batch);
+    if (owner_fd_ < 0) throw std::logic_error("OutputWriter::stage before start()");
+    std::string dir = output_dir_ + "/" + name_component(req.batch, false);
     std::error_code ec;
-    fs::create_directories(dir, ec);
+    bool created = fs::create_directories(dir, ec);
     if (ec) {
         result.error = jobs::Error{jobs::ErrorClass::local, "mkdir", 0,
                                    "create " + dir + ": " + ec.message(), std::nullopt};
         return result;
     }
+    if (created) mark_dirty(output_dir_);  // the new directory's entry must be durable too
     for (std::size_t i = 0; i < images.size(); ++i) {
         const auto& img = images[i];
         int idx = req.first_index + req.images_done + static_cast<int>(i);
@@ -113,10 +136,10 @@ StageResult OutputWriter::stage(const jobs::ClaimedRequest& req,
         rec.width = img.info.width;
         rec.height = img.info.height;
         rec.revised_prompt = img.revised_prompt;
-        std::string tmp = temp_path(rec.path, req.attempt_no);
+        std::string tmp = temp_path(req.request_id, req.attempt_no, idx);
         if (int err = write_synced(tmp, img.bytes); err != 0) {
             for (const auto& done : result.outputs)
-                ::unlink(temp_path(done.path, req.attempt_no).c_str());
+                ::unlink(temp_path(req.request_id, req.attempt_no, done.idx).c_str());
             result.outputs.clear();
             result.error = jobs::Error{jobs::ErrorClass::local, "write", 0,
                                        "write " + tmp + ": " + errno_text(err), std::nullopt};
@@ -129,25 +152,40 @@ StageResult OutputWriter::stage(const jobs::ClaimedRequest& req,
 
 void OutputWriter::place(jobs::Completion& c) {
     for (std::size_t i = 0; i < c.outputs.size(); ++i) {
-        const auto& out = c.outputs[i];
-        std::string tmp = temp_path(out.path, c.attempt_no);
-        if (::rename(tmp.c_str(), out.path.c_str()) == 0) {
-            std::lock_guard lock(dirs_mutex_);
-            dirty_dirs_.insert(dir_of(out.path));
+        auto& out = c.outputs[i];
+        std::string tmp = temp_path(c.request_id, c.attempt_no, out.idx);
+        std::string target = out.path;
+        int err = 0;
+        for (int k = 2;; ++k) {
+            err = rename_noreplace(tmp, target);
+            if (err != EEXIST || k > kMaxAlternatives) break;
+            target = alternative(out.path, k);
+        }
+        if (err == 0) {
+            if (target != out.path)
+                spdlog::warn("event=output_name_taken request={} path=\"{}\" written=\"{}\"",
+                             c.request_id, out.path, target);
+            out.path = target;
+            mark_dirty(dir_of(target));
             continue;
         }
-        int err = errno;
         // Nothing of this completion may look placed: what was renamed goes back, and every
         // image stays staged under its temporary name for the next try.
         for (std::size_t j = 0; j < i; ++j)
-            ::rename(c.outputs[j].path.c_str(), temp_path(c.outputs[j].path, c.attempt_no).c_str());
+            ::rename(c.outputs[j].path.c_str(),
+                     temp_path(c.request_id, c.attempt_no, c.outputs[j].idx).c_str());
         throw std::runtime_error("rename " + tmp + " -> " + out.path + ": " + errno_text(err));
     }
 }
 
 void OutputWriter::unplace(const jobs::Completion& c) {
-    for (const auto& out : c.outputs)
-        ::rename(out.path.c_str(), temp_path(out.path, c.attempt_no).c_str());
+    for (const auto& out : c.outputs) {
+        std::string tmp = temp_path(c.request_id, c.attempt_no, out.idx);
+        struct stat st {};
+        if (::stat(tmp.c_str(), &st) == 0) continue;  // not placed
+        if (!same_content(out.path, out)) continue;   // not ours
+        rename_noreplace(out.path, tmp);
+    }
 }
 
 void OutputWriter::sync_dirs() {
@@ -157,13 +195,15 @@ void OutputWriter::sync_dirs() {
         dirs.swap(dirty_dirs_);
     }
     for (const auto& d : dirs) {
+        int err = 0;
         int fd = ::open(d.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        int err = fd < 0 ? errno : 0;
-        if (fd >= 0 && ::fsync(fd) != 0) err = errno;
-        if (fd >= 0) ::close(fd);
+        if (fd < 0) {
+            err = errno;
+        } else {
+            if (::fsync(fd) != 0) err = errno;
+            ::close(fd);
+        }
         if (err != 0) {
-            // The renames are not durable: the commit must not happen. The directories stay
-            // dirty for the next try.
             std::lock_guard lock(dirs_mutex_);
             dirty_dirs_.insert(dirs.begin(), dirs.end());
             throw std::runtime_error("fsync " + d + ": " + errno_text(err));
@@ -172,32 +212,8 @@ void OutputWriter::sync_dirs() {
 }
 
 void OutputWriter::discard(const jobs::Completion& c) const {
-    for (const auto& out : c.outputs) ::unlink(temp_path(out.path, c.attempt_no).c_str());
-}
-
-int OutputWriter::cleanup_stale() const {
-    int removed = 0;
-    std::error_code ec;
-    fs::directory_iterator batches(output_dir_, ec);
-    if (ec) return 0;
-    for (const auto& batch : batches) {
-        if (!batch.is_directory(ec)) continue;
-        fs::directory_iterator files(batch.path(), ec);
-        if (ec) continue;
-        for (const auto& f : files) {
-            std::string name = f.path().filename().string();
-            if (name.size() < 6 || name[0] != '.' || !name.ends_with(".tmp")) continue;
-            // ".<final>.<tag>.<attempt>.tmp": the tag is the second-to-last field.
-            std::string stem = name.substr(0, name.size() - 4);
-            auto a = stem.rfind('.');
-            if (a == std::string::npos || a == 0) continue;
-            auto t = stem.rfind('.', a - 1);
-            if (t == std::string::npos) continue;
-            if (stem.substr(t + 1, a - t - 1) == owner_tag_) continue;
-            if (fs::remove(f.path(), ec)) ++removed;
-        }
-    }
-    return removed;
+    for (const auto& out : c.outputs)
+        ::unlink(temp_path(c.request_id, c.attempt_no, out.idx).c_str());
 }
 
 }  // namespace imgbatch::daemon

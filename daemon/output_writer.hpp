@@ -1,7 +1,11 @@
 #pragma once
-// Image files: {output_dir}/{batch}/{key or job id}-{idx}.{ext}. Staged under a temporary
-// name in the same directory and fsynced (on the writer pool), renamed into place inside the
-// transaction that records them (on the DB thread). Blocking calls, no Asio.
+// Image files: {output_dir}/{batch}/{key, or job-<id>}-{idx}.{ext}, names made readable and
+// injective by name_component() (see output_names.cpp for the rules and the proof). Staged in
+// this instance's own temporary directory {output_dir}/.imgbatch-tmp/<owner tag>/ (held with
+// flock for the process lifetime, on the same file system as the final files) and fsynced on
+// the writer pool; renamed into place, never over an existing file, inside the transaction
+// that records them (on the DB thread). Blocking calls, no Asio.
+#include <cstdint>
 #include <mutex>
 #include <optional>
 #include <set>
@@ -29,46 +33,89 @@ struct StageResult {
 
 class OutputWriter {
   public:
-    // owner_tag: a short token of this daemon instance, part of every temporary name.
+    // owner_tag: a short token of this daemon instance, the name of its temporary directory.
     OutputWriter(std::string output_dir, std::string owner_tag);
+    ~OutputWriter();  // releases the locks
+    OutputWriter(const OutputWriter&) = delete;
+    OutputWriter& operator=(const OutputWriter&) = delete;
 
-    // Keeps [A-Za-z0-9._-], turns every other byte into '_', and a leading '.' into '_'.
-    static std::string sanitize(std::string_view name);
-    // 8 hex digits derived from an owner id.
+    // ---- names (the one place that decides file names) ----
+    // The readable form of a name: valid UTF-8 kept as it is; '/', control characters (C0,
+    // DEL, C1), every byte of an invalid UTF-8 sequence and leading dots become '_'.
+    static std::string escape(std::string_view name);
+    // A directory or file name stem for a batch name or a job key: the name itself when it is
+    // "plain" (escape() leaves it unchanged, no '~', not empty, at most kMaxStem bytes and,
+    // with reserve_job_names, not of the form job-<digits>); otherwise its escaped form, cut
+    // at a character boundary, + '~' + 16 hex digits of the SHA-256 of the original name.
+    static std::string name_component(std::string_view name, bool reserve_job_names);
+    static constexpr std::size_t kMaxStem = 200;  // bytes; a whole file name stays < 255
+    // 16 hex digits derived from an owner id.
     static std::string tag_for(std::string_view owner);
 
     const std::string& owner_tag() const { return owner_tag_; }
     std::string final_path(const jobs::ClaimedRequest& req, int idx, std::string_view ext) const;
-    // ".<final name>.<owner tag>.<attempt>.tmp" next to the final path.
-    std::string temp_path(const std::string& final_path, int attempt_no) const;
+    std::string final_path(std::string_view batch, std::string_view key, std::int64_t job_id,
+                           int idx, std::string_view ext) const;
+    // "<owner dir>/<request id>-<attempt>-<idx>.tmp".
+    std::string temp_path(std::int64_t request_id, int attempt_no, int idx) const;
 
+    // ---- start-up ----
+    // Checks that output_dir exists or can be created and is writable (a probe file is
+    // created, fsynced and removed), takes this instance's temporary directory (flock) and
+    // removes the temporary directories of owners that are gone (whose lock it can take).
+    // Returns an error text naming the path and the errno text, or nullopt.
+    std::optional<std::string> start();
+    // Temporary files removed by start() (of owners that are gone).
+    int stale_removed() const { return stale_removed_; }
+    // True when start() found no other live instance on this output_dir: then
+    // remove_orphans() may run. Until it has run (or share() is called), other instances
+    // wait at their start().
+    bool exclusive() const { return exclusive_; }
+    // Only when exclusive(): removes final files left by a crash between the rename and the
+    // commit (the request was run again): files at the final names of queued requests that
+    // were already attempted, for indexes no output records, and no output records their
+    // path. Also removes temporary files of versions before the per-owner directories. Then
+    // lets other instances start (share()). Returns how many files. Call on the DB thread.
+    int remove_orphans(jobs::Store& store);
+    void share();
+
+    // ---- staging and placing ----
     // Writes images as temporary files (fsynced). idx = first_index + images_done + i.
     // Any write error removes what was staged and returns a local error with the errno text.
     StageResult stage(const jobs::ClaimedRequest& req,
                       const std::vector<StagedImage>& images) const;
 
     // Renames c's temporary files to their final names (inside the transaction that records
-    // them, see Store::apply). If one cannot be renamed, the ones already renamed go back to
-    // their temporary names and std::runtime_error says why: c stays staged, to be retried.
-    // The directories touched are remembered for sync_dirs().
+    // them, see Store::apply), never over an existing file: a taken name becomes
+    // "<stem>-<idx>~2.<ext>" (~3, ...) and c's path is updated. If one cannot be renamed, the
+    // ones already renamed go back to their temporary names and std::runtime_error says why:
+    // c stays staged, to be retried. The directories touched are remembered for sync_dirs().
     void place(jobs::Completion& c);
-    // Undoes place(c) (the transaction did not commit): the files go back to their temporary
-    // names.
+    // Undoes place(c) (the transaction did not commit): each file place() renamed (its
+    // temporary name is free and the final file has c's content) goes back to its temporary
+    // name.
     void unplace(const jobs::Completion& c);
     // fsyncs the directories of the renames since the last call; throws std::runtime_error
-    // if one cannot be synced (the commit must not happen then).
+    // naming the directory and the errno text if one cannot be synced: those renames may not
+    // be durable, the commit must not happen. The directories stay remembered for the next
+    // call.
     void sync_dirs();
     // Removes c's temporary files (stale or abandoned completions).
     void discard(const jobs::Completion& c) const;
-    // Removes ".*.tmp" files in the batch directories left by other (dead) instances.
-    // Returns how many.
-    int cleanup_stale() const;
 
   private:
+    std::string tmp_root() const;
+    void mark_dirty(const std::string& dir) const;
+
     std::string output_dir_;
     std::string owner_tag_;
-    std::mutex dirs_mutex_;
-    std::set<std::string> dirty_dirs_;
+    std::string owner_dir_;
+    int owner_fd_ = -1;  // flock LOCK_EX on owner_dir_, for the process lifetime
+    int live_fd_ = -1;   // flock on .imgbatch-tmp: LOCK_EX while exclusive_, then LOCK_SH
+    bool exclusive_ = false;
+    int stale_removed_ = 0;
+    mutable std::mutex dirs_mutex_;
+    mutable std::set<std::string> dirty_dirs_;  // directories whose entries changed
 };
 
 }  // namespace imgbatch::daemon

@@ -37,16 +37,14 @@ std::vector<DaemonRow> Store::running_daemons() {
 }
 
 std::optional<DaemonRow> Store::daemon(std::string_view owner) {
-    auto q = impl_->prep(std::string("SELECT ") + kDaemonColumns +
-                         " FROM daemons WHERE owner = ?");
+    auto q = impl_->prep(std::string("SELECT ") + kDaemonColumns + " FROM daemons WHERE owner = ?");
     q->bind(1, std::string(owner));
     if (!q->executeStep()) return std::nullopt;
     return read_daemon(*q);
 }
 
-std::vector<DaemonRow> Store::register_daemon(
-    const DaemonRow& self, bool allow_multiple,
-    const std::function<bool(const DaemonRow&)>& alive) {
+std::vector<DaemonRow> Store::register_daemon(const DaemonRow& self, bool allow_multiple,
+                                              const std::function<bool(const DaemonRow&)>& alive) {
     auto txn = impl_->write_txn();
     std::vector<DaemonRow> refused_by;
     for (auto& d : jobs::running_daemons(*impl_)) {

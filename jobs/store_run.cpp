@@ -91,16 +91,15 @@ void StoreDb::settle_job(std::int64_t job_id, double now) {
 }
 
 std::vector<ClaimedRequest> Store::claim(std::string_view provider, std::string_view owner,
-                                         int limit, double now, double lease_s,
-                                         int provider_cap) {
+                                         int limit, double now, double lease_s, int provider_cap) {
     std::vector<ClaimedRequest> out;
     if (limit <= 0) return out;
     auto txn = impl_->write_txn();
     if (provider_cap > 0) {
         // Inside the write transaction: daemons sharing the database claim one at a time,
         // so together they never hold more than the cap.
-        auto q = impl_->prep(
-            "SELECT count(*) FROM requests WHERE state = 'running' AND provider = ?");
+        auto q =
+            impl_->prep("SELECT count(*) FROM requests WHERE state = 'running' AND provider = ?");
         q->bind(1, std::string(provider));
         q->executeStep();
         limit = std::min(limit, provider_cap - q->getColumn(0).getInt());

@@ -3,10 +3,10 @@
 #include <doctest/doctest.h>
 #include <unistd.h>
 
+#include <SQLiteCpp/SQLiteCpp.h>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
-#include <SQLiteCpp/SQLiteCpp.h>
 
 #include <atomic>
 #include <filesystem>
@@ -128,10 +128,8 @@ TEST_CASE("completions queued together are applied in one group commit") {
     TempDb t;
     enqueue_jobs(t.path, 5);
     int placed = 0, synced = 0;
-    DbWorker::FileHooks hooks{[&placed](jobs::Completion&) { ++placed; },
-                              [&synced] { ++synced; },
-                              {},
-                              {}};
+    DbWorker::FileHooks hooks{
+        [&placed](jobs::Completion&) { ++placed; }, [&synced] { ++synced; }, {}, {}};
     asio::io_context io;  // outlives the worker (see above)
     DbWorker db(t.path, hooks);
     auto claimed = db.call_sync(
@@ -233,8 +231,9 @@ TEST_CASE("a commit that fails while another program holds the database is retri
     REQUIRE(results.applied.size() == 3);
     CHECK(results.applied == std::vector<bool>{true, true, true});
     CHECK(db.held() == 0);
-    auto back = db.call_sync(
-        [](jobs::Store& st) { return st.claim("sim", "me2", 10, jobs::unix_now() + 1, 60).size(); });
+    auto back = db.call_sync([](jobs::Store& st) {
+        return st.claim("sim", "me2", 10, jobs::unix_now() + 1, 60).size();
+    });
     CHECK(back == 3);
 }
 
@@ -308,4 +307,34 @@ TEST_CASE("a stop with a completion still unrecorded fails it after the stop wai
     io.run();
     CHECK(caught.find("stopped before") != std::string::npos);
     other.exec("ROLLBACK");
+}
+
+TEST_CASE("a sync error stops the group's commit until a sync succeeds") {
+    TempDb t;
+    enqueue_jobs(t.path, 2);
+    std::atomic<int> sync_failures{2};
+    std::atomic<int> discarded{0};
+    DbWorker::FileHooks hooks{[](jobs::Completion&) {},
+                              [&sync_failures] {
+                                  if (sync_failures-- > 0)
+                                      throw std::runtime_error("fsync /out/b: Input/output error");
+                              },
+                              {},
+                              [&discarded](const jobs::Completion&) { ++discarded; }};
+    asio::io_context io;  // outlives the worker (see above)
+    DbWorker db(t.path, hooks, fast_retries());
+    auto claimed = db.call_sync(
+        [](jobs::Store& st) { return st.claim("sim", "me", 10, jobs::unix_now(), 60); });
+    REQUIRE(claimed.size() == 2);
+    Results results;
+    for (const auto& r : claimed)
+        asio::co_spawn(io, complete_one(&db, done(r, "me"), &results), asio::detached);
+    io.run();
+    CHECK(results.applied == std::vector<bool>{true, true});
+    CHECK(db.failed_commits() == 2);
+    CHECK(discarded.load() == 0);
+    auto recorded = db.call_sync([](jobs::Store& st) {
+        return st.db().execAndGet("SELECT count(*) FROM attempts").getInt();
+    });
+    CHECK(recorded == 2);  // once each: the failed tries left nothing behind
 }

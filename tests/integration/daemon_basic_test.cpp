@@ -81,14 +81,15 @@ TEST_CASE("run --until-idle: three API styles, files named and recorded") {
                    "WHERE j.key = 'dog' ORDER BY r.seq") == std::vector<std::string>{"4", "2"});
     CHECK(sql_value(db, "SELECT count(*) FROM outputs") == "12");
     std::string owl = sql_value(db, "SELECT id FROM jobs WHERE key IS NULL");
-    std::string batch = dir.file("out") + "/night_run/";
+    std::string batch = dir.file("out") + "/night run/";  // names stay readable
     for (const std::string& name :
          {std::string("cat-0.png"), std::string("cat-2.png"), std::string("dog-0.png"),
-          std::string("dog-5.png"), std::string("fox-0.png"), owl + "-0.png", owl + "-1.png"}) {
+          std::string("dog-5.png"), std::string("fox-0.png"), "job-" + owl + "-0.png",
+          "job-" + owl + "-1.png"}) {
         INFO(name);
         CHECK(fs::exists(batch + name));
     }
-    CHECK(sql_value(db, "SELECT count(*) FROM outputs WHERE path LIKE '%/night_run/dog-%.png'") ==
+    CHECK(sql_value(db, "SELECT count(*) FROM outputs WHERE path LIKE '%/night run/dog-%.png'") ==
           "6");
     check_outputs(db);
     // No temporary files are left.

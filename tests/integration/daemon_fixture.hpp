@@ -188,7 +188,7 @@ class DaemonEnv {
     void check_outputs(const std::string& key, int n) const {
         check_job_outputs(job_id(key), key, n);
     }
-    // The same for a job without a key: files are named {job id}-{idx}.png.
+    // The same for a job without a key: files are named job-{job id}-{idx}.png (stem).
     void check_job_outputs(const std::string& id, const std::string& stem, int n) const {
         auto outs = rows("SELECT idx, path, bytes, sha256, mime FROM outputs WHERE job_id = " + id +
                          " ORDER BY idx");

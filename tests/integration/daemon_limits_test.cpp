@@ -129,8 +129,8 @@ TEST_CASE("limits: rows inserted by plain SQL are validated, planned and run") {
     CHECK(f(5)[2].find("size") != std::string::npos);
     CHECK(f(5)[2].find("1024x1024") != std::string::npos);  // names the allowed values
 
-    env.check_job_outputs(f(0)[0], f(0)[0], 2);
-    env.check_job_outputs(f(1)[0], f(1)[0], 6);
+    env.check_job_outputs(f(0)[0], "job-" + f(0)[0], 2);
+    env.check_job_outputs(f(1)[0], "job-" + f(1)[0], 6);
     CHECK(env.rows("SELECT n FROM requests WHERE job_id = " + f(1)[0] + " ORDER BY seq") ==
           std::vector<std::string>{"4", "2"});
     CHECK(env.value("SELECT DISTINCT b.name FROM jobs j JOIN batches b ON b.id = j.batch_id "
@@ -158,5 +158,6 @@ TEST_CASE("limits: a running daemon picks up rows inserted by SQL") {
     auto code = daemon->wait(30);
     INFO("daemon stderr: " << DaemonEnv::tail(daemon->err()));
     CHECK(code == std::optional<int>(0));
-    env.check_job_outputs(env.value("SELECT id FROM jobs"), env.value("SELECT id FROM jobs"), 3);
+    env.check_job_outputs(env.value("SELECT id FROM jobs"),
+                          "job-" + env.value("SELECT id FROM jobs"), 3);
 }

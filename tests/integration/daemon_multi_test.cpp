@@ -31,9 +31,10 @@ bool wait_for(const std::function<bool()>& cond, double timeout_s) {
 std::string slow_jobs(const std::string& prefix, int count, int slow_ms) {
     std::string lines;
     for (int i = 0; i < count; ++i)
-        lines += job_line(prefix + std::to_string(i),
-                          prefix + " fox " + std::to_string(i) + " #slow=" + std::to_string(slow_ms),
-                          "gpt-image-1", 1);
+        lines +=
+            job_line(prefix + std::to_string(i),
+                     prefix + " fox " + std::to_string(i) + " #slow=" + std::to_string(slow_ms),
+                     "gpt-image-1", 1);
     return lines;
 }
 
@@ -49,10 +50,9 @@ std::unique_ptr<Process> start_in_pid_namespace(const DaemonEnv& env,
                       " > /proc/sys/kernel/ns_last_pid && " + imgbatch_bin() + " --config " +
                       env.config;
     for (const auto& a : args) cmd += " " + a;
-    return std::make_unique<Process>(
-        std::vector<std::string>{"/usr/bin/unshare", "--pid", "--fork", "--mount-proc", "sh",
-                                 "-c", cmd},
-        std::vector<std::string>{}, env.dir.path(), "", /*raw=*/true);
+    return std::make_unique<Process>(std::vector<std::string>{"/usr/bin/unshare", "--pid", "--fork",
+                                                              "--mount-proc", "sh", "-c", cmd},
+                                     std::vector<std::string>{}, env.dir.path(), "", /*raw=*/true);
 }
 
 }  // namespace

@@ -95,7 +95,7 @@ TEST_CASE("apply: a success records outputs, the attempt and finishes the job") 
     CHECK(d->attempts[0].usage_json == R"({"total_tokens":10})");
     REQUIRE(d->outputs.size() == 2);
     CHECK(d->outputs[1].idx == 1);
-    CHECK(d->outputs[1].path == "out/b/1.png");
+    CHECK(d->outputs[1].path == "out/b/" + std::to_string(d->job.id) + "-1.png");
     CHECK(d->outputs[1].width == 1024);
     CHECK(sql_text(s, "SELECT lease_owner FROM requests") == "NULL");
     CHECK(s.idle());

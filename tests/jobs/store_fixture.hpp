@@ -70,7 +70,12 @@ inline Completion completion(const ClaimedRequest& r, const std::string& owner, 
     c.owner = owner;
     c.started_at = 1000;
     c.finished_at = 1001.5;
-    for (int i = 0; i < images; ++i) c.outputs.push_back(output(r.first_index + r.images_done + i));
+    for (int i = 0; i < images; ++i) {
+        c.outputs.push_back(output(r.first_index + r.images_done + i));
+        // Paths are UNIQUE across outputs: one per job and index.
+        c.outputs.back().path = "out/b/" + std::to_string(r.job_id) + "-" +
+                                std::to_string(c.outputs.back().idx) + ".png";
+    }
     c.next = next;
     c.count_attempt = true;
     return c;

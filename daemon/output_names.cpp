@@ -1,0 +1,142 @@
+// Output file names: the one place that decides them (OutputWriter::final_path).
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "daemon/image.hpp"
+#include "daemon/output_writer.hpp"
+
+namespace imgbatch::daemon {
+
+// File names, and why two outputs never share one.
+//
+// A final path is D/B/F where D is output_dir, B = name_component(batch name, false) and
+// F = S + "-" + idx + "." + ext, S = "job-<job id>" for a job without a key, else
+// name_component(key, true). idx is a decimal number, ext is png, jpg or webp.
+//
+// 1. B and F are single path components that are never "", "." or ".." and never start with
+//    a dot: escape() turns '/' and leading dots into '_', and a name_component() is never
+//    empty (an empty name becomes "~<hash>"). So every final path stays below D/B, and no
+//    batch directory is D/.imgbatch-tmp (the temporary directories). Each is at most
+//    kMaxStem + 17 bytes (+ "-idx~k.ext" for F): below the 255-byte limit of file systems.
+// 2. Batch directories are injective: a plain name maps to itself, and plain names are
+//    distinct because batch names are; a non-plain name maps to a string containing '~',
+//    which no plain name contains, ending in 64 bits of the SHA-256 of the name: two
+//    distinct non-plain names share a directory only if their hashes collide.
+// 3. Within a batch directory, stems are injective in the same way, over three disjoint
+//    classes: key-less jobs ("job-<digits>", unique job ids), plain keys (never of the form
+//    job-<digits>, never containing '~'; keys are UNIQUE in the jobs table) and hashed keys
+//    (contain '~').
+// 4. F determines (S, idx, ext): ext follows the last '.' (idx and ext contain none) and idx
+//    is the run of digits after the last '-' before it (idx contains no '-').
+// So two different (batch, job, idx) never get the same path, except for a 64-bit hash
+// collision between two names that are not plain; even then nothing is lost: a rename never
+// replaces an existing file (place() takes the name "<S>-<idx>~2.<ext>" instead, which no
+// name above can take since it has a '~' after the last '-'), and outputs.path is UNIQUE.
+//
+// The same holds for names recorded by versions before this scheme (e.g. "a_b-0.png" for
+// the key "a b"): place() never renames over them.
+
+namespace {
+
+// Length of the valid UTF-8 sequence at s[i] (1..4), 0 if the bytes there are not one
+// (overlong forms, surrogates and code points above U+10FFFF are invalid).
+std::size_t utf8_length(std::string_view s, std::size_t i) {
+    auto byte = [&](std::size_t k) -> unsigned {
+        return i + k < s.size() ? static_cast<unsigned char>(s[i + k]) : 0x100u;
+    };
+    auto cont = [&](std::size_t k, unsigned lo = 0x80, unsigned hi = 0xBF) {
+        unsigned b = byte(k);
+        return b >= lo && b <= hi;
+    };
+    unsigned c = byte(0);
+    if (c < 0x80) return 1;
+    if (c >= 0xC2 && c <= 0xDF) return cont(1) ? 2 : 0;
+    if (c >= 0xE0 && c <= 0xEF) {
+        unsigned lo = c == 0xE0 ? 0xA0 : 0x80, hi = c == 0xED ? 0x9F : 0xBF;
+        return cont(1, lo, hi) && cont(2) ? 3 : 0;
+    }
+    if (c >= 0xF0 && c <= 0xF4) {
+        unsigned lo = c == 0xF0 ? 0x90 : 0x80, hi = c == 0xF4 ? 0x8F : 0xBF;
+        return cont(1, lo, hi) && cont(2) && cont(3) ? 4 : 0;
+    }
+    return 0;
+}
+
+bool is_job_name(std::string_view s) {
+    if (!s.starts_with("job-") || s.size() == 4) return false;
+    for (char c : s.substr(4))
+        if (c < '0' || c > '9') return false;
+    return true;
+}
+
+}  // namespace
+
+std::string OutputWriter::escape(std::string_view name) {
+    std::string out;
+    out.reserve(name.size());
+    bool leading = true;
+    std::size_t i = 0;
+    while (i < name.size()) {
+        std::size_t len = utf8_length(name, i);
+        if (len == 0) {  // one invalid byte
+            out.push_back('_');
+            ++i;
+            leading = false;
+            continue;
+        }
+        auto c = static_cast<unsigned char>(name[i]);
+        bool replace = false;
+        if (len == 1) {
+            replace = c < 0x20 || c == 0x7F || c == '/' || (leading && c == '.');
+            leading = leading && c == '.';
+        } else {
+            // C1 controls U+0080..U+009F are encoded C2 80..C2 9F.
+            replace = c == 0xC2 && static_cast<unsigned char>(name[i + 1]) < 0xA0;
+            leading = false;
+        }
+        if (replace)
+            out.push_back('_');
+        else
+            out.append(name.substr(i, len));
+        i += len;
+    }
+    return out;
+}
+
+std::string OutputWriter::name_component(std::string_view name, bool reserve_job_names) {
+    std::string esc = escape(name);
+    bool plain = !name.empty() && esc == name && name.find('~') == std::string_view::npos &&
+                 name.size() <= kMaxStem && !(reserve_job_names && is_job_name(name));
+    if (plain) return esc;
+    // Cut at a character boundary (esc is valid UTF-8: never inside a sequence).
+    std::size_t keep = kMaxStem - 17;
+    if (esc.size() > keep) {
+        while (keep > 0 && (static_cast<unsigned char>(esc[keep]) & 0xC0) == 0x80) --keep;
+        esc.resize(keep);
+    }
+    return esc + "~" + sha256_hex(name).substr(0, 16);
+}
+
+std::string OutputWriter::tag_for(std::string_view owner) {
+    return sha256_hex(owner).substr(0, 16);
+}
+
+std::string OutputWriter::final_path(const jobs::ClaimedRequest& req, int idx,
+                                     std::string_view ext) const {
+    return final_path(req.batch, req.key, req.job_id, idx, ext);
+}
+
+std::string OutputWriter::final_path(std::string_view batch, std::string_view key,
+                                     std::int64_t job_id, int idx, std::string_view ext) const {
+    std::string stem = key.empty() ? "job-" + std::to_string(job_id) : name_component(key, true);
+    return output_dir_ + "/" + name_component(batch, false) + "/" + stem + "-" +
+           std::to_string(idx) + "." + std::string(ext);
+}
+
+std::string OutputWriter::temp_path(std::int64_t request_id, int attempt_no, int idx) const {
+    return owner_dir_ + "/" + std::to_string(request_id) + "-" + std::to_string(attempt_no) + "-" +
+           std::to_string(idx) + ".tmp";
+}
+
+}  // namespace imgbatch::daemon
