@@ -73,25 +73,28 @@ ParsedResponse parse_google_predict(const HttpResponse& response, const Generati
                 // Items without bytes: RAI-filtered images, or safety attributes of the prompt.
                 if (auto reason = string_field(o, "raiFilteredReason"); !reason.empty()) {
                     ++out.filtered;
-                    if (out.filtered_reason.empty()) out.filtered_reason = reason;
+                    if (out.filtered_reason.empty()) out.filtered_reason = valid_utf8(reason);
                 }
                 continue;
             }
             ++index;
-            auto bytes = base64_decode(b64);
-            if (!bytes) {
-                out.images.clear();
-                out.error =
-                    bad_response_error(response.status, "invalid_base64",
-                                       "image " + std::to_string(index) + ": invalid base64");
-                return out;
-            }
             ImageItem item;
-            item.bytes = std::move(*bytes);
-            item.claimed_mime = string_field(o, "mimeType");
-            item.revised_prompt = string_field(o, "prompt");  // Imagen's enhanced prompt
+            item.bytes = std::move(b64);
+            // One entry that cannot be decoded does not throw away the others.
+            if (!base64_decode_in_place(item.bytes)) {
+                if (out.item_error.empty())
+                    out.item_error = "image " + std::to_string(index) + ": invalid base64";
+                continue;
+            }
+            item.claimed_mime = valid_utf8(string_field(o, "mimeType"));
+            item.revised_prompt =
+                valid_utf8(string_field(o, "prompt"));  // Imagen's enhanced prompt
             out.images.push_back(std::move(item));
         }
+    }
+    if (out.images.empty() && !out.item_error.empty()) {
+        out.error = bad_response_error(response.status, "invalid_base64", out.item_error);
+        return out;
     }
     // Imagen answers {} (no predictions) when it filtered every image.
     if (out.images.empty()) {

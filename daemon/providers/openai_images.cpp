@@ -47,7 +47,7 @@ bool read_item(const json::value& v, std::string_view claimed_mime, std::vector<
     } else {
         return true;  // nothing usable in this entry: it counts as a missing image
     }
-    item.revised_prompt = std::string(revised);
+    item.revised_prompt = valid_utf8(revised);
     out.push_back(std::move(item));
     return true;
 }
@@ -111,14 +111,13 @@ ParsedResponse parse_openai_images(const HttpResponse& response, const Generatio
     std::size_t index = 0;
     for (const auto& item : data->get_array()) {
         ++index;
-        if (!read_item(item, claimed, out.images)) {
-            out.images.clear();
-            out.error = bad_response_error(response.status, "invalid_base64",
-                                           "image " + std::to_string(index) + ": invalid base64");
-            return out;
-        }
+        // One entry that cannot be decoded does not throw away the others (they are paid for).
+        if (!read_item(item, claimed, out.images) && out.item_error.empty())
+            out.item_error = "image " + std::to_string(index) + ": invalid base64";
     }
-    if (out.images.empty() && req.n > 0)
+    if (out.images.empty() && !out.item_error.empty())
+        out.error = bad_response_error(response.status, "invalid_base64", out.item_error);
+    else if (out.images.empty() && req.n > 0)
         out.error = bad_response_error(response.status, "no_images", "no images in the answer");
     return out;
 }

@@ -165,6 +165,17 @@ TEST_CASE("malformed answers and bad base64 are bad_response") {
     CHECK(bad.error->cls == ErrorClass::bad_response);
     CHECK(bad.error->message == "image 1: invalid base64");
 
+    // One bad entry among good ones: the good images are kept.
+    auto one_bad = parse_google_predict(
+        ok(R"({"predictions":[)" + prediction("first") +
+           R"(,{"bytesBase64Encoded":"***","mimeType":"image/png"},)" + prediction("third") + "]}"),
+        request(3));
+    CHECK_FALSE(one_bad.error);
+    CHECK(one_bad.item_error == "image 2: invalid base64");
+    REQUIRE(one_bad.images.size() == 2);
+    CHECK(one_bad.images[0].bytes == "first");
+    CHECK(one_bad.images[1].bytes == "third");
+
     auto junk = parse_google_predict(ok(R"({"predictions":[)" + prediction("not an image") + "]}"),
                                      request(1));
     CHECK_FALSE(junk.error);
