@@ -156,6 +156,8 @@ asio::awaitable<ParsedResponse> decode_on_pool(EngineShared* s, const ProviderAp
                     if (auto f = decode_content(resp, max_response_bytes))
                         parsed.error =
                             Error{f->cls, f->code, resp.status, f->message, std::nullopt};
+                    else if (api->parse_owned)
+                        parsed = api->parse_owned(std::move(resp), req);
                     else
                         parsed = api->parse(resp, req);
                 } catch (const std::exception& e) {

@@ -21,9 +21,9 @@ namespace json = boost::json;
 namespace {
 
 constexpr std::array<ProviderApi, 3> kApis{{
-    {"openai", &build_openai_images, &parse_openai_images},
-    {"google", &build_google_predict, &parse_google_predict},
-    {"openai-chat", &build_openai_chat, &parse_openai_chat},
+    {"openai", &build_openai_images, &parse_openai_images, &parse_openai_images_owned},
+    {"google", &build_google_predict, &parse_google_predict, &parse_google_predict_owned},
+    {"openai-chat", &build_openai_chat, &parse_openai_chat, nullptr},
 }};
 
 // Provider messages are kept whole unless absurdly long.
@@ -322,8 +322,8 @@ std::string join_url(std::string_view base_url, std::string_view path) {
     return url;
 }
 
-const json::object* success_body(const HttpResponse& response, json::value& storage,
-                                 ParsedResponse& out, ErrorObject error_object) {
+json::object* success_body(const HttpResponse& response, json::value& storage, ParsedResponse& out,
+                           ErrorObject error_object) {
     if (response.status < 200 || response.status > 299) {
         out.error = error_from_response(response);
         return nullptr;
@@ -336,7 +336,7 @@ const json::object* success_body(const HttpResponse& response, json::value& stor
             "the answer is not a JSON object: " + body_excerpt(response.body, 200));
         return nullptr;
     }
-    const auto& body = storage.get_object();
+    auto& body = storage.get_object();
     if (error_object == ErrorObject::reject) {
         if (auto err = error_in_success_body(body, response.status)) {
             out.error = std::move(err);

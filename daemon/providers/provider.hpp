@@ -48,6 +48,9 @@ struct ProviderApi {
     HttpRequest (*build)(const GenerationRequest& req, const ProviderConfig& provider,
                          std::string_view api_key);
     ParsedResponse (*parse)(const HttpResponse& response, const GenerationRequest& req);
+    // Optional: parse taking the answer, freeing its text as soon as it is parsed (large
+    // image answers). nullptr: the engine uses parse.
+    ParsedResponse (*parse_owned)(HttpResponse&& response, const GenerationRequest& req) = nullptr;
 };
 
 // The adapter for an api name; nullptr if unknown.
@@ -92,8 +95,8 @@ std::optional<jobs::Error> error_in_success_body(const boost::json::object& body
 // object inside a 2xx body becomes that error. Returns the body object, held in storage, or
 // nullptr with out.error set.
 enum class ErrorObject { reject, keep };
-const boost::json::object* success_body(const HttpResponse& response, boost::json::value& storage,
-                                        ParsedResponse& out, ErrorObject error_object);
+boost::json::object* success_body(const HttpResponse& response, boost::json::value& storage,
+                                  ParsedResponse& out, ErrorObject error_object);
 
 // The request headers every adapter sends: Content-Type and Accept JSON, then the
 // authorization header (skipped when the key is empty), then provider.headers (which replace

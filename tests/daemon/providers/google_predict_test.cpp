@@ -182,3 +182,13 @@ TEST_CASE("malformed answers and bad base64 are bad_response") {
     REQUIRE(junk.images.size() == 1);
     CHECK(junk.images[0].bytes == "not an image");
 }
+
+TEST_CASE("the owned parse gives the same images and frees the answer's text") {
+    HttpResponse response = ok(R"({"predictions":[)" + prediction(make_png(4, 4, 1)) + "," +
+                               prediction(make_png(4, 4, 2)) + "]}");
+    auto owned = parse_google_predict_owned(std::move(response), request(2));
+    CHECK(response.body.empty());
+    CHECK_FALSE(owned.error);
+    REQUIRE(owned.images.size() == 2);
+    CHECK(owned.images[1].bytes == make_png(4, 4, 2));
+}

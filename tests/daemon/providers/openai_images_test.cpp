@@ -238,3 +238,28 @@ TEST_CASE("a relay's error inside a 200 answer") {
     CHECK(other.error->cls == ErrorClass::bad_response);
     CHECK(other.error->message == "upstream timeout");
 }
+
+TEST_CASE("the owned parse gives the same images and frees the answer's text") {
+    std::string a = make_png(8, 8, 1), b = make_png(8, 8, 2);
+    const std::string text =
+        R"({"created":1,"data":[)" + b64_item(a) + "," + b64_item(b) + R"(],"usage":{"t":1}})";
+    auto shared = parse_openai_images(ok(text), request("gpt-image-1", 2));
+    HttpResponse owned_response = ok(text);
+    auto owned = parse_openai_images_owned(std::move(owned_response), request("gpt-image-1", 2));
+    CHECK(owned_response.body.empty());
+    CHECK_FALSE(owned.error);
+    REQUIRE(owned.images.size() == 2);
+    CHECK(owned.images[0].bytes == shared.images[0].bytes);
+    CHECK(owned.images[1].bytes == b);
+    CHECK(owned.usage_json == shared.usage_json);
+    // No data array: the message still quotes the answer.
+    HttpResponse no_data = ok(R"({"created":1,"what":"no images here"})");
+    auto missing = parse_openai_images_owned(std::move(no_data), request("gpt-image-1", 1));
+    REQUIRE(missing.error);
+    CHECK(missing.error->code == "no_data");
+    CHECK(missing.error->message.find("no images here") != std::string::npos);
+    const bool openai_owned = find_provider_api("openai")->parse_owned != nullptr;
+    const bool google_owned = find_provider_api("google")->parse_owned != nullptr;
+    CHECK(openai_owned);
+    CHECK(google_owned);
+}
