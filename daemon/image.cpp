@@ -241,6 +241,35 @@ std::optional<std::string> base64_decode(std::string_view text) {
     return out;
 }
 
+bool Base64Decoder::feed(std::string_view text, std::string& out) {
+    if (bad_) return false;
+    for (char c : text) {
+        if (is_space(c)) continue;
+        if (c == '=') {
+            ++pad_;
+            continue;
+        }
+        int v = b64_value(c);
+        if (v < 0 || pad_ > 0) {
+            bad_ = true;
+            return false;
+        }
+        acc_ = (acc_ << 6) | static_cast<unsigned>(v);
+        bits_ += 6;
+        quad_ = (quad_ + 1) % 4;
+        if (bits_ >= 8) {
+            bits_ -= 8;
+            out.push_back(static_cast<char>((acc_ >> bits_) & 0xff));
+        }
+    }
+    return true;
+}
+
+bool Base64Decoder::finish() {
+    if (bad_ || quad_ == 1) return false;
+    return !(pad_ > 0 && (quad_ == 0 || quad_ + pad_ != 4));
+}
+
 bool base64_decode_in_place(std::string& text) {
     auto n = base64_decode_to(text, text.data());
     if (!n) return false;

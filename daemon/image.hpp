@@ -23,6 +23,19 @@ std::optional<std::string> base64_decode(std::string_view text);
 bool base64_decode_in_place(std::string& text);
 std::string base64_encode(std::string_view bytes);
 
+// base64_decode in pieces: feed() the text as it arrives (bytes are appended to out), then
+// finish(). The same rules as base64_decode; false once anything was invalid.
+class Base64Decoder {
+  public:
+    bool feed(std::string_view text, std::string& out);
+    bool finish();
+
+  private:
+    unsigned acc_ = 0;
+    int bits_ = 0, quad_ = 0, pad_ = 0;
+    bool bad_ = false;
+};
+
 // Lower-case hex SHA-256.
 std::string sha256_hex(std::string_view bytes);
 

@@ -2,8 +2,10 @@
 
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
+#include <utility>
 
 #include "daemon/image.hpp"
+#include "daemon/providers/answer_json.hpp"
 
 namespace imgbatch::daemon {
 namespace json = boost::json;
@@ -57,7 +59,8 @@ HttpRequest build_google_predict(const GenerationRequest& req, const ProviderCon
 namespace {
 
 // The images of a 2xx answer's body; each image's base64 text is freed once decoded.
-ParsedResponse read_answer(json::object& body, int status, ParsedResponse out) {
+ParsedResponse read_answer(json::object& body, int status, ParsedResponse out,
+                           AnswerJson* doc = nullptr) {
     if (auto* usage = body.if_contains("usageMetadata"); usage && usage->is_object())
         out.usage_json = json::serialize(*usage);
 
@@ -76,7 +79,11 @@ ParsedResponse read_answer(json::object& body, int status, ParsedResponse out) {
                 continue;
             }
             ++index;
-            auto bytes = base64_decode(b64->get_string());
+            std::optional<std::string> bytes;
+            if (auto* blob = doc ? doc->blob(*b64) : nullptr)  // decoded while parsed
+                bytes = std::exchange(*blob, std::nullopt);
+            else
+                bytes = base64_decode(b64->get_string());
             *b64 = nullptr;  // decoded: the text is not held beside the bytes
             // One entry that cannot be decoded does not throw away the others.
             if (!bytes) {
@@ -119,10 +126,11 @@ ParsedResponse parse_google_predict(const HttpResponse& response, const Generati
 
 ParsedResponse parse_google_predict_owned(HttpResponse&& response, const GenerationRequest&) {
     ParsedResponse out;
-    json::value storage;
-    if (!success_body(response, storage, out, ErrorObject::reject)) return out;
-    std::string().swap(response.body);  // parsed: the text is not held beside its values
-    return read_answer(storage.get_object(), response.status, std::move(out));
+    AnswerJson doc;
+    json::object* body =
+        success_body_owned(response, doc, out, ErrorObject::reject, {"bytesBase64Encoded"});
+    if (!body) return out;
+    return read_answer(*body, response.status, std::move(out), &doc);
 }
 
 }  // namespace imgbatch::daemon

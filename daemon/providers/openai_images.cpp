@@ -4,6 +4,7 @@
 #include <boost/json/serialize.hpp>
 
 #include "daemon/image.hpp"
+#include "daemon/providers/answer_json.hpp"
 
 namespace imgbatch::daemon {
 namespace json = boost::json;
@@ -21,7 +22,24 @@ bool is_http_url(std::string_view s) {
 // One entry of data[]: an Image object, or (some relays) a bare string, URL or base64.
 // Returns false when the entry holds image data that cannot be decoded. The entry's base64
 // text is freed once decoded: the answer is not held twice.
-bool read_item(json::value& v, std::string_view claimed_mime, std::vector<ImageItem>& out) {
+bool read_item(json::value& v, std::string_view claimed_mime, std::vector<ImageItem>& out,
+               AnswerJson* doc) {
+    // A large b64_json that parse_answer_json decoded already.
+    if (doc && v.is_object()) {
+        if (auto* p = v.get_object().if_contains("b64_json")) {
+            if (auto* blob = doc->blob(*p)) {
+                if (!*blob) return false;
+                ImageItem item;
+                item.bytes = std::move(**blob);
+                blob->reset();
+                item.claimed_mime = std::string(claimed_mime);
+                if (auto* r = v.get_object().if_contains("revised_prompt"); r && r->is_string())
+                    item.revised_prompt = valid_utf8(r->get_string());
+                out.push_back(std::move(item));
+                return true;
+            }
+        }
+    }
     std::string_view b64, url, revised;
     if (v.is_string()) {
         std::string_view s = v.get_string();
@@ -94,7 +112,8 @@ namespace {
 
 // The images of a 2xx answer's body. text: the answer's text for messages (empty once freed).
 ParsedResponse read_answer(json::object& body, int status, std::string_view text,
-                           const GenerationRequest& req, ParsedResponse out) {
+                           const GenerationRequest& req, ParsedResponse out,
+                           AnswerJson* doc = nullptr) {
     if (auto* usage = body.if_contains("usage"); usage && usage->is_object())
         out.usage_json = json::serialize(*usage);
 
@@ -117,7 +136,7 @@ ParsedResponse read_answer(json::object& body, int status, std::string_view text
     for (auto& item : data->get_array()) {
         ++index;
         // One entry that cannot be decoded does not throw away the others (they are paid for).
-        if (!read_item(item, claimed, out.images) && out.item_error.empty())
+        if (!read_item(item, claimed, out.images, doc) && out.item_error.empty())
             out.item_error = "image " + std::to_string(index) + ": invalid base64";
     }
     if (out.images.empty() && !out.item_error.empty())
@@ -138,10 +157,10 @@ ParsedResponse parse_openai_images(const HttpResponse& response, const Generatio
 
 ParsedResponse parse_openai_images_owned(HttpResponse&& response, const GenerationRequest& req) {
     ParsedResponse out;
-    json::value storage;
-    if (!success_body(response, storage, out, ErrorObject::keep)) return out;
-    std::string().swap(response.body);  // parsed: the text is not held beside its values
-    return read_answer(storage.get_object(), response.status, {}, req, std::move(out));
+    AnswerJson doc;
+    json::object* body = success_body_owned(response, doc, out, ErrorObject::keep, {"b64_json"});
+    if (!body) return out;
+    return read_answer(*body, response.status, {}, req, std::move(out), &doc);
 }
 
 }  // namespace imgbatch::daemon
