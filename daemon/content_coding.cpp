@@ -5,7 +5,6 @@
 
 #include <algorithm>
 #include <cctype>
-#include <cstdint>
 #include <stdexcept>
 #include <vector>
 
@@ -28,39 +27,34 @@ HttpFailure bad_encoding(std::string message) {
 
 enum class Inflated { ok, too_large, corrupt };
 
-// Inflates in into out (replacing it) with zlib's window_bits; stops past max_bytes.
+// Inflates in into out (replacing it) with zlib's window_bits; stops past max_bytes. Output
+// goes through a small buffer and is appended: only bytes really produced are touched.
 Inflated inflate_into(std::string_view in, int window_bits, std::size_t max_bytes,
                       std::string& out) {
     z_stream z{};
     if (inflateInit2(&z, window_bits) != Z_OK) throw std::runtime_error("inflateInit2 failed");
     out.clear();
-    // One byte more than allowed tells "exactly max_bytes" from "too large".
-    const std::size_t cap = max_bytes == SIZE_MAX ? max_bytes : max_bytes + 1;
-    // A first guess from the input: base64 JSON shrinks to about 3/4 in gzip.
-    out.resize(std::min(cap, std::max<std::size_t>(in.size() * 2, 4096)));
-    std::size_t produced = 0;
+    // A first guess: base64 JSON shrinks to about 3/4 in gzip (unused capacity is not touched).
+    out.reserve(std::min(max_bytes, in.size() / 2 * 3 + 4096));
+    std::vector<char> buffer(64 * 1024);
     Inflated result = Inflated::ok;
     z.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(in.data()));
     std::size_t in_left = in.size();
     for (;;) {
-        if (produced == out.size()) {
-            if (out.size() >= cap) {
-                result = Inflated::too_large;
-                break;
-            }
-            out.resize(std::min(cap, out.size() * 2));
-        }
-        const auto in_chunk = static_cast<uInt>(std::min<std::size_t>(in_left, 1u << 30));
         if (z.avail_in == 0 && in_left > 0) {
+            const auto in_chunk = static_cast<uInt>(std::min<std::size_t>(in_left, 1u << 30));
             z.avail_in = in_chunk;
             in_left -= in_chunk;
         }
-        const auto out_chunk =
-            static_cast<uInt>(std::min<std::size_t>(out.size() - produced, 1u << 30));
-        z.next_out = reinterpret_cast<Bytef*>(out.data() + produced);
-        z.avail_out = out_chunk;
-        int rc = inflate(&z, Z_NO_FLUSH);
-        produced += out_chunk - z.avail_out;
+        z.next_out = reinterpret_cast<Bytef*>(buffer.data());
+        z.avail_out = static_cast<uInt>(buffer.size());
+        const int rc = inflate(&z, Z_NO_FLUSH);
+        const std::size_t produced = buffer.size() - z.avail_out;
+        if (out.size() + produced > max_bytes) {
+            result = Inflated::too_large;
+            break;
+        }
+        out.append(buffer.data(), produced);
         if (rc == Z_STREAM_END) {
             // gzip allows several members one after the other.
             if (z.avail_in == 0 && in_left == 0) break;
@@ -80,9 +74,7 @@ Inflated inflate_into(std::string_view in, int window_bits, std::size_t max_byte
         }
     }
     inflateEnd(&z);
-    if (result == Inflated::ok && produced > max_bytes) result = Inflated::too_large;
-    out.resize(produced);
-    out.shrink_to_fit();
+    if (result != Inflated::ok) std::string().swap(out);
     return result;
 }
 
