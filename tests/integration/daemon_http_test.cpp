@@ -1,12 +1,14 @@
 // HTTP faults through the real binary against `imgbatch sim`: interim 1xx answers, keep-alive
 // connections the server drops, a close without an answer, compressed answers, an answer
-// over max_response_bytes, a Latin-1 error page, and one bad base64 image among good ones.
+// over max_response_bytes, a Latin-1 error page, one bad base64 image among good ones, and
+// TLS certificates that fail verification.
 // Every test counts the images the sim served against the images kept.
 #include <doctest/doctest.h>
 
 #include <boost/json/parse.hpp>
 
 #include "jobs/text.hpp"
+#include "tests/daemon/tls_fixture.hpp"
 #include "tests/integration/daemon_fixture.hpp"
 
 using namespace imgbatch::test;
@@ -170,4 +172,36 @@ TEST_CASE("http: one bad base64 image does not throw away the good ones") {
     // 2 + 1 images per job were served and all of them kept.
     CHECK(sim.stat("images") == 6);
     CHECK(outputs_kept(env) == 6);
+}
+
+TEST_CASE("http: a TLS certificate failure pauses the provider and says what was wrong") {
+    // A certificate for another name, made at test time; trusted only when SSL_CERT_FILE
+    // points at it (OpenSSL's default verify paths read that variable).
+    TestCert cert("other.example", "DNS:other.example");
+    TlsServer server(cert, TlsServer::Mode::respond);
+    for (bool trusted : {false, true}) {
+        INFO("trusted " << trusted);
+        DaemonEnv env({provider_json("tls", "openai",
+                                     "https://localhost:" + std::to_string(server.port()) + "/v1",
+                                     {"gpt-image-1"})});
+        env.enqueue(job_line("t", "a fox behind glass", "gpt-image-1", 1));
+        std::vector<std::string> vars;
+        if (trusted) vars.push_back("SSL_CERT_FILE=" + cert.cert_file());
+        RunResult r =
+            run({"--config", env.config, "run", "--until-idle"}, "", vars, env.dir.path(), 60);
+        INFO("run stderr: " << DaemonEnv::tail(r.err));
+        REQUIRE(r.code == 0);
+        // It will not fix itself: the provider is paused, the job waits, no attempt is used.
+        CHECK(env.job_state("t") == "queued");
+        CHECK(env.attempts("t") == std::vector<std::string>{"error|auth|0"});
+        CHECK(DaemonEnv::split(env.counters("t"))[0] == "0");
+        CHECK(env.value("SELECT error_code FROM attempts") == "tls_certificate");
+        const std::string message = env.value("SELECT message FROM attempts");
+        CHECK(message.find(trusted ? "does not match the host name localhost"
+                                   : "its issuer is not trusted") != std::string::npos);
+        auto state = env.rows("SELECT paused, reason FROM provider_state WHERE name = 'tls'");
+        REQUIRE(state.size() == 1);
+        CHECK(state[0].rfind("1|auth: TLS certificate of localhost:", 0) == 0);
+    }
+    CHECK(server.handshakes() == 0);
 }
