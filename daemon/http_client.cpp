@@ -145,7 +145,8 @@ asio::awaitable<Exchange> exchange(Stream& stream, Connection& conn,
                                           std::string(field.value()));
         // Reused only when exactly this answer was read: bytes beyond it would be taken as the
         // next request's answer.
-        out.keep_alive = res.keep_alive() && parser.is_done() && conn.buffer.size() == 0;
+        out.keep_alive = res.keep_alive() && parser.is_done() && conn.buffer.size() == 0 &&
+                         !(conn.tls && SSL_pending(conn.tls->native_handle()) > 0);
         response.body = std::move(res.body());
         out.response = std::move(response);
         co_return out;
@@ -156,6 +157,7 @@ asio::awaitable<Exchange> exchange(Stream& stream, Connection& conn,
 // server closed it (FIN, TLS close_notify) or sent something nobody asked for.
 bool idle_usable(Connection& conn) {
     if (conn.buffer.size() != 0) return false;
+    if (conn.tls && SSL_pending(conn.tls->native_handle()) > 0) return false;
     auto& socket = conn.lowest().socket();
     if (!socket.is_open()) return false;
     char byte;
