@@ -9,6 +9,7 @@
 #include <chrono>
 #include <exception>
 
+#include "daemon/content_coding.hpp"
 #include "daemon/image.hpp"
 
 // GCC 12 reports a false -Wmismatched-new-delete on Asio coroutine frames.
@@ -40,6 +41,9 @@ CheckedImages check_images(ParsedResponse parsed, int ask, int http_status,
     int got = static_cast<int>(out.images.size());
     if (parsed.error) {
         out.error = std::move(parsed.error);
+    } else if (!parsed.item_error.empty() && got < ask) {
+        // An entry that could not be decoded: the good ones are kept, the rest asked again.
+        out.error = bad_response_error(http_status, "invalid_base64", parsed.item_error);
     } else if (download_error) {
         out.error = download_error;
     } else if (!bad.empty()) {
@@ -137,6 +141,46 @@ asio::awaitable<StageResult> stage_on_pool(EngineShared* s, const jobs::ClaimedR
         asio::use_awaitable, jobs::ClaimedRequest(req), std::move(images));
 }
 
+// Decodes an answer on the writer pool, off the network thread: its Content-Encoding, the
+// JSON and the base64 images. The body is freed there as soon as it is parsed, so that at
+// most the answer and its decoded images are held at once.
+asio::awaitable<ParsedResponse> decode_on_pool(EngineShared* s, const ProviderApi* api,
+                                               HttpResponse&& response, const GenerationRequest& g,
+                                               std::size_t max_response_bytes) {
+    return asio::async_initiate<const asio::use_awaitable_t<>&, void(ParsedResponse)>(
+        [s, api, max_response_bytes](auto handler, HttpResponse resp, GenerationRequest req) {
+            asio::post(s->writer_pool, [api, max_response_bytes, h = std::move(handler),
+                                        resp = std::move(resp), req = std::move(req)]() mutable {
+                ParsedResponse parsed;
+                try {
+                    if (auto f = decode_content(resp, max_response_bytes))
+                        parsed.error =
+                            Error{f->cls, f->code, resp.status, f->message, std::nullopt};
+                    else if (api->parse_owned)
+                        parsed = api->parse_owned(std::move(resp), req);
+                    else
+                        parsed = api->parse(resp, req);
+                } catch (const std::exception& e) {
+                    parsed.images.clear();
+                    parsed.error = bad_response_error(resp.status, "decode", e.what());
+                }
+                std::string().swap(resp.body);  // the answer's text is not needed any more
+                auto ex = asio::get_associated_executor(h);
+                asio::post(ex, [h = std::move(h), parsed = std::move(parsed)]() mutable {
+                    std::move(h)(std::move(parsed));
+                });
+            });
+        },
+        asio::use_awaitable, std::move(response), GenerationRequest(g));
+}
+
+// Provider text that is stored, logged and exported: valid UTF-8 whatever the provider sent.
+void make_valid_utf8(std::optional<Error>& error) {
+    if (!error) return;
+    error->code = valid_utf8(error->code);
+    error->message = valid_utf8(error->message);
+}
+
 // Downloads image URLs of the answer at once (they expire). Returns the first failure.
 asio::awaitable<std::optional<Error>> download_images(ProviderRuntime* p, ParsedResponse* parsed) {
     for (std::size_t i = 0; i < parsed->images.size(); ++i) {
@@ -148,7 +192,8 @@ asio::awaitable<std::optional<Error>> download_images(ProviderRuntime* p, Parsed
         HttpResult res = co_await p->download->send(std::move(get));
         std::string what = "download of image " + std::to_string(i);
         if (auto* f = std::get_if<HttpFailure>(&res))
-            co_return Error{f->cls, "download", 0, what + ": " + f->message, std::nullopt};
+            co_return Error{f->cls, f->code.empty() ? "download" : f->code, 0,
+                            what + ": " + f->message, std::nullopt};
         auto& resp = std::get<HttpResponse>(res);
         if (resp.status < 200 || resp.status > 299)
             co_return Error{ErrorClass::network, "download", resp.status,
@@ -189,19 +234,28 @@ asio::awaitable<Answer> call_provider(EngineShared* s, ProviderRuntime* p,
         a.error = Error{ErrorClass::invalid_request, "build", 0, e.what(), std::nullopt};
         co_return a;
     }
+    // Gzip, JSON and base64 of a large answer are decoded on the writer pool, not here.
+    http.defer_decoding = true;
     HttpResult res = co_await p->client->send(std::move(http));
     if (auto* f = std::get_if<HttpFailure>(&res)) {
-        a.error = Error{f->cls, "", 0, f->message, std::nullopt};
+        a.error = Error{f->cls, f->code, 0, f->message, std::nullopt};
+        make_valid_utf8(a.error);
         co_return a;
     }
     auto& resp = std::get<HttpResponse>(res);
     a.http_status = resp.status;
-    ParsedResponse parsed = p->api->parse(resp, g);
-    a.usage_json = parsed.usage_json;
+    const int status = resp.status;
+    ParsedResponse parsed =
+        co_await decode_on_pool(s, p->api, std::move(resp), g, p->config.max_response_bytes);
+    a.usage_json = valid_utf8(parsed.usage_json);
     std::optional<Error> download_error;
-    if (!parsed.error) download_error = co_await download_images(p, &parsed);
-    CheckedImages checked = check_images(std::move(parsed), g.n, resp.status, download_error);
+    // URL images are downloaded even when another entry was bad: they are paid for.
+    if (!parsed.error || !parsed.images.empty())
+        download_error = co_await download_images(p, &parsed);
+    CheckedImages checked = check_images(std::move(parsed), g.n, status, download_error);
     a.error = std::move(checked.error);
+    make_valid_utf8(a.error);
+    for (auto& image : checked.images) image.revised_prompt = valid_utf8(image.revised_prompt);
     if (!checked.images.empty()) {
         StageResult staged = co_await stage_on_pool(s, req, std::move(checked.images));
         // A local error wins: the images could not be kept.

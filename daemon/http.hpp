@@ -5,6 +5,8 @@
 #include <utility>
 #include <vector>
 
+#include "jobs/error.hpp"
+
 namespace imgbatch::daemon {
 
 using Headers = std::vector<std::pair<std::string, std::string>>;
@@ -17,6 +19,9 @@ struct HttpRequest {
     std::string url;  // absolute: http://host:port/path or https://...
     Headers headers;  // Content-Type, Authorization, ... (Host is set by the client)
     std::string body;
+    // When set, a gzip/deflate answer is returned as received (Content-Encoding kept) for the
+    // caller to decode with decode_content (content_coding.hpp) off the network thread.
+    bool defer_decoding = false;
 };
 
 struct HttpResponse {
@@ -24,6 +29,20 @@ struct HttpResponse {
     Headers headers;
     std::string body;
     std::string_view header(std::string_view name) const { return find_header(headers, name); }
+};
+
+// A failure without an HTTP answer: timeout or network; invalid_request for a URL or proxy
+// setting that cannot work and for an answer over max_response_bytes (it will not shrink on a
+// retry); bad_response for an answer that is not HTTP or whose Content-Encoding cannot be
+// decoded; auth for a TLS certificate that fails verification (it will not fix itself). Never
+// an HTTP status: every status, 4xx/5xx included, is an HttpResponse.
+struct HttpFailure {
+    HttpFailure() = default;
+    HttpFailure(jobs::ErrorClass c, std::string m, std::string error_code = {})
+        : cls(c), message(std::move(m)), code(std::move(error_code)) {}
+    jobs::ErrorClass cls = jobs::ErrorClass::network;
+    std::string message;  // e.g. "connect to api.example.com:443: Connection refused"
+    std::string code;     // response_too_large, bad_encoding, tls_certificate; else empty
 };
 
 struct Url {

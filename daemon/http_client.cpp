@@ -2,6 +2,10 @@
 #include "daemon/http_client.hpp"
 
 #include <openssl/ssl.h>
+#include <openssl/x509_vfy.h>
+#include <sys/socket.h>
+
+#include <cerrno>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
@@ -14,6 +18,8 @@
 #include <boost/beast/ssl.hpp>
 #include <stdexcept>
 #include <vector>
+
+#include "daemon/content_coding.hpp"
 
 namespace imgbatch::daemon {
 namespace {
@@ -67,13 +73,13 @@ HttpFailure read_failure(const beast::error_code& ec, bool got_bytes, const std:
     if (ec == beast::error::timeout)
         return {ErrorClass::timeout,
                 "response deadline of " + seconds_text(opt.response_timeout) + " passed"};
-    if (ec == http::error::body_limit)
-        return {ErrorClass::bad_response,
-                "response larger than " + std::to_string(opt.max_response_bytes) + " bytes"};
+    if (ec == http::error::body_limit) return response_too_large(opt.max_response_bytes);
     if (ec == http::error::partial_message || (got_bytes && ec == asio::error::eof))
         return {ErrorClass::network,
                 "connection to " + where + " closed before the end of the answer"};
-    if (ec == asio::error::eof || ec == ssl::error::stream_truncated)
+    // Beast reports a close before the first byte as end_of_stream.
+    if (ec == http::error::end_of_stream || ec == asio::error::eof ||
+        ec == ssl::error::stream_truncated)
         return {ErrorClass::network, where + " closed the connection without an answer"};
     if (ec.category() == http::make_error_code(http::error::bad_version).category())
         return {ErrorClass::bad_response,
@@ -100,26 +106,63 @@ asio::awaitable<Exchange> exchange(Stream& stream, Connection& conn,
         out.retryable = wec != beast::error::timeout;
         co_return out;
     }
-    http::response_parser<http::string_body> parser;
-    parser.body_limit(opt.max_response_bytes);
-    parser.header_limit(64 * 1024);
-    auto [rec, read] = co_await http::async_read(stream, conn.buffer, parser, tuple_awaitable);
-    (void)read;
-    out.got_bytes = parser.got_some();
-    if (rec) {
-        out.failure = read_failure(rec, out.got_bytes, conn.where, opt);
-        out.retryable = !out.got_bytes && rec != beast::error::timeout;
+    // Interim answers (100 Continue, 103 Early Hints, ...) come before the final one on the
+    // same connection: each is read whole and skipped. A parser reads one message only.
+    constexpr int kMaxInterim = 16;
+    for (int interim = 0;; ++interim) {
+        http::response_parser<http::string_body> parser;
+        parser.body_limit(opt.max_response_bytes);
+        parser.header_limit(64 * 1024);
+        auto [rec, read] = co_await http::async_read(stream, conn.buffer, parser, tuple_awaitable);
+        (void)read;
+        out.got_bytes = out.got_bytes || parser.got_some();
+        if (rec) {
+            out.failure = read_failure(rec, out.got_bytes, conn.where, opt);
+            out.retryable = !out.got_bytes && rec != beast::error::timeout;
+            co_return out;
+        }
+        auto& res = parser.get();
+        const int status = static_cast<int>(res.result_int());
+        if (status == 101) {  // nothing here asks to switch protocols
+            out.failure = HttpFailure{ErrorClass::bad_response,
+                                      "unexpected 101 Switching Protocols from " + conn.where, ""};
+            co_return out;
+        }
+        if (status >= 100 && status <= 199) {
+            if (interim + 1 >= kMaxInterim) {
+                out.failure = HttpFailure{ErrorClass::bad_response,
+                                          "more than " + std::to_string(kMaxInterim) +
+                                              " interim answers from " + conn.where,
+                                          ""};
+                co_return out;
+            }
+            continue;
+        }
+        HttpResponse response;
+        response.status = status;
+        for (const auto& field : res)
+            response.headers.emplace_back(std::string(field.name_string()),
+                                          std::string(field.value()));
+        // Reused only when exactly this answer was read: bytes beyond it would be taken as the
+        // next request's answer.
+        out.keep_alive = res.keep_alive() && parser.is_done() && conn.buffer.size() == 0 &&
+                         !(conn.tls && SSL_pending(conn.tls->native_handle()) > 0);
+        response.body = std::move(res.body());
+        out.response = std::move(response);
         co_return out;
     }
-    auto& res = parser.get();
-    HttpResponse response;
-    response.status = static_cast<int>(res.result_int());
-    for (const auto& field : res)
-        response.headers.emplace_back(std::string(field.name_string()), std::string(field.value()));
-    out.keep_alive = res.keep_alive() && parser.is_done();
-    response.body = std::move(res.body());
-    out.response = std::move(response);
-    co_return out;
+}
+
+// An idle connection is usable when nothing can be read from it: a readable socket means the
+// server closed it (FIN, TLS close_notify) or sent something nobody asked for.
+bool idle_usable(Connection& conn) {
+    if (conn.buffer.size() != 0) return false;
+    if (conn.tls && SSL_pending(conn.tls->native_handle()) > 0) return false;
+    auto& socket = conn.lowest().socket();
+    if (!socket.is_open()) return false;
+    char byte;
+    ssize_t n = ::recv(socket.native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+    return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
 }
 
 // The client's state; HttpClient::Impl is this type under the header's private name.
@@ -141,12 +184,17 @@ struct ClientState {
             proxy = ProxySettings::from_env();
     }
 
+    // The most recently used idle connection to key that is still usable; dead ones found on
+    // the way are dropped.
     std::unique_ptr<Connection> take_idle(const std::string& key) {
-        for (auto it = idle.rbegin(); it != idle.rend(); ++it) {
-            if ((*it)->key != key) continue;
+        for (auto it = idle.rbegin(); it != idle.rend();) {
+            if ((*it)->key != key) {
+                ++it;
+                continue;
+            }
             auto conn = std::move(*it);
-            idle.erase(std::next(it).base());
-            return conn;
+            it = std::make_reverse_iterator(idle.erase(std::next(it).base()));
+            if (idle_usable(*conn)) return conn;
         }
         return nullptr;
     }
@@ -158,6 +206,41 @@ struct ClientState {
         idle.push_back(std::move(conn));
     }
 };
+
+// A certificate that failed verification will not fix itself: class auth, so the provider is
+// paused (and probed later) instead of burning every request's attempts.
+HttpFailure certificate_failure(long verify, const std::string& target, const std::string& host) {
+    std::string why;
+    switch (verify) {
+        case X509_V_ERR_HOSTNAME_MISMATCH:
+        case X509_V_ERR_IP_ADDRESS_MISMATCH:
+        case X509_V_ERR_EMAIL_MISMATCH:
+            why = "it does not match the host name " + host;
+            break;
+        case X509_V_ERR_CERT_HAS_EXPIRED:
+            why = "it has expired";
+            break;
+        case X509_V_ERR_CERT_NOT_YET_VALID:
+            why = "it is not valid yet (check the clock)";
+            break;
+        case X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT:
+        case X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN:
+        case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT:
+        case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY:
+        case X509_V_ERR_UNABLE_TO_VERIFY_LEAF_SIGNATURE:
+        case X509_V_ERR_CERT_UNTRUSTED:
+        case X509_V_ERR_INVALID_CA:
+            why = "its issuer is not trusted";
+            break;
+        default:
+            why = "verification failed";
+            break;
+    }
+    return HttpFailure{ErrorClass::auth,
+                       "TLS certificate of " + target + " rejected: " + why + " (" +
+                           X509_verify_cert_error_string(verify) + ")",
+                       "tls_certificate"};
+}
 
 using ConnectResult = std::variant<std::unique_ptr<Connection>, HttpFailure>;
 
@@ -230,16 +313,27 @@ asio::awaitable<ConnectResult> open_connection(std::shared_ptr<ClientState> impl
                                                                            impl->tls);
         conn->plain.reset();
         // SNI carries host names only: IP literals are not permitted in it (RFC 6066 3).
+        SSL* ssl_handle = conn->tls->native_handle();
         beast::error_code not_ip;
         asio::ip::make_address(url.host, not_ip);
-        if (not_ip && !SSL_set_tlsext_host_name(conn->tls->native_handle(), url.host.c_str()))
+        if (not_ip && !SSL_set_tlsext_host_name(ssl_handle, url.host.c_str()))
             co_return HttpFailure{ErrorClass::network, "TLS with " + target + ": cannot set SNI"};
-        conn->tls->set_verify_callback(ssl::host_name_verification(url.host));
+        // OpenSSL checks the name (or IP entries) itself, so a mismatch has its own error code.
+        X509_VERIFY_PARAM* param = SSL_get0_param(ssl_handle);
+        X509_VERIFY_PARAM_set_hostflags(param, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+        const int named = not_ip ? X509_VERIFY_PARAM_set1_host(param, url.host.c_str(), 0)
+                                 : X509_VERIFY_PARAM_set1_ip_asc(param, url.host.c_str());
+        if (named != 1)
+            co_return HttpFailure{ErrorClass::invalid_request,
+                                  "TLS with " + target + ": cannot check the host name"};
         auto [tec] = co_await conn->tls->async_handshake(ssl::stream_base::client, tuple_awaitable);
         if (tec == beast::error::timeout) co_return timed_out();
-        if (tec)
+        if (tec) {
+            const long verify = SSL_get_verify_result(ssl_handle);
+            if (verify != X509_V_OK) co_return certificate_failure(verify, target, url.host);
             co_return HttpFailure{ErrorClass::network,
                                   "TLS handshake with " + target + ": " + tec.message()};
+        }
     }
     co_return std::move(conn);
 }
@@ -267,14 +361,18 @@ asio::awaitable<HttpResult> send_request(std::shared_ptr<ClientState> impl, Http
     msg.target(route && url.scheme == "http" ? "http://" + host_header + url.target : url.target);
     msg.set(http::field::host, host_header);
     msg.set(http::field::user_agent, "imgbatch/0.1");
+    msg.set(http::field::accept_encoding, kAcceptEncoding);
     for (const auto& [name, value] : request.headers) msg.set(name, value);
     if (route && url.scheme == "http" && !route->authorization.empty())
         msg.set(http::field::proxy_authorization, route->authorization);
     msg.body() = std::move(request.body);
     msg.prepare_payload();
 
+    const bool defer_decoding = request.defer_decoding;
     for (int attempt = 0;; ++attempt) {
-        std::unique_ptr<Connection> conn = impl->take_idle(key);
+        // The retry of a stale connection goes out on a new connection: another idle one may
+        // be just as stale.
+        std::unique_ptr<Connection> conn = attempt == 0 ? impl->take_idle(key) : nullptr;
         const bool reused = conn != nullptr;
         if (!conn) {
             auto opened = co_await open_connection(impl, url, route, key);
@@ -290,10 +388,14 @@ asio::awaitable<HttpResult> send_request(std::shared_ptr<ClientState> impl, Http
         if (ex.failure) {
             // A kept-alive connection the server closed meanwhile: nothing was processed, so
             // one more try on a fresh connection is safe.
-            if (reused && ex.retryable && attempt == 0) continue;
+            if (reused && ex.retryable) continue;
             co_return std::move(*ex.failure);
         }
         if (ex.keep_alive) impl->put_idle(std::move(conn));
+        if (!defer_decoding) {
+            if (auto failure = decode_content(*ex.response, impl->options.max_response_bytes))
+                co_return std::move(*failure);
+        }
         co_return std::move(*ex.response);
     }
 }

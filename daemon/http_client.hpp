@@ -58,14 +58,6 @@ struct HttpClientOptions {
     std::string ca_file;
 };
 
-// A failure without an HTTP answer: timeout or network (also bad_response for an answer over
-// max_response_bytes or not HTTP, invalid_request for a URL or proxy setting that cannot
-// work). Never an HTTP status: every status, 4xx/5xx included, is an HttpResponse.
-struct HttpFailure {
-    jobs::ErrorClass cls = jobs::ErrorClass::network;
-    std::string message;  // e.g. "connect to api.example.com:443: Connection refused"
-};
-
 using HttpResult = std::variant<HttpResponse, HttpFailure>;
 
 class HttpClient {

@@ -149,6 +149,20 @@ void put_be32(std::string& out, std::uint32_t v) {
     out.push_back(static_cast<char>(v));
 }
 
+}  // namespace
+
+std::string png_chunk(std::string_view type, std::string_view data) {
+    std::string out;
+    out.reserve(12 + data.size());
+    put_be32(out, static_cast<std::uint32_t>(data.size()));
+    out.append(type);
+    out.append(data);
+    put_be32(out, crc32(std::string_view(out).substr(4)));
+    return out;
+}
+
+namespace {
+
 void put_chunk(std::string& out, std::string_view type, std::string_view data) {
     put_be32(out, static_cast<std::uint32_t>(data.size()));
     std::string body(type);
@@ -187,9 +201,12 @@ std::optional<ImageInfo> sniff_image(std::string_view bytes) {
     return sniff_webp(bytes);
 }
 
-std::optional<std::string> base64_decode(std::string_view text) {
-    std::string out;
-    out.reserve(text.size() / 4 * 3 + 3);
+namespace {
+
+// Decodes text into out (which may alias text's buffer: it is written behind the reader).
+// Returns the decoded length, or nullopt on invalid base64.
+std::optional<std::size_t> base64_decode_to(std::string_view text, char* out) {
+    std::size_t n = 0;
     std::uint32_t acc = 0;
     int bits = 0, quad = 0, pad = 0;
     for (char c : text) {
@@ -205,13 +222,59 @@ std::optional<std::string> base64_decode(std::string_view text) {
         quad = (quad + 1) % 4;
         if (bits >= 8) {
             bits -= 8;
-            out.push_back(static_cast<char>((acc >> bits) & 0xff));
+            out[n++] = static_cast<char>((acc >> bits) & 0xff);
         }
     }
     // One leftover character cannot encode a byte; padding must complete the last quad.
     if (quad == 1) return std::nullopt;
     if (pad > 0 && (quad == 0 || quad + pad != 4)) return std::nullopt;
+    return n;
+}
+
+}  // namespace
+
+std::optional<std::string> base64_decode(std::string_view text) {
+    std::string out(text.size() / 4 * 3 + 3, '\0');
+    auto n = base64_decode_to(text, out.data());
+    if (!n) return std::nullopt;
+    out.resize(*n);
     return out;
+}
+
+bool Base64Decoder::feed(std::string_view text, std::string& out) {
+    if (bad_) return false;
+    for (char c : text) {
+        if (is_space(c)) continue;
+        if (c == '=') {
+            ++pad_;
+            continue;
+        }
+        int v = b64_value(c);
+        if (v < 0 || pad_ > 0) {
+            bad_ = true;
+            return false;
+        }
+        acc_ = (acc_ << 6) | static_cast<unsigned>(v);
+        bits_ += 6;
+        quad_ = (quad_ + 1) % 4;
+        if (bits_ >= 8) {
+            bits_ -= 8;
+            out.push_back(static_cast<char>((acc_ >> bits_) & 0xff));
+        }
+    }
+    return true;
+}
+
+bool Base64Decoder::finish() {
+    if (bad_ || quad_ == 1) return false;
+    return !(pad_ > 0 && (quad_ == 0 || quad_ + pad_ != 4));
+}
+
+bool base64_decode_in_place(std::string& text) {
+    auto n = base64_decode_to(text, text.data());
+    if (!n) return false;
+    text.resize(*n);
+    return true;
 }
 
 std::string base64_encode(std::string_view bytes) {
@@ -280,6 +343,55 @@ std::string make_png(int width, int height, unsigned seed) {
     put_chunk(png, "IDAT", zlib_stored(raw));
     put_chunk(png, "IEND", {});
     return png;
+}
+
+}  // namespace imgbatch::daemon
+
+namespace imgbatch::daemon {
+
+std::string png_itxt_chunk(std::string_view keyword, std::string_view text) {
+    // keyword NUL, compression flag 0, method 0, empty language tag NUL, empty translated
+    // keyword NUL, text.
+    std::string data(keyword);
+    data.append(std::string_view("\0\0\0\0\0", 5));
+    data.append(text);
+    return png_chunk("iTXt", data);
+}
+
+std::string png_with_text(std::string_view png, std::string_view keyword, std::string_view text) {
+    constexpr std::size_t kIend = 12;  // IEND: empty data
+    if (png.size() < 8 + kIend || png.substr(png.size() - 8, 4) != "IEND")
+        throw std::invalid_argument("png_with_text: not a PNG ending with IEND");
+    std::string out(png.substr(0, png.size() - kIend));
+    out += png_itxt_chunk(keyword, text);
+    out.append(png.substr(png.size() - kIend));
+    return out;
+}
+
+std::optional<std::string> png_text(std::string_view png, std::string_view keyword) {
+    std::size_t at = 8;
+    while (at + 12 <= png.size()) {
+        std::size_t len = be32(png, at);
+        if (len > png.size() - at - 12) break;
+        std::string_view type = png.substr(at + 4, 4);
+        std::string_view data = png.substr(at + 8, len);
+        at += 12 + len;
+        if (type != "tEXt" && type != "iTXt") continue;
+        auto nul = data.find('\0');
+        if (nul == std::string_view::npos || data.substr(0, nul) != keyword) continue;
+        data.remove_prefix(nul + 1);
+        if (type == "tEXt") return std::string(data);
+        // iTXt: compression flag, method, language tag NUL, translated keyword NUL, text.
+        if (data.size() < 2 || data[0] != '\0') continue;  // compressed: not read here
+        data.remove_prefix(2);
+        for (int i = 0; i < 2; ++i) {
+            auto end = data.find('\0');
+            if (end == std::string_view::npos) return std::nullopt;
+            data.remove_prefix(end + 1);
+        }
+        return std::string(data);
+    }
+    return std::nullopt;
 }
 
 }  // namespace imgbatch::daemon

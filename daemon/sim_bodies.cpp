@@ -2,6 +2,7 @@
 #include <boost/json.hpp>
 #include <chrono>
 
+#include "daemon/content_coding.hpp"
 #include "daemon/image.hpp"
 #include "daemon/sim_state.hpp"
 
@@ -48,18 +49,51 @@ const SimState::Picture& SimState::picture(Bytes bytes) {
     if (p.bytes.empty()) {  // a different picture per slot, reproducible from the seed
         auto seed = static_cast<unsigned>(options_.seed * 2654435761u + slot * 40503u + 1);
         p.bytes = make_png(options_.image_size, options_.image_size, seed);
+        p.bytes.resize(p.bytes.size() - 12);  // without IEND: the prompt's chunk comes first
+        // Pad with a text chunk to a multiple of 3 bytes, where base64 texts can be joined.
+        if (p.bytes.size() % 3 != 0) {
+            std::string text("Software\0imgbatch sim", 21);
+            while ((p.bytes.size() + 12 + text.size()) % 3 != 0) text += ' ';
+            p.bytes += png_chunk("tEXt", text);
+        }
         p.base64 = base64_encode(p.bytes);
     }
     return p;
 }
 
+namespace {
+
+// The end of a sim PNG: the prompt and IEND.
+std::string tagged_tail(const std::string& prompt) {
+    static const std::string iend = png_chunk("IEND", "");
+    return png_itxt_chunk("prompt", prompt) + iend;
+}
+
+}  // namespace
+
+std::string SimState::tagged_png(const std::string& prompt) {
+    return picture(Bytes::png).bytes + tagged_tail(prompt);
+}
+
+std::string SimState::tagged_base64(const std::string& prompt) {
+    return picture(Bytes::png).base64 + base64_encode(tagged_tail(prompt));
+}
+
 SimAnswer SimState::images(const Call& call, int good, int filtered, Bytes bytes) {
     // One image as a URL to /sim/files, or as base64 text.
+    int index = 0;
     auto encoded = [&](bool as_url) -> std::pair<std::string, bool> {
-        if (bytes == Bytes::badbase64) return {std::string(kBadBase64), false};
-        const Picture& p = picture(bytes);
-        if (as_url) return {call.base + "/sim/files/" + store_file(p.bytes) + ".png", true};
-        return {p.base64, false};
+        const bool bad = bytes == Bytes::badbase64 || (bytes == Bytes::badone && index == 0);
+        ++index;
+        if (bad) return {std::string(kBadBase64), false};
+        if (bytes == Bytes::notimage) {
+            const Picture& p = picture(bytes);
+            if (as_url) return {call.base + "/sim/files/" + store_file(p.bytes) + ".png", true};
+            return {p.base64, false};
+        }
+        if (as_url)
+            return {call.base + "/sim/files/" + store_file(tagged_png(call.prompt)) + ".png", true};
+        return {tagged_base64(call.prompt), false};
     };
     const std::int64_t in = prompt_tokens(call.prompt);
     const std::int64_t out = 272 * static_cast<std::int64_t>(good);
@@ -90,7 +124,7 @@ SimAnswer SimState::images(const Call& call, int good, int filtered, Bytes bytes
     } else {
         std::string content = "I could not create an image for this request.";
         if (good > 0) {
-            if (call.datauri || bytes == Bytes::badbase64) {
+            if (call.datauri || bytes == Bytes::badbase64 || bytes == Bytes::badone) {
                 content = "Here is your image: ![img](data:image/png;base64," +
                           encoded(false).first + ")";
             } else {
@@ -109,7 +143,7 @@ SimAnswer SimState::images(const Call& call, int good, int filtered, Bytes bytes
             {"prompt_tokens", in}, {"completion_tokens", out}, {"total_tokens", in + out}};
     }
     SimAnswer a = body_answer(200, "application/json", json::serialize(o));
-    a.images = bytes == Bytes::png ? good : 0;
+    a.images = bytes == Bytes::png ? good : bytes == Bytes::badone ? std::max(0, good - 1) : 0;
     return a;
 }
 
@@ -194,6 +228,40 @@ SimAnswer SimState::fault(const Call& call, std::string_view kind) {
                      "You exceeded your current quota, please check your plan and billing details.",
                      "RESOURCE_EXHAUSTED");
     if (kind == "empty") return images(call, 0, 0, Bytes::png);
+    if (kind == "badb64one") return images(call, call.n, 0, Bytes::badone);
+    if (kind == "interim") {
+        SimAnswer a = images(call, call.n, 0, Bytes::png);
+        a.interim =
+            "HTTP/1.1 100 Continue\r\n\r\n"
+            "HTTP/1.1 103 Early Hints\r\nLink: </sim/hint.css>; rel=preload; as=style\r\n\r\n";
+        return a;
+    }
+    if (kind == "stale") {
+        SimAnswer a = images(call, call.n, 0, Bytes::png);
+        a.close_after = true;
+        return a;
+    }
+    if (kind == "close") {
+        SimAnswer a;
+        a.action = SimAnswer::Action::close;
+        return a;
+    }
+    if (kind == "gzip") {
+        SimAnswer a = images(call, call.n, 0, Bytes::png);
+        a.body = gzip_compress(a.body);
+        a.headers.emplace_back("Content-Encoding", "gzip");
+        return a;
+    }
+    if (kind == "latin1") {
+        // An nginx error page in ISO-8859-1 (the bytes E9 and E0 are not UTF-8).
+        SimAnswer a = body_answer(
+            502, "text/html; charset=iso-8859-1",
+            "<html>\r\n<head><title>502 Passerelle erron\xe9"
+            "e</title></head>\r\n<body>\r\n<center><h1>502 Passerelle erron\xe9"
+            "e</h1></center>\r\n<p>R\xe9ponse invalide du serveur amont, r\xe9"
+            "essayez \xe0 nouveau.</p>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n");
+        return a;
+    }
     return error(api, 400, "invalid_request_error", "unknown_sim_directive",
                  "Unknown #fail kind '" + std::string(kind) + "'.", "INVALID_ARGUMENT");
 }

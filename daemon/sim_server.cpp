@@ -136,8 +136,18 @@ asio::awaitable<bool> carry_out(std::shared_ptr<Impl> impl, std::shared_ptr<Sess
             s->stream.socket().shutdown(tcp::socket::shutdown_send, ec);
             co_return false;
         }
+        case SimAnswer::Action::close:
+            s->stream.socket().shutdown(tcp::socket::shutdown_both, ec);
+            co_return false;
         case SimAnswer::Action::respond:
             break;
+    }
+    if (!answer->interim.empty()) {  // 1xx heads first, as a CDN or a proxy may send them
+        s->stream.expires_after(std::chrono::seconds(60));
+        auto [iec, iw] =
+            co_await asio::async_write(s->stream, asio::buffer(answer->interim), tuple_awaitable);
+        (void)iw;
+        if (iec) co_return false;
     }
     http::response<http::string_body> res{static_cast<http::status>(answer->status), version};
     res.set(http::field::server, "imgbatch-sim");
@@ -148,6 +158,10 @@ asio::awaitable<bool> carry_out(std::shared_ptr<Impl> impl, std::shared_ptr<Sess
     s->stream.expires_after(std::chrono::seconds(60));
     auto [wec, written] = co_await http::async_write(s->stream, res, tuple_awaitable);
     (void)written;
+    if (answer->close_after) {  // it said keep-alive: the client pools a dead connection
+        s->stream.socket().shutdown(tcp::socket::shutdown_both, ec);
+        co_return false;
+    }
     co_return !wec && keep_alive;
 }
 

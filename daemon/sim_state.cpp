@@ -294,6 +294,9 @@ void SimState::finished(const SimAnswer& answer) {
         case SimAnswer::Action::truncate:
             ++by_status_["truncated"];
             break;
+        case SimAnswer::Action::close:
+            ++by_status_["closed"];
+            break;
     }
 }
 

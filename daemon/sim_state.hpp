@@ -34,14 +34,17 @@ struct SimAnswer {
         reset,     // close the socket at once, no answer
         hold,      // answer nothing until the client closes (or a long time passes)
         truncate,  // send a Content-Length larger than the body, then close
+        close,     // close the connection in order (FIN), no answer
     };
     Action action = Action::respond;
     int status = 200;
     Headers headers;  // Content-Type and the rest
     std::string body;
-    int delay_ms = 0;      // wait this long before acting
-    bool counted = false;  // an API request: in_flight and by_status follow it
-    int images = 0;        // real PNGs in the answer (counted once it is sent)
+    int delay_ms = 0;          // wait this long before acting
+    bool counted = false;      // an API request: in_flight and by_status follow it
+    int images = 0;            // real PNGs in the answer (counted once it is sent)
+    std::string interim;       // raw interim answers (1xx heads) sent before the answer
+    bool close_after = false;  // close the connection after the answer, which says keep-alive
 };
 
 // Which API a request speaks: errors and images take that API's shape.
@@ -84,7 +87,9 @@ class SimState {
         bool datauri = false;
         std::string base;  // http://host:port for file URLs
     };
-    enum class Bytes { png, badbase64, notimage };
+    // png: real PNGs; badbase64: every entry invalid; badone: the first entry invalid, the
+    // others real PNGs; notimage: valid base64 of text.
+    enum class Bytes { png, badbase64, badone, notimage };
 
     SimAnswer route(const SimRequest& request, std::string_view path);
     SimAnswer api_call(SimApi api, const SimRequest& request, std::string_view path);
@@ -97,13 +102,19 @@ class SimState {
     SimAnswer error(SimApi api, int status, std::string_view type, std::string_view code,
                     std::string_view message, std::string_view google_status);
     // An image and its base64 text. PNGs come from a pool of kImagePool different pictures
-    // made once each: make_png per request would cost more than all the HTTP work.
+    // made once each: make_png per request would cost more than all the HTTP work. Each image
+    // sent carries its prompt in an iTXt chunk before IEND: a pool picture keeps the PNG up
+    // to there (bytes, padded to a multiple of 3 bytes) and its base64, so that only the
+    // short tail is encoded per image.
     struct Picture {
         std::string bytes;
         std::string base64;
     };
     static constexpr std::size_t kImagePool = 1024;
     const Picture& picture(Bytes bytes);
+    // A pool picture tagged with prompt: the PNG bytes, or their base64 text.
+    std::string tagged_png(const std::string& prompt);
+    std::string tagged_base64(const std::string& prompt);
     std::string store_file(std::string bytes);
 
     SimOptions options_;

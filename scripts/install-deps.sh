@@ -5,7 +5,7 @@ set -euo pipefail
 packages=(
   build-essential cmake ninja-build ccache pkg-config
   libboost1.81-dev libboost-json1.81-dev libsqlitecpp-dev libsqlite3-dev sqlite3
-  libspdlog-dev doctest-dev libssl-dev libcli11-dev libsystemd-dev ca-certificates curl
+  libspdlog-dev doctest-dev libssl-dev libcli11-dev libsystemd-dev zlib1g-dev ca-certificates curl
 )
 missing=()
 for p in "${packages[@]}"; do

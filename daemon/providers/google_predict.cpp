@@ -2,8 +2,10 @@
 
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
+#include <utility>
 
 #include "daemon/image.hpp"
+#include "daemon/providers/answer_json.hpp"
 
 namespace imgbatch::daemon {
 namespace json = boost::json;
@@ -54,55 +56,81 @@ HttpRequest build_google_predict(const GenerationRequest& req, const ProviderCon
     return http;
 }
 
-ParsedResponse parse_google_predict(const HttpResponse& response, const GenerationRequest&) {
-    ParsedResponse out;
-    json::value storage;
-    const json::object* parsed = success_body(response, storage, out, ErrorObject::reject);
-    if (!parsed) return out;
-    const auto& body = *parsed;
+namespace {
+
+// The images of a 2xx answer's body; each image's base64 text is freed once decoded.
+ParsedResponse read_answer(json::object& body, int status, ParsedResponse out,
+                           AnswerJson* doc = nullptr) {
     if (auto* usage = body.if_contains("usageMetadata"); usage && usage->is_object())
         out.usage_json = json::serialize(*usage);
 
     if (auto* preds = body.if_contains("predictions"); preds && preds->is_array()) {
         std::size_t index = 0;
-        for (const auto& p : preds->get_array()) {
+        for (auto& p : preds->get_array()) {
             if (!p.is_object()) continue;
-            const auto& o = p.get_object();
-            auto b64 = string_field(o, "bytesBase64Encoded");
-            if (b64.empty()) {
+            auto& o = p.get_object();
+            auto* b64 = o.if_contains("bytesBase64Encoded");
+            if (!b64 || !b64->is_string() || b64->get_string().empty()) {
                 // Items without bytes: RAI-filtered images, or safety attributes of the prompt.
                 if (auto reason = string_field(o, "raiFilteredReason"); !reason.empty()) {
                     ++out.filtered;
-                    if (out.filtered_reason.empty()) out.filtered_reason = reason;
+                    if (out.filtered_reason.empty()) out.filtered_reason = valid_utf8(reason);
                 }
                 continue;
             }
             ++index;
-            auto bytes = base64_decode(b64);
+            std::optional<std::string> bytes;
+            if (auto* blob = doc ? doc->blob(*b64) : nullptr)  // decoded while parsed
+                bytes = std::exchange(*blob, std::nullopt);
+            else
+                bytes = base64_decode(b64->get_string());
+            *b64 = nullptr;  // decoded: the text is not held beside the bytes
+            // One entry that cannot be decoded does not throw away the others.
             if (!bytes) {
-                out.images.clear();
-                out.error =
-                    bad_response_error(response.status, "invalid_base64",
-                                       "image " + std::to_string(index) + ": invalid base64");
-                return out;
+                if (out.item_error.empty())
+                    out.item_error = "image " + std::to_string(index) + ": invalid base64";
+                continue;
             }
             ImageItem item;
             item.bytes = std::move(*bytes);
-            item.claimed_mime = string_field(o, "mimeType");
-            item.revised_prompt = string_field(o, "prompt");  // Imagen's enhanced prompt
+            item.claimed_mime = valid_utf8(string_field(o, "mimeType"));
+            item.revised_prompt =
+                valid_utf8(string_field(o, "prompt"));  // Imagen's enhanced prompt
             out.images.push_back(std::move(item));
         }
+    }
+    if (out.images.empty() && !out.item_error.empty()) {
+        out.error = bad_response_error(status, "invalid_base64", out.item_error);
+        return out;
     }
     // Imagen answers {} (no predictions) when it filtered every image.
     if (out.images.empty()) {
         jobs::Error err;
         err.cls = jobs::ErrorClass::moderation;
         err.code = "rai_filtered";
-        err.http_status = response.status;
+        err.http_status = status;
         err.message = out.filtered_reason.empty() ? std::string(kAllFiltered) : out.filtered_reason;
         out.error = std::move(err);
     }
     return out;
+}
+
+}  // namespace
+
+ParsedResponse parse_google_predict(const HttpResponse& response, const GenerationRequest&) {
+    ParsedResponse out;
+    json::value storage;
+    if (!success_body(response, storage, out, ErrorObject::reject)) return out;
+    return read_answer(storage.get_object(), response.status, std::move(out));
+}
+
+ParsedResponse parse_google_predict_owned(HttpResponse&& response, const GenerationRequest&) {
+    ParsedResponse out;
+    AnswerJson doc;
+    json::object* body =
+        success_body_owned(response, doc, out, ErrorObject::reject, {"bytesBase64Encoded"});
+    if (!body) return out;
+    return read_answer(*body, response.status, std::move(out), &doc);
 }
 
 }  // namespace imgbatch::daemon

@@ -4,6 +4,7 @@
 #include <boost/json/serialize.hpp>
 
 #include "daemon/image.hpp"
+#include "daemon/providers/answer_json.hpp"
 
 namespace imgbatch::daemon {
 namespace json = boost::json;
@@ -19,8 +20,26 @@ bool is_http_url(std::string_view s) {
 }
 
 // One entry of data[]: an Image object, or (some relays) a bare string, URL or base64.
-// Returns false when the entry holds image data that cannot be decoded.
-bool read_item(const json::value& v, std::string_view claimed_mime, std::vector<ImageItem>& out) {
+// Returns false when the entry holds image data that cannot be decoded. The entry's base64
+// text is freed once decoded: the answer is not held twice.
+bool read_item(json::value& v, std::string_view claimed_mime, std::vector<ImageItem>& out,
+               AnswerJson* doc) {
+    // A large b64_json that parse_answer_json decoded already.
+    if (doc && v.is_object()) {
+        if (auto* p = v.get_object().if_contains("b64_json")) {
+            if (auto* blob = doc->blob(*p)) {
+                if (!*blob) return false;
+                ImageItem item;
+                item.bytes = std::move(**blob);
+                blob->reset();
+                item.claimed_mime = std::string(claimed_mime);
+                if (auto* r = v.get_object().if_contains("revised_prompt"); r && r->is_string())
+                    item.revised_prompt = valid_utf8(r->get_string());
+                out.push_back(std::move(item));
+                return true;
+            }
+        }
+    }
     std::string_view b64, url, revised;
     if (v.is_string()) {
         std::string_view s = v.get_string();
@@ -33,11 +52,16 @@ bool read_item(const json::value& v, std::string_view claimed_mime, std::vector<
             revised = p->get_string();
     }
     ImageItem item;
+    item.revised_prompt = valid_utf8(revised);
     if (!b64.empty()) {
         auto bytes = base64_decode(b64);
         if (!bytes) return false;
         item.bytes = std::move(*bytes);
         item.claimed_mime = std::string(claimed_mime);
+        if (v.is_string())
+            v = nullptr;
+        else
+            v.get_object()["b64_json"] = nullptr;
     } else if (url.starts_with("data:")) {
         auto decoded = decode_data_uri(url);
         if (!decoded) return false;
@@ -47,7 +71,6 @@ bool read_item(const json::value& v, std::string_view claimed_mime, std::vector<
     } else {
         return true;  // nothing usable in this entry: it counts as a missing image
     }
-    item.revised_prompt = std::string(revised);
     out.push_back(std::move(item));
     return true;
 }
@@ -85,23 +108,24 @@ HttpRequest build_openai_images(const GenerationRequest& req, const ProviderConf
     return http;
 }
 
-ParsedResponse parse_openai_images(const HttpResponse& response, const GenerationRequest& req) {
-    ParsedResponse out;
-    json::value storage;
-    const json::object* parsed = success_body(response, storage, out, ErrorObject::keep);
-    if (!parsed) return out;
-    const auto& body = *parsed;
+namespace {
+
+// The images of a 2xx answer's body. text: the answer's text for messages (empty once freed).
+ParsedResponse read_answer(json::object& body, int status, std::string_view text,
+                           const GenerationRequest& req, ParsedResponse out,
+                           AnswerJson* doc = nullptr) {
     if (auto* usage = body.if_contains("usage"); usage && usage->is_object())
         out.usage_json = json::serialize(*usage);
 
     auto* data = body.if_contains("data");
     if (!data || !data->is_array()) {
-        if (auto err = error_in_success_body(body, response.status)) {
+        if (auto err = error_in_success_body(body, status)) {
             out.error = std::move(err);
         } else {
             out.error = bad_response_error(
-                response.status, "no_data",
-                "no data array in the answer: " + body_excerpt(response.body, 200));
+                status, "no_data",
+                "no data array in the answer: " +
+                    body_excerpt(text.empty() ? json::serialize(body) : std::string(text), 200));
         }
         return out;
     }
@@ -109,18 +133,34 @@ ParsedResponse parse_openai_images(const HttpResponse& response, const Generatio
     if (auto* f = body.if_contains("output_format"); f && f->is_string())
         claimed = mime_of_format(f->get_string());
     std::size_t index = 0;
-    for (const auto& item : data->get_array()) {
+    for (auto& item : data->get_array()) {
         ++index;
-        if (!read_item(item, claimed, out.images)) {
-            out.images.clear();
-            out.error = bad_response_error(response.status, "invalid_base64",
-                                           "image " + std::to_string(index) + ": invalid base64");
-            return out;
-        }
+        // One entry that cannot be decoded does not throw away the others (they are paid for).
+        if (!read_item(item, claimed, out.images, doc) && out.item_error.empty())
+            out.item_error = "image " + std::to_string(index) + ": invalid base64";
     }
-    if (out.images.empty() && req.n > 0)
-        out.error = bad_response_error(response.status, "no_images", "no images in the answer");
+    if (out.images.empty() && !out.item_error.empty())
+        out.error = bad_response_error(status, "invalid_base64", out.item_error);
+    else if (out.images.empty() && req.n > 0)
+        out.error = bad_response_error(status, "no_images", "no images in the answer");
     return out;
+}
+
+}  // namespace
+
+ParsedResponse parse_openai_images(const HttpResponse& response, const GenerationRequest& req) {
+    ParsedResponse out;
+    json::value storage;
+    if (!success_body(response, storage, out, ErrorObject::keep)) return out;
+    return read_answer(storage.get_object(), response.status, response.body, req, std::move(out));
+}
+
+ParsedResponse parse_openai_images_owned(HttpResponse&& response, const GenerationRequest& req) {
+    ParsedResponse out;
+    AnswerJson doc;
+    json::object* body = success_body_owned(response, doc, out, ErrorObject::keep, {"b64_json"});
+    if (!body) return out;
+    return read_answer(*body, response.status, {}, req, std::move(out), &doc);
 }
 
 }  // namespace imgbatch::daemon

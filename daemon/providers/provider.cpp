@@ -21,9 +21,9 @@ namespace json = boost::json;
 namespace {
 
 constexpr std::array<ProviderApi, 3> kApis{{
-    {"openai", &build_openai_images, &parse_openai_images},
-    {"google", &build_google_predict, &parse_google_predict},
-    {"openai-chat", &build_openai_chat, &parse_openai_chat},
+    {"openai", &build_openai_images, &parse_openai_images, &parse_openai_images_owned},
+    {"google", &build_google_predict, &parse_google_predict, &parse_google_predict_owned},
+    {"openai-chat", &build_openai_chat, &parse_openai_chat, nullptr},
 }};
 
 // Provider messages are kept whole unless absurdly long.
@@ -102,7 +102,8 @@ ErrorFields error_fields(const json::object& body) {
             f.message = d->is_string() ? std::string(d->get_string()) : json::serialize(*d);
         }
     }
-    f.message = truncate_utf8(std::string(trim(f.message)), kMaxMessage);
+    f.code = valid_utf8(f.code);
+    f.message = truncate_utf8(valid_utf8(trim(f.message)), kMaxMessage);
     return f;
 }
 
@@ -176,7 +177,46 @@ std::string body_excerpt(std::string_view body, std::size_t max_chars) {
         push(c);
         in.remove_prefix(1);
     }
-    return truncate_utf8(std::move(out), max_chars);
+    return truncate_utf8(valid_utf8(out), max_chars);
+}
+
+std::string valid_utf8(std::string_view text) {
+    static constexpr std::string_view kReplacement = "\xef\xbf\xbd";  // U+FFFD
+    std::string out;
+    out.reserve(text.size());
+    const auto* p = reinterpret_cast<const unsigned char*>(text.data());
+    const auto* end = p + text.size();
+    while (p < end) {
+        const unsigned char c = *p;
+        if (c >= 0x01 && c < 0x80) {
+            out += static_cast<char>(c);
+            ++p;
+            continue;
+        }
+        int len = 0;
+        unsigned char lo = 0x80, hi = 0xBF;  // allowed range of the second byte
+        if (c >= 0xC2 && c <= 0xDF) {
+            len = 2;
+        } else if (c >= 0xE0 && c <= 0xEF) {
+            len = 3;
+            if (c == 0xE0) lo = 0xA0;  // overlong
+            if (c == 0xED) hi = 0x9F;  // UTF-16 surrogates
+        } else if (c >= 0xF0 && c <= 0xF4) {
+            len = 4;
+            if (c == 0xF0) lo = 0x90;  // overlong
+            if (c == 0xF4) hi = 0x8F;  // above U+10FFFF
+        }
+        bool ok = len > 0 && end - p >= len && p[1] >= lo && p[1] <= hi;
+        for (int i = 2; ok && i < len; ++i) ok = (p[i] & 0xC0) == 0x80;
+        if (!ok) {  // NUL, a stray byte or a broken sequence: one replacement per byte
+            out += kReplacement;
+            ++p;
+            continue;
+        }
+        out.append(reinterpret_cast<const char*>(p), static_cast<std::size_t>(len));
+        p += len;
+    }
+    return out;
 }
 
 std::optional<double> retry_after_seconds(const Headers& headers,
@@ -232,7 +272,7 @@ std::optional<jobs::Error> error_in_success_body(const json::object& body, int h
     auto* e = body.if_contains("error");
     if (!e || e->is_null()) return std::nullopt;
     ErrorFields f = error_fields(body);
-    if (f.message.empty()) f.message = truncate_utf8(json::serialize(*e), 300);
+    if (f.message.empty()) f.message = truncate_utf8(valid_utf8(json::serialize(*e)), 300);
     // Classify as the 400 it stands for, but keep only the classes that a 200 can mean: a
     // relay's unknown error is retried, not failed at once.
     auto cls = jobs::classify_http(400, f.code, f.message, false);
@@ -282,8 +322,8 @@ std::string join_url(std::string_view base_url, std::string_view path) {
     return url;
 }
 
-const json::object* success_body(const HttpResponse& response, json::value& storage,
-                                 ParsedResponse& out, ErrorObject error_object) {
+json::object* success_body(const HttpResponse& response, json::value& storage, ParsedResponse& out,
+                           ErrorObject error_object) {
     if (response.status < 200 || response.status > 299) {
         out.error = error_from_response(response);
         return nullptr;
@@ -296,7 +336,7 @@ const json::object* success_body(const HttpResponse& response, json::value& stor
             "the answer is not a JSON object: " + body_excerpt(response.body, 200));
         return nullptr;
     }
-    const auto& body = storage.get_object();
+    auto& body = storage.get_object();
     if (error_object == ErrorObject::reject) {
         if (auto err = error_in_success_body(body, response.status)) {
             out.error = std::move(err);

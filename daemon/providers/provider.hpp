@@ -34,6 +34,9 @@ struct ParsedResponse {
     int filtered = 0;             // images the provider filtered (Imagen RAI)
     std::string filtered_reason;  // the provider's reason, when given
     std::string usage_json;       // usage object as JSON text, when given
+    // The first entry whose image data could not be decoded ("image 2: invalid base64"): the
+    // other entries are still in images, and the engine decides what the answer amounts to.
+    std::string item_error;
     // Set when the answer is an error (HTTP error status, moderation, malformed body, no
     // images). A partial answer (fewer images than asked) is not an error here: the engine
     // compares images.size() with what it asked.
@@ -45,6 +48,9 @@ struct ProviderApi {
     HttpRequest (*build)(const GenerationRequest& req, const ProviderConfig& provider,
                          std::string_view api_key);
     ParsedResponse (*parse)(const HttpResponse& response, const GenerationRequest& req);
+    // Optional: parse taking the answer, freeing its text as soon as it is parsed (large
+    // image answers). nullptr: the engine uses parse.
+    ParsedResponse (*parse_owned)(HttpResponse&& response, const GenerationRequest& req) = nullptr;
 };
 
 // The adapter for an api name; nullptr if unknown.
@@ -68,8 +74,13 @@ std::optional<double> retry_after_seconds(const Headers& headers,
 
 // A short readable excerpt of a response body for messages: HTML tags stripped, common
 // entities decoded, whitespace collapsed, at most max_chars bytes (cut at a UTF-8 boundary,
-// "..." appended when cut).
+// "..." appended when cut), valid UTF-8 (see valid_utf8).
 std::string body_excerpt(std::string_view body, std::size_t max_chars = 300);
+
+// text as valid UTF-8 without NUL: every byte that does not belong to a well-formed sequence
+// (Latin-1 pages, cut sequences, overlongs, surrogates) and every NUL becomes U+FFFD. Provider
+// text goes through this before it is stored, logged or exported.
+std::string valid_utf8(std::string_view text);
 
 // A 2xx answer that is not usable: error class bad_response with our code and message.
 jobs::Error bad_response_error(int http_status, std::string code, std::string message);
@@ -84,8 +95,8 @@ std::optional<jobs::Error> error_in_success_body(const boost::json::object& body
 // object inside a 2xx body becomes that error. Returns the body object, held in storage, or
 // nullptr with out.error set.
 enum class ErrorObject { reject, keep };
-const boost::json::object* success_body(const HttpResponse& response, boost::json::value& storage,
-                                        ParsedResponse& out, ErrorObject error_object);
+boost::json::object* success_body(const HttpResponse& response, boost::json::value& storage,
+                                  ParsedResponse& out, ErrorObject error_object);
 
 // The request headers every adapter sends: Content-Type and Accept JSON, then the
 // authorization header (skipped when the key is empty), then provider.headers (which replace

@@ -2,6 +2,7 @@
 // for stale keep-alive and proxy cases. The client runs on the test thread's io_context.
 #include <doctest/doctest.h>
 
+#include <atomic>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -10,10 +11,13 @@
 #include <boost/asio/write.hpp>
 #include <boost/json.hpp>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <thread>
+#include <vector>
 
+#include "daemon/content_coding.hpp"
 #include "daemon/http_client.hpp"
 #include "daemon/sim_server.hpp"
 #include "tests/daemon/sim_thread.hpp"
@@ -69,6 +73,46 @@ std::string read_head(tcp::socket& socket, asio::streambuf& buf) {
 void write_all(tcp::socket& socket, const std::string& text) {
     boost::system::error_code ec;
     asio::write(socket, asio::buffer(text), ec);
+}
+
+// A server with one thread per accepted connection, so that several connections can be open
+// at once (kept-alive connections that are closed later). Stops accepting after `connections`.
+class ThreadedServer {
+  public:
+    using Handler = std::function<void(tcp::socket&, int connection)>;
+    ThreadedServer(int connections, Handler serve)
+        : acceptor_(ioc_, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0)) {
+        thread_ = std::thread([this, connections, serve] {
+            for (int i = 0; i < connections; ++i) {
+                auto socket = std::make_shared<tcp::socket>(ioc_);
+                boost::system::error_code ec;
+                acceptor_.accept(*socket, ec);
+                if (ec) return;
+                ++accepted_;
+                workers_.emplace_back([socket, serve, i] { serve(*socket, i); });
+            }
+        });
+    }
+    ~ThreadedServer() {
+        boost::system::error_code ec;
+        acceptor_.close(ec);
+        thread_.join();
+        for (auto& w : workers_) w.join();
+    }
+    int port() const { return acceptor_.local_endpoint().port(); }
+    int accepted() const { return accepted_; }
+
+  private:
+    asio::io_context ioc_;
+    tcp::acceptor acceptor_;
+    std::atomic<int> accepted_{0};
+    std::vector<std::thread> workers_;
+    std::thread thread_;
+};
+
+std::string answer(const std::string& body, const std::string& extra_headers = "") {
+    return "HTTP/1.1 200 OK\r\nContent-Length: " + std::to_string(body.size()) + "\r\n" +
+           extra_headers + "\r\n" + body;
 }
 
 HttpResult send(HttpClient& client, asio::io_context& ioc, HttpRequest request) {
@@ -190,15 +234,208 @@ TEST_CASE("http client: reset, truncated body and refused connection are network
     CHECK(contains(refused.message, "connect to 127.0.0.1:" + std::to_string(closed_port)));
 }
 
-TEST_CASE("http client: a body over max_response_bytes is a bad response") {
+TEST_CASE("http client: a body over max_response_bytes fails the request, not retried") {
     SimThread sim;
     asio::io_context ioc;
     auto opt = no_env();
     opt.max_response_bytes = 100;
     HttpClient client(ioc.get_executor(), opt);
     const auto f = failed(send(client, ioc, post(sim.url("/v1/images/generations"), "fox")));
-    CHECK(f.cls == ErrorClass::bad_response);
-    CHECK(f.message == "response larger than 100 bytes");
+    // It will not shrink on a retry: a class that fails the request at once.
+    CHECK(f.cls == ErrorClass::invalid_request);
+    CHECK(f.code == "response_too_large");
+    CHECK(contains(f.message, "larger than max_response_bytes (100 bytes)"));
+}
+
+TEST_CASE("http client: interim 1xx answers are skipped until the final answer") {
+    std::vector<std::string> heads;
+    TinyServer server(1, [&](tcp::socket& socket, int) {
+        asio::streambuf buf;
+        heads.push_back(read_head(socket, buf));
+        write_all(socket,
+                  "HTTP/1.1 100 Continue\r\n\r\n"
+                  "HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n" +
+                      answer("first"));
+        heads.push_back(read_head(socket, buf));
+        write_all(socket, "HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n" + answer("second"));
+    });
+    asio::io_context ioc;
+    HttpClient client(ioc.get_executor(), no_env());
+    std::string url = "http://127.0.0.1:" + std::to_string(server.port()) + "/a";
+    const auto first = ok(send(client, ioc, get(url)));
+    CHECK(first.status == 200);
+    CHECK(first.body == "first");
+    const auto second = ok(send(client, ioc, get(url)));  // the same connection, in step
+    CHECK(second.status == 200);
+    CHECK(second.body == "second");
+    CHECK(heads.size() == 2);
+}
+
+TEST_CASE("http client: the sim's #fail=interim answers are read whole, each its own") {
+    SimThread sim;
+    asio::io_context ioc;
+    HttpClient client(ioc.get_executor(), no_env());
+    for (const std::string prompt : {"a cat #fail=interim", "a dog #fail=interim", "an owl"}) {
+        const auto res = ok(send(client, ioc, post(sim.url("/v1/images/generations"), prompt)));
+        CHECK(res.status == 200);
+        CHECK(contains(res.body, prompt + " (revised)"));
+    }
+    CHECK(stats(client, ioc, sim).at("connections").as_int64() == 1);
+}
+
+TEST_CASE("http client: a connection with bytes after the answer is not used again") {
+    TinyServer server(2, [&](tcp::socket& socket, int connection) {
+        asio::streambuf buf;
+        read_head(socket, buf);
+        if (connection == 0) {
+            // An answer followed by a second, unasked one: the connection is out of step.
+            write_all(socket, answer("ok") + answer("stale"));
+            read_head(socket, buf);  // until the client closes it
+        } else {
+            write_all(socket, answer("fresh"));
+        }
+    });
+    asio::io_context ioc;
+    HttpClient client(ioc.get_executor(), no_env());
+    std::string url = "http://127.0.0.1:" + std::to_string(server.port()) + "/a";
+    CHECK(ok(send(client, ioc, get(url))).body == "ok");
+    CHECK(ok(send(client, ioc, get(url))).body == "fresh");
+}
+
+TEST_CASE("http client: a stale kept-alive connection is retried on a new connection") {
+    // Connections 0 and 1 answer once, then close without answering the next request (the
+    // keep-alive race: the server dropped the idle connection as the request went out).
+    ThreadedServer server(3, [](tcp::socket& socket, int connection) {
+        asio::streambuf buf;
+        read_head(socket, buf);
+        if (connection == 2) {
+            write_all(socket, answer("fresh"));
+            read_head(socket, buf);
+            return;
+        }
+        write_all(socket, answer("first"));
+        read_head(socket, buf);
+        boost::system::error_code ec;
+        socket.shutdown(tcp::socket::shutdown_both, ec);
+        socket.close(ec);
+    });
+    asio::io_context ioc;
+    HttpClient client(ioc.get_executor(), no_env());
+    std::string url = "http://127.0.0.1:" + std::to_string(server.port()) + "/a";
+    // Two requests at once: two connections, both kept alive afterwards.
+    std::vector<HttpResult> results;
+    for (int i = 0; i < 2; ++i)
+        asio::co_spawn(ioc, client.send(get(url)), [&](std::exception_ptr e, HttpResult r) {
+            if (e) std::rethrow_exception(e);
+            results.push_back(std::move(r));
+        });
+    ioc.run();
+    REQUIRE(results.size() == 2);
+    for (auto& r : results) CHECK(ok(std::move(r)).body == "first");
+    // The next request finds its pooled connection closed: the one retry must not take the
+    // other pooled connection (stale too) but open a new one.
+    CHECK(ok(send(client, ioc, get(url))).body == "fresh");
+    CHECK(server.accepted() == 3);
+}
+
+TEST_CASE("http client: a connection closed without any answer is a network failure") {
+    TinyServer server(1, [](tcp::socket& socket, int) {
+        asio::streambuf buf;
+        read_head(socket, buf);
+        boost::system::error_code ec;
+        socket.shutdown(tcp::socket::shutdown_both, ec);
+    });
+    asio::io_context ioc;
+    HttpClient client(ioc.get_executor(), no_env());
+    const auto f =
+        failed(send(client, ioc, get("http://127.0.0.1:" + std::to_string(server.port()) + "/")));
+    CHECK(f.cls == ErrorClass::network);
+    CHECK(contains(f.message, "closed the connection without an answer"));
+}
+
+TEST_CASE("http client: the sim's #fail=close is a network failure") {
+    SimThread sim;
+    asio::io_context ioc;
+    HttpClient client(ioc.get_executor(), no_env());
+    const auto f =
+        failed(send(client, ioc, post(sim.url("/v1/images/generations"), "x #fail=close")));
+    CHECK(f.cls == ErrorClass::network);
+    CHECK(contains(f.message, "closed the connection without an answer"));
+}
+
+TEST_CASE("http client: gzip and deflate answers are decoded") {
+    const std::string text(5000, 'x');
+    for (const std::string coding : {"gzip", "deflate", "raw-deflate", "x-gzip"}) {
+        INFO(coding);
+        std::string wire = coding == "deflate"       ? deflate_compress(text, false)
+                           : coding == "raw-deflate" ? deflate_compress(text, true)
+                                                     : gzip_compress(text);
+        std::string header = coding == "raw-deflate" ? "deflate" : coding;
+        std::string head;
+        TinyServer server(1, [&](tcp::socket& socket, int) {
+            asio::streambuf buf;
+            head = read_head(socket, buf);
+            write_all(socket, answer(wire, "Content-Encoding: " + header + "\r\n"));
+        });
+        asio::io_context ioc;
+        HttpClient client(ioc.get_executor(), no_env());
+        const auto res =
+            ok(send(client, ioc, get("http://127.0.0.1:" + std::to_string(server.port()) + "/")));
+        CHECK(res.body == text);
+        CHECK(res.header("content-encoding").empty());
+        CHECK(contains(head, "Accept-Encoding: gzip, deflate"));
+    }
+}
+
+TEST_CASE("http client: a compressed answer over max_response_bytes or corrupt fails cleanly") {
+    const std::string bomb = gzip_compress(std::string(1 << 20, '\0'));  // 1 MiB in ~1 KiB
+    std::string corrupt = gzip_compress("hello world, hello world");
+    corrupt[corrupt.size() / 2] ^= 0x55;
+    for (const std::string* body : std::initializer_list<const std::string*>{&bomb, &corrupt}) {
+        TinyServer server(1, [&](tcp::socket& socket, int) {
+            asio::streambuf buf;
+            read_head(socket, buf);
+            write_all(socket, answer(*body, "Content-Encoding: gzip\r\n"));
+        });
+        asio::io_context ioc;
+        auto opt = no_env();
+        opt.max_response_bytes = 64 * 1024;
+        HttpClient client(ioc.get_executor(), opt);
+        const auto f =
+            failed(send(client, ioc, get("http://127.0.0.1:" + std::to_string(server.port()))));
+        if (body == &bomb) {
+            CHECK(f.cls == ErrorClass::invalid_request);
+            CHECK(f.code == "response_too_large");
+        } else {
+            CHECK(f.cls == ErrorClass::bad_response);
+            CHECK(f.code == "bad_encoding");
+        }
+    }
+}
+
+TEST_CASE("http client: the sim's #fail=gzip answer arrives decoded") {
+    SimThread sim;
+    asio::io_context ioc;
+    HttpClient client(ioc.get_executor(), no_env());
+    const auto res =
+        ok(send(client, ioc, post(sim.url("/v1/images/generations"), "fox #fail=gzip")));
+    CHECK(res.status == 200);
+    CHECK(contains(res.body, "b64_json"));
+}
+
+TEST_CASE("http client: a deferred-decoding request gets the coded body, decoded later") {
+    SimThread sim;
+    asio::io_context ioc;
+    HttpClient client(ioc.get_executor(), no_env());
+    auto request = post(sim.url("/v1/images/generations"), "fox #fail=gzip");
+    request.defer_decoding = true;
+    auto res = ok(send(client, ioc, std::move(request)));
+    CHECK(res.header("content-encoding") == "gzip");
+    CHECK_FALSE(contains(res.body, "b64_json"));
+    auto failure = decode_content(res, 1 << 20);
+    CHECK_FALSE(failure.has_value());
+    CHECK(res.header("content-encoding").empty());
+    CHECK(contains(res.body, "b64_json"));
 }
 
 TEST_CASE("http client: a kept-alive connection closed by the server is retried once") {

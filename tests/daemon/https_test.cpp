@@ -110,7 +110,7 @@ TEST_CASE("https: the client sends the URL's host name as SNI") {
     CHECK(names[0] == "localhost");
 }
 
-TEST_CASE("https: a certificate the client does not trust fails the handshake") {
+TEST_CASE("https: a certificate the client does not trust fails as auth, naming the issuer") {
     TestCert cert("localhost", "DNS:localhost,IP:127.0.0.1");
     TlsServer server(cert, TlsServer::Mode::respond);
     asio::io_context ioc;
@@ -118,13 +118,15 @@ TEST_CASE("https: a certificate the client does not trust fails the handshake") 
 
     const auto result = send_get(client, ioc, url("localhost", server, "/x"));
     const auto& failure = failure_of(result);
-    CHECK(failure.cls == ErrorClass::network);
-    CHECK(contains(failure.message, "TLS handshake"));
-    CHECK(contains(failure.message, "certificate"));
+    // It will not fix itself: the provider is paused like for a bad key.
+    CHECK(failure.cls == ErrorClass::auth);
+    CHECK(failure.code == "tls_certificate");
+    CHECK(contains(failure.message, "TLS certificate of localhost:"));
+    CHECK(contains(failure.message, "issuer is not trusted"));
     CHECK(server.handshakes() == 0);
 }
 
-TEST_CASE("https: a trusted certificate for another host name fails the handshake") {
+TEST_CASE("https: a trusted certificate for another host name fails as auth, naming the name") {
     TestCert cert("other.example", "DNS:other.example");
     TlsServer server(cert, TlsServer::Mode::respond);
     asio::io_context ioc;
@@ -132,9 +134,28 @@ TEST_CASE("https: a trusted certificate for another host name fails the handshak
 
     const auto result = send_get(client, ioc, url("localhost", server, "/x"));
     const auto& failure = failure_of(result);
-    CHECK(failure.cls == ErrorClass::network);
-    CHECK(contains(failure.message, "TLS handshake"));
+    CHECK(failure.cls == ErrorClass::auth);
+    CHECK(failure.code == "tls_certificate");
+    CHECK(contains(failure.message, "does not match the host name localhost"));
     CHECK(server.handshakes() == 0);
+
+    // An IP address URL is checked against the IP entries.
+    const auto by_ip = send_get(client, ioc, url("127.0.0.1", server, "/x"));
+    CHECK(failure_of(by_ip).cls == ErrorClass::auth);
+    CHECK(contains(failure_of(by_ip).message, "does not match the host name 127.0.0.1"));
+}
+
+TEST_CASE("https: an expired certificate fails as auth and says so") {
+    TestCert cert("localhost", "DNS:localhost,IP:127.0.0.1", -48 * 3600, -24 * 3600);
+    TlsServer server(cert, TlsServer::Mode::respond);
+    asio::io_context ioc;
+    HttpClient client(ioc.get_executor(), options(cert.cert_file()));
+
+    const auto result = send_get(client, ioc, url("localhost", server, "/x"));
+    const auto& failure = failure_of(result);
+    CHECK(failure.cls == ErrorClass::auth);
+    CHECK(failure.code == "tls_certificate");
+    CHECK(contains(failure.message, "expired"));
 }
 
 TEST_CASE("https: the connect deadline covers a handshake the server never answers") {

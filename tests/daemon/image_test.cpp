@@ -174,3 +174,36 @@ TEST_CASE("make_png depends on the seed and is deterministic") {
     CHECK(big->width == 256);
     CHECK(big->height == 128);
 }
+
+TEST_CASE("png_with_text adds an iTXt chunk before IEND that png_text reads back") {
+    const std::string png = make_png(8, 8, 1);
+    const std::string tagged = png_with_text(png, "prompt", "a red fox \xe7\x8c\xab #fail=interim");
+    auto info = sniff_image(tagged);
+    REQUIRE(info);
+    CHECK(info->width == 8);
+    CHECK(tagged.ends_with(png.substr(png.size() - 12)));  // still ends with IEND
+    CHECK(png_text(tagged, "prompt") == "a red fox \xe7\x8c\xab #fail=interim");
+    CHECK_FALSE(png_text(tagged, "other").has_value());
+    CHECK_FALSE(png_text(png, "prompt").has_value());
+    // Every chunk's CRC holds.
+    std::size_t at = 8;
+    while (at + 12 <= tagged.size()) {
+        std::uint32_t len = read_be32(tagged, at);
+        REQUIRE(at + 12 + len <= tagged.size());
+        CHECK(read_be32(tagged, at + 8 + len) == crc32_slow(tagged.substr(at + 4, 4 + len)));
+        at += 12 + len;
+    }
+    CHECK(at == tagged.size());
+}
+
+TEST_CASE("base64_decode_in_place decodes into the same buffer") {
+    std::string text = base64_encode(make_png(16, 16, 4));
+    std::string expected = *base64_decode(text);
+    CHECK(base64_decode_in_place(text));
+    CHECK(text == expected);
+    std::string bad = "abc$";
+    CHECK_FALSE(base64_decode_in_place(bad));
+    std::string spaced = "aGVs\nbG8=";
+    CHECK(base64_decode_in_place(spaced));
+    CHECK(spaced == "hello");
+}

@@ -36,10 +36,12 @@ using tcp = asio::ip::tcp;
 // A self-signed certificate (EC P-256) and its key as PEM files in a fresh temp directory,
 // removed again by the destructor. san is an OpenSSL subjectAltName value such as
 // "DNS:localhost,IP:127.0.0.1"; the common name is set too (it is ignored when a DNS SAN
-// exists, so a wrong SAN cannot be rescued by it).
+// exists, so a wrong SAN cannot be rescued by it). The certificate is valid from now +
+// not_before_s to now + not_after_s (seconds; the default: an hour ago to a day ahead).
 class TestCert {
   public:
-    TestCert(const std::string& common_name, const std::string& san) {
+    TestCert(const std::string& common_name, const std::string& san, long not_before_s = -3600,
+             long not_after_s = 24 * 3600) {
         std::string pattern = (std::filesystem::temp_directory_path() / "imgbatch-tls-XXXXXX");
         if (!mkdtemp(pattern.data())) throw std::runtime_error("mkdtemp failed");
         dir_ = pattern;
@@ -53,8 +55,8 @@ class TestCert {
         X509* x = cert.get();
         X509_set_version(x, X509_VERSION_3);
         ASN1_INTEGER_set(X509_get_serialNumber(x), 1);
-        X509_gmtime_adj(X509_getm_notBefore(x), -3600);
-        X509_gmtime_adj(X509_getm_notAfter(x), 24 * 3600);
+        X509_gmtime_adj(X509_getm_notBefore(x), not_before_s);
+        X509_gmtime_adj(X509_getm_notAfter(x), not_after_s);
         X509_set_pubkey(x, key.get());
         X509_NAME* name = X509_get_subject_name(x);
         X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC,

@@ -200,3 +200,30 @@ TEST_CASE("body_excerpt is short and cuts at a UTF-8 boundary") {
     auto err = error_from_response(answer(500, std::string(5000, 'x')), kNow);
     CHECK(err.message.size() <= 300);
 }
+
+TEST_CASE("a Latin-1 error page becomes a valid UTF-8 message") {
+    const std::string page =
+        "<html><head><title>502 Passerelle erron\xe9"
+        "e</title></head><body><h1>502 "
+        "Passerelle erron\xe9"
+        "e</h1><p>r\xe9"
+        "essayez \xe0 nouveau</p><hr>nginx</body></html>";
+    auto err = error_from_response(answer(502, page, {{"Content-Type", "text/html"}}), kNow);
+    CHECK(err.cls == ErrorClass::server);
+    CHECK(err.message.find("Passerelle erron\xef\xbf\xbd"
+                           "e") != std::string::npos);
+    CHECK(err.message.find("\xe0") == std::string::npos);
+    CHECK(valid_utf8(err.message) == err.message);
+}
+
+TEST_CASE("valid_utf8 replaces each invalid byte and NUL with U+FFFD") {
+    CHECK(valid_utf8("plain") == "plain");
+    CHECK(valid_utf8("caf\xc3\xa9 \xe7\x8c\xab") == "caf\xc3\xa9 \xe7\x8c\xab");
+    CHECK(valid_utf8("a\xe9z") == "a\xef\xbf\xbdz");
+    CHECK(valid_utf8(std::string("a\0b", 3)) ==
+          "a\xef\xbf\xbd"
+          "b");
+    CHECK(valid_utf8("\xc0\xaf") == "\xef\xbf\xbd\xef\xbf\xbd");                  // overlong
+    CHECK(valid_utf8("\xed\xa0\x80") == "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd");  // a surrogate
+    CHECK(valid_utf8("cut \xe7\x8c") == "cut \xef\xbf\xbd\xef\xbf\xbd");
+}

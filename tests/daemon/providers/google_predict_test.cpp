@@ -165,9 +165,30 @@ TEST_CASE("malformed answers and bad base64 are bad_response") {
     CHECK(bad.error->cls == ErrorClass::bad_response);
     CHECK(bad.error->message == "image 1: invalid base64");
 
+    // One bad entry among good ones: the good images are kept.
+    auto one_bad = parse_google_predict(
+        ok(R"({"predictions":[)" + prediction("first") +
+           R"(,{"bytesBase64Encoded":"***","mimeType":"image/png"},)" + prediction("third") + "]}"),
+        request(3));
+    CHECK_FALSE(one_bad.error);
+    CHECK(one_bad.item_error == "image 2: invalid base64");
+    REQUIRE(one_bad.images.size() == 2);
+    CHECK(one_bad.images[0].bytes == "first");
+    CHECK(one_bad.images[1].bytes == "third");
+
     auto junk = parse_google_predict(ok(R"({"predictions":[)" + prediction("not an image") + "]}"),
                                      request(1));
     CHECK_FALSE(junk.error);
     REQUIRE(junk.images.size() == 1);
     CHECK(junk.images[0].bytes == "not an image");
+}
+
+TEST_CASE("the owned parse gives the same images and frees the answer's text") {
+    HttpResponse response = ok(R"({"predictions":[)" + prediction(make_png(4, 4, 1)) + "," +
+                               prediction(make_png(4, 4, 2)) + "]}");
+    auto owned = parse_google_predict_owned(std::move(response), request(2));
+    CHECK(response.body.empty());
+    CHECK_FALSE(owned.error);
+    REQUIRE(owned.images.size() == 2);
+    CHECK(owned.images[1].bytes == make_png(4, 4, 2));
 }

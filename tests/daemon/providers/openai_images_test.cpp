@@ -161,14 +161,35 @@ TEST_CASE("malformed answers are bad_response with an excerpt") {
     CHECK(truncated.error->cls == ErrorClass::bad_response);
 }
 
-TEST_CASE("invalid base64 names the image") {
+TEST_CASE("invalid base64 names the image and keeps the good ones") {
     auto parsed = parse_openai_images(
-        ok(R"({"created":1,"data":[)" + b64_item("fine") + R"(,{"b64_json":"%%%not base64%%%"}]})"),
-        request("gpt-image-1", 2));
-    REQUIRE(parsed.error);
-    CHECK(parsed.error->cls == ErrorClass::bad_response);
-    CHECK(parsed.error->message == "image 2: invalid base64");
-    CHECK(parsed.images.empty());
+        ok(R"({"created":1,"data":[)" + b64_item("fine") + R"(,{"b64_json":"%%%not base64%%%"},)" +
+           b64_item("also fine") + "]}"),
+        request("gpt-image-1", 3));
+    // Not an error of the whole answer: the engine decides once it counts the images.
+    CHECK_FALSE(parsed.error);
+    CHECK(parsed.item_error == "image 2: invalid base64");
+    REQUIRE(parsed.images.size() == 2);
+    CHECK(parsed.images[0].bytes == "fine");
+    CHECK(parsed.images[1].bytes == "also fine");
+
+    auto only_bad = parse_openai_images(ok(R"({"created":1,"data":[{"b64_json":"%%%"}]})"),
+                                        request("gpt-image-1", 1));
+    REQUIRE(only_bad.error);
+    CHECK(only_bad.error->cls == ErrorClass::bad_response);
+    CHECK(only_bad.error->code == "invalid_base64");
+    CHECK(only_bad.error->message == "image 1: invalid base64");
+}
+
+TEST_CASE("revised prompts and usage are valid UTF-8") {
+    auto parsed =
+        parse_openai_images(ok(R"({"created":1,"data":[{"b64_json":")" + base64_encode("x") +
+                               R"(","revised_prompt":"a\u0000b"}],"usage":{"note":"ok"}})"),
+                            request("gpt-image-1", 1));
+    REQUIRE(parsed.images.size() == 1);
+    CHECK(parsed.images[0].revised_prompt ==
+          "a\xef\xbf\xbd"
+          "b");
 }
 
 TEST_CASE("bytes that are no image are still returned (the writer checks them)") {
@@ -216,4 +237,29 @@ TEST_CASE("a relay's error inside a 200 answer") {
     REQUIRE(other.error);
     CHECK(other.error->cls == ErrorClass::bad_response);
     CHECK(other.error->message == "upstream timeout");
+}
+
+TEST_CASE("the owned parse gives the same images and frees the answer's text") {
+    std::string a = make_png(8, 8, 1), b = make_png(8, 8, 2);
+    const std::string text =
+        R"({"created":1,"data":[)" + b64_item(a) + "," + b64_item(b) + R"(],"usage":{"t":1}})";
+    auto shared = parse_openai_images(ok(text), request("gpt-image-1", 2));
+    HttpResponse owned_response = ok(text);
+    auto owned = parse_openai_images_owned(std::move(owned_response), request("gpt-image-1", 2));
+    CHECK(owned_response.body.empty());
+    CHECK_FALSE(owned.error);
+    REQUIRE(owned.images.size() == 2);
+    CHECK(owned.images[0].bytes == shared.images[0].bytes);
+    CHECK(owned.images[1].bytes == b);
+    CHECK(owned.usage_json == shared.usage_json);
+    // No data array: the message still quotes the answer.
+    HttpResponse no_data = ok(R"({"created":1,"what":"no images here"})");
+    auto missing = parse_openai_images_owned(std::move(no_data), request("gpt-image-1", 1));
+    REQUIRE(missing.error);
+    CHECK(missing.error->code == "no_data");
+    CHECK(missing.error->message.find("no images here") != std::string::npos);
+    const bool openai_owned = find_provider_api("openai")->parse_owned != nullptr;
+    const bool google_owned = find_provider_api("google")->parse_owned != nullptr;
+    CHECK(openai_owned);
+    CHECK(google_owned);
 }
