@@ -1,8 +1,10 @@
 #include "daemon/attempt.hpp"
 
 #include <spdlog/spdlog.h>
+#include <boost/asio/as_tuple.hpp>
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/json/parse.hpp>
 
@@ -119,16 +121,19 @@ AttemptResult make_completion(const jobs::ClaimedRequest& req, const std::string
 
 namespace {
 
-// Runs stage() on the writer pool; the result comes back on the caller's executor.
+using SharedImages = std::shared_ptr<const std::vector<StagedImage>>;
+
+// Runs stage() on the writer pool; the result comes back on the caller's executor. The images
+// stay with the caller (shared), for another try if this one fails.
 asio::awaitable<StageResult> stage_on_pool(EngineShared* s, const jobs::ClaimedRequest& req,
-                                           std::vector<StagedImage>&& images) {
+                                           SharedImages images) {
     return asio::async_initiate<const asio::use_awaitable_t<>&, void(StageResult)>(
-        [s](auto handler, jobs::ClaimedRequest r, std::vector<StagedImage> imgs) {
+        [s](auto handler, jobs::ClaimedRequest r, SharedImages imgs) {
             asio::post(s->writer_pool, [s, h = std::move(handler), r = std::move(r),
                                         imgs = std::move(imgs)]() mutable {
                 StageResult result;
                 try {
-                    result = s->writer.stage(r, imgs);
+                    result = s->writer.stage(r, *imgs);
                 } catch (const std::exception& e) {
                     result.error = Error{ErrorClass::local, "write", 0, e.what(), std::nullopt};
                 }
@@ -139,6 +144,48 @@ asio::awaitable<StageResult> stage_on_pool(EngineShared* s, const jobs::ClaimedR
             });
         },
         asio::use_awaitable, jobs::ClaimedRequest(req), std::move(images));
+}
+
+bool given_back(EngineShared* s, const jobs::ClaimedRequest& req) {
+    auto it = s->in_flight.find(req.request_id);
+    return it == s->in_flight.end() || it->second.attempt_no != req.attempt_no ||
+           it->second.state == AttemptState::returned;
+}
+
+// Stages the images of an answer. When the output directory cannot take them (not writable,
+// full) they are paid for all the same: dispatching is held on this machine, the images stay
+// in memory (bounded by the calls that were in flight) and are staged again with backoff
+// until a write succeeds. Only a stop that gives this request back ends the wait; the images
+// are lost then, and the log says so.
+asio::awaitable<StageResult> stage_until_kept(EngineShared* s, const jobs::ClaimedRequest& req,
+                                              std::vector<StagedImage>&& images) {
+    auto held = std::make_shared<const std::vector<StagedImage>>(std::move(images));
+    double delay = 0.25;
+    bool failing = false;
+    asio::steady_timer timer(s->executor);
+    for (;;) {
+        StageResult r = co_await stage_on_pool(s, req, held);
+        if (!r.error) {
+            if (failing) s->local_recovered();
+            co_return r;
+        }
+        if (!failing) {
+            failing = true;
+            s->local_failed(r.error->message);
+        }
+        if (given_back(s, req)) {
+            s->local_recovered();
+            spdlog::critical(
+                "event=images_lost job={} request={} images={} error=\"{}\" note=\"{}\"",
+                req.job_id, req.request_id, held->size(), r.error->message,
+                "the daemon stopped before the output directory took them");
+            co_return r;
+        }
+        timer.expires_after(std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+            std::chrono::duration<double>(delay)));
+        co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
+        delay = std::min(delay * 2, 5.0);
+    }
 }
 
 // Decodes an answer on the writer pool, off the network thread: its Content-Encoding, the
@@ -257,8 +304,8 @@ asio::awaitable<Answer> call_provider(EngineShared* s, ProviderRuntime* p,
     make_valid_utf8(a.error);
     for (auto& image : checked.images) image.revised_prompt = valid_utf8(image.revised_prompt);
     if (!checked.images.empty()) {
-        StageResult staged = co_await stage_on_pool(s, req, std::move(checked.images));
-        // A local error wins: the images could not be kept.
+        StageResult staged = co_await stage_until_kept(s, req, std::move(checked.images));
+        // Only when the daemon gave the request back while the disk refused the images.
         if (staged.error)
             a.error = std::move(staged.error);
         else

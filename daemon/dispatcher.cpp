@@ -107,6 +107,29 @@ ProviderRuntime* EngineShared::provider(std::string_view name) {
     return nullptr;
 }
 
+void EngineShared::local_failed(const std::string& reason) {
+    ++local_failing;
+    if (local_pause.empty()) {
+        spdlog::error(
+            "event=local_pause error=\"{}\" note=\"{}\"", reason,
+            "dispatching is held; the images received are kept in memory and written as soon "
+            "as a write succeeds");
+        db.post([owner = owner, reason](jobs::Store& st) {
+            st.heartbeat(owner, jobs::unix_now(), reason);
+        });
+    }
+    local_pause = reason;
+}
+
+void EngineShared::local_recovered() {
+    if (local_failing > 0) --local_failing;
+    if (local_failing > 0 || local_pause.empty()) return;
+    spdlog::info("event=local_resumed note=\"the output directory takes writes again\"");
+    local_pause.clear();
+    db.post([owner = owner](jobs::Store& st) { st.heartbeat(owner, jobs::unix_now(), ""); });
+    wake_all();
+}
+
 void EngineShared::wake_all() {
     for (auto& p : providers) p->wake();
 }
@@ -173,6 +196,11 @@ asio::awaitable<void> dispatch_loop(EngineShared* s, ProviderRuntime* p) {
     p->loop_running = true;
     const std::string name = p->config.name;
     while (!s->stopping) {
+        if (!s->local_pause.empty()) {
+            // Images already paid for wait for the disk: ask for no more.
+            co_await sleep_until_woken(p, s->poll_interval_s);
+            continue;
+        }
         double now = jobs::unix_now();
         int want = p->lane.claimable(now);
         if (want <= 0) {

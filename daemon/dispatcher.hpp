@@ -89,6 +89,12 @@ struct EngineShared {
     // Why dispatching is held on this machine (output directory not writable, disk full):
     // no claims while it is set; "" when not held.
     std::string local_pause;
+    int local_failing = 0;  // attempts whose images wait in memory for a write to succeed
+    // Attempts call these around a write that fails and then succeeds: the first failure
+    // holds dispatching (logged once, written to the daemons table at once), the last
+    // recovery releases it.
+    void local_failed(const std::string& reason);
+    void local_recovered();
     // Started with --allow-multiple: the providers' concurrency is enforced in the claim (over
     // every daemon) and their rates are split between the daemons running.
     bool shared_limits = false;

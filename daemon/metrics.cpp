@@ -38,6 +38,16 @@ std::string render_metrics(const EngineShared& s) {
         for (const auto& [outcome, n] : p->counters.attempts)
             out += "imgbatch_attempts_total{provider=\"" + p->config.name + "\",outcome=\"" +
                    outcome + "\"} " + std::to_string(n) + "\n";
+    out +=
+        "# HELP imgbatch_local_paused 1 while dispatching is held because the output "
+        "directory cannot take the images received (they wait in memory).\n";
+    out += "# TYPE imgbatch_local_paused gauge\n";
+    out += "imgbatch_local_paused " + std::string(s.local_pause.empty() ? "0" : "1") + "\n";
+    out +=
+        "# HELP imgbatch_images_waiting_for_disk Attempts whose images wait in memory for "
+        "a write to succeed.\n";
+    out += "# TYPE imgbatch_images_waiting_for_disk gauge\n";
+    out += "imgbatch_images_waiting_for_disk " + std::to_string(s.local_failing) + "\n";
     return out;
 }
 

@@ -71,8 +71,12 @@ std::int64_t count(const jobs::Stats& s, jobs::JobState st) {
     return it == s.jobs_by_state.end() ? 0 : it->second;
 }
 
+// A daemon counts as running while its heartbeat (every 5 s) is fresh.
+constexpr double kHeartbeatFreshS = 30;
+
 json::object status_json(const std::optional<std::string>& batch, const jobs::Stats& s,
-                         const std::vector<ProviderLine>& providers, double now) {
+                         const std::vector<ProviderLine>& providers,
+                         const std::vector<jobs::DaemonRow>& daemons, double now) {
     json::object by_state;
     for (auto st : kStates) by_state[jobs::to_string(st)] = count(s, st);
     json::array provs;
@@ -95,7 +99,33 @@ json::object status_json(const std::optional<std::string>& batch, const jobs::St
     o["images_per_min"] = json_number(std::round(s.images_per_min * 100) / 100);
     o["eta_s"] = s.eta_s ? json_number(std::round(*s.eta_s)) : json::value(nullptr);
     o["providers"] = std::move(provs);
+    json::array ds;
+    for (const auto& d : daemons)
+        ds.push_back(json::object{{"owner", d.owner},
+                                  {"host", d.host},
+                                  {"pid", d.pid},
+                                  {"started_at", d.started_at},
+                                  {"heartbeat_at", d.heartbeat_at},
+                                  {"alive", d.heartbeat_at > now - kHeartbeatFreshS},
+                                  {"local_pause", string_or_null(d.local_pause)}});
+    o["daemons"] = std::move(ds);
     return o;
+}
+
+// One line per daemon not stopped: who, since when, last heartbeat, local pause.
+std::string daemons_text(const std::vector<jobs::DaemonRow>& daemons, double now) {
+    std::string out;
+    for (const auto& d : daemons) {
+        double age = now - d.heartbeat_at;
+        out += "daemon: " + d.host + " pid " + std::to_string(d.pid) + ", since " +
+               format_time(d.started_at) + ", heartbeat " + format_duration(std::max(age, 0.0)) +
+               " ago" + (age > kHeartbeatFreshS ? " (not responding)" : "") + "\n";
+        if (!d.local_pause.empty())
+            out += "  local pause: " + d.local_pause +
+                   " (dispatching held; images received are kept in memory)\n";
+    }
+    if (out.empty()) out = "daemon: none running\n";
+    return out;
 }
 
 std::string status_text(const std::optional<std::string>& batch, const jobs::Stats& s,
@@ -144,8 +174,10 @@ void print_once(const StatusOptions& o, Context& ctx, bool clear, bool stamp) {
     const double now = jobs::unix_now();
     auto stats = store.stats(batch, now);
     auto lines = provider_lines(ctx.config(), stats, store.provider_states());
-    std::string text = o.json ? json::serialize(status_json(batch, stats, lines, now)) + "\n"
-                              : status_text(batch, stats, lines);
+    auto daemons = store.running_daemons();
+    std::string text = o.json
+                           ? json::serialize(status_json(batch, stats, lines, daemons, now)) + "\n"
+                           : status_text(batch, stats, lines) + daemons_text(daemons, now);
     if (stamp && !o.json) text = "--- " + format_time(now) + "\n" + text;
     if (clear) text = "\x1b[H\x1b[2J" + text;
     std::cout << text << std::flush;

@@ -124,28 +124,47 @@ TEST_CASE("SIGHUP: a bad config file is reported and the old limits are kept") {
     CHECK(env.number("SELECT count(*) FROM jobs WHERE state = 'succeeded'") == 10);
 }
 
-TEST_CASE("local error: an unwritable output directory keeps the job queued, unspent") {
+TEST_CASE("local error: an unwritable output directory holds dispatching, keeps paid images") {
     Sim sim;
-    DaemonEnv env({openai_provider(sim, "p")});
+    DaemonEnv env({openai_provider(sim, "p", R"("max_concurrency": 2)")});
     // A regular file where the batch directory must go: every write fails (as root, too).
     std::filesystem::create_directories(env.out);
     write_file(env.out + "/b", "not a directory");
-    env.enqueue(job_line("k", "a lantern in fog", "gpt-image-1", 2));
+    std::string lines;
+    for (int i = 0; i < 6; ++i)
+        lines += job_line("k" + std::to_string(i), "a lantern in fog " + std::to_string(i),
+                          "gpt-image-1", 1);
+    env.enqueue(lines);
 
-    RunResult r = env.cli({"run", "--max-seconds", "2"}, "", 30);
-    INFO("run stderr: " << DaemonEnv::tail(r.err));
-    REQUIRE(r.code == 0);
-    auto tries = env.attempts("k");
-    REQUIRE(!tries.empty());
-    for (const auto& t : tries) CHECK(t.rfind("error|local|", 0) == 0);
-    CHECK(env.job_state("k") == "queued");
-    CHECK(env.counters("k") == "0|0|0");  // local errors do not use up the request
-    CHECK(env.number("SELECT count(*) FROM outputs") == 0);
-    CHECK(r.err.find("event=local_pause") != std::string::npos);
+    auto daemon = env.start_run({"--until-idle"});
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+    std::string status;
+    while (std::chrono::steady_clock::now() < deadline) {
+        status = env.cli({"status"}).out;
+        if (status.find("local pause") != std::string::npos) break;
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    INFO("status: " << status);
+    CHECK(status.find("local pause") != std::string::npos);
+    CHECK(status.find("Not a directory") != std::string::npos);
+    // Held: the two answers in hand wait in memory; nothing more is asked for.
+    std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+    CHECK(sim.stat("requests") == 2);
+    CHECK(env.number("SELECT count(*) FROM attempts") == 0);
 
-    // Once the directory can be written, the same job finishes.
+    // Once the directory can be written, the images held are written and the rest runs.
     std::filesystem::remove(env.out + "/b");
-    env.run_until_idle(60);
-    CHECK(env.job_state("k") == "succeeded");
-    env.check_outputs("k", 2);
+    auto code = daemon->wait(60);
+    INFO("run stderr: " << DaemonEnv::tail(daemon->err()));
+    REQUIRE(code.has_value());
+    CHECK(*code == 0);
+    CHECK(daemon->err().find("event=local_pause") != std::string::npos);
+    CHECK(daemon->err().find("event=local_resumed") != std::string::npos);
+    CHECK(env.number("SELECT count(*) FROM jobs WHERE state = 'succeeded'") == 6);
+    for (int i = 0; i < 6; ++i) env.check_outputs("k" + std::to_string(i), 1);
+    // Every image served was kept, none was asked for twice, no attempt was spent.
+    CHECK(sim.stat("requests") == 6);
+    CHECK(sim.stat("images") == 6);
+    CHECK(env.number("SELECT count(*) FROM attempts") == 6);
+    CHECK(env.number("SELECT count(*) FROM attempts WHERE error_class = 'local'") == 0);
 }
