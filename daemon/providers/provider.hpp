@@ -60,9 +60,13 @@ jobs::Error error_from_response(const HttpResponse& response);
 jobs::Error error_from_response(const HttpResponse& response,
                                 std::chrono::system_clock::time_point now);
 
+// The longest wait a Retry-After is read as: one day. A longer delay or a far-future date (a
+// broken relay's year 9999) holds the request for a day, not for centuries.
+inline constexpr double kMaxRetryAfterS = 86400;
+
 // Seconds to wait before retrying: retry-after-ms (milliseconds) when present, else Retry-After
-// as delta-seconds or an HTTP-date relative to now (never negative). nullopt when absent or
-// unreadable.
+// as delta-seconds or an HTTP-date (IMF-fixdate, RFC 850 or asctime, any year 0000-9999)
+// relative to now; between 0 and kMaxRetryAfterS. nullopt when absent or unreadable.
 std::optional<double> retry_after_seconds(const Headers& headers,
                                           std::chrono::system_clock::time_point now);
 
