@@ -234,6 +234,10 @@ ParsedResponse parse_openai_chat(const HttpResponse& response, const GenerationR
             out.images.push_back(std::move(*item));
         }
     }
+    if (auto err = drop_invalid_urls(out.images, response.status)) {
+        out.error = std::move(err);
+        return out;
+    }
     if (!out.images.empty()) return out;
 
     jobs::Error err;

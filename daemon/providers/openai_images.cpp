@@ -118,6 +118,10 @@ ParsedResponse parse_openai_images(const HttpResponse& response, const Generatio
             return out;
         }
     }
+    if (auto err = drop_invalid_urls(out.images, response.status)) {
+        out.error = std::move(err);
+        return out;
+    }
     if (out.images.empty() && req.n > 0)
         out.error = bad_response_error(response.status, "no_images", "no images in the answer");
     return out;

@@ -406,6 +406,23 @@ std::string join_url(std::string_view base_url, std::string_view path) {
     return url;
 }
 
+std::optional<jobs::Error> drop_invalid_urls(std::vector<ImageItem>& images, int http_status) {
+    std::optional<jobs::Error> err;
+    std::size_t index = 0;
+    std::erase_if(images, [&](const ImageItem& item) {
+        ++index;
+        Url url;
+        if (!item.bytes.empty() || item.url.empty() || parse_url(item.url, url)) return false;
+        if (!err)
+            err =
+                bad_response_error(http_status, "invalid_url",
+                                   "image " + std::to_string(index) +
+                                       ": not a valid http(s) URL: " + body_excerpt(item.url, 200));
+        return true;
+    });
+    return err;
+}
+
 const json::object* success_body(const HttpResponse& response, json::value& storage,
                                  ParsedResponse& out, ErrorObject error_object) {
     if (response.status < 200 || response.status > 299) {

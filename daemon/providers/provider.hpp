@@ -104,4 +104,10 @@ std::optional<ImageItem> decode_data_uri(std::string_view uri);
 // base_url without trailing slashes, followed by path.
 std::string join_url(std::string_view base_url, std::string_view path);
 
+// Drops the images whose URL is not a valid http(s) URL (parse_url: control characters or
+// spaces, a bad host or port), which would otherwise go into a download's request line and
+// Host header as given. Returns a bad_response "invalid_url" error naming the first one
+// (1-based index in images), or nullopt when every URL is valid.
+std::optional<jobs::Error> drop_invalid_urls(std::vector<ImageItem>& images, int http_status);
+
 }  // namespace imgbatch::daemon

@@ -189,3 +189,20 @@ TEST_CASE("a refusal made only of markup keeps a message") {
     CHECK(filtered.error->code == "content_filter");
     CHECK(filtered.error->message == "<div></div>");
 }
+
+TEST_CASE("chat image URLs that are not valid http(s) URLs are bad_response") {
+    auto parts = parse_openai_chat(
+        {200,
+         {},
+         R"({"choices":[{"index":0,"message":{"role":"assistant","content":[{"type":"image_url","image_url":{"url":"https://x.example/1.png\r\nX-Injected: 1"}}]},"finish_reason":"stop"}]})"},
+        request());
+    REQUIRE(parts.error);
+    CHECK(parts.error->cls == ErrorClass::bad_response);
+    CHECK(parts.error->code == "invalid_url");
+    CHECK(parts.images.empty());
+
+    auto control =
+        parse_openai_chat(completion(R"x("![a](https://x.example/\u0001.png)")x"), request());
+    REQUIRE(control.error);
+    CHECK(control.error->code == "invalid_url");
+}
