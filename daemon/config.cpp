@@ -1,10 +1,13 @@
 #include "daemon/config.hpp"
 
+#include <arpa/inet.h>
+
 #include <algorithm>
 #include <boost/json/parse_options.hpp>
 #include <boost/json/serialize.hpp>
 #include <boost/json/stream_parser.hpp>
 #include <cerrno>
+#include <charconv>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -20,6 +23,17 @@ namespace imgbatch::daemon {
 namespace {
 
 namespace json = boost::json;
+
+// Bounds of the numbers a configuration may hold. A time is at most a day (kDay): every
+// clock and timer the daemon has holds that without overflow. A field not given its own
+// bounds gets kMaxInteger / kMaxNumber.
+constexpr long long kMaxInteger = 1'000'000'000;
+constexpr double kMaxNumber = 1e9;
+constexpr double kDay = 86400;
+constexpr double kMinTime = 0.001;  // a millisecond: the resolution of the daemon's timers
+constexpr double kMaxRate = 1e6;    // per minute
+constexpr int kMaxCount = 1000;     // attempts, retries
+constexpr long long kMaxResponseBytes = 16ll << 30;
 
 // Reads a field of one JSON object, naming every problem with the file and the field's path
 // ("providers[0].max_concurrency"), and refusing keys it was not asked about.
@@ -53,32 +67,36 @@ class Fields {
         out = std::string(v->get_string());
     }
 
-    void integer(std::string_view key, int& out, long long min) {
+    // An integer from min to max.
+    void integer(std::string_view key, int& out, long long min, long long max = kMaxInteger) {
         const auto* v = get(key);
         if (!v) return;
         auto n = v->to_number<long long>(ec_);
         // Accept 3.0 but not 3.5 or "3": to_number converts exactly or fails.
-        if (ec_ || v->is_bool() || n < min || n > 1'000'000'000)
-            bad(key, "an integer >= " + std::to_string(min), *v);
+        if (ec_ || v->is_bool() || n < min || n > max)
+            bad(key, "an integer >= " + std::to_string(min) + " and <= " + std::to_string(max), *v);
         out = static_cast<int>(n);
     }
 
-    void size(std::string_view key, std::size_t& out, long long min) {
+    void size(std::string_view key, std::size_t& out, long long min, long long max) {
         const auto* v = get(key);
         if (!v) return;
         auto n = v->to_number<long long>(ec_);
-        if (ec_ || v->is_bool() || n < min) bad(key, "an integer >= " + std::to_string(min), *v);
+        if (ec_ || v->is_bool() || n < min || n > max)
+            bad(key, "an integer >= " + std::to_string(min) + " and <= " + std::to_string(max), *v);
         out = static_cast<std::size_t>(n);
     }
 
-    // A number >= min (or > min when strict).
-    void number(std::string_view key, double& out, double min, bool strict = false) {
+    // A number >= min (or > min when strict) and <= max. Times are bounded so that no clock
+    // or timer arithmetic can overflow (a day is far below that).
+    void number(std::string_view key, double& out, double min, bool strict = false,
+                double max = kMaxNumber) {
         const auto* v = get(key);
         if (!v) return;
         double d = v->is_number() ? v->to_number<double>() : NAN;
-        if (std::isnan(d) || d < min || (strict && d == min)) {
+        if (!std::isfinite(d) || d < min || (strict && d == min) || d > max) {
             std::ostringstream expected;
-            expected << "a number " << (strict ? "> " : ">= ") << min;
+            expected << "a number " << (strict ? "> " : ">= ") << min << " and <= " << max;
             bad(key, expected.str(), *v);
         }
         out = d;
@@ -137,12 +155,12 @@ json::value parse_json(std::string_view text, const std::string& source) {
 
 void parse_retry(const json::object& obj, const std::string& source, jobs::RetryConfig& r) {
     Fields f(obj, source, "retry");
-    f.integer("max_attempts", r.max_attempts, 1);
-    f.number("base_delay_s", r.base_delay_s, 0);
-    f.number("max_delay_s", r.max_delay_s, 0);
-    f.integer("moderation_retries", r.moderation_retries, 0);
-    f.integer("max_rate_limited", r.max_rate_limited, 0);
-    f.number("auth_probe_s", r.auth_probe_s, 0, true);
+    f.integer("max_attempts", r.max_attempts, 1, kMaxCount);
+    f.number("base_delay_s", r.base_delay_s, 0, false, kDay);
+    f.number("max_delay_s", r.max_delay_s, 0, false, kDay);
+    f.integer("moderation_retries", r.moderation_retries, 0, kMaxCount);
+    f.integer("max_rate_limited", r.max_rate_limited, 0, 100 * kMaxCount);
+    f.number("auth_probe_s", r.auth_probe_s, kMinTime, false, kDay);
     f.no_unknown_keys();
     if (r.max_delay_s < r.base_delay_s) f.fail("max_delay_s", "must be >= retry.base_delay_s");
 }
@@ -183,13 +201,13 @@ ProviderConfig parse_provider(const json::value& v, const std::string& source,
         p.models.push_back(std::move(name));
     }
 
-    f.integer("max_concurrency", p.max_concurrency, 1);
-    f.number("requests_per_minute", p.requests_per_minute, 0);
-    f.number("images_per_minute", p.images_per_minute, 0);
-    f.number("timeout_s", p.timeout_s, 0, true);
-    f.number("connect_timeout_s", p.connect_timeout_s, 0, true);
-    f.integer("max_images_per_request", p.max_images_per_request, 0);
-    f.size("max_response_bytes", p.max_response_bytes, 1);
+    f.integer("max_concurrency", p.max_concurrency, 1, 10'000);
+    f.number("requests_per_minute", p.requests_per_minute, 0, false, kMaxRate);
+    f.number("images_per_minute", p.images_per_minute, 0, false, kMaxRate);
+    f.number("timeout_s", p.timeout_s, kMinTime, false, kDay);
+    f.number("connect_timeout_s", p.connect_timeout_s, kMinTime, false, kDay);
+    f.integer("max_images_per_request", p.max_images_per_request, 0, 10'000);
+    f.size("max_response_bytes", p.max_response_bytes, 1, kMaxResponseBytes);
     f.string("auth", p.auth);
     if (!p.auth.empty() && p.auth != "bearer" && p.auth != "x-goog-api-key")
         f.bad("auth", "\"bearer\" or \"x-goog-api-key\"", json::value(p.auth));
@@ -205,6 +223,26 @@ ProviderConfig parse_provider(const json::value& v, const std::string& source,
     }
     f.no_unknown_keys();
     return p;
+}
+
+// "IP:PORT" (IPv6 in brackets or not), as serve_metrics binds it: an IPv4 or IPv6 address
+// and a port from 1 to 65535.
+bool is_listen_address(std::string_view s) {
+    auto colon = s.rfind(':');
+    if (colon == std::string_view::npos) return false;
+    std::string host(s.substr(0, colon));
+    std::string_view port = s.substr(colon + 1);
+    if (host.size() >= 2 && host.front() == '[' && host.back() == ']')
+        host = host.substr(1, host.size() - 2);
+    if (port.empty() || port.size() > 5 ||
+        port.find_first_not_of("0123456789") != std::string_view::npos)
+        return false;
+    int n = 0;
+    std::from_chars(port.data(), port.data() + port.size(), n);
+    if (n < 1 || n > 65535) return false;
+    unsigned char addr[sizeof(in6_addr)];
+    return inet_pton(AF_INET, host.c_str(), addr) == 1 ||
+           inet_pton(AF_INET6, host.c_str(), addr) == 1;
 }
 
 std::string read_whole(const std::string& path, int& err) {
@@ -256,15 +294,12 @@ Config parse_config(std::string_view text, const std::string& source_name) {
     f.string("database", c.database, true);
     f.string("output_dir", c.output_dir, true);
     if (const auto* retry = f.object("retry")) parse_retry(*retry, source, c.retry);
-    f.number("shutdown_grace_s", c.shutdown_grace_s, 0);
+    f.number("shutdown_grace_s", c.shutdown_grace_s, 0, false, kDay);
     f.string("metrics_listen", c.metrics_listen);
-    if (!c.metrics_listen.empty()) {
-        auto colon = c.metrics_listen.rfind(':');
-        if (colon == std::string::npos || colon + 1 == c.metrics_listen.size() ||
-            c.metrics_listen.find_first_not_of("0123456789", colon + 1) != std::string::npos)
-            f.bad("metrics_listen", "\"HOST:PORT\" or \"\"", json::value(c.metrics_listen));
-    }
-    f.number("poll_interval_s", c.poll_interval_s, 0, true);
+    if (!c.metrics_listen.empty() && !is_listen_address(c.metrics_listen))
+        f.bad("metrics_listen", "\"IP:PORT\" (port 1-65535, e.g. \"127.0.0.1:9464\") or \"\"",
+              json::value(c.metrics_listen));
+    f.number("poll_interval_s", c.poll_interval_s, kMinTime, false, 3600);
     // Models first: providers may name the models the config adds.
     if (const auto* models = f.object("models")) {
         c.models = *models;
