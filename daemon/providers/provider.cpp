@@ -372,7 +372,8 @@ Headers json_request_headers(const ProviderConfig& provider, std::string_view au
                              std::string auth_value) {
     Headers h{{"Content-Type", "application/json"}, {"Accept", "application/json"}};
     if (!auth_value.empty()) h.emplace_back(std::string(auth_name), std::move(auth_value));
-    for (const auto& [name, value] : provider.headers) {
+    for (const auto& header : provider.headers) {
+        const std::string& name = header.first;  // (clang 14 cannot capture a binding)
         std::erase_if(h, [&](const auto& kv) {
             return kv.first.size() == name.size() &&
                    std::equal(name.begin(), name.end(), kv.first.begin(), [](char a, char b) {
@@ -380,7 +381,7 @@ Headers json_request_headers(const ProviderConfig& provider, std::string_view au
                               std::tolower(static_cast<unsigned char>(b));
                    });
         });
-        h.emplace_back(name, value);
+        h.emplace_back(name, header.second);
     }
     return h;
 }
