@@ -6,6 +6,7 @@
 #include <boost/json/parse_options.hpp>
 #include <boost/json/serialize.hpp>
 #include <boost/json/stream_parser.hpp>
+#include <cctype>
 #include <cerrno>
 #include <charconv>
 #include <cmath>
@@ -153,6 +154,20 @@ json::value parse_json(std::string_view text, const std::string& source) {
     return parser.release();
 }
 
+// An HTTP field name (RFC 9110 token).
+bool is_header_name(std::string_view s) {
+    return !s.empty() && std::all_of(s.begin(), s.end(), [](unsigned char c) {
+        return std::isalnum(c) || std::string_view("!#$%&'*+-.^_`|~").find(static_cast<char>(c)) !=
+                                      std::string_view::npos;
+    });
+}
+
+// An HTTP field value: no control characters but tab (a CR or LF would end the header).
+bool is_header_value(std::string_view s) {
+    return std::none_of(s.begin(), s.end(),
+                        [](unsigned char c) { return (c < 0x20 && c != '\t') || c == 0x7f; });
+}
+
 void parse_retry(const json::object& obj, const std::string& source, jobs::RetryConfig& r) {
     Fields f(obj, source, "retry");
     f.integer("max_attempts", r.max_attempts, 1, kMaxCount);
@@ -217,12 +232,26 @@ ProviderConfig parse_provider(const json::value& v, const std::string& source,
     f.string("image_size_key", p.image_size_key, true);
     if (const auto* headers = f.object("headers")) {
         for (const auto& [k, hv] : *headers) {
+            if (!is_header_name(k))
+                f.fail("headers", "names a header '" + std::string(k) +
+                                      "' that is not a valid header name (letters, digits and "
+                                      "!#$%&'*+-.^_`|~)");
             if (!hv.is_string()) f.bad("headers." + std::string(k), "a string", hv);
+            if (!is_header_value(hv.get_string()))
+                f.bad("headers." + std::string(k), "a header value without control characters", hv);
             p.headers[std::string(k)] = std::string(hv.get_string());
         }
     }
     f.no_unknown_keys();
     return p;
+}
+
+// A key goes into a header: it may not carry a line break or another control character.
+std::string checked_key(std::string key, const std::string& who, const std::string& where) {
+    if (!is_header_value(key))
+        throw ConfigError(who + ": the API key from " + where +
+                          " contains control characters (a line break inside it?)");
+    return key;
 }
 
 // "IP:PORT" (IPv6 in brackets or not), as serve_metrics binds it: an IPv4 or IPv6 address
@@ -344,7 +373,7 @@ std::string resolve_api_key(const ProviderConfig& provider) {
         if (!v || !*v)
             throw ConfigError(who + ": environment variable " + provider.api_key_env +
                               " (api_key_env) is not set or empty");
-        return v;
+        return checked_key(v, who, "environment variable " + provider.api_key_env);
     }
     if (!provider.api_key_file.empty()) {
         int err = 0;
@@ -352,7 +381,8 @@ std::string resolve_api_key(const ProviderConfig& provider) {
         if (err != 0)
             throw ConfigError(who + ": cannot read api_key_file '" + provider.api_key_file +
                               "': " + std::strerror(err));
-        return trim_newlines(std::move(key));
+        return checked_key(trim_newlines(std::move(key)), who,
+                           "api_key_file '" + provider.api_key_file + "'");
     }
     if (const char* dir = std::getenv("CREDENTIALS_DIRECTORY"); dir && *dir) {
         const std::string path = std::string(dir) + "/" + provider.name;
@@ -363,7 +393,7 @@ std::string resolve_api_key(const ProviderConfig& provider) {
             if (err != 0)
                 throw ConfigError(who + ": cannot read credential '" + path +
                                   "': " + std::strerror(err));
-            return trim_newlines(std::move(key));
+            return checked_key(trim_newlines(std::move(key)), who, "credential '" + path + "'");
         }
     }
     return {};

@@ -338,3 +338,33 @@ TEST_CASE("metrics_listen: an IP address and a port from 1 to 65535") {
                   .starts_with("cfg.json: 'metrics_listen' must be \"IP:PORT\""));
     }
 }
+
+TEST_CASE("extra headers and API keys cannot carry a line break into a request") {
+    CHECK(error_of(provider_json(R"(, "headers": {"X-A": "b\r\nX-Injected: 1"})")) ==
+          "cfg.json: 'providers[0].headers.X-A' must be a header value without control "
+          "characters, got \"b\\r\\nX-Injected: 1\"");
+    CHECK(error_of(provider_json(R"(, "headers": {"X A": "b"})"))
+              .starts_with("cfg.json: 'providers[0].headers' names a header 'X A' that is not "
+                           "a valid header name"));
+    CHECK(error_of(provider_json(R"(, "headers": {"": "b"})")).find("not a valid header name") !=
+          std::string::npos);
+    CHECK(parse_config(provider_json(R"(, "headers": {"X-Tag_1": "a b\tc ü"})"), "c")
+              .providers[0]
+              .headers.at("X-Tag_1") == "a b\tc ü");
+
+    ProviderConfig p;
+    p.name = "prov";
+    TempFile key("sk-one\nsk-two\n");
+    p.api_key_file = key.path;
+    try {
+        resolve_api_key(p);
+        FAIL("no error");
+    } catch (const ConfigError& e) {
+        CHECK(std::string(e.what()).find("control characters") != std::string::npos);
+        CHECK(std::string(e.what()).find("sk-") == std::string::npos);  // never shown
+    }
+    p.api_key_file.clear();
+    p.api_key_env = "IMGBATCH_TEST_KEY_VAR";
+    EnvVar v("IMGBATCH_TEST_KEY_VAR", "sk-a\rb");
+    CHECK_THROWS_AS(resolve_api_key(p), ConfigError);
+}
