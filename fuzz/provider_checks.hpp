@@ -18,7 +18,9 @@ inline void check_parsed(const daemon::HttpResponse& response,
                     "Retry-After within [0, kMaxRetryAfterS]");
     }
     for (const auto& image : parsed.images) {
-        require(image.bytes.empty() != image.url.empty(), "an image has bytes or a URL");
+        // Not both. (Neither happens: base64 of only padding or blanks decodes to no bytes,
+        // which the engine counts as a missing image.)
+        require(image.bytes.empty() || image.url.empty(), "an image has bytes or a URL");
         if (!image.url.empty()) {
             daemon::Url url;
             require(daemon::parse_url(image.url, url), "an image URL is a valid URL");

@@ -25,7 +25,8 @@ void add_unique(std::vector<std::string>& out, std::string_view ref) {
     if (std::find(out.begin(), out.end(), ref) == out.end()) out.emplace_back(ref);
 }
 
-// Length of a bare "data:image/<type>;base64,<data>" URI at the start of s, or 0.
+// Length of a bare "data:image/<type>;base64,<data>" URI at the start of s (with some data), or
+// 0.
 std::size_t data_uri_length(std::string_view s) {
     constexpr std::string_view prefix = "data:image/";
     if (!s.starts_with(prefix)) return 0;
@@ -36,8 +37,9 @@ std::size_t data_uri_length(std::string_view s) {
     constexpr std::string_view marker = ";base64,";
     if (s.substr(i, marker.size()) != marker) return 0;
     i += marker.size();
+    const std::size_t data = i;
     while (i < s.size() && is_b64_char(s[i])) ++i;
-    return i;
+    return i > data ? i : 0;  // no data: no image
 }
 
 // Words of a refusal, in the languages relays answer in.
@@ -143,7 +145,8 @@ std::vector<std::string> find_message_images(std::string_view text) {
                text[end] != ')' && text[end] != '>')
             ++end;
         std::string_view target = text.substr(t, end - t);
-        if (is_http_url(target) || target.starts_with("data:image/")) add(target);
+        if (is_http_url(target) || (target.starts_with("data:image/") && !target.ends_with(",")))
+            add(target);
         i = std::max(end, md + 2);
     }
     return out;

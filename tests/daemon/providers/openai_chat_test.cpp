@@ -206,3 +206,14 @@ TEST_CASE("chat image URLs that are not valid http(s) URLs are bad_response") {
     REQUIRE(control.error);
     CHECK(control.error->code == "invalid_url");
 }
+
+TEST_CASE("a data URI with no data is not an image reference") {
+    CHECK(find_message_images("bare data:image/png;base64,*VBOR and ![a](data:image/png;base64,)")
+              .empty());
+    CHECK(find_message_images("data:image/png;base64,QUJD") ==
+          std::vector<std::string>{"data:image/png;base64,QUJD"});
+    auto empty = parse_openai_chat(completion(R"("here: data:image/png;base64,")"), request());
+    REQUIRE(empty.error);
+    CHECK(empty.error->cls == ErrorClass::bad_response);
+    CHECK(empty.images.empty());
+}
