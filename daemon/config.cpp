@@ -103,6 +103,13 @@ class Fields {
         out = d;
     }
 
+    // A time in seconds: at most a day unless max says less.
+    void seconds(std::string_view key, double& out, double min, double max = kDay) {
+        number(key, out, min, false, max);
+    }
+    // A rate per minute; 0 is "unlimited".
+    void per_minute(std::string_view key, double& out) { number(key, out, 0, false, kMaxRate); }
+
     const json::object* object(std::string_view key) {
         const auto* v = get(key);
         if (!v) return nullptr;
@@ -171,11 +178,11 @@ bool is_header_value(std::string_view s) {
 void parse_retry(const json::object& obj, const std::string& source, jobs::RetryConfig& r) {
     Fields f(obj, source, "retry");
     f.integer("max_attempts", r.max_attempts, 1, kMaxCount);
-    f.number("base_delay_s", r.base_delay_s, 0, false, kDay);
-    f.number("max_delay_s", r.max_delay_s, 0, false, kDay);
+    f.seconds("base_delay_s", r.base_delay_s, 0);
+    f.seconds("max_delay_s", r.max_delay_s, 0);
     f.integer("moderation_retries", r.moderation_retries, 0, kMaxCount);
     f.integer("max_rate_limited", r.max_rate_limited, 0, 100 * kMaxCount);
-    f.number("auth_probe_s", r.auth_probe_s, kMinTime, false, kDay);
+    f.seconds("auth_probe_s", r.auth_probe_s, kMinTime);
     f.no_unknown_keys();
     if (r.max_delay_s < r.base_delay_s) f.fail("max_delay_s", "must be >= retry.base_delay_s");
 }
@@ -217,10 +224,10 @@ ProviderConfig parse_provider(const json::value& v, const std::string& source,
     }
 
     f.integer("max_concurrency", p.max_concurrency, 1, 10'000);
-    f.number("requests_per_minute", p.requests_per_minute, 0, false, kMaxRate);
-    f.number("images_per_minute", p.images_per_minute, 0, false, kMaxRate);
-    f.number("timeout_s", p.timeout_s, kMinTime, false, kDay);
-    f.number("connect_timeout_s", p.connect_timeout_s, kMinTime, false, kDay);
+    f.per_minute("requests_per_minute", p.requests_per_minute);
+    f.per_minute("images_per_minute", p.images_per_minute);
+    f.seconds("timeout_s", p.timeout_s, kMinTime);
+    f.seconds("connect_timeout_s", p.connect_timeout_s, kMinTime);
     f.integer("max_images_per_request", p.max_images_per_request, 0, 10'000);
     f.size("max_response_bytes", p.max_response_bytes, 1, kMaxResponseBytes);
     f.string("auth", p.auth);
@@ -323,12 +330,12 @@ Config parse_config(std::string_view text, const std::string& source_name) {
     f.string("database", c.database, true);
     f.string("output_dir", c.output_dir, true);
     if (const auto* retry = f.object("retry")) parse_retry(*retry, source, c.retry);
-    f.number("shutdown_grace_s", c.shutdown_grace_s, 0, false, kDay);
+    f.seconds("shutdown_grace_s", c.shutdown_grace_s, 0);
     f.string("metrics_listen", c.metrics_listen);
     if (!c.metrics_listen.empty() && !is_listen_address(c.metrics_listen))
         f.bad("metrics_listen", "\"IP:PORT\" (port 1-65535, e.g. \"127.0.0.1:9464\") or \"\"",
               json::value(c.metrics_listen));
-    f.number("poll_interval_s", c.poll_interval_s, kMinTime, false, 3600);
+    f.seconds("poll_interval_s", c.poll_interval_s, kMinTime, 3600);
     // Models first: providers may name the models the config adds.
     if (const auto* models = f.object("models")) {
         c.models = *models;
