@@ -8,7 +8,6 @@
 #include <cctype>
 #include <charconv>
 #include <cmath>
-#include <cstdint>
 
 #include "daemon/image.hpp"
 #include "daemon/providers/google_predict.hpp"
@@ -53,136 +52,6 @@ std::optional<double> parse_number(std::string_view s) {
     auto [ptr, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
     if (ec != std::errc{} || ptr != s.data() + s.size() || !std::isfinite(v)) return std::nullopt;
     return std::max(0.0, v);
-}
-
-// Reads an HTTP-date field by field. No time_t, tm or clock arithmetic: any year 0000-9999
-// is representable as seconds since 1970 in an int64 without overflow.
-class DateReader {
-  public:
-    explicit DateReader(std::string_view s) : s_(s) {}
-
-    bool literal(std::string_view x) {
-        if (!s_.starts_with(x)) return false;
-        s_.remove_prefix(x.size());
-        return true;
-    }
-    // Exactly n digits.
-    bool digits(std::size_t n, int& out) {
-        if (s_.size() < n) return false;
-        out = 0;
-        for (std::size_t i = 0; i < n; ++i) {
-            if (s_[i] < '0' || s_[i] > '9') return false;
-            out = out * 10 + (s_[i] - '0');
-        }
-        s_.remove_prefix(n);
-        return true;
-    }
-    // One of names; out is its index.
-    template <std::size_t N>
-    bool one_of(const std::array<std::string_view, N>& names, int& out) {
-        for (std::size_t i = 0; i < N; ++i) {
-            if (literal(names[i])) {
-                out = static_cast<int>(i);
-                return true;
-            }
-        }
-        return false;
-    }
-    // "HH:MM:SS" (a leap second 60 is allowed).
-    bool time_of_day(std::int64_t& out) {
-        int h = 0, m = 0, sec = 0;
-        if (!digits(2, h) || !literal(":") || !digits(2, m) || !literal(":") || !digits(2, sec))
-            return false;
-        if (h > 23 || m > 59 || sec > 60) return false;
-        out = h * 3600 + m * 60 + sec;
-        return true;
-    }
-    bool done() const { return s_.empty(); }
-
-  private:
-    std::string_view s_;
-};
-
-constexpr std::array<std::string_view, 12> kMonths{"Jan", "Feb", "Mar", "Apr", "May", "Jun",
-                                                   "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
-constexpr std::array<std::string_view, 7> kDays{"Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"};
-constexpr std::array<std::string_view, 7> kLongDays{"Monday", "Tuesday",  "Wednesday", "Thursday",
-                                                    "Friday", "Saturday", "Sunday"};
-
-bool is_leap(int y) {
-    return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-}
-
-int days_in_month(int y, int month0) {
-    static constexpr std::array<int, 12> kLength{31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-    return kLength[static_cast<std::size_t>(month0)] + (month0 == 1 && is_leap(y) ? 1 : 0);
-}
-
-// Days from 1970-01-01 to y-m-d in the proleptic Gregorian calendar (H. Hinnant's
-// days_from_civil); month0 is 0-based.
-std::int64_t days_from_civil(std::int64_t y, int month0, int day) {
-    const int m = month0 + 1;
-    y -= m <= 2;
-    const std::int64_t era = (y >= 0 ? y : y - 399) / 400;
-    const std::int64_t yoe = y - era * 400;
-    const std::int64_t doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + day - 1;
-    const std::int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    return era * 146097 + doe - 719468;
-}
-
-// Seconds since 1970 of a valid date and time; nullopt when the day does not exist.
-std::optional<std::int64_t> to_unix(int year, int month0, int day, std::int64_t seconds) {
-    if (day < 1 || day > days_in_month(year, month0)) return std::nullopt;
-    return days_from_civil(year, month0, day) * 86400 + seconds;
-}
-
-// IMF-fixdate ("Sun, 06 Nov 1994 08:49:37 GMT"), and the obsolete RFC 850 ("Sunday,
-// 06-Nov-94 08:49:37 GMT") and asctime ("Sun Nov  6 08:49:37 1994") forms that RFC 9110 asks
-// recipients to read. An RFC 850 year more than 50 years ahead of now_year is in the past
-// century. Seconds since 1970 (negative before); nullopt when text is none of them.
-std::optional<std::int64_t> parse_http_date(std::string_view text, int now_year) {
-    int wd = 0, day = 0, month = 0, year = 0;
-    std::int64_t tod = 0;
-    {
-        DateReader r(text);
-        if (r.one_of(kDays, wd) && r.literal(", ") && r.digits(2, day) && r.literal(" ") &&
-            r.one_of(kMonths, month) && r.literal(" ") && r.digits(4, year) && r.literal(" ") &&
-            r.time_of_day(tod) && r.literal(" GMT") && r.done())
-            return to_unix(year, month, day, tod);
-    }
-    {
-        DateReader r(text);
-        if (r.one_of(kLongDays, wd) && r.literal(", ") && r.digits(2, day) && r.literal("-") &&
-            r.one_of(kMonths, month) && r.literal("-") && r.digits(2, year) && r.literal(" ") &&
-            r.time_of_day(tod) && r.literal(" GMT") && r.done()) {
-            year += now_year / 100 * 100;
-            if (year > now_year + 50) year -= 100;
-            return to_unix(year, month, day, tod);
-        }
-    }
-    {
-        DateReader r(text);
-        if (r.one_of(kDays, wd) && r.literal(" ") && r.one_of(kMonths, month) && r.literal(" ") &&
-            (r.literal(" ") ? r.digits(1, day) : r.digits(2, day)) && r.literal(" ") &&
-            r.time_of_day(tod) && r.literal(" ") && r.digits(4, year) && r.done())
-            return to_unix(year, month, day, tod);
-    }
-    return std::nullopt;
-}
-
-// The calendar year of a Unix time (for RFC 850's two-digit years).
-int year_of(std::int64_t unix_s) {
-    std::int64_t days = unix_s / 86400 - (unix_s % 86400 < 0 ? 1 : 0);
-    int year = 1970;
-    // Whole 400-year eras (146097 days) first, then years one by one (at most 400 steps).
-    year += static_cast<int>(days / 146097 * 400);
-    days %= 146097;
-    if (days < 0) {
-        days += 146097;
-        year -= 400;
-    }
-    while (days >= (is_leap(year) ? 366 : 365)) days -= is_leap(year++) ? 366 : 365;
-    return year;
 }
 
 double clamp_wait(double seconds) {
@@ -310,11 +179,11 @@ std::optional<double> retry_after_seconds(const Headers& headers,
     auto ra = trim(find_header(headers, "retry-after"));
     if (ra.empty()) return std::nullopt;
     if (auto v = parse_number(ra)) return clamp_wait(*v);
-    // now in seconds as a double: exact enough, and no clock type can overflow.
-    const double now_s = std::chrono::duration<double>(now.time_since_epoch()).count();
-    const auto now_whole = static_cast<std::int64_t>(std::floor(now_s));
-    if (auto t = parse_http_date(ra, year_of(now_whole)))
+    if (auto t = parse_http_date(ra, now)) {
+        // In seconds as doubles: exact enough, and no clock type can overflow.
+        const double now_s = std::chrono::duration<double>(now.time_since_epoch()).count();
         return clamp_wait(static_cast<double>(*t) - now_s);
+    }
     return std::nullopt;
 }
 

@@ -2,6 +2,7 @@
 
 #include <doctest/doctest.h>
 
+#include <chrono>
 #include <string>
 
 using namespace imgbatch::daemon;
@@ -67,4 +68,19 @@ TEST_CASE("parse_url refuses what would corrupt a request line or a Host header"
         CHECK(parsed(bad) == "(invalid)");
     }
     CHECK(parsed(std::string("http://a.test/\0x", 16)) == "(invalid)");
+}
+
+TEST_CASE("parse_http_date: the three forms, any year, no overflow") {
+    const auto now = std::chrono::system_clock::from_time_t(1735689600);  // 2025-01-01
+    CHECK(parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT", now) == 784111777);
+    CHECK(parse_http_date("Sunday, 06-Nov-94 08:49:37 GMT", now) == 784111777);
+    CHECK(parse_http_date("Sun Nov  6 08:49:37 1994", now) == 784111777);
+    CHECK(parse_http_date("Thu, 01 Jan 1970 00:00:00 GMT", now) == 0);
+    CHECK(parse_http_date("Fri, 31 Dec 9999 23:59:59 GMT", now) == 253402300799);
+    CHECK(parse_http_date("Sat, 01 Jan 0000 00:00:00 GMT", now) == -62167219200);
+    CHECK(parse_http_date("Wednesday, 01-Jan-75 00:00:00 GMT", now) == 3313526400);  // 2075
+    CHECK(parse_http_date("Thursday, 01-Jan-76 00:00:00 GMT", now) == 189302400);    // 1976
+    CHECK_FALSE(parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT ", now));
+    CHECK_FALSE(parse_http_date("Sun, 31 Nov 1994 08:49:37 GMT", now));
+    CHECK_FALSE(parse_http_date("", now));
 }
