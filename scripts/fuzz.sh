@@ -2,6 +2,7 @@
 # Builds the libFuzzer targets (fuzz/*_fuzz.cpp) with clang into build-fuzz/ and runs each for a
 # bounded time, starting from its checked-in corpus (fuzz/corpus/TARGET).
 #   scripts/fuzz.sh [SECONDS_PER_TARGET] [TARGET...]     default: 10 s, every target
+# 0 seconds runs each target once over its corpus (no new inputs).
 # New inputs go to build-fuzz/corpus/TARGET (the checked-in corpus is only read); a crash, a
 # leak, undefined behaviour or an input slower than FUZZ_TIMEOUT seconds (default 10) is
 # written to build-fuzz/artifacts/ and fails the run. Extra libFuzzer flags: FUZZ_FLAGS
@@ -32,9 +33,11 @@ for t in "${targets[@]}"; do
   work=$build_dir/corpus/$t
   mkdir -p "$work"
   [[ -d $seeds ]] || seeds=""
+  limit=(-max_total_time="$seconds")
+  [[ $seconds == 0 ]] && limit=(-runs=0)
   echo "--- fuzz_$t: ${seconds}s" >&2
   # shellcheck disable=SC2086
-  if ! "$build_dir/fuzz/fuzz_$t" -max_total_time="$seconds" -timeout="${FUZZ_TIMEOUT:-10}" \
+  if ! "$build_dir/fuzz/fuzz_$t" "${limit[@]}" -timeout="${FUZZ_TIMEOUT:-10}" \
     -rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix="$build_dir/artifacts/$t-" \
     ${FUZZ_FLAGS:-} "$work" $seeds 2>"$build_dir/fuzz_$t.log"; then
     failed+=("$t")
