@@ -1,10 +1,14 @@
 #include "daemon/config.hpp"
 
+#include <arpa/inet.h>
+
 #include <algorithm>
 #include <boost/json/parse_options.hpp>
 #include <boost/json/serialize.hpp>
 #include <boost/json/stream_parser.hpp>
+#include <cctype>
 #include <cerrno>
+#include <charconv>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -20,6 +24,17 @@ namespace imgbatch::daemon {
 namespace {
 
 namespace json = boost::json;
+
+// Bounds of the numbers a configuration may hold. A time is at most a day (kDay): every
+// clock and timer the daemon has holds that without overflow. A field not given its own
+// bounds gets kMaxInteger / kMaxNumber.
+constexpr long long kMaxInteger = 1'000'000'000;
+constexpr double kMaxNumber = 1e9;
+constexpr double kDay = 86400;
+constexpr double kMinTime = 0.001;  // a millisecond: the resolution of the daemon's timers
+constexpr double kMaxRate = 1e6;    // per minute
+constexpr int kMaxCount = 1000;     // attempts, retries
+constexpr long long kMaxResponseBytes = 16ll << 30;
 
 // Reads a field of one JSON object, naming every problem with the file and the field's path
 // ("providers[0].max_concurrency"), and refusing keys it was not asked about.
@@ -53,36 +68,47 @@ class Fields {
         out = std::string(v->get_string());
     }
 
-    void integer(std::string_view key, int& out, long long min) {
+    // An integer from min to max.
+    void integer(std::string_view key, int& out, long long min, long long max = kMaxInteger) {
         const auto* v = get(key);
         if (!v) return;
         auto n = v->to_number<long long>(ec_);
         // Accept 3.0 but not 3.5 or "3": to_number converts exactly or fails.
-        if (ec_ || v->is_bool() || n < min || n > 1'000'000'000)
-            bad(key, "an integer >= " + std::to_string(min), *v);
+        if (ec_ || v->is_bool() || n < min || n > max)
+            bad(key, "an integer >= " + std::to_string(min) + " and <= " + std::to_string(max), *v);
         out = static_cast<int>(n);
     }
 
-    void size(std::string_view key, std::size_t& out, long long min) {
+    void size(std::string_view key, std::size_t& out, long long min, long long max) {
         const auto* v = get(key);
         if (!v) return;
         auto n = v->to_number<long long>(ec_);
-        if (ec_ || v->is_bool() || n < min) bad(key, "an integer >= " + std::to_string(min), *v);
+        if (ec_ || v->is_bool() || n < min || n > max)
+            bad(key, "an integer >= " + std::to_string(min) + " and <= " + std::to_string(max), *v);
         out = static_cast<std::size_t>(n);
     }
 
-    // A number >= min (or > min when strict).
-    void number(std::string_view key, double& out, double min, bool strict = false) {
+    // A number >= min (or > min when strict) and <= max. Times are bounded so that no clock
+    // or timer arithmetic can overflow (a day is far below that).
+    void number(std::string_view key, double& out, double min, bool strict = false,
+                double max = kMaxNumber) {
         const auto* v = get(key);
         if (!v) return;
         double d = v->is_number() ? v->to_number<double>() : NAN;
-        if (std::isnan(d) || d < min || (strict && d == min)) {
+        if (!std::isfinite(d) || d < min || (strict && d == min) || d > max) {
             std::ostringstream expected;
-            expected << "a number " << (strict ? "> " : ">= ") << min;
+            expected << "a number " << (strict ? "> " : ">= ") << min << " and <= " << max;
             bad(key, expected.str(), *v);
         }
         out = d;
     }
+
+    // A time in seconds: at most a day unless max says less.
+    void seconds(std::string_view key, double& out, double min, double max = kDay) {
+        number(key, out, min, false, max);
+    }
+    // A rate per minute; 0 is "unlimited".
+    void per_minute(std::string_view key, double& out) { number(key, out, 0, false, kMaxRate); }
 
     const json::object* object(std::string_view key) {
         const auto* v = get(key);
@@ -135,14 +161,28 @@ json::value parse_json(std::string_view text, const std::string& source) {
     return parser.release();
 }
 
+// An HTTP field name (RFC 9110 token).
+bool is_header_name(std::string_view s) {
+    return !s.empty() && std::all_of(s.begin(), s.end(), [](unsigned char c) {
+        return std::isalnum(c) || std::string_view("!#$%&'*+-.^_`|~").find(static_cast<char>(c)) !=
+                                      std::string_view::npos;
+    });
+}
+
+// An HTTP field value: no control characters but tab (a CR or LF would end the header).
+bool is_header_value(std::string_view s) {
+    return std::none_of(s.begin(), s.end(),
+                        [](unsigned char c) { return (c < 0x20 && c != '\t') || c == 0x7f; });
+}
+
 void parse_retry(const json::object& obj, const std::string& source, jobs::RetryConfig& r) {
     Fields f(obj, source, "retry");
-    f.integer("max_attempts", r.max_attempts, 1);
-    f.number("base_delay_s", r.base_delay_s, 0);
-    f.number("max_delay_s", r.max_delay_s, 0);
-    f.integer("moderation_retries", r.moderation_retries, 0);
-    f.integer("max_rate_limited", r.max_rate_limited, 0);
-    f.number("auth_probe_s", r.auth_probe_s, 0, true);
+    f.integer("max_attempts", r.max_attempts, 1, kMaxCount);
+    f.seconds("base_delay_s", r.base_delay_s, 0);
+    f.seconds("max_delay_s", r.max_delay_s, 0);
+    f.integer("moderation_retries", r.moderation_retries, 0, kMaxCount);
+    f.integer("max_rate_limited", r.max_rate_limited, 0, 100 * kMaxCount);
+    f.seconds("auth_probe_s", r.auth_probe_s, kMinTime);
     f.no_unknown_keys();
     if (r.max_delay_s < r.base_delay_s) f.fail("max_delay_s", "must be >= retry.base_delay_s");
 }
@@ -183,13 +223,13 @@ ProviderConfig parse_provider(const json::value& v, const std::string& source,
         p.models.push_back(std::move(name));
     }
 
-    f.integer("max_concurrency", p.max_concurrency, 1);
-    f.number("requests_per_minute", p.requests_per_minute, 0);
-    f.number("images_per_minute", p.images_per_minute, 0);
-    f.number("timeout_s", p.timeout_s, 0, true);
-    f.number("connect_timeout_s", p.connect_timeout_s, 0, true);
-    f.integer("max_images_per_request", p.max_images_per_request, 0);
-    f.size("max_response_bytes", p.max_response_bytes, 1);
+    f.integer("max_concurrency", p.max_concurrency, 1, 10'000);
+    f.per_minute("requests_per_minute", p.requests_per_minute);
+    f.per_minute("images_per_minute", p.images_per_minute);
+    f.seconds("timeout_s", p.timeout_s, kMinTime);
+    f.seconds("connect_timeout_s", p.connect_timeout_s, kMinTime);
+    f.integer("max_images_per_request", p.max_images_per_request, 0, 10'000);
+    f.size("max_response_bytes", p.max_response_bytes, 1, kMaxResponseBytes);
     f.string("auth", p.auth);
     if (!p.auth.empty() && p.auth != "bearer" && p.auth != "x-goog-api-key")
         f.bad("auth", "\"bearer\" or \"x-goog-api-key\"", json::value(p.auth));
@@ -199,12 +239,46 @@ ProviderConfig parse_provider(const json::value& v, const std::string& source,
     f.string("image_size_key", p.image_size_key, true);
     if (const auto* headers = f.object("headers")) {
         for (const auto& [k, hv] : *headers) {
+            if (!is_header_name(k))
+                f.fail("headers", "names a header '" + std::string(k) +
+                                      "' that is not a valid header name (letters, digits and "
+                                      "!#$%&'*+-.^_`|~)");
             if (!hv.is_string()) f.bad("headers." + std::string(k), "a string", hv);
+            if (!is_header_value(hv.get_string()))
+                f.bad("headers." + std::string(k), "a header value without control characters", hv);
             p.headers[std::string(k)] = std::string(hv.get_string());
         }
     }
     f.no_unknown_keys();
     return p;
+}
+
+// A key goes into a header: it may not carry a line break or another control character.
+std::string checked_key(std::string key, const std::string& who, const std::string& where) {
+    if (!is_header_value(key))
+        throw ConfigError(who + ": the API key from " + where +
+                          " contains control characters (a line break inside it?)");
+    return key;
+}
+
+// "IP:PORT" (IPv6 in brackets or not), as serve_metrics binds it: an IPv4 or IPv6 address
+// and a port from 1 to 65535.
+bool is_listen_address(std::string_view s) {
+    auto colon = s.rfind(':');
+    if (colon == std::string_view::npos) return false;
+    std::string host(s.substr(0, colon));
+    std::string_view port = s.substr(colon + 1);
+    if (host.size() >= 2 && host.front() == '[' && host.back() == ']')
+        host = host.substr(1, host.size() - 2);
+    if (port.empty() || port.size() > 5 ||
+        port.find_first_not_of("0123456789") != std::string_view::npos)
+        return false;
+    int n = 0;
+    std::from_chars(port.data(), port.data() + port.size(), n);
+    if (n < 1 || n > 65535) return false;
+    unsigned char addr[sizeof(in6_addr)];
+    return inet_pton(AF_INET, host.c_str(), addr) == 1 ||
+           inet_pton(AF_INET6, host.c_str(), addr) == 1;
 }
 
 std::string read_whole(const std::string& path, int& err) {
@@ -268,18 +342,15 @@ Config parse_config(std::string_view text, const std::string& source_name) {
                 f.bad("shutdown_grace_s", "a number >= 0 or \"auto\"", *grace);
         } else {
             double seconds = 0;
-            f.number("shutdown_grace_s", seconds, 0);
+            f.seconds("shutdown_grace_s", seconds, 0);
             c.shutdown_grace_s = seconds;
         }
     }
     f.string("metrics_listen", c.metrics_listen);
-    if (!c.metrics_listen.empty()) {
-        auto colon = c.metrics_listen.rfind(':');
-        if (colon == std::string::npos || colon + 1 == c.metrics_listen.size() ||
-            c.metrics_listen.find_first_not_of("0123456789", colon + 1) != std::string::npos)
-            f.bad("metrics_listen", "\"HOST:PORT\" or \"\"", json::value(c.metrics_listen));
-    }
-    f.number("poll_interval_s", c.poll_interval_s, 0, true);
+    if (!c.metrics_listen.empty() && !is_listen_address(c.metrics_listen))
+        f.bad("metrics_listen", "\"IP:PORT\" (port 1-65535, e.g. \"127.0.0.1:9464\") or \"\"",
+              json::value(c.metrics_listen));
+    f.seconds("poll_interval_s", c.poll_interval_s, kMinTime, 3600);
     // Models first: providers may name the models the config adds.
     if (const auto* models = f.object("models")) {
         c.models = *models;
@@ -324,7 +395,7 @@ std::string resolve_api_key(const ProviderConfig& provider) {
         if (!v || !*v)
             throw ConfigError(who + ": environment variable " + provider.api_key_env +
                               " (api_key_env) is not set or empty");
-        return v;
+        return checked_key(v, who, "environment variable " + provider.api_key_env);
     }
     if (!provider.api_key_file.empty()) {
         int err = 0;
@@ -332,7 +403,8 @@ std::string resolve_api_key(const ProviderConfig& provider) {
         if (err != 0)
             throw ConfigError(who + ": cannot read api_key_file '" + provider.api_key_file +
                               "': " + std::strerror(err));
-        return trim_newlines(std::move(key));
+        return checked_key(trim_newlines(std::move(key)), who,
+                           "api_key_file '" + provider.api_key_file + "'");
     }
     if (const char* dir = std::getenv("CREDENTIALS_DIRECTORY"); dir && *dir) {
         const std::string path = std::string(dir) + "/" + provider.name;
@@ -343,7 +415,7 @@ std::string resolve_api_key(const ProviderConfig& provider) {
             if (err != 0)
                 throw ConfigError(who + ": cannot read credential '" + path +
                                   "': " + std::strerror(err));
-            return trim_newlines(std::move(key));
+            return checked_key(trim_newlines(std::move(key)), who, "credential '" + path + "'");
         }
     }
     return {};

@@ -262,6 +262,33 @@ SimAnswer SimState::fault(const Call& call, std::string_view kind) {
             "essayez \xe0 nouveau.</p>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n");
         return a;
     }
+    if (kind == "badurl") {  // an image URL that would inject a header into its download
+        const std::string url = call.base + "/sim/files/none.png\r\nX-Injected: 1";
+        json::object o;
+        if (api == SimApi::chat) {
+            json::object part{{"type", "image_url"}, {"image_url", json::object{{"url", url}}}};
+            json::object message{{"role", "assistant"}, {"content", json::array{part}}};
+            o["choices"] = json::array{json::object{
+                {"index", 0}, {"message", std::move(message)}, {"finish_reason", "stop"}}};
+        } else {
+            o["data"] = json::array{json::object{{"url", url}}};
+        }
+        return body_answer(200, "application/json", json::serialize(o));
+    }
+    if (kind == "429far") {  // Retry-After: a date beyond what a nanosecond clock holds
+        SimAnswer a = error(api, 429, "requests", "rate_limit_exceeded",
+                            "Rate limit reached for requests", "RESOURCE_EXHAUSTED");
+        a.headers.emplace_back("Retry-After", "Fri, 31 Dec 9999 23:59:59 GMT");
+        return a;
+    }
+    if (kind == "markuprefusal" && api == SimApi::chat) {  // a refusal with no text but markup
+        json::object message{
+            {"role", "assistant"}, {"content", nullptr}, {"refusal", "<p><br/></p>"}};
+        json::object o{{"choices", json::array{json::object{{"index", 0},
+                                                            {"message", std::move(message)},
+                                                            {"finish_reason", "stop"}}}}};
+        return body_answer(200, "application/json", json::serialize(o));
+    }
     return error(api, 400, "invalid_request_error", "unknown_sim_directive",
                  "Unknown #fail kind '" + std::string(kind) + "'.", "INVALID_ARGUMENT");
 }

@@ -47,9 +47,10 @@ class CsvTokenizer {
                     pos_ = s_.size();
                     return true;
                 }
-                // Only blanks may follow a closing quote before the separator.
+                // Only blanks may follow a closing quote before the separator or the line end
+                // (LF or CRLF; a lone CR is text, which the unquoted reading below would drop).
                 while (pos_ < s_.size() && (s_[pos_] == ' ' || s_[pos_] == '\t')) ++pos_;
-                if (pos_ < s_.size() && s_[pos_] != ',' && s_[pos_] != '\n' && s_[pos_] != '\r') {
+                if (!at_separator()) {
                     r.error = "column " + std::to_string(r.cells.size() + 1) +
                               ": text after a closing quote (write \"\" for a quote inside a "
                               "quoted field)";
@@ -77,6 +78,11 @@ class CsvTokenizer {
     }
 
   private:
+    // At a ',', a line end ("\n", "\r\n", a "\r" that ends the input) or the end of input.
+    bool at_separator() const {
+        if (pos_ >= s_.size() || s_[pos_] == ',' || s_[pos_] == '\n') return true;
+        return s_[pos_] == '\r' && (pos_ + 1 == s_.size() || s_[pos_ + 1] == '\n');
+    }
     // At an opening quote: reads to the closing quote. False if there is none.
     bool read_quoted(std::string& out) {
         ++pos_;

@@ -4,6 +4,7 @@
 #include <boost/json/serialize.hpp>
 #include <charconv>
 #include <cstdint>
+#include <limits>
 
 #include "jobs/text.hpp"
 
@@ -24,26 +25,38 @@ std::string shown(const boost::json::value& v) {
     return boost::json::serialize(v);
 }
 
-// Parses "WxH" made of digits only; nullopt for anything else.
+// One side of "WxH": an integer, saturated at LONG_MAX / LONG_MIN when it has too many digits
+// (it is then too large or too small all the same). nullopt for anything but an integer.
+std::optional<long> parse_side(std::string_view s) {
+    long v = 0;
+    auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+    if (p != s.data() + s.size()) return std::nullopt;
+    if (ec == std::errc::result_out_of_range)
+        return s.front() == '-' ? std::numeric_limits<long>::min()
+                                : std::numeric_limits<long>::max();
+    if (ec != std::errc{}) return std::nullopt;
+    return v;
+}
+
+// Parses "WxH" made of integers only; nullopt for anything else.
 std::optional<std::pair<long, long>> parse_wxh(std::string_view s) {
     auto x = s.find('x');
     if (x == std::string_view::npos || x == 0 || x + 1 == s.size()) return std::nullopt;
-    long w = 0, h = 0;
-    auto [pw, ew] = std::from_chars(s.data(), s.data() + x, w);
-    auto [ph, eh] = std::from_chars(s.data() + x + 1, s.data() + s.size(), h);
-    if (ew != std::errc{} || pw != s.data() + x || eh != std::errc{} || ph != s.data() + s.size())
-        return std::nullopt;
-    return std::pair{w, h};
+    auto w = parse_side(s.substr(0, x));
+    auto h = parse_side(s.substr(x + 1));
+    if (!w || !h) return std::nullopt;
+    return std::pair{*w, *h};
 }
 
-// gpt-image-2's free sizes; returns the rule broken, or empty.
+// gpt-image-2's free sizes; returns the rule broken, or empty. The bounds are checked before
+// the ratio, so nothing is multiplied past them.
 std::string free_size_rule_broken(long w, long h) {
     if (w <= 0 || h <= 0) return "width and height must be positive";
-    if (w % 16 != 0 || h % 16 != 0) return "width and height must both be multiples of 16";
     const long lo = std::min(w, h), hi = std::max(w, h);
-    if (hi > 3 * lo) return "the long side may be at most 3 times the short side (3:1)";
     if (hi > 3840 || lo > 2160)
         return "at most 3840x2160 (long side at most 3840, short side at most 2160)";
+    if (w % 16 != 0 || h % 16 != 0) return "width and height must both be multiples of 16";
+    if (hi > 3 * lo) return "the long side may be at most 3 times the short side (3:1)";
     return {};
 }
 

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <array>
 #include <cctype>
+#include <unordered_set>
 
 namespace imgbatch::daemon {
 namespace json = boost::json;
@@ -24,7 +25,8 @@ void add_unique(std::vector<std::string>& out, std::string_view ref) {
     if (std::find(out.begin(), out.end(), ref) == out.end()) out.emplace_back(ref);
 }
 
-// Length of a bare "data:image/<type>;base64,<data>" URI at the start of s, or 0.
+// Length of a bare "data:image/<type>;base64,<data>" URI at the start of s (with some data), or
+// 0.
 std::size_t data_uri_length(std::string_view s) {
     constexpr std::string_view prefix = "data:image/";
     if (!s.starts_with(prefix)) return 0;
@@ -35,8 +37,9 @@ std::size_t data_uri_length(std::string_view s) {
     constexpr std::string_view marker = ";base64,";
     if (s.substr(i, marker.size()) != marker) return 0;
     i += marker.size();
+    const std::size_t data = i;
     while (i < s.size() && is_b64_char(s[i])) ++i;
-    return i;
+    return i > data ? i : 0;  // no data: no image
 }
 
 // Words of a refusal, in the languages relays answer in.
@@ -85,24 +88,53 @@ std::string image_url_of(const json::value& part) {
     return {};
 }
 
+// The provider's text as a message: its readable excerpt; when it is only markup (the excerpt
+// is empty), the text itself, trimmed and cut at a UTF-8 boundary; when it is blank, fallback.
+std::string readable(std::string_view text, std::string_view fallback) {
+    constexpr std::size_t kMax = 300;
+    if (auto excerpt = body_excerpt(text, kMax); !excerpt.empty()) return excerpt;
+    while (!text.empty() && std::isspace(static_cast<unsigned char>(text.front())))
+        text.remove_prefix(1);
+    while (!text.empty() && std::isspace(static_cast<unsigned char>(text.back())))
+        text.remove_suffix(1);
+    if (text.empty()) return std::string(fallback);
+    if (text.size() <= kMax) return std::string(text);
+    std::size_t cut = kMax - 3;
+    while (cut > 0 && (static_cast<unsigned char>(text[cut]) & 0xc0) == 0x80) --cut;
+    return std::string(text.substr(0, cut)) + "...";
+}
+
 }  // namespace
 
 std::vector<std::string> find_message_images(std::string_view text) {
     std::vector<std::string> out;
+    std::unordered_set<std::string_view> seen;  // views into text
+    auto add = [&](std::string_view ref) {
+        if (seen.insert(ref).second) out.emplace_back(ref);
+    };
+    // The next "![", "data:image/" and ']' at or after the scan position. Each is searched for
+    // again only once the scan has passed it, so the text is read a bounded number of times
+    // (linear time, whatever the text holds).
+    constexpr auto npos = std::string_view::npos;
+    std::size_t md = text.find("!["), bare = text.find("data:image/"), close = 0;
     std::size_t i = 0;
     while (i < text.size()) {
-        std::size_t md = text.find("![", i);
-        std::size_t bare = text.find("data:image/", i);
-        if (md == std::string_view::npos && bare == std::string_view::npos) break;
+        if (md != npos && md < i) md = text.find("![", i);
+        if (bare != npos && bare < i) bare = text.find("data:image/", i);
+        if (md == npos && bare == npos) break;
         if (bare < md) {
             std::size_t len = data_uri_length(text.substr(bare));
-            if (len > 0) add_unique(out, text.substr(bare, len));
+            if (len > 0) add(text.substr(bare, len));
             i = bare + std::max<std::size_t>(len, 1);
             continue;
         }
         // ![alt](target "title"): the alt text ends at the first ']' that opens a target.
-        std::size_t close = text.find(']', md + 2);
-        if (close == std::string_view::npos || close + 1 >= text.size() || text[close + 1] != '(') {
+        if (close != npos && close < md + 2) close = text.find(']', md + 2);
+        if (close == npos) {  // no ']' anywhere after: no more markdown images
+            md = npos;
+            continue;
+        }
+        if (close + 1 >= text.size() || text[close + 1] != '(') {
             i = md + 2;
             continue;
         }
@@ -113,7 +145,8 @@ std::vector<std::string> find_message_images(std::string_view text) {
                text[end] != ')' && text[end] != '>')
             ++end;
         std::string_view target = text.substr(t, end - t);
-        if (is_http_url(target) || target.starts_with("data:image/")) add_unique(out, target);
+        if (is_http_url(target) || (target.starts_with("data:image/") && !target.ends_with(",")))
+            add(target);
         i = std::max(end, md + 2);
     }
     return out;
@@ -204,6 +237,10 @@ ParsedResponse parse_openai_chat(const HttpResponse& response, const GenerationR
             out.images.push_back(std::move(*item));
         }
     }
+    if (auto err = drop_invalid_urls(out.images, response.status)) {
+        out.error = std::move(err);
+        return out;
+    }
     if (!out.images.empty()) return out;
 
     jobs::Error err;
@@ -211,11 +248,10 @@ ParsedResponse parse_openai_chat(const HttpResponse& response, const GenerationR
     err.cls = jobs::ErrorClass::moderation;
     if (finish == "content_filter") {
         err.code = "content_filter";
-        err.message =
-            text.empty() ? "the provider's content filter stopped the answer" : body_excerpt(text);
+        err.message = readable(text, "the provider's content filter stopped the answer");
     } else if (!refusal.empty() || looks_like_refusal(text)) {
         err.code = "refused";
-        err.message = body_excerpt(refusal.empty() ? text : refusal);
+        err.message = readable(refusal.empty() ? text : refusal, "refused without a reason");
     } else {
         err = bad_response_error(response.status, "no_image",
                                  "no image in the message: " + body_excerpt(text, 200));

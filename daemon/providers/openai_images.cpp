@@ -139,6 +139,10 @@ ParsedResponse read_answer(json::object& body, int status, std::string_view text
         if (!read_item(item, claimed, out.images, doc) && out.item_error.empty())
             out.item_error = "image " + std::to_string(index) + ": invalid base64";
     }
+    if (auto err = drop_invalid_urls(out.images, status)) {
+        out.error = std::move(err);
+        return out;
+    }
     if (out.images.empty() && !out.item_error.empty())
         out.error = bad_response_error(status, "invalid_base64", out.item_error);
     else if (out.images.empty() && req.n > 0)

@@ -3,11 +3,11 @@
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
 
+#include <algorithm>
 #include <array>
 #include <cctype>
 #include <charconv>
 #include <cmath>
-#include <ctime>
 
 #include "daemon/image.hpp"
 #include "daemon/providers/google_predict.hpp"
@@ -54,16 +54,8 @@ std::optional<double> parse_number(std::string_view s) {
     return std::max(0.0, v);
 }
 
-// IMF-fixdate, and the obsolete RFC 850 and asctime forms that RFC 9110 asks recipients to read.
-std::optional<std::time_t> parse_http_date(std::string_view text) {
-    std::string s(trim(text));
-    for (const char* fmt :
-         {"%a, %d %b %Y %H:%M:%S GMT", "%A, %d-%b-%y %H:%M:%S GMT", "%a %b %e %H:%M:%S %Y"}) {
-        std::tm tm{};
-        const char* end = strptime(s.c_str(), fmt, &tm);
-        if (end && *end == '\0') return timegm(&tm);
-    }
-    return std::nullopt;
+double clamp_wait(double seconds) {
+    return std::clamp(seconds, 0.0, kMaxRetryAfterS);
 }
 
 std::string string_field(const json::object& o, std::string_view key) {
@@ -222,14 +214,15 @@ std::string valid_utf8(std::string_view text) {
 std::optional<double> retry_after_seconds(const Headers& headers,
                                           std::chrono::system_clock::time_point now) {
     if (auto ms = find_header(headers, "retry-after-ms"); !ms.empty()) {
-        if (auto v = parse_number(ms)) return *v / 1000.0;
+        if (auto v = parse_number(ms)) return clamp_wait(*v / 1000.0);
     }
     auto ra = trim(find_header(headers, "retry-after"));
     if (ra.empty()) return std::nullopt;
-    if (auto v = parse_number(ra)) return *v;
-    if (auto t = parse_http_date(ra)) {
-        auto diff = std::chrono::system_clock::from_time_t(*t) - now;
-        return std::max(0.0, std::chrono::duration<double>(diff).count());
+    if (auto v = parse_number(ra)) return clamp_wait(*v);
+    if (auto t = parse_http_date(ra, now)) {
+        // In seconds as doubles: exact enough, and no clock type can overflow.
+        const double now_s = std::chrono::duration<double>(now.time_since_epoch()).count();
+        return clamp_wait(static_cast<double>(*t) - now_s);
     }
     return std::nullopt;
 }
@@ -288,7 +281,8 @@ Headers json_request_headers(const ProviderConfig& provider, std::string_view au
                              std::string auth_value) {
     Headers h{{"Content-Type", "application/json"}, {"Accept", "application/json"}};
     if (!auth_value.empty()) h.emplace_back(std::string(auth_name), std::move(auth_value));
-    for (const auto& [name, value] : provider.headers) {
+    for (const auto& header : provider.headers) {
+        const std::string& name = header.first;  // (clang 14 cannot capture a binding)
         std::erase_if(h, [&](const auto& kv) {
             return kv.first.size() == name.size() &&
                    std::equal(name.begin(), name.end(), kv.first.begin(), [](char a, char b) {
@@ -296,7 +290,7 @@ Headers json_request_headers(const ProviderConfig& provider, std::string_view au
                               std::tolower(static_cast<unsigned char>(b));
                    });
         });
-        h.emplace_back(name, value);
+        h.emplace_back(name, header.second);
     }
     return h;
 }
@@ -320,6 +314,23 @@ std::string join_url(std::string_view base_url, std::string_view path) {
     if (!path.empty() && path.front() != '/') url += '/';
     url += path;
     return url;
+}
+
+std::optional<jobs::Error> drop_invalid_urls(std::vector<ImageItem>& images, int http_status) {
+    std::optional<jobs::Error> err;
+    std::size_t index = 0;
+    std::erase_if(images, [&](const ImageItem& item) {
+        ++index;
+        Url url;
+        if (!item.bytes.empty() || item.url.empty() || parse_url(item.url, url)) return false;
+        if (!err)
+            err =
+                bad_response_error(http_status, "invalid_url",
+                                   "image " + std::to_string(index) +
+                                       ": not a valid http(s) URL: " + body_excerpt(item.url, 200));
+        return true;
+    });
+    return err;
 }
 
 json::object* success_body(const HttpResponse& response, json::value& storage, ParsedResponse& out,

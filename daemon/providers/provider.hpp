@@ -66,9 +66,13 @@ jobs::Error error_from_response(const HttpResponse& response);
 jobs::Error error_from_response(const HttpResponse& response,
                                 std::chrono::system_clock::time_point now);
 
+// The longest wait a Retry-After is read as: one day. A longer delay or a far-future date (a
+// broken relay's year 9999) holds the request for a day, not for centuries.
+inline constexpr double kMaxRetryAfterS = 86400;
+
 // Seconds to wait before retrying: retry-after-ms (milliseconds) when present, else Retry-After
-// as delta-seconds or an HTTP-date relative to now (never negative). nullopt when absent or
-// unreadable.
+// as delta-seconds or an HTTP-date (IMF-fixdate, RFC 850 or asctime, any year 0000-9999)
+// relative to now; between 0 and kMaxRetryAfterS. nullopt when absent or unreadable.
 std::optional<double> retry_after_seconds(const Headers& headers,
                                           std::chrono::system_clock::time_point now);
 
@@ -110,5 +114,11 @@ std::optional<ImageItem> decode_data_uri(std::string_view uri);
 
 // base_url without trailing slashes, followed by path.
 std::string join_url(std::string_view base_url, std::string_view path);
+
+// Drops the images whose URL is not a valid http(s) URL (parse_url: control characters or
+// spaces, a bad host or port), which would otherwise go into a download's request line and
+// Host header as given. Returns a bad_response "invalid_url" error naming the first one
+// (1-based index in images), or nullopt when every URL is valid.
+std::optional<jobs::Error> drop_invalid_urls(std::vector<ImageItem>& images, int http_status);
 
 }  // namespace imgbatch::daemon

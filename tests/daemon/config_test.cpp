@@ -147,10 +147,11 @@ TEST_CASE("unknown keys are named with their path and the known keys") {
 }
 
 TEST_CASE("bad types and ranges name the field and the value") {
-    CHECK(error_of(provider_json(R"(, "max_concurrency": "x")")) ==
-          R"(cfg.json: 'providers[0].max_concurrency' must be an integer >= 1, got "x")");
+    CHECK(
+        error_of(provider_json(R"(, "max_concurrency": "x")")) ==
+        R"(cfg.json: 'providers[0].max_concurrency' must be an integer >= 1 and <= 10000, got "x")");
     CHECK(error_of(provider_json(R"(, "max_concurrency": 0)")) ==
-          "cfg.json: 'providers[0].max_concurrency' must be an integer >= 1, got 0");
+          "cfg.json: 'providers[0].max_concurrency' must be an integer >= 1 and <= 10000, got 0");
     CHECK(error_of(provider_json(R"(, "max_concurrency": 2.5)")).find("got 2.5") !=
           std::string::npos);
     CHECK(error_of(provider_json(R"(, "requests_per_minute": -1)"))
@@ -292,5 +293,103 @@ TEST_CASE("shutdown_grace_s: \"auto\" by default covers the slowest provider's c
     CHECK(error_of(R"({"shutdown_grace_s": "soon"})") ==
           R"(cfg.json: 'shutdown_grace_s' must be a number >= 0 or "auto", got "soon")");
     CHECK(error_of(R"({"shutdown_grace_s": -1})") ==
-          R"(cfg.json: 'shutdown_grace_s' must be a number >= 0, got -1)");
+          R"(cfg.json: 'shutdown_grace_s' must be a number >= 0 and <= 86400, got -1)");
+}
+
+TEST_CASE("every number has a sane range: times, rates, counts, sizes") {
+    // Values that overflowed a clock or a counter: each is refused, naming the field.
+    struct Case {
+        std::string json;
+        std::string field;
+    };
+    const std::vector<Case> cases{
+        {provider_json(R"(, "timeout_s": 1e16)"), "'providers[0].timeout_s' must be a number"},
+        {provider_json(R"(, "timeout_s": 1e-300)"), "'providers[0].timeout_s' must be a number"},
+        {provider_json(R"(, "connect_timeout_s": 1e300)"),
+         "'providers[0].connect_timeout_s' must be a number"},
+        {provider_json(R"(, "requests_per_minute": 1e300)"),
+         "'providers[0].requests_per_minute' must be a number"},
+        {provider_json(R"(, "images_per_minute": 1e20)"),
+         "'providers[0].images_per_minute' must be a number"},
+        {provider_json(R"(, "max_concurrency": 1000000)"),
+         "'providers[0].max_concurrency' must be an integer"},
+        {provider_json(R"(, "max_images_per_request": 1000000)"),
+         "'providers[0].max_images_per_request' must be an integer"},
+        {provider_json(R"(, "max_response_bytes": 9000000000000000000)"),
+         "'providers[0].max_response_bytes' must be an integer"},
+        {R"({"poll_interval_s": 1e300})", "'poll_interval_s' must be a number"},
+        {R"({"poll_interval_s": 1e-9})", "'poll_interval_s' must be a number"},
+        {R"({"shutdown_grace_s": 1e16})", "'shutdown_grace_s' must be a number"},
+        {R"({"retry": {"base_delay_s": 1e300, "max_delay_s": 1e300}})",
+         "'retry.base_delay_s' must be a number"},
+        {R"({"retry": {"max_delay_s": 1e19}})", "'retry.max_delay_s' must be a number"},
+        {R"({"retry": {"auth_probe_s": 1e19}})", "'retry.auth_probe_s' must be a number"},
+        {R"({"retry": {"max_attempts": 999999999}})", "'retry.max_attempts' must be an integer"},
+        {R"({"retry": {"moderation_retries": 999999999}})",
+         "'retry.moderation_retries' must be an integer"},
+        {R"({"retry": {"max_rate_limited": 999999999}})",
+         "'retry.max_rate_limited' must be an integer"},
+    };
+    for (const auto& c : cases) {
+        CAPTURE(c.json);
+        auto err = error_of(c.json);
+        CHECK(err.starts_with("cfg.json: " + c.field));
+        CHECK(err.find(" and <= ") != std::string::npos);  // says the upper bound too
+    }
+    CHECK(error_of(provider_json(R"(, "timeout_s": 1e16)")) ==
+          "cfg.json: 'providers[0].timeout_s' must be a number >= 0.001 and <= 86400, got 1E16");
+    // The bounds themselves are accepted.
+    auto c = parse_config(
+        R"({"poll_interval_s": 3600, "shutdown_grace_s": 86400,
+            "retry": {"max_delay_s": 86400, "auth_probe_s": 86400, "max_attempts": 1000},
+            "providers": [{"name": "p", "api": "openai", "base_url": "http://127.0.0.1:1/v1",
+              "models": ["gpt-image-1"], "timeout_s": 86400, "connect_timeout_s": 0.001,
+              "max_concurrency": 10000, "requests_per_minute": 1000000}]})",
+        "cfg.json");
+    CHECK(c.poll_interval_s == 3600);
+    CHECK(c.providers[0].timeout_s == 86400);
+    CHECK(c.providers[0].max_concurrency == 10000);
+}
+
+TEST_CASE("metrics_listen: an IP address and a port from 1 to 65535") {
+    CHECK(parse_config(R"({"metrics_listen": "0.0.0.0:1"})", "c").metrics_listen == "0.0.0.0:1");
+    CHECK(parse_config(R"({"metrics_listen": "[::1]:65535"})", "c").metrics_listen ==
+          "[::1]:65535");
+    for (const char* bad : {"127.0.0.1:70000", "127.0.0.1:65536", "127.0.0.1:0",
+                            "127.0.0.1:99999999999999999999", "127.0.0.1:", ":9464", "127.0.0.1",
+                            "localhost:9464", "127.0.0.1:+1", "[::1:9464", "not an address:9464"}) {
+        CAPTURE(bad);
+        CHECK(error_of(std::string(R"({"metrics_listen": ")") + bad + "\"}")
+                  .starts_with("cfg.json: 'metrics_listen' must be \"IP:PORT\""));
+    }
+}
+
+TEST_CASE("extra headers and API keys cannot carry a line break into a request") {
+    CHECK(error_of(provider_json(R"(, "headers": {"X-A": "b\r\nX-Injected: 1"})")) ==
+          "cfg.json: 'providers[0].headers.X-A' must be a header value without control "
+          "characters, got \"b\\r\\nX-Injected: 1\"");
+    CHECK(error_of(provider_json(R"(, "headers": {"X A": "b"})"))
+              .starts_with("cfg.json: 'providers[0].headers' names a header 'X A' that is not "
+                           "a valid header name"));
+    CHECK(error_of(provider_json(R"(, "headers": {"": "b"})")).find("not a valid header name") !=
+          std::string::npos);
+    CHECK(parse_config(provider_json(R"(, "headers": {"X-Tag_1": "a b\tc ü"})"), "c")
+              .providers[0]
+              .headers.at("X-Tag_1") == "a b\tc ü");
+
+    ProviderConfig p;
+    p.name = "prov";
+    TempFile key("sk-one\nsk-two\n");
+    p.api_key_file = key.path;
+    try {
+        resolve_api_key(p);
+        FAIL("no error");
+    } catch (const ConfigError& e) {
+        CHECK(std::string(e.what()).find("control characters") != std::string::npos);
+        CHECK(std::string(e.what()).find("sk-") == std::string::npos);  // never shown
+    }
+    p.api_key_file.clear();
+    p.api_key_env = "IMGBATCH_TEST_KEY_VAR";
+    EnvVar v("IMGBATCH_TEST_KEY_VAR", "sk-a\rb");
+    CHECK_THROWS_AS(resolve_api_key(p), ConfigError);
 }

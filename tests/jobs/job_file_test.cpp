@@ -293,6 +293,17 @@ TEST_CASE("CSV: quoting errors and bad bytes") {
     CHECK(after.errors[0].line == 2);
     CHECK(after.errors[0].reason.starts_with("column 1: text after a closing quote"));
 
+    // A lone CR after a closing quote is not a line end: the text after it is not dropped.
+    auto cr = csv("prompt,n\n\"a\"\rb,1\n\"c\"\r,1\n\"d\"\r\n\"e\"\r");
+    REQUIRE(cr.jobs.size() == 2);
+    CHECK(cr.jobs[0].prompt == "d");
+    CHECK(cr.jobs[1].prompt == "e");
+    REQUIRE(cr.errors.size() == 2);
+    CHECK(cr.errors[0].line == 2);
+    CHECK(cr.errors[0].reason.starts_with("column 1: text after a closing quote"));
+    CHECK(cr.errors[1].line == 3);
+    CHECK(cr.errors[1].reason.starts_with("column 1: text after a closing quote"));
+
     auto bytes = csv("prompt,n\nbad\xC0\xAF,1\n");
     CHECK(only_error(bytes) == "line is not valid UTF-8 text");
 

@@ -161,6 +161,16 @@ TEST_CASE("gpt-image-2 free sizes: each rule explained") {
     CHECK(g2("4096x2160").find("at most 3840x2160") != std::string::npos);
     CHECK(g2("2400x2400").find("at most 3840x2160") != std::string::npos);
     CHECK(g2("0x1024").find("positive") != std::string::npos);
+    // Huge sizes are too large, whatever their ratio (3 * side overflowed a long) and however
+    // many digits they have.
+    for (const char* huge :
+         {"4611686018427387904x4611686018427387904", "3074457345618258608x16",
+          "99999999999999999999999999999984x1024", "1024x99999999999999999999999999999984"}) {
+        CAPTURE(huge);
+        CHECK(g2(huge) == "field 'size': '" + std::string(huge) +
+                              "' is not allowed for gpt-image-2: at most 3840x2160 (long side at "
+                              "most 3840, short side at most 2160)");
+    }
     auto words = g2("big");
     CHECK(words.starts_with("field 'size': 'big' is not allowed for gpt-image-2 (allowed: auto, "));
     CHECK(words.find("multiples of 16") != std::string::npos);

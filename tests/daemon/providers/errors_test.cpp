@@ -178,6 +178,58 @@ TEST_CASE("Retry-After forms") {
     SUBCASE("absent or unreadable") {
         CHECK_FALSE(retry_after_seconds({}, kNow));
         CHECK_FALSE(retry_after_seconds({{"Retry-After", "soon"}}, kNow));
+        for (const char* bad :
+             {"Wed, 32 Jan 2025 00:00:00 GMT", "Sat, 29 Feb 2025 00:00:00 GMT",
+              "Wed, 01 Jan 2025 24:00:00 GMT", "Wed, 01 Jan 2025 00:00:00 UTC",
+              "Wed, 01 Foo 2025 00:00:00 GMT", "Wed, 1 Jan 2025 00:00:00 GMT",
+              "Wed, 01 Jan 2025 00:00:00 GMT trailing", "Wed, 01 Jan 99999 00:00:00 GMT"}) {
+            CAPTURE(bad);
+            CHECK_FALSE(retry_after_seconds({{"Retry-After", bad}}, kNow));
+        }
+    }
+    SUBCASE("asctime date") {
+        auto s = retry_after_seconds({{"Retry-After", "Wed Jan  1 00:00:30 2025"}}, kNow);
+        REQUIRE(s);
+        CHECK(*s == doctest::Approx(30));
+    }
+    SUBCASE("a leap day and a leap second") {
+        auto s = retry_after_seconds({{"Retry-After", "Thu, 29 Feb 2024 00:00:00 GMT"}}, kNow);
+        REQUIRE(s);
+        CHECK(*s == 0);
+        s = retry_after_seconds({{"Retry-After", "Wed, 01 Jan 2025 00:00:60 GMT"}}, kNow);
+        REQUIRE(s);
+        CHECK(*s == doctest::Approx(60));
+    }
+    SUBCASE("dates outside what a clock can hold: far future held at most a day, past now") {
+        // Years beyond 2262 overflowed the nanosecond clock (undefined behaviour).
+        for (const char* far : {"Fri, 31 Dec 9999 23:59:59 GMT", "Sun, 01 Jan 2262 00:00:00 GMT",
+                                "Wed Dec 31 23:59:59 9999"}) {
+            CAPTURE(far);
+            auto s = retry_after_seconds({{"Retry-After", far}}, kNow);
+            REQUIRE(s);
+            CHECK(*s == kMaxRetryAfterS);
+        }
+        for (const char* old : {"Sat, 01 Jan 1000 00:00:00 GMT", "Mon, 01 Jan 0001 00:00:00 GMT",
+                                "Sunday, 01-Jan-00 00:00:00 GMT"}) {
+            CAPTURE(old);
+            auto s = retry_after_seconds({{"Retry-After", old}}, kNow);
+            REQUIRE(s);
+            CHECK(*s == 0);
+        }
+    }
+    SUBCASE("huge delays are held at most a day") {
+        for (const char* big : {"1e300", "99999999999999999999", "86401"}) {
+            CAPTURE(big);
+            auto s = retry_after_seconds({{"Retry-After", big}}, kNow);
+            REQUIRE(s);
+            CHECK(*s == kMaxRetryAfterS);
+            s = retry_after_seconds({{"retry-after-ms", big}}, kNow);
+            REQUIRE(s);
+            CHECK(*s <= kMaxRetryAfterS);
+        }
+        auto ms = retry_after_seconds({{"retry-after-ms", "1e300"}}, kNow);
+        REQUIRE(ms);
+        CHECK(*ms == kMaxRetryAfterS);
     }
     SUBCASE("error_from_response reads the date too") {
         auto err = error_from_response(

@@ -143,3 +143,77 @@ TEST_CASE("chat errors: bad data URI, not JSON, HTTP errors") {
     CHECK(limited.error->cls == ErrorClass::rate_limited);
     CHECK(limited.error->message == "rate limited, try later");
 }
+
+// Each shape made a quadratic scan: an unclosed "![", "![...]" with no "data:image/" after it,
+// "data:image/" with no "![" after it, and many distinct images (a linear duplicate check).
+// 2 MiB of each took minutes; a linear scan takes milliseconds. The limit is far above that.
+TEST_CASE("find_message_images is linear in the text" * doctest::timeout(20)) {
+    constexpr std::size_t kSize = 2u << 20;
+    auto repeat = [&](std::string_view unit) {
+        std::string s;
+        s.reserve(kSize + unit.size());
+        while (s.size() < kSize) s += unit;
+        return s;
+    };
+    CHECK(find_message_images(repeat("![")).empty());
+    CHECK(find_message_images(repeat("![a]x")).empty());
+    CHECK(find_message_images(repeat("data:image/x")).empty());
+    CHECK(find_message_images(repeat("![a](data:image/png;base64,!)")).size() == 1);
+    std::string many;
+    int count = 0;
+    while (many.size() < kSize) many += "![a](https://x.example/" + std::to_string(count++) + ")";
+    auto refs = find_message_images(many + many);  // every image twice: listed once
+    REQUIRE(refs.size() == static_cast<std::size_t>(count));
+    CHECK(refs.front() == "https://x.example/0");
+    CHECK(refs.back() == "https://x.example/" + std::to_string(count - 1));
+}
+
+TEST_CASE("a refusal made only of markup keeps a message") {
+    for (const char* content : {R"("<p><b></b></p> <br/>")", R"("   ")"}) {
+        CAPTURE(content);
+        auto body =
+            std::string(R"({"choices":[{"index":0,"message":{"role":"assistant","refusal":)") +
+            content + R"(,"content":null},"finish_reason":"stop"}]})";
+        auto r = parse_openai_chat({200, {}, body}, request());
+        REQUIRE(r.error);
+        CHECK(r.error->cls == ErrorClass::moderation);
+        CHECK(r.error->code == "refused");
+        CHECK_FALSE(r.error->message.empty());
+    }
+    auto markup = parse_openai_chat(completion(R"("<sorry></sorry>")"), request());
+    REQUIRE(markup.error);
+    CHECK(markup.error->code == "refused");
+    CHECK(markup.error->message == "<sorry></sorry>");
+    auto filtered = parse_openai_chat(completion(R"("<div></div>")", "content_filter"), request());
+    REQUIRE(filtered.error);
+    CHECK(filtered.error->code == "content_filter");
+    CHECK(filtered.error->message == "<div></div>");
+}
+
+TEST_CASE("chat image URLs that are not valid http(s) URLs are bad_response") {
+    auto parts = parse_openai_chat(
+        {200,
+         {},
+         R"({"choices":[{"index":0,"message":{"role":"assistant","content":[{"type":"image_url","image_url":{"url":"https://x.example/1.png\r\nX-Injected: 1"}}]},"finish_reason":"stop"}]})"},
+        request());
+    REQUIRE(parts.error);
+    CHECK(parts.error->cls == ErrorClass::bad_response);
+    CHECK(parts.error->code == "invalid_url");
+    CHECK(parts.images.empty());
+
+    auto control =
+        parse_openai_chat(completion(R"x("![a](https://x.example/\u0001.png)")x"), request());
+    REQUIRE(control.error);
+    CHECK(control.error->code == "invalid_url");
+}
+
+TEST_CASE("a data URI with no data is not an image reference") {
+    CHECK(find_message_images("bare data:image/png;base64,*VBOR and ![a](data:image/png;base64,)")
+              .empty());
+    CHECK(find_message_images("data:image/png;base64,QUJD") ==
+          std::vector<std::string>{"data:image/png;base64,QUJD"});
+    auto empty = parse_openai_chat(completion(R"("here: data:image/png;base64,")"), request());
+    REQUIRE(empty.error);
+    CHECK(empty.error->cls == ErrorClass::bad_response);
+    CHECK(empty.images.empty());
+}

@@ -263,3 +263,27 @@ TEST_CASE("the owned parse gives the same images and frees the answer's text") {
     CHECK(openai_owned);
     CHECK(google_owned);
 }
+
+TEST_CASE("image URLs that are not valid http(s) URLs are bad_response, never downloaded") {
+    for (std::string url : {"https://cdn.test/a.png\r\nX-Injected: 1", "https://cdn test/a.png",
+                            "https://cdn.test/a b.png", "http://cdn.test:70000/a.png",
+                            "https://cdn.test\u0001/a.png"}) {
+        CAPTURE(url);
+        json::object body{{"data", json::array{json::object{{"url", url}}}}};
+        auto parsed = parse_openai_images(ok(json::serialize(body)), request("dall-e-3", 1));
+        REQUIRE(parsed.error);
+        CHECK(parsed.error->cls == ErrorClass::bad_response);
+        CHECK(parsed.error->code == "invalid_url");
+        CHECK(parsed.error->message.starts_with("image 1: not a valid http(s) URL"));
+        CHECK(parsed.images.empty());
+    }
+    // A good entry before a bad one is kept (it has its bytes); the bad one is dropped.
+    json::object mixed{{"data", json::array{json::object{{"b64_json", base64_encode("xyz")}},
+                                            "https://cdn.test/b.png\n"}}};
+    auto parsed = parse_openai_images(ok(json::serialize(mixed)), request("dall-e-3", 2));
+    REQUIRE(parsed.error);
+    CHECK(parsed.error->code == "invalid_url");
+    CHECK(parsed.error->message.starts_with("image 2: not a valid http(s) URL"));
+    REQUIRE(parsed.images.size() == 1);
+    CHECK(parsed.images[0].bytes == "xyz");
+}
