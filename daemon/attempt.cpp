@@ -59,6 +59,45 @@ CheckedImages check_images(ParsedResponse parsed, int ask, int http_status,
     return out;
 }
 
+namespace {
+
+// Records a decision for an attempt that ended with an error.
+void apply_decision(AttemptResult& r, const jobs::Decision& d, double finished_at) {
+    auto& c = r.completion;
+    r.action = d.action;
+    r.delay_s = d.delay_s;
+    c.count_attempt = c.count_rate_limit = c.count_moderation = c.count_timeout =
+        c.count_provider_failure = false;
+    switch (d.action) {
+        case jobs::Action::retry:
+            c.next = jobs::Next::retry;
+            c.not_before = finished_at + d.delay_s;
+            break;
+        case jobs::Action::fail:
+            c.next = jobs::Next::fail;
+            break;
+        case jobs::Action::block:
+            c.next = jobs::Next::block;
+            break;
+        case jobs::Action::pause_provider:
+            // The lane is paused: the request waits for the probe, nothing is used up.
+            c.next = jobs::Next::retry;
+            c.not_before = finished_at;
+            return;
+        case jobs::Action::pause_local:
+            c.next = jobs::Next::retry;
+            c.not_before = finished_at + d.delay_s;
+            return;
+    }
+    c.count_attempt = d.counts_attempt;
+    c.count_rate_limit = d.counts_rate_limit;
+    c.count_moderation = d.counts_moderation;
+    c.count_timeout = d.counts_timeout;
+    c.count_provider_failure = d.counts_provider_failure;
+}
+
+}  // namespace
+
 AttemptResult make_completion(const jobs::ClaimedRequest& req, const std::string& owner,
                               double started_at, double finished_at,
                               std::vector<jobs::OutputRecord> outputs,
@@ -80,37 +119,22 @@ AttemptResult make_completion(const jobs::ClaimedRequest& req, const std::string
         return r;
     }
     r.outcome = error->cls == ErrorClass::partial ? "partial" : "error";
-    jobs::Decision d =
-        jobs::decide(*error, jobs::RequestCounters{req.attempts, req.rate_limited, req.moderation},
-                     retry, jitter01);
-    r.action = d.action;
-    r.delay_s = d.delay_s;
+    if (jobs::may_be_billed(*error) && error->message.find(kMayBeBilled) == std::string::npos)
+        error->message += kMayBeBilled;
+    const jobs::RequestCounters counters{req.attempts, req.rate_limited, req.moderation,
+                                         req.timeouts, req.provider_failures};
+    if (error->cls == ErrorClass::server || error->cls == ErrorClass::network)
+        r.if_provider_failure = jobs::decide_provider_failure(*error, counters, retry, jitter01);
+    jobs::Decision d = jobs::decide(*error, counters, retry, jitter01);
     c.error = std::move(error);
-    switch (d.action) {
-        case jobs::Action::retry:
-            c.next = jobs::Next::retry;
-            c.not_before = finished_at + d.delay_s;
-            break;
-        case jobs::Action::fail:
-            c.next = jobs::Next::fail;
-            break;
-        case jobs::Action::block:
-            c.next = jobs::Next::block;
-            break;
-        case jobs::Action::pause_provider:
-            // The lane is paused: the request waits for the probe, nothing is used up.
-            c.next = jobs::Next::retry;
-            c.not_before = finished_at;
-            return r;
-        case jobs::Action::pause_local:
-            c.next = jobs::Next::retry;
-            c.not_before = finished_at + d.delay_s;
-            return r;
-    }
-    c.count_attempt = d.counts_attempt;
-    c.count_rate_limit = d.counts_rate_limit;
-    c.count_moderation = d.counts_moderation;
+    apply_decision(r, d, finished_at);
     return r;
+}
+
+void blame_provider(AttemptResult& r) {
+    if (!r.if_provider_failure || !r.completion.error) return;
+    apply_decision(r, *r.if_provider_failure, r.completion.finished_at);
+    r.if_provider_failure.reset();
 }
 
 namespace {
