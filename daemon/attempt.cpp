@@ -6,6 +6,7 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/json/parse.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <exception>
 
@@ -219,6 +220,8 @@ asio::awaitable<Answer> call_provider(EngineShared* s, ProviderRuntime* p,
         co_return a;
     }
     auto& resp = std::get<HttpResponse>(res);
+    if (auto hint = rate_limit_hint(resp.headers); !hint.empty())
+        p->lane.on_hint(jobs::unix_now(), hint);
     a.http_status = resp.status;
     ParsedResponse parsed = p->api->parse(resp, g);
     a.usage_json = parsed.usage_json;
@@ -260,8 +263,10 @@ void set_paused(EngineShared* s, const std::string& provider, bool paused, std::
     });
 }
 
-// Lane bookkeeping for the end of an attempt.
-void update_lane(EngineShared* s, ProviderRuntime* p, const AttemptResult& r, double now) {
+// Lane bookkeeping for the end of an attempt. A server or network failure that the lane's
+// circuit breaker blames on the provider switches r to its provider-failure decision (no
+// attempt used).
+void update_lane(EngineShared* s, ProviderRuntime* p, AttemptResult& r, double now) {
     Lane& lane = p->lane;
     bool was_probe = lane.probing();
     lane.on_finish();
@@ -282,9 +287,23 @@ void update_lane(EngineShared* s, ProviderRuntime* p, const AttemptResult& r, do
                       r.delay_s, err->message);
         for (auto& other : s->providers) other->lane.hold_until(now + r.delay_s);
     } else if (err && err->cls == ErrorClass::rate_limited) {
-        lane.on_rate_limited(now + r.delay_s);
+        // The lane holds for what the provider asked (not for this request's backoff).
+        std::optional<double> hold = err->retry_after_s;
+        if (hold) hold = std::min(*hold, s->retry.max_delay_s);
+        lane.on_rate_limited(now, hold, r.completion.started_at);
+    } else if (err && (err->cls == ErrorClass::server || err->cls == ErrorClass::network ||
+                       err->cls == ErrorClass::timeout)) {
+        double step = s->retry.base_delay_s / 4;
+        double max_hold = std::min(s->retry.max_delay_s, 60.0);
+        if (lane.on_failure(now, r.completion.request_id, step, max_hold)) {
+            blame_provider(r);
+            spdlog::warn("event=breaker_hold provider={} failures={} hold_s={:.2f}", p->config.name,
+                         lane.failure_run(), lane.held_until() - now);
+        }
     } else if (!err) {
-        lane.on_success();
+        lane.on_success(now);
+    } else {
+        lane.on_answered();
     }
     if (was_probe) {
         // The provider answered something other than auth/quota: it is usable again.

@@ -131,7 +131,9 @@ Decision decide_provider_failure(const Error& err, const RequestCounters& c, con
         d.action = Action::fail;
     } else {
         d.action = Action::retry;
-        d.delay_s = with_floor(backoff_delay(c.provider_failures + 1, cfg, jitter01), err);
+        // The lane's breaker spaces the calls (its holds grow with the run): the request
+        // itself need not back off further.
+        d.delay_s = with_floor(cfg.base_delay_s * jitter_scale(jitter01), err);
     }
     return d;
 }

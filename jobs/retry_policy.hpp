@@ -60,8 +60,10 @@ Decision decide(const Error& err, const RequestCounters& counters, const RetryCo
                 double jitter01);
 
 // The decision for a server or network failure that the provider's lane blames on the
-// provider (it came in a run of failures: the circuit breaker tripped): retried with backoff
-// on its own budget (max_provider_failures); the request's attempts are not used.
+// provider (it came in a run of failures: the circuit breaker tripped): retried after the
+// base delay (with jitter; Retry-After is a floor), since the lane's breaker holds do the
+// backing off, on its own budget (max_provider_failures); the request's attempts are not
+// used.
 Decision decide_provider_failure(const Error& err, const RequestCounters& counters,
                                  const RetryConfig& cfg, double jitter01);
 

@@ -266,8 +266,9 @@ TEST_CASE("a provider failure (the lane's breaker run) uses its own budget, not 
     CHECK(d.counts_provider_failure);
     CHECK_FALSE(d.counts_attempt);
     CHECK(d.delay_s == doctest::Approx(2));
-    CHECK(decide_provider_failure(e, RequestCounters{0, 0, 0, 0, 1}, c, 1.0).delay_s ==
-          doctest::Approx(4));
+    // The lane's breaker backs off; the request only waits the base delay.
+    CHECK(decide_provider_failure(e, RequestCounters{0, 0, 0, 0, 1}, c, 0.0).delay_s ==
+          doctest::Approx(1));
     auto last = decide_provider_failure(e, RequestCounters{0, 0, 0, 0, 2}, c, 1.0);
     CHECK(last.action == Action::fail);
     CHECK(last.counts_provider_failure);
