@@ -4,6 +4,7 @@
 
 #include <string>
 
+#include "jobs/migrations.hpp"
 #include "tests/integration/harness.hpp"
 
 using namespace imgbatch::test;
@@ -48,8 +49,10 @@ TEST_CASE("init creates the database and the output directory") {
     Cli cli;
     auto r = cli({"init"});
     CHECK(r.code == 0);
-    CHECK(r.out == "database t.db (schema version 1)\noutput directory out\n");
-    CHECK(sql_value(cli.db, "PRAGMA user_version") == "1");
+    // The latest schema version: one per migration.
+    const std::string latest = std::to_string(imgbatch::jobs::migrations().size());
+    CHECK(r.out == "database t.db (schema version " + latest + ")\noutput directory out\n");
+    CHECK(sql_value(cli.db, "PRAGMA user_version") == latest);
     CHECK(cli({"init"}).code == 0);  // again: nothing to migrate
 }
 
