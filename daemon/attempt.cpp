@@ -290,7 +290,11 @@ void update_lane(EngineShared* s, ProviderRuntime* p, AttemptResult& r, double n
         // The lane holds for what the provider asked (not for this request's backoff).
         std::optional<double> hold = err->retry_after_s;
         if (hold) hold = std::min(*hold, s->retry.max_delay_s);
+        double learned = lane.learned_rpm();
         lane.on_rate_limited(now, hold, r.completion.started_at);
+        if (lane.learned_rpm() != learned)
+            spdlog::info("event=rate_learned provider={} requests_per_minute={:.1f}",
+                         p->config.name, lane.learned_rpm());
     } else if (err && (err->cls == ErrorClass::server || err->cls == ErrorClass::network ||
                        err->cls == ErrorClass::timeout)) {
         double step = s->retry.base_delay_s / 4;

@@ -232,8 +232,9 @@ bool Lane::on_failure(double now, std::int64_t request_id, double step_s, double
     ++run_;
     bool blamed = run_shared_ || now < trouble_until_;
     if (run_shared_) trouble_until_ = now + kTroubleWindowS;
-    // Half-open: one request at a time until a success closes the breaker.
-    cap_ = 1;
+    // Tripped (or failing again while the concurrency ramps back up after a trip): one
+    // request at a time (half-open) until a success closes the breaker.
+    if (run_ >= kBreakerTrip || cap_ > 0) cap_ = 1;
     double open = step_s * std::ldexp(1.0, std::min(run_ - 1, 30));
     hold(now + std::min(open, max_s));
     return blamed;

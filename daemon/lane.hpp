@@ -82,12 +82,14 @@ class Lane {
     // until the next one is back.
     void on_hint(double now, const RateLimitHint& hint);
     // A server, network or timeout failure of request_id at now (the circuit breaker): the
-    // lane goes down to one request at a time and holds for step_s * 2^(run - 1), at most
-    // max_s, where run counts the failures since the provider last answered. Returns whether
-    // the failure is blamed on the provider rather than on the request: when this run of
-    // failures (or one that ended less than kTroubleWindowS ago) involved more than one
-    // request.
+    // lane holds for step_s * 2^(run - 1), at most max_s, where run counts the failures since
+    // the provider last answered; from kBreakerTrip failures on (or at once while the
+    // concurrency ramps back up after a trip) it also goes down to one request at a time
+    // (half-open) until a success. Returns whether the failure is blamed on
+    // the provider rather than on the request: when this run of failures (or one that ended
+    // less than kTroubleWindowS ago) involved more than one request.
     bool on_failure(double now, std::int64_t request_id, double step_s, double max_s);
+    static constexpr int kBreakerTrip = 3;
     // The provider answered something else (an error of the request, not of the provider):
     // the run of failures ends.
     void on_answered();

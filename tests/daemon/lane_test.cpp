@@ -313,19 +313,23 @@ TEST_CASE("parse_duration_s reads Go-style durations") {
     CHECK_FALSE(parse_duration_s("1e400s"));
 }
 
-TEST_CASE("breaker: a run of failures cuts to one at a time, holds longer each time") {
+TEST_CASE("breaker: a run of failures holds longer each time, then one at a time") {
     Lane lane("p", LaneLimits{4, 0, 0});
     for (int i = 0; i < 4; ++i) lane.on_start(0, 1);
     lane.on_finish();
     CHECK_FALSE(lane.on_failure(1.0, 1, 0.5, 60));  // the first failure is the request's
     CHECK(lane.failure_run() == 1);
     CHECK(lane.held_until() == doctest::Approx(1.5));
+    CHECK(lane.claimable(1.5) == 1);  // slowed, not cut: the free slot
     lane.on_finish();
     CHECK(lane.on_failure(1.0, 2, 0.5, 60));  // a second request failing: the provider's
     CHECK(lane.held_until() == doctest::Approx(2.0));
+    CHECK(lane.claimable(2.0) == 2);
     lane.on_finish();
-    CHECK(lane.on_failure(1.0, 3, 0.5, 60));
+    CHECK(lane.on_failure(1.0, 3, 0.5, 60));  // tripped
     CHECK(lane.held_until() == doctest::Approx(3.0));
+    CHECK(lane.breaker_cap() == 1);
+    CHECK(lane.claimable(3.0) == 0);  // one still in flight
     lane.on_finish();
     CHECK(lane.in_flight() == 0);
     CHECK(lane.claimable(2.9) == 0);
@@ -346,6 +350,14 @@ TEST_CASE("breaker: a run of failures cuts to one at a time, holds longer each t
     lane.on_success(68);
     CHECK(lane.claimable(68) == 4);
     CHECK(lane.breaker_cap() == 0);
+
+    // A failure while the concurrency ramps back up trips the breaker again at once.
+    for (int i = 0; i < 3; ++i) lane.on_failure(100, 9, 0.5, 60);
+    lane.on_success(200);
+    CHECK(lane.breaker_cap() == 2);
+    lane.on_failure(201, 9, 0.5, 60);
+    CHECK(lane.failure_run() == 1);
+    CHECK(lane.breaker_cap() == 1);
 }
 
 TEST_CASE("breaker: a request failing alone is its own fault; within a minute of trouble not") {
