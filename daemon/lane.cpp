@@ -209,14 +209,14 @@ void Lane::on_hint(double now, const RateLimitHint& hint) {
     if (hint.limit) {
         // The limit is where the lane starts and a ceiling; 429s may still lower the rate
         // (other clients may share the provider's limit).
-        hinted_rpm_ = *hint.limit;
+        hinted_rpm_ = std::max(kMinLearnedRpm, *hint.limit);
         if (limits_.requests_per_minute <= 0 && (learned_rpm_ <= 0 || learned_rpm_ > hinted_rpm_))
             learned_rpm_ = hinted_rpm_;
     }
     if (hint.remaining && *hint.remaining < 1) {
         // Nothing left: wait for the next request to come back (OpenAI's reset is the time
         // until the whole window is back, so one request's share of it comes sooner).
-        double wait = hint.reset_s.value_or(kDefaultHoldS);
+        double wait = std::min(hint.reset_s.value_or(kDefaultHoldS), kMaxHintHoldS);
         if (hinted_rpm_ > 0) wait = std::min(wait, 60.0 / hinted_rpm_);
         hold(now + wait);
     }

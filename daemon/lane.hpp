@@ -48,6 +48,8 @@ class Lane {
     static constexpr double kMinLearnedRpm = 1;
     // A 429 without Retry-After (or retry-after-ms) holds the lane this long.
     static constexpr double kDefaultHoldS = 1;
+    // The longest hold an x-ratelimit-remaining-requests of 0 causes.
+    static constexpr double kMaxHintHoldS = 60;
 
     explicit Lane(std::string name, LaneLimits limits = {});
 

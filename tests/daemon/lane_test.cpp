@@ -292,6 +292,14 @@ TEST_CASE("x-ratelimit headers: parsed, their limit starts the learned rate and 
         lane.on_success(100.25 + i * 0.25);
     }
     CHECK(lane.learned_rpm() == doctest::Approx(240));
+    // Nonsense in the headers neither stalls the lane nor holds it for long.
+    Lane odd("o", LaneLimits{16, 0, 0});
+    odd.on_hint(0, RateLimitHint{0.0001, 0.0, 1e12});
+    CHECK(odd.learned_rpm() == doctest::Approx(Lane::kMinLearnedRpm));
+    CHECK(odd.held_until() <= Lane::kMaxHintHoldS);
+    Lane no_limit("n", LaneLimits{16, 0, 0});
+    no_limit.on_hint(0, RateLimitHint{std::nullopt, 0.0, 1e12});
+    CHECK(no_limit.held_until() == doctest::Approx(Lane::kMaxHintHoldS));
     // A configured rate wins over hints.
     Lane set("s", LaneLimits{16, 60, 0});
     set.on_hint(0, RateLimitHint{240.0, 10.0, 1.0});
