@@ -66,8 +66,9 @@ TEST_CASE("unknown limit: the lane learns the provider's rate instead of burstin
     INFO("calls " << calls << ", refused " << refused);
     CHECK(refused ==
           env.number("SELECT count(*) FROM attempts WHERE error_class = 'rate_limited'"));
-    // A generous bound: without learning, most calls are refused.
-    CHECK(refused * 4 < calls);
+    // A generous bound (about the first in-flight calls are refused; without learning, most
+    // calls are).
+    CHECK(refused * 3 < calls);
 }
 
 TEST_CASE("unknown limit: x-ratelimit headers tell the lane the rate before any 429") {
