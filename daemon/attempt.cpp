@@ -8,6 +8,7 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/json/parse.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <exception>
 
@@ -65,6 +66,45 @@ CheckedImages check_images(ParsedResponse parsed, int ask, int http_status,
     return out;
 }
 
+namespace {
+
+// Records a decision for an attempt that ended with an error.
+void apply_decision(AttemptResult& r, const jobs::Decision& d, double finished_at) {
+    auto& c = r.completion;
+    r.action = d.action;
+    r.delay_s = d.delay_s;
+    c.count_attempt = c.count_rate_limit = c.count_moderation = c.count_timeout =
+        c.count_provider_failure = false;
+    switch (d.action) {
+        case jobs::Action::retry:
+            c.next = jobs::Next::retry;
+            c.not_before = finished_at + d.delay_s;
+            break;
+        case jobs::Action::fail:
+            c.next = jobs::Next::fail;
+            break;
+        case jobs::Action::block:
+            c.next = jobs::Next::block;
+            break;
+        case jobs::Action::pause_provider:
+            // The lane is paused: the request waits for the probe, nothing is used up.
+            c.next = jobs::Next::retry;
+            c.not_before = finished_at;
+            return;
+        case jobs::Action::pause_local:
+            c.next = jobs::Next::retry;
+            c.not_before = finished_at + d.delay_s;
+            return;
+    }
+    c.count_attempt = d.counts_attempt;
+    c.count_rate_limit = d.counts_rate_limit;
+    c.count_moderation = d.counts_moderation;
+    c.count_timeout = d.counts_timeout;
+    c.count_provider_failure = d.counts_provider_failure;
+}
+
+}  // namespace
+
 AttemptResult make_completion(const jobs::ClaimedRequest& req, const std::string& owner,
                               double started_at, double finished_at,
                               std::vector<jobs::OutputRecord> outputs,
@@ -86,37 +126,22 @@ AttemptResult make_completion(const jobs::ClaimedRequest& req, const std::string
         return r;
     }
     r.outcome = error->cls == ErrorClass::partial ? "partial" : "error";
-    jobs::Decision d =
-        jobs::decide(*error, jobs::RequestCounters{req.attempts, req.rate_limited, req.moderation},
-                     retry, jitter01);
-    r.action = d.action;
-    r.delay_s = d.delay_s;
+    if (jobs::may_be_billed(*error) && error->message.find(kMayBeBilled) == std::string::npos)
+        error->message += kMayBeBilled;
+    const jobs::RequestCounters counters{req.attempts, req.rate_limited, req.moderation,
+                                         req.timeouts, req.provider_failures};
+    if (error->cls == ErrorClass::server || error->cls == ErrorClass::network)
+        r.if_provider_failure = jobs::decide_provider_failure(*error, counters, retry, jitter01);
+    jobs::Decision d = jobs::decide(*error, counters, retry, jitter01);
     c.error = std::move(error);
-    switch (d.action) {
-        case jobs::Action::retry:
-            c.next = jobs::Next::retry;
-            c.not_before = finished_at + d.delay_s;
-            break;
-        case jobs::Action::fail:
-            c.next = jobs::Next::fail;
-            break;
-        case jobs::Action::block:
-            c.next = jobs::Next::block;
-            break;
-        case jobs::Action::pause_provider:
-            // The lane is paused: the request waits for the probe, nothing is used up.
-            c.next = jobs::Next::retry;
-            c.not_before = finished_at;
-            return r;
-        case jobs::Action::pause_local:
-            c.next = jobs::Next::retry;
-            c.not_before = finished_at + d.delay_s;
-            return r;
-    }
-    c.count_attempt = d.counts_attempt;
-    c.count_rate_limit = d.counts_rate_limit;
-    c.count_moderation = d.counts_moderation;
+    apply_decision(r, d, finished_at);
     return r;
+}
+
+void blame_provider(AttemptResult& r) {
+    if (!r.if_provider_failure || !r.completion.error) return;
+    apply_decision(r, *r.if_provider_failure, r.completion.finished_at);
+    r.if_provider_failure.reset();
 }
 
 namespace {
@@ -290,6 +315,8 @@ asio::awaitable<Answer> call_provider(EngineShared* s, ProviderRuntime* p,
         co_return a;
     }
     auto& resp = std::get<HttpResponse>(res);
+    if (auto hint = rate_limit_hint(resp.headers); !hint.empty())
+        p->lane.on_hint(jobs::unix_now(), hint);
     a.http_status = resp.status;
     const int status = resp.status;
     ParsedResponse parsed =
@@ -337,8 +364,10 @@ void set_paused(EngineShared* s, const std::string& provider, bool paused, std::
     });
 }
 
-// Lane bookkeeping for the end of an attempt.
-void update_lane(EngineShared* s, ProviderRuntime* p, const AttemptResult& r, double now) {
+// Lane bookkeeping for the end of an attempt. A server or network failure that the lane's
+// circuit breaker blames on the provider switches r to its provider-failure decision (no
+// attempt used).
+void update_lane(EngineShared* s, ProviderRuntime* p, AttemptResult& r, double now) {
     Lane& lane = p->lane;
     bool was_probe = lane.probing();
     lane.on_finish();
@@ -359,9 +388,27 @@ void update_lane(EngineShared* s, ProviderRuntime* p, const AttemptResult& r, do
                       r.delay_s, err->message);
         for (auto& other : s->providers) other->lane.hold_until(now + r.delay_s);
     } else if (err && err->cls == ErrorClass::rate_limited) {
-        lane.on_rate_limited(now + r.delay_s);
+        // The lane holds for what the provider asked (not for this request's backoff).
+        std::optional<double> hold = err->retry_after_s;
+        if (hold) hold = std::min(*hold, s->retry.max_delay_s);
+        double learned = lane.learned_rpm();
+        lane.on_rate_limited(now, hold, r.completion.started_at);
+        if (lane.learned_rpm() != learned)
+            spdlog::info("event=rate_learned provider={} requests_per_minute={:.1f}",
+                         p->config.name, lane.learned_rpm());
+    } else if (err && (err->cls == ErrorClass::server || err->cls == ErrorClass::network ||
+                       err->cls == ErrorClass::timeout)) {
+        double step = s->retry.base_delay_s / 4;
+        double max_hold = std::min(s->retry.max_delay_s, 60.0);
+        if (lane.on_failure(now, r.completion.request_id, step, max_hold)) {
+            blame_provider(r);
+            spdlog::warn("event=breaker_hold provider={} failures={} hold_s={:.2f}", p->config.name,
+                         lane.failure_run(), lane.held_until() - now);
+        }
     } else if (!err) {
-        lane.on_success();
+        lane.on_success(now);
+    } else {
+        lane.on_answered();
     }
     if (was_probe) {
         // The provider answered something other than auth/quota: it is usable again.

@@ -4,6 +4,7 @@
 #include <boost/asio/awaitable.hpp>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "daemon/dispatcher.hpp"
@@ -36,16 +37,28 @@ struct AttemptResult {
     jobs::Action action = jobs::Action::retry;  // meaningful when completion.error is set
     double delay_s = 0;
     std::string outcome;  // ok, partial, error (attempts.outcome)
+    // For a server or network error: the decision to use instead when the lane blames the
+    // failure on the provider (a run of failures tripped its circuit breaker).
+    std::optional<jobs::Decision> if_provider_failure;
 };
+
+// Appended to the message of a timeout that may have been billed (jobs::may_be_billed).
+inline constexpr std::string_view kMayBeBilled =
+    " (the provider may have generated and billed this call)";
 
 // Decides with jobs::decide: no error -> done; retry/fail/block as decided; pause_provider and
 // pause_local -> retry without counting anything (not_before now for a provider pause, now +
-// delay for a local pause). outputs are kept in every case.
+// delay for a local pause). outputs are kept in every case. A timeout that may have been
+// billed gets kMayBeBilled appended to its message.
 AttemptResult make_completion(const jobs::ClaimedRequest& req, const std::string& owner,
                               double started_at, double finished_at,
                               std::vector<jobs::OutputRecord> outputs,
                               std::optional<jobs::Error> error, std::string usage_json,
                               const jobs::RetryConfig& retry, double jitter01);
+
+// Switches r to its if_provider_failure decision (the failure does not use an attempt);
+// nothing when it has none.
+void blame_provider(AttemptResult& r);
 
 // The whole attempt on the network thread; registered in shared->in_flight by the caller.
 boost::asio::awaitable<void> run_attempt(EngineShared* shared, ProviderRuntime* provider,

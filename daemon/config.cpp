@@ -183,6 +183,8 @@ void parse_retry(const json::object& obj, const std::string& source, jobs::Retry
     f.integer("moderation_retries", r.moderation_retries, 0, kMaxCount);
     f.integer("max_rate_limited", r.max_rate_limited, 0, 100 * kMaxCount);
     f.seconds("auth_probe_s", r.auth_probe_s, kMinTime);
+    f.integer("max_timeouts", r.max_timeouts, 1, kMaxCount);
+    f.integer("max_provider_failures", r.max_provider_failures, 1, 100 * kMaxCount);
     f.no_unknown_keys();
     if (r.max_delay_s < r.base_delay_s) f.fail("max_delay_s", "must be >= retry.base_delay_s");
 }

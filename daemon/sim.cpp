@@ -58,9 +58,10 @@ int run_sim(const SimOptions& options) {
     }
     spdlog::info(
         "sim listening on port={} listen={} latency_ms={} jitter_ms={} rpm={} image_size={} "
-        "fault_rate={} seed={}",
+        "fault_rate={} seed={} gateway_rpm={}",
         server->port(), options.listen, options.latency_ms, options.jitter_ms,
-        options.requests_per_minute, options.image_size, options.fault_rate, options.seed);
+        options.requests_per_minute, options.image_size, options.fault_rate, options.seed,
+        options.gateway_rpm);
     ioc.run();
     return 0;
 }

@@ -16,6 +16,12 @@ struct SimOptions {
     std::string port_file;  // if set, the bound port is written there
     std::string api_key;    // if set, API calls without this Bearer / x-goog-api-key get 401
     std::size_t max_files = 10'000;  // served /sim/files kept (least recently used dropped)
+    // With requests_per_minute: every API answer carries OpenAI's x-ratelimit-*-requests
+    // headers (limit, remaining, reset).
+    bool ratelimit_headers = false;
+    // A gateway in front of the API like nginx's default limit_req: above this many requests
+    // per minute (no burst) it answers 503 with an HTML page and no Retry-After. 0: off.
+    double gateway_rpm = 0;
 };
 
 // Runs the simulator until SIGINT/SIGTERM. Returns the exit code.

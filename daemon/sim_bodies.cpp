@@ -189,6 +189,16 @@ SimAnswer SimState::fault(const Call& call, std::string_view kind) {
                            "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
                            "<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx"
                            "</center>\r\n</body>\r\n</html>\r\n");
+    if (kind == "504")
+        return body_answer(504, "text/html",
+                           "<html>\r\n<head><title>504 Gateway Time-out</title></head>\r\n<body>"
+                           "\r\n<center><h1>504 Gateway Time-out</h1></center>\r\n<hr><center>"
+                           "nginx</center>\r\n</body>\r\n</html>\r\n");
+    if (kind == "524")
+        return body_answer(524, "text/html",
+                           "<!DOCTYPE html><html><head><title>A timeout occurred | Cloudflare"
+                           "</title></head><body><h1>A timeout occurred</h1><p>Error code 524"
+                           "</p></body></html>");
     if (kind == "503") {
         SimAnswer a = error(api, 503, "server_error", "service_unavailable",
                             "The server is overloaded or not ready yet.", "UNAVAILABLE");

@@ -115,7 +115,8 @@ SimState::SimState(SimOptions options)
     : options_(std::move(options)),
       rng_(options_.seed),
       tokens_(std::max(1.0, options_.requests_per_minute / 60.0)),
-      refilled_(std::chrono::steady_clock::now()) {}
+      refilled_(std::chrono::steady_clock::now()),
+      gateway_refilled_(refilled_) {}
 
 SimAnswer SimState::handle(const SimRequest& request) {
     std::string_view path = path_of(request.target);
@@ -145,7 +146,13 @@ SimAnswer SimState::handle(const SimRequest& request) {
     ++requests_;
     ++by_path_[std::string(path)];
     max_in_flight_ = std::max(max_in_flight_, ++in_flight_);
-    SimAnswer answer = api_call(api, request, path);
+    SimAnswer answer;
+    if (auto refused = gateway_limit())
+        answer = std::move(*refused);
+    else
+        answer = api_call(api, request, path);
+    if (options_.ratelimit_headers && options_.requests_per_minute > 0)
+        add_ratelimit_headers(answer);
     answer.counted = true;
     return answer;
 }
@@ -252,6 +259,45 @@ std::optional<SimAnswer> SimState::rate_limit(SimApi api) {
     return a;
 }
 
+std::optional<SimAnswer> SimState::gateway_limit() {
+    if (options_.gateway_rpm <= 0) return std::nullopt;
+    // nginx limit_req without burst: a request sooner than 60/rate after the last one let
+    // through is refused with 503 and nginx's error page, without Retry-After.
+    const double rate = options_.gateway_rpm / 60.0;
+    auto now = std::chrono::steady_clock::now();
+    gateway_tokens_ =
+        std::min(1.0, gateway_tokens_ +
+                          rate * std::chrono::duration<double>(now - gateway_refilled_).count());
+    gateway_refilled_ = now;
+    if (gateway_tokens_ >= 1.0) {
+        gateway_tokens_ -= 1.0;
+        return std::nullopt;
+    }
+    ++gateway_refused_;
+    SimAnswer a;
+    a.status = 503;
+    a.headers = {{"Content-Type", "text/html"}, {"Server", "nginx"}};
+    a.body =
+        "<html>\r\n<head><title>503 Service Temporarily Unavailable</title></head>\r\n<body>\r\n"
+        "<center><h1>503 Service Temporarily Unavailable</h1></center>\r\n<hr><center>nginx"
+        "</center>\r\n</body>\r\n</html>\r\n";
+    return a;
+}
+
+void SimState::add_ratelimit_headers(SimAnswer& answer) const {
+    // OpenAI's shape: the limit per minute, what is left, and when the bucket is full again.
+    const double rate = options_.requests_per_minute / 60.0;
+    const double burst = std::max(1.0, rate);
+    const double tokens = std::clamp(tokens_, 0.0, burst);
+    const long long reset_ms = static_cast<long long>(std::ceil((burst - tokens) / rate * 1000));
+    answer.headers.emplace_back(
+        "x-ratelimit-limit-requests",
+        std::to_string(static_cast<long long>(std::llround(options_.requests_per_minute))));
+    answer.headers.emplace_back("x-ratelimit-remaining-requests",
+                                std::to_string(static_cast<long long>(std::floor(tokens))));
+    answer.headers.emplace_back("x-ratelimit-reset-requests", std::to_string(reset_ms) + "ms");
+}
+
 SimAnswer SimState::serve_file(std::string_view path) {
     ++by_path_["/sim/files"];
     std::string id(path.substr(std::string_view("/sim/files/").size()));
@@ -310,6 +356,7 @@ std::string SimState::stats_json() const {
     o["in_flight"] = in_flight_;
     o["max_in_flight"] = max_in_flight_;
     o["rate_limited"] = rate_limited_;
+    o["gateway_refused"] = gateway_refused_;
     o["images"] = images_;
     o["connections"] = connections_;
     o["files_served"] = files_served_;
@@ -318,7 +365,7 @@ std::string SimState::stats_json() const {
 }
 
 void SimState::reset_counters() {
-    requests_ = rate_limited_ = images_ = connections_ = files_served_ = 0;
+    requests_ = rate_limited_ = gateway_refused_ = images_ = connections_ = files_served_ = 0;
     max_in_flight_ = in_flight_;  // requests still running stay counted
     by_status_.clear();
     by_path_.clear();

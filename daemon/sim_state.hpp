@@ -95,6 +95,8 @@ class SimState {
     SimAnswer api_call(SimApi api, const SimRequest& request, std::string_view path);
     SimAnswer serve_file(std::string_view path);
     std::optional<SimAnswer> rate_limit(SimApi api);
+    std::optional<SimAnswer> gateway_limit();
+    void add_ratelimit_headers(SimAnswer& answer) const;
     SimAnswer fault(const Call& call, std::string_view kind);
 
     // Bodies in each API's shape (sim_bodies.cpp).
@@ -132,6 +134,11 @@ class SimState {
     double tokens_ = 0;
     std::chrono::steady_clock::time_point refilled_;
 
+    // The gateway's bucket for gateway_rpm (one request, refilled at gateway_rpm / 60 a
+    // second).
+    double gateway_tokens_ = 1;
+    std::chrono::steady_clock::time_point gateway_refilled_;
+
     // Served files: a bounded LRU (most recent at the front).
     std::list<std::pair<std::string, std::string>> files_;
     std::unordered_map<std::string, std::list<std::pair<std::string, std::string>>::iterator>
@@ -142,6 +149,7 @@ class SimState {
     std::uint64_t in_flight_ = 0;
     std::uint64_t max_in_flight_ = 0;
     std::uint64_t rate_limited_ = 0;
+    std::uint64_t gateway_refused_ = 0;
     std::uint64_t images_ = 0;
     std::uint64_t connections_ = 0;
     std::uint64_t files_served_ = 0;

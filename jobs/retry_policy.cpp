@@ -62,6 +62,17 @@ Decision decide(const Error& err, const RequestCounters& c, const RetryConfig& c
     Decision d;
     switch (err.cls) {
         case ErrorClass::timeout:
+            if (may_be_billed(err)) {
+                d.counts_timeout = true;
+                if (c.timeouts + 1 >= cfg.max_timeouts) {
+                    d.action = Action::fail;
+                } else {
+                    d.action = Action::retry;
+                    d.delay_s = with_floor(backoff_delay(c.timeouts + 1, cfg, jitter01), err);
+                }
+                return d;
+            }
+            [[fallthrough]];
         case ErrorClass::network:
         case ErrorClass::server:
         case ErrorClass::bad_response:
@@ -112,13 +123,36 @@ Decision decide(const Error& err, const RequestCounters& c, const RetryConfig& c
     return d;
 }
 
+Decision decide_provider_failure(const Error& err, const RequestCounters& c, const RetryConfig& cfg,
+                                 double jitter01) {
+    Decision d;
+    d.counts_provider_failure = true;
+    if (c.provider_failures + 1 >= cfg.max_provider_failures) {
+        d.action = Action::fail;
+    } else {
+        d.action = Action::retry;
+        // The lane's breaker spaces the calls (its holds grow with the run): the request
+        // itself need not back off further.
+        d.delay_s = with_floor(cfg.base_delay_s * jitter_scale(jitter01), err);
+    }
+    return d;
+}
+
+bool may_be_billed(const Error& err) {
+    if (err.cls != ErrorClass::timeout) return false;
+    if (err.http_status == 408) return false;
+    return !err.message.starts_with("connect deadline");
+}
+
 ErrorClass classify_http(int status, std::string_view code_in, std::string_view message_in,
                          bool has_retry_after) {
     const std::string code = lower(code_in);
     const std::string msg = lower(message_in);
     if (status == 429) return is_quota(code, msg) ? ErrorClass::quota : ErrorClass::rate_limited;
     if (status == 503 && has_retry_after) return ErrorClass::rate_limited;
-    if (status == 408) return ErrorClass::timeout;
+    // 408: the server gave up waiting for the request. 504 and Cloudflare's 524: a gateway gave
+    // up waiting for the provider, which may still be generating (and billing) the answer.
+    if (status == 408 || status == 504 || status == 524) return ErrorClass::timeout;
     if (status >= 500 && status <= 599) return ErrorClass::server;
     if (status == 401) return ErrorClass::auth;
     // OpenAI sends billing_hard_limit_reached with 400: it is still an account problem.

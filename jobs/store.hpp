@@ -69,6 +69,8 @@ struct ClaimedRequest {
     int attempts = 0;     // counters before this attempt
     int rate_limited = 0;
     int moderation = 0;
+    int timeouts = 0;           // timeouts that may have been billed
+    int provider_failures = 0;  // failures blamed on the provider's run of failures
     std::string provider;
     std::string model;
     std::string prompt;
@@ -116,6 +118,8 @@ struct Completion {
     bool count_attempt = false;  // increment requests.attempts
     bool count_rate_limit = false;
     bool count_moderation = false;
+    bool count_timeout = false;           // increment requests.timeouts
+    bool count_provider_failure = false;  // increment requests.provider_failures
 };
 
 // ---- provider state ----

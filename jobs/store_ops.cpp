@@ -55,7 +55,8 @@ int Store::retry(const JobFilter& filter) {
         {
             auto q = impl_->prep(
                 "UPDATE requests SET state = 'queued', attempts = 0, rate_limited = 0, "
-                "moderation = 0, not_before = 0, lease_owner = NULL, lease_until = NULL, "
+                "moderation = 0, timeouts = 0, provider_failures = 0, not_before = 0, "
+                "lease_owner = NULL, lease_until = NULL, "
                 "last_error_class = NULL, last_error_code = NULL, last_http_status = NULL, "
                 "last_error_message = NULL "
                 "WHERE job_id = ? AND state IN ('failed', 'blocked', 'cancelled')");

@@ -15,7 +15,7 @@ constexpr const char* kClaimSql =
     "WHERE id IN (SELECT id FROM requests WHERE state = 'queued' AND provider = ?3 "
     "AND not_before <= ?4 ORDER BY priority DESC, id LIMIT ?5) "
     "RETURNING id, job_id, seq, first_index, n, images_done, attempt_no, attempts, "
-    "rate_limited, moderation, provider, priority";
+    "rate_limited, moderation, provider, priority, timeouts, provider_failures";
 
 constexpr const char* kLeaseExpiredMessage =
     "the daemon holding the lease stopped before the answer was recorded";
@@ -127,6 +127,8 @@ std::vector<ClaimedRequest> Store::claim(std::string_view provider, std::string_
             r.moderation = q->getColumn(9).getInt();
             r.provider = text(*q, 10);
             priority.push_back(q->getColumn(11).getInt());
+            r.timeouts = q->getColumn(12).getInt();
+            r.provider_failures = q->getColumn(13).getInt();
             out.push_back(std::move(r));
         }
     }
@@ -388,7 +390,8 @@ std::vector<bool> Store::apply(std::vector<Completion>& completions,
             auto q = impl_->prep(
                 "UPDATE requests SET state = ?1, images_done = images_done + ?2, "
                 "attempts = attempts + ?3, rate_limited = rate_limited + ?4, "
-                "moderation = moderation + ?5, not_before = ?6, lease_owner = NULL, "
+                "moderation = moderation + ?5, timeouts = timeouts + ?12, "
+                "provider_failures = provider_failures + ?13, not_before = ?6, lease_owner = NULL, "
                 "lease_until = NULL, "
                 "last_error_class = CASE WHEN ?7 IS NULL THEN last_error_class ELSE ?7 END, "
                 "last_error_code = CASE WHEN ?7 IS NULL THEN last_error_code ELSE ?8 END, "
@@ -408,6 +411,8 @@ std::vector<bool> Store::apply(std::vector<Completion>& completions,
                 q->bind(10, err->message);
             }
             q->bind(11, c.request_id);
+            q->bind(12, c.count_timeout ? 1 : 0);
+            q->bind(13, c.count_provider_failure ? 1 : 0);
             q->exec();
         }
         {

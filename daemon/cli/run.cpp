@@ -58,6 +58,12 @@ void add_run(CLI::App& app, Context& ctx) {
     sim->add_option("--api-key", so->api_key, "answer 401 to calls without this key");
     sim->add_option("--max-files", so->max_files, "image URLs kept for download")
         ->check(CLI::PositiveNumber);
+    sim->add_flag("--ratelimit-headers", so->ratelimit_headers,
+                  "with --rpm: send x-ratelimit-*-requests headers");
+    sim->add_option("--gateway-rpm", so->gateway_rpm,
+                    "a gateway (nginx limit_req) refusing more than N requests/minute with 503 "
+                    "(HTML, no Retry-After); 0: off")
+        ->check(CLI::NonNegativeNumber);
     // The simulator needs neither config nor database.
     sim->callback([so, &ctx] { ctx.action = [so] { return run_sim(*so); }; });
 }

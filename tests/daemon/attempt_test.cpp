@@ -190,3 +190,51 @@ TEST_CASE("make_completion: rate_limited waits at least Retry-After") {
     CHECK(r.completion.count_rate_limit);
     CHECK_FALSE(r.completion.count_attempt);
 }
+
+TEST_CASE("make_completion: a timeout that may have been billed says so and uses max_timeouts") {
+    auto r = make_completion(
+        claimed(), "me", 10, 311, {},
+        jobs::Error{ErrorClass::timeout, "", 0, "response deadline of 300 s passed", std::nullopt},
+        "", retry_config(), 0.0);
+    REQUIRE(r.completion.error);
+    CHECK(r.completion.error->message ==
+          "response deadline of 300 s passed (the provider may have generated and billed this "
+          "call)");
+    CHECK(r.completion.next == jobs::Next::retry);
+    CHECK(r.completion.count_timeout);
+    CHECK_FALSE(r.completion.count_attempt);
+
+    auto gateway = make_completion(
+        claimed(), "me", 10, 11, {},
+        jobs::Error{ErrorClass::timeout, "", 524, "A timeout occurred", std::nullopt}, "",
+        retry_config(), 0.0);
+    CHECK(gateway.completion.error->message.find("may have generated and billed") !=
+          std::string::npos);
+
+    auto connect = make_completion(
+        claimed(), "me", 10, 11, {},
+        jobs::Error{ErrorClass::timeout, "", 0, "connect deadline of 30 s passed", std::nullopt},
+        "", retry_config(), 0.0);
+    CHECK(connect.completion.error->message == "connect deadline of 30 s passed");
+    CHECK(connect.completion.count_attempt);
+    CHECK_FALSE(connect.completion.count_timeout);
+}
+
+TEST_CASE("make_completion: a server error blamed on the provider uses no attempt") {
+    auto r = make_completion(claimed(), "me", 10, 11, {},
+                             jobs::Error{ErrorClass::server, "", 503, "busy", std::nullopt}, "",
+                             retry_config(), 0.0);
+    CHECK(r.completion.count_attempt);
+    REQUIRE(r.if_provider_failure);
+    blame_provider(r);
+    CHECK(r.completion.next == jobs::Next::retry);
+    CHECK_FALSE(r.completion.count_attempt);
+    CHECK(r.completion.count_provider_failure);
+    CHECK(r.completion.not_before > 11);
+
+    auto inv =
+        make_completion(claimed(), "me", 10, 11, {},
+                        jobs::Error{ErrorClass::invalid_request, "", 400, "no", std::nullopt}, "",
+                        retry_config(), 0.0);
+    CHECK_FALSE(inv.if_provider_failure);
+}

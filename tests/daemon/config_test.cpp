@@ -63,7 +63,8 @@ TEST_CASE("a full configuration with comments and trailing commas") {
         // where things go
         "database": "jobs.db", "output_dir": "images",
         "retry": {"max_attempts": 3, "base_delay_s": 0.5, "max_delay_s": 30,
-                  "moderation_retries": 1, "max_rate_limited": 7, "auth_probe_s": 60,},
+                  "moderation_retries": 1, "max_rate_limited": 7, "auth_probe_s": 60,
+                  "max_timeouts": 1, "max_provider_failures": 9},
         "shutdown_grace_s": 10, "metrics_listen": "127.0.0.1:9464", "poll_interval_s": 0.2,
         /* a model of a relay, like dall-e-3 */
         "models": {"my-model": {"like": "dall-e-3"}},
@@ -88,6 +89,8 @@ TEST_CASE("a full configuration with comments and trailing commas") {
     CHECK(c.retry.moderation_retries == 1);
     CHECK(c.retry.max_rate_limited == 7);
     CHECK(c.retry.auth_probe_s == doctest::Approx(60));
+    CHECK(c.retry.max_timeouts == 1);
+    CHECK(c.retry.max_provider_failures == 9);
     CHECK(c.shutdown_grace_s == doctest::Approx(10));
     CHECK(c.metrics_listen == "127.0.0.1:9464");
     CHECK(c.poll_interval_s == doctest::Approx(0.2));
@@ -129,6 +132,8 @@ TEST_CASE("defaults: an empty object, and google's default auth header") {
     CHECK(c.output_dir == "out");
     CHECK(c.providers.empty());
     CHECK(c.retry.max_attempts == 6);
+    CHECK(c.retry.max_timeouts == 2);
+    CHECK(c.retry.max_provider_failures == 30);
     Config g = parse_config(
         R"({"providers": [{"name": "g", "api": "google", "base_url": "https://x/v1beta",
             "models": ["imagen-3.0-generate-002"]}]})",
@@ -163,6 +168,10 @@ TEST_CASE("bad types and ranges name the field and the value") {
           std::string::npos);
     CHECK(error_of(provider_json(R"(, "headers": {"X": 1})"))
               .find("'providers[0].headers.X' must be a string") != std::string::npos);
+    CHECK(error_of(R"({"retry": {"max_timeouts": 0}})")
+              .find("'retry.max_timeouts' must be an integer >= 1") != std::string::npos);
+    CHECK(error_of(R"({"retry": {"max_provider_failures": 0}})")
+              .find("'retry.max_provider_failures' must be an integer >= 1") != std::string::npos);
     CHECK(error_of(R"({"retry": {"max_attempts": 0}})")
               .find("'retry.max_attempts' must be an integer >= 1") != std::string::npos);
     CHECK(error_of(R"({"database": 5})").find("'database' must be a non-empty string") !=

@@ -36,10 +36,9 @@ TEST_CASE("backoff doubles from the base, is capped, and jitter scales it into [
     }
 }
 
-TEST_CASE("timeout, network, server and bad_response retry with backoff until the last attempt") {
+TEST_CASE("network, server and bad_response retry with backoff until the last attempt") {
     RetryConfig c = cfg();
-    for (auto cls :
-         {ErrorClass::timeout, ErrorClass::network, ErrorClass::server, ErrorClass::bad_response}) {
+    for (auto cls : {ErrorClass::network, ErrorClass::server, ErrorClass::bad_response}) {
         CAPTURE(to_string(cls));
         RequestCounters first{};
         auto d = decide(err(cls), first, c, 1.0);
@@ -166,7 +165,8 @@ TEST_CASE("classify_http: rate limits versus quota") {
 
 TEST_CASE("classify_http: timeouts, servers, auth") {
     CHECK(classify_http(408, "", "", false) == ErrorClass::timeout);
-    for (int s : {500, 502, 504, 599}) CHECK(classify_http(s, "", "", false) == ErrorClass::server);
+    for (int s : {500, 502, 503, 520, 599})
+        CHECK(classify_http(s, "", "", false) == ErrorClass::server);
     CHECK(classify_http(401, "invalid_api_key", "Incorrect API key", false) == ErrorClass::auth);
     CHECK(classify_http(401, "UNAUTHENTICATED", "", false) == ErrorClass::auth);
     CHECK(classify_http(403, "PERMISSION_DENIED", "no access", false) == ErrorClass::auth);
@@ -195,4 +195,84 @@ TEST_CASE("classify_http: moderation versus invalid requests") {
 TEST_CASE("classify_http: anything that is not an error status is a bad response") {
     for (int s : {0, 100, 200, 204, 301, 302, 304, 600})
         CHECK(classify_http(s, "", "", false) == ErrorClass::bad_response);
+}
+
+namespace {
+Error timeout_err(int http, std::string message) {
+    Error e;
+    e.cls = ErrorClass::timeout;
+    e.http_status = http;
+    e.message = std::move(message);
+    return e;
+}
+}  // namespace
+
+TEST_CASE("classify_http: a gateway timeout (504, Cloudflare 524) is a timeout") {
+    CHECK(classify_http(504, "", "Gateway Time-out", false) == ErrorClass::timeout);
+    CHECK(classify_http(524, "", "A timeout occurred", false) == ErrorClass::timeout);
+    CHECK(classify_http(504, "", "", true) == ErrorClass::timeout);
+}
+
+TEST_CASE("may_be_billed: a response deadline or a gateway timeout, not a connect deadline") {
+    CHECK(may_be_billed(timeout_err(0, "response deadline of 300 s passed")));
+    CHECK(may_be_billed(timeout_err(504, "Gateway Time-out")));
+    CHECK(may_be_billed(timeout_err(524, "A timeout occurred")));
+    CHECK_FALSE(may_be_billed(timeout_err(0, "connect deadline of 30 s passed (1.2.3.4:443)")));
+    CHECK_FALSE(may_be_billed(timeout_err(408, "Request Timeout")));
+    Error server;
+    server.cls = ErrorClass::server;
+    server.http_status = 500;
+    CHECK_FALSE(may_be_billed(server));
+}
+
+TEST_CASE("a timeout that may have been billed counts against max_timeouts, not the attempts") {
+    RetryConfig c = cfg();  // max_timeouts 2
+    CHECK(c.max_timeouts == 2);
+    auto billed = timeout_err(0, "response deadline of 300 s passed");
+    auto d = decide(billed, RequestCounters{4, 0, 0, 0}, c, 1.0);
+    CHECK(d.action == Action::retry);
+    CHECK(d.counts_timeout);
+    CHECK_FALSE(d.counts_attempt);
+    CHECK(d.delay_s == doctest::Approx(2));  // backoff(timeouts + 1)
+    // The second timeout of a request is its last: it fails.
+    auto last = decide(timeout_err(504, "Gateway Time-out"), RequestCounters{0, 0, 0, 1}, c, 1.0);
+    CHECK(last.action == Action::fail);
+    CHECK(last.counts_timeout);
+    c.max_timeouts = 3;
+    CHECK(decide(billed, RequestCounters{0, 0, 0, 1}, c, 1.0).action == Action::retry);
+    CHECK(decide(billed, RequestCounters{0, 0, 0, 2}, c, 1.0).action == Action::fail);
+}
+
+TEST_CASE("a connect timeout or a 408 was not billed: it uses an attempt like a network error") {
+    RetryConfig c = cfg();
+    for (const auto& e : {timeout_err(0, "connect deadline of 30 s passed (1.2.3.4:443)"),
+                          timeout_err(408, "Request Timeout")}) {
+        CAPTURE(e.message);
+        auto d = decide(e, RequestCounters{0, 0, 0, 5}, c, 1.0);
+        CHECK(d.action == Action::retry);
+        CHECK(d.counts_attempt);
+        CHECK_FALSE(d.counts_timeout);
+        CHECK(decide(e, RequestCounters{5, 0, 0, 0}, c, 1.0).action == Action::fail);
+    }
+}
+
+TEST_CASE("a provider failure (the lane's breaker run) uses its own budget, not the attempts") {
+    RetryConfig c = cfg();
+    c.max_provider_failures = 3;
+    Error e = err(ErrorClass::server);
+    e.http_status = 503;
+    auto d = decide_provider_failure(e, RequestCounters{5, 0, 0, 0, 0}, c, 1.0);
+    CHECK(d.action == Action::retry);
+    CHECK(d.counts_provider_failure);
+    CHECK_FALSE(d.counts_attempt);
+    CHECK(d.delay_s == doctest::Approx(2));
+    // The lane's breaker backs off; the request only waits the base delay.
+    CHECK(decide_provider_failure(e, RequestCounters{0, 0, 0, 0, 1}, c, 0.0).delay_s ==
+          doctest::Approx(1));
+    auto last = decide_provider_failure(e, RequestCounters{0, 0, 0, 0, 2}, c, 1.0);
+    CHECK(last.action == Action::fail);
+    CHECK(last.counts_provider_failure);
+    // Retry-After stays a floor.
+    e.retry_after_s = 20.0;
+    CHECK(decide_provider_failure(e, {}, c, 1.0).delay_s == doctest::Approx(20));
 }

@@ -363,3 +363,36 @@ TEST_CASE("retry: failed, blocked and cancelled jobs are queued again with fresh
     CHECK(s.claim("p1", kOwner, 10, 100, 60).size() == 2);
     CHECK(s.retry({}) == 0);
 }
+
+TEST_CASE("apply: timeouts and provider failures have their own counters") {
+    Store s(":memory:");
+    s.enqueue("b", {item("cat", 1, 1)});
+    auto c = s.claim("p1", kOwner, 1, 100, 60);
+    REQUIRE(c.size() == 1);
+    CHECK(c[0].timeouts == 0);
+    CHECK(c[0].provider_failures == 0);
+    std::vector<Completion> v{completion(c[0], kOwner, 0, Next::retry)};
+    v[0].error = error(ErrorClass::timeout, "response deadline of 300 s passed");
+    v[0].not_before = 100;
+    v[0].count_attempt = false;
+    v[0].count_timeout = true;
+    CHECK(s.apply(v)[0]);
+    auto again = s.claim("p1", kOwner, 1, 100, 60);
+    REQUIRE(again.size() == 1);
+    CHECK(again[0].timeouts == 1);
+    CHECK(again[0].attempts == 0);
+
+    std::vector<Completion> v2{completion(again[0], kOwner, 0, Next::retry)};
+    v2[0].error = error(ErrorClass::server, "503 Service Temporarily Unavailable");
+    v2[0].not_before = 100;
+    v2[0].count_attempt = false;
+    v2[0].count_provider_failure = true;
+    CHECK(s.apply(v2)[0]);
+    auto third = s.claim("p1", kOwner, 1, 100, 60);
+    REQUIRE(third.size() == 1);
+    CHECK(third[0].timeouts == 1);
+    CHECK(third[0].provider_failures == 1);
+    CHECK(third[0].attempts == 0);
+    CHECK(sql_int(s, "SELECT timeouts FROM requests") == 1);
+    CHECK(sql_int(s, "SELECT provider_failures FROM requests") == 1);
+}
