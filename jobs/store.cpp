@@ -1,5 +1,5 @@
-// The store's connection: open, migrate, the statement cache, enqueue, planning of pending
-// rows, provider state and the small scheduling queries.
+// The store's connection: open, migrate, the statement cache, enqueue, provider state and the
+// small scheduling queries.
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
 #include <chrono>
@@ -190,98 +190,6 @@ EnqueueResult Store::enqueue(std::string_view batch, const std::vector<EnqueueIt
     }
     txn.commit();
     return result;
-}
-
-std::vector<PendingJob> Store::pending_jobs(int limit) {
-    std::vector<PendingJob> out;
-    auto q = impl_->prep(
-        "SELECT id, prompt, model, provider, key, n, priority, params, metadata FROM jobs "
-        "WHERE state = 'pending' ORDER BY id LIMIT ?");
-    q->bind(1, limit);
-    while (q->executeStep()) {
-        PendingJob p;
-        p.id = q->getColumn(0).getInt64();
-        auto& s = p.spec;
-        s.prompt = text(*q, 1);
-        s.model = text(*q, 2);
-        s.provider = text(*q, 3);
-        s.key = text(*q, 4);
-        s.n = q->getColumn(5).getInt();
-        s.priority = q->getColumn(6).getInt();
-        s.source = "jobs row " + std::to_string(p.id);
-        boost::system::error_code ec;
-        auto params = boost::json::parse(text(*q, 7), ec);
-        if (ec || !params.is_object())
-            p.parse_error = "field 'params': not a JSON object";
-        else
-            s.params = std::move(params.as_object());
-        if (p.parse_error.empty() && !q->getColumn(8).isNull()) {
-            auto meta = boost::json::parse(text(*q, 8), ec);
-            if (ec || !meta.is_object())
-                p.parse_error = "field 'metadata': not a JSON object";
-            else
-                s.metadata = std::move(meta.as_object());
-        }
-        out.push_back(std::move(p));
-    }
-    return out;
-}
-
-void Store::apply_plans(const std::vector<PlanDecision>& plans) {
-    const double now = unix_now();
-    auto txn = impl_->write_txn();
-    std::optional<std::int64_t> sql_batch;  // created only when a row needs it
-    for (const auto& d : plans) {
-        if (!d.error.empty()) {
-            auto q = impl_->prep(
-                "UPDATE jobs SET state = 'rejected', error = ?, finished_at = ?, updated_at = ? "
-                "WHERE id = ? AND state = 'pending'");
-            q->bind(1, d.error);
-            q->bind(2, now);
-            q->bind(3, now);
-            q->bind(4, d.job_id);
-            q->exec();
-            continue;
-        }
-        bool has_batch = false;
-        {
-            auto q = impl_->prep("SELECT batch_id IS NOT NULL FROM jobs WHERE id = ?");
-            q->bind(1, d.job_id);
-            has_batch = q->executeStep() && q->getColumn(0).getInt();
-        }
-        if (!has_batch && !sql_batch) sql_batch = impl_->batch_id("sql");
-        std::optional<int> priority;
-        {
-            // Only rows still pending: another daemon may have planned them meanwhile.
-            auto q = impl_->prep(
-                "UPDATE jobs SET state = 'queued', provider = ?, "
-                "batch_id = COALESCE(batch_id, ?), updated_at = ? "
-                "WHERE id = ? AND state = 'pending' RETURNING priority");
-            q->bind(1, d.provider);
-            if (sql_batch)
-                q->bind(2, *sql_batch);
-            else
-                q->bind(2);
-            q->bind(3, now);
-            q->bind(4, d.job_id);
-            if (q->executeStep()) priority = q->getColumn(0).getInt();
-        }
-        if (!priority) continue;
-        auto ins = impl_->prep(
-            "INSERT INTO requests(job_id, seq, first_index, provider, n, priority) "
-            "VALUES (?, ?, ?, ?, ?, ?)");
-        for (const auto& r : d.plan) {
-            ins->reset();
-            ins->bind(1, d.job_id);
-            ins->bind(2, r.seq);
-            ins->bind(3, r.first_index);
-            ins->bind(4, d.provider);
-            ins->bind(5, r.n);
-            ins->bind(6, *priority);
-            ins->exec();
-        }
-    }
-    txn.commit();
 }
 
 std::optional<double> Store::next_ready(std::string_view provider, double now) {

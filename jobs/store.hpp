@@ -50,6 +50,11 @@ struct PendingJob {
     JobSpec spec;             // read from the row (params/metadata parsed)
     std::string parse_error;  // non-empty: the row itself is malformed (e.g. params not JSON)
 };
+// A row rejected by the store itself (see Store::reject_unplanned).
+struct Rejection {
+    std::int64_t job_id = 0;
+    std::string reason;
+};
 struct PlanDecision {
     std::int64_t job_id = 0;
     std::string error;     // non-empty: reject the job with this message
@@ -218,6 +223,11 @@ class Store {
     // Rows with no batch go to the batch named "sql".
     std::vector<PendingJob> pending_jobs(int limit);
     void apply_plans(const std::vector<PlanDecision>& plans);
+    // Rows inserted by SQL as 'queued' or 'running' without any request would never run:
+    // rejects them (reason in jobs.error). Reads at most `limit` jobs a call, in id order,
+    // from where the previous call stopped (a new Store starts at the first job), so that a
+    // daemon checks every row once and then only new ones. Returns the rejected rows.
+    std::vector<Rejection> reject_unplanned(int limit);
 
     // Claims up to `limit` queued requests of `provider` whose not_before <= now, highest
     // priority first then oldest, in one UPDATE ... RETURNING statement: state running,

@@ -127,8 +127,8 @@ TEST_CASE("store: rows inserted by plain SQL are pending and planned") {
     CHECK(p[0].parse_error.empty());
     CHECK(p[1].spec.priority == 7);
     CHECK(p[1].spec.params.at("size").as_string() == "auto");
-    CHECK(p[2].parse_error == "field 'params': not a JSON object");
-    CHECK(p[3].parse_error == "field 'metadata': not a JSON object");
+    CHECK(p[2].parse_error == "field 'params': must be a JSON object, got \"[1]\"");
+    CHECK(p[3].parse_error == "field 'metadata': must be a JSON object, got \"nope\"");
     CHECK(s.pending_jobs(1).size() == 1);
 
     std::vector<PlanDecision> plans(3);
@@ -144,7 +144,7 @@ TEST_CASE("store: rows inserted by plain SQL are pending and planned") {
     CHECK(jobs[0].batch == "sql");
     CHECK(jobs[1].provider == "p2");
     CHECK(jobs[2].state == "rejected");
-    CHECK(jobs[2].error == "field 'params': not a JSON object");
+    CHECK(jobs[2].error == "field 'params': must be a JSON object, got \"[1]\"");
     CHECK(jobs[2].finished_at > 0);
     CHECK(jobs[3].state == "pending");
     CHECK(sql_int(s, "SELECT COUNT(*) FROM requests") == 3);
@@ -199,4 +199,201 @@ TEST_CASE("store: next_ready and idle") {
     CHECK_FALSE(s.next_ready("p2", 100));
     s.db().exec("UPDATE requests SET state = 'succeeded'");
     CHECK(s.idle());
+}
+
+// ---- bad rows inserted by SQL: each is rejected with a reason naming its field, alone ----
+
+namespace {
+
+// The parse error pending_jobs gives the row inserted with `values` for `columns` (next to a
+// good row, which must stay well-formed).
+std::string row_error(const std::string& columns, const std::string& values) {
+    TempDir dir;
+    Store s(dir.file("rows.db"));
+    s.db().exec("INSERT INTO jobs(prompt, model) VALUES ('good before', 'gpt-image-1')");
+    // A user's sqlite3 shell does not enforce foreign keys.
+    s.db().exec("PRAGMA foreign_keys = OFF");
+    s.db().exec("INSERT INTO jobs(" + columns + ") VALUES (" + values + ")");
+    s.db().exec("PRAGMA foreign_keys = ON");
+    s.db().exec("INSERT INTO jobs(prompt, model) VALUES ('good after', 'gpt-image-1')");
+    auto p = s.pending_jobs(10);
+    REQUIRE(p.size() == 3);
+    CHECK(p[0].parse_error == "");
+    CHECK(p[0].spec.prompt == "good before");
+    CHECK(p[2].parse_error == "");
+    CHECK(p[2].spec.prompt == "good after");
+    return p[1].parse_error;
+}
+
+}  // namespace
+
+TEST_CASE("store: n that is not an integer in range is named, never rounded or wrapped") {
+    const std::string cols = "prompt, model, n";
+    CHECK(row_error(cols, "'x', 'gpt-image-1', 4294967297") ==
+          "field 'n': out of range, got 4294967297");
+    CHECK(row_error(cols, "'x', 'gpt-image-1', -4294967295") ==
+          "field 'n': out of range, got -4294967295");
+    CHECK(row_error(cols, "'x', 'gpt-image-1', 2.7") == "field 'n': must be an integer, got 2.7");
+    CHECK(row_error(cols, "'x', 'gpt-image-1', 'three'") ==
+          "field 'n': must be an integer, got \"three\"");
+    CHECK(row_error(cols, "'x', 'gpt-image-1', x'03'") ==
+          "field 'n': must be an integer, got a blob of 1 bytes");
+    // A whole number written as text or real is stored as an integer by SQLite: fine.
+    CHECK(row_error(cols, "'x', 'gpt-image-1', '3'") == "");
+    CHECK(row_error(cols, "'x', 'gpt-image-1', 3.0") == "");
+    // 0 and negative numbers are read as they are; validation names them (see below).
+    CHECK(row_error(cols, "'x', 'gpt-image-1', 0") == "");
+    CHECK(row_error(cols, "'x', 'gpt-image-1', -2") == "");
+}
+
+TEST_CASE("store: priority, text columns and batch_id of the wrong type are named") {
+    CHECK(row_error("prompt, model, priority", "'x', 'gpt-image-1', 'high'") ==
+          "field 'priority': must be an integer, got \"high\"");
+    CHECK(row_error("prompt, model, priority", "'x', 'gpt-image-1', 1e12") ==
+          "field 'priority': out of range, got 1000000000000");
+    CHECK(row_error("prompt, model", "x'00ff', 'gpt-image-1'") ==
+          "field 'prompt': must be text, got a blob of 2 bytes");
+    CHECK(row_error("prompt, model", "'x', x'41'") ==
+          "field 'model': must be text, got a blob of 1 bytes");
+    CHECK(row_error("prompt, model, provider", "'x', 'gpt-image-1', x'41'") ==
+          "field 'provider': must be text, got a blob of 1 bytes");
+    CHECK(row_error("prompt, model, key", "'x', 'gpt-image-1', x'41'") ==
+          "field 'key': must be text, got a blob of 1 bytes");
+    CHECK(row_error("prompt, model, batch_id", "'x', 'gpt-image-1', 999") ==
+          "field 'batch_id': no batch with id 999");
+    CHECK(row_error("prompt, model, batch_id", "'x', 'gpt-image-1', 'night'") ==
+          "field 'batch_id': must be the id of a batch (an integer), got \"night\"");
+    // Numbers in text columns are stored as text by SQLite: a prompt of 42 is the text "42".
+    CHECK(row_error("prompt, model", "42, 'gpt-image-1'") == "");
+}
+
+TEST_CASE("store: params and metadata must be JSON objects without reserved fields") {
+    CHECK(row_error("prompt, model, params", "'x', 'gpt-image-1', '[1]'") ==
+          "field 'params': must be a JSON object, got \"[1]\"");
+    CHECK(row_error("prompt, model, params", "'x', 'gpt-image-1', 'not json'") ==
+          "field 'params': must be a JSON object, got \"not json\"");
+    CHECK(row_error("prompt, model, params", "'x', 'gpt-image-1', x'7b7d'") ==
+          "field 'params': must be a JSON object, got a blob of 2 bytes");
+    CHECK(row_error("prompt, model, params", "'x', 'gpt-image-1', '{\"n\": 4}'") ==
+          "field 'params.n': use the column 'n'");
+    CHECK(row_error("prompt, model, params", "'x', 'gpt-image-1', '{\"prompt\": \"y\"}'") ==
+          "field 'params.prompt': use the column 'prompt'");
+    CHECK(row_error("prompt, model, metadata", "'x', 'gpt-image-1', 'nope'") ==
+          "field 'metadata': must be a JSON object, got \"nope\"");
+    CHECK(row_error("prompt, model, metadata", "'x', 'gpt-image-1', '3'") ==
+          "field 'metadata': must be a JSON object, got \"3\"");
+    // A long value is cut in the message.
+    const std::string err =
+        row_error("prompt, model, params", "'x', 'gpt-image-1', '" + std::string(500, 'a') + "'");
+    CHECK(err.rfind("field 'params': must be a JSON object, got \"aaaa", 0) == 0);
+    CHECK(err.size() < 120);
+    CHECK(err.find("...") != std::string::npos);
+}
+
+TEST_CASE("store: a plan that breaks a constraint rejects its row only") {
+    TempDir dir;
+    Store s(dir.file("plan.db"));
+    s.db().exec("INSERT INTO jobs(prompt, model) VALUES ('one', 'gpt-image-1')");
+    s.db().exec("PRAGMA foreign_keys = OFF");
+    s.db().exec("INSERT INTO jobs(prompt, model, batch_id) VALUES ('two', 'gpt-image-1', 77)");
+    s.db().exec("PRAGMA foreign_keys = ON");
+    s.db().exec("INSERT INTO jobs(prompt, model) VALUES ('three', 'gpt-image-1')");
+    // Plans made as if every row were fine: the row of the dangling batch cannot be queued.
+    std::vector<PlanDecision> plans;
+    for (const auto& p : s.pending_jobs(10)) plans.push_back({p.id, "", "p1", {{0, 0, 1}}});
+    REQUIRE(plans.size() == 3);
+    CHECK_NOTHROW(s.apply_plans(plans));
+    auto jobs = s.list_jobs({});
+    REQUIRE(jobs.size() == 3);
+    CHECK(jobs[0].state == "queued");
+    CHECK(jobs[1].state == "rejected");
+    CHECK(jobs[1].error.find("could not be planned") != std::string::npos);
+    CHECK(jobs[1].error.find("FOREIGN KEY") != std::string::npos);
+    CHECK(jobs[2].state == "queued");
+    CHECK(sql_int(s, "SELECT COUNT(*) FROM requests") == 2);
+    CHECK(sql_int(s, "SELECT COUNT(*) FROM requests WHERE job_id = " +
+                         std::to_string(jobs[1].id)) == 0);
+}
+
+TEST_CASE("store: planning a pending row clears counters a SQL insert may have set") {
+    Store s(":memory:");
+    s.db().exec(
+        "INSERT INTO jobs(prompt, model, images_done, error, finished_at) "
+        "VALUES ('x', 'gpt-image-1', 5, 'old', 12)");
+    auto p = s.pending_jobs(10);
+    REQUIRE(p.size() == 1);
+    s.apply_plans({{p[0].id, "", "p1", {{0, 0, 1}}}});
+    auto j = s.list_jobs({}).at(0);
+    CHECK(j.state == "queued");
+    CHECK(j.images_done == 0);
+    CHECK(j.error == "");
+    CHECK(j.finished_at == 0);
+}
+
+TEST_CASE("store: queued or running rows inserted without requests are rejected") {
+    TempDir dir;
+    Store s(dir.file("orphans.db"));
+    auto enq = s.enqueue("b", {item("enqueued")});  // queued, with its request
+    s.db().exec(
+        "INSERT INTO jobs(prompt, model, state) VALUES "
+        "('q', 'gpt-image-1', 'queued'), ('r', 'gpt-image-1', 'running'), "
+        "('s', 'gpt-image-1', 'succeeded'), ('c', 'gpt-image-1', 'cancelled'), "
+        "('p', 'gpt-image-1', 'pending')");
+    // Queued by SQL with its request (what bench/memory.sh does): runnable, kept.
+    s.db().exec(
+        "INSERT INTO jobs(prompt, model, provider, state) VALUES ('full', 'gpt-image-1', 'p1', "
+        "'queued'); INSERT INTO requests(job_id, seq, first_index, provider, n) "
+        "VALUES (last_insert_rowid(), 0, 0, 'p1', 1)");
+    auto rejected = s.reject_unplanned(1000);
+    REQUIRE(rejected.size() == 2);
+    const auto state = [&](const std::string& prompt) {
+        return sql_text(s, "SELECT state FROM jobs WHERE prompt = '" + prompt + "'");
+    };
+    const auto error = [&](const std::string& prompt) {
+        return sql_text(s, "SELECT error FROM jobs WHERE prompt = '" + prompt + "'");
+    };
+    CHECK(state("q") == "rejected");
+    CHECK(error("q") ==
+          "field 'state': inserted as 'queued' without requests (insert rows as 'pending', the "
+          "default)");
+    CHECK(state("r") == "rejected");
+    CHECK(error("r").find("'running'") != std::string::npos);
+    CHECK(sql_int(s, "SELECT finished_at > 0 FROM jobs WHERE prompt = 'q'") == 1);
+    CHECK(rejected[0].job_id == sql_int(s, "SELECT id FROM jobs WHERE prompt = 'q'"));
+    CHECK(rejected[0].reason == error("q"));
+    CHECK(state("enqueued") == "queued");
+    CHECK(state("full") == "queued");
+    CHECK(state("s") == "succeeded");
+    CHECK(state("c") == "cancelled");
+    CHECK(state("p") == "pending");
+    CHECK(enq.job_ids.size() == 1);
+
+    // Rows already checked are not read again; new ones are.
+    CHECK(s.reject_unplanned(1000).empty());
+    s.db().exec("INSERT INTO jobs(prompt, model, state) VALUES ('q2', 'gpt-image-1', 'queued')");
+    CHECK(s.reject_unplanned(1000).size() == 1);
+    CHECK(state("q2") == "rejected");
+}
+
+TEST_CASE("store: the check for rows without requests goes in bounded steps") {
+    TempDir dir;
+    Store s(dir.file("steps.db"));
+    s.db().exec("INSERT INTO jobs(prompt, model, state) VALUES ('a', 'gpt-image-1', 'queued')");
+    for (int i = 0; i < 30; ++i) s.enqueue("b", {item("x" + std::to_string(i))});
+    s.db().exec(
+        "INSERT INTO jobs(id, prompt, model, state) VALUES "
+        "(1000000, 'far', 'gpt-image-1', 'queued')");
+    std::size_t rejected = 0;
+    int calls = 0;
+    for (; calls < 100; ++calls) {
+        auto r = s.reject_unplanned(10);  // at most 10 rows read per call
+        rejected += r.size();
+        if (sql_int(s,
+                    "SELECT COUNT(*) FROM jobs WHERE state = 'queued' AND prompt IN "
+                    "('a', 'far')") == 0)
+            break;
+    }
+    CHECK(rejected == 2);
+    CHECK(calls >= 3);  // 32 rows, 10 a call
+    CHECK(sql_int(s, "SELECT COUNT(*) FROM jobs WHERE state = 'queued'") == 30);
 }
