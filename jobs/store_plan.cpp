@@ -249,7 +249,8 @@ std::vector<Rejection> Store::reject_unplanned(int limit) {
     {
         auto q = impl_->prep(
             "SELECT id, state FROM jobs j WHERE id > ? AND id <= ? "
-            "AND state IN ('queued', 'running') "
+            // +state: walk the id range, not every queued job of the state index.
+            "AND +state IN ('queued', 'running') "
             "AND NOT EXISTS (SELECT 1 FROM requests r WHERE r.job_id = j.id) ORDER BY id");
         q->bind(1, checked);
         q->bind(2, upto);
