@@ -216,8 +216,12 @@ class Store {
 
     // Inserts every item in one transaction into batch `batch` (created if new), state queued,
     // with its requests. Items whose key is already stored (or repeated earlier in items) are
-    // not inserted and are reported in duplicates.
+    // not inserted and are reported in duplicates. Called inside a transaction the caller
+    // holds on db() (enqueue --strict: all or nothing across many calls), it writes into that
+    // one (as a savepoint, undone alone if the call fails) instead of committing.
     EnqueueResult enqueue(std::string_view batch, const std::vector<EnqueueItem>& items);
+    // The job holding key, if any.
+    std::optional<std::int64_t> find_job_by_key(std::string_view key);
 
     // Pending rows (oldest first), and their planning: queued with requests, or rejected.
     // Rows with no batch go to the batch named "sql".

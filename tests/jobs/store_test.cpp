@@ -1,5 +1,8 @@
 // Store: opening and migrating, enqueue, pending rows inserted by SQL, provider state.
+#include <SQLiteCpp/Transaction.h>
 #include <doctest/doctest.h>
+
+#include <algorithm>
 
 #include "jobs/migrations.hpp"
 #include "jobs/store.hpp"
@@ -396,4 +399,90 @@ TEST_CASE("store: the check for rows without requests goes in bounded steps") {
     CHECK(rejected == 2);
     CHECK(calls >= 3);  // 32 rows, 10 a call
     CHECK(sql_int(s, "SELECT COUNT(*) FROM jobs WHERE state = 'queued'") == 30);
+}
+
+// ---- enqueue in chunks (imgbatch enqueue streams its input) ----
+
+TEST_CASE("store: enqueue of many items keeps every item's requests and reports duplicates") {
+    TempDir dir;
+    Store s(dir.file("many.db"));
+    auto first = s.enqueue("b0", {item("old 7", 1, 1, "k7"), item("old 151", 1, 1, "k151")});
+    REQUIRE(first.job_ids.size() == 2);
+    std::vector<EnqueueItem> items;
+    for (int i = 0; i < 257; ++i) {
+        const std::string key = i % 5 == 0 ? "" : "k" + std::to_string(i);
+        items.push_back(item("p" + std::to_string(i), i % 7 + 1, 3, key, i % 3));
+    }
+    items.push_back(item("repeat of k1", 1, 1, "k1"));
+    auto r = s.enqueue("b1", items);
+    REQUIRE(r.duplicates.size() == 3);
+    CHECK(r.duplicates[0].item == 7);
+    CHECK(r.duplicates[0].existing_job == first.job_ids[0]);
+    CHECK(r.duplicates[1].item == 151);
+    CHECK(r.duplicates[1].existing_job == first.job_ids[1]);
+    CHECK(r.duplicates[2].item == 257);
+    CHECK(r.duplicates[2].existing_job == 0);  // repeated in the call
+    REQUIRE(r.job_ids.size() == 255);
+    CHECK(std::is_sorted(r.job_ids.begin(), r.job_ids.end()));
+    // Each stored job has its own prompt, n, priority and requests.
+    std::size_t k = 0;
+    for (int i = 0; i < 257; ++i) {
+        if (i == 7 || i == 151) continue;
+        const auto id = std::to_string(r.job_ids[k++]);
+        INFO("item " << i << " job " << id);
+        CHECK(sql_text(s, "SELECT prompt FROM jobs WHERE id = " + id) == "p" + std::to_string(i));
+        CHECK(sql_text(s, "SELECT coalesce(key, '') FROM jobs WHERE id = " + id) ==
+              (i % 5 == 0 ? "" : "k" + std::to_string(i)));
+        CHECK(sql_int(s, "SELECT n FROM jobs WHERE id = " + id) == i % 7 + 1);
+        const int n = i % 7 + 1;
+        CHECK(sql_int(s, "SELECT count(*) FROM requests WHERE job_id = " + id) == (n + 2) / 3);
+        CHECK(sql_int(s, "SELECT sum(n) FROM requests WHERE job_id = " + id) == n);
+        CHECK(sql_int(s, "SELECT max(first_index) FROM requests WHERE job_id = " + id) ==
+              ((n + 2) / 3 - 1) * 3);
+        CHECK(sql_int(s, "SELECT min(priority) FROM requests WHERE job_id = " + id) == i % 3);
+    }
+    CHECK(sql_int(s, "SELECT count(*) FROM jobs") == 257);
+    CHECK(s.find_job_by_key("k151") == first.job_ids[1]);
+    CHECK(s.find_job_by_key("k152") == r.job_ids[150]);
+    CHECK_FALSE(s.find_job_by_key("nope").has_value());
+}
+
+TEST_CASE("store: enqueue inside the caller's transaction commits or rolls back with it") {
+    TempDir dir;
+    Store s(dir.file("txn.db"));
+    {
+        SQLite::Transaction all(s.db(), SQLite::TransactionBehavior::IMMEDIATE);
+        s.enqueue("b", {item("a", 2, 1, "ka")});
+        auto r = s.enqueue("b", {item("b"), item("dup", 1, 1, "ka")});
+        CHECK(r.job_ids.size() == 1);
+        REQUIRE(r.duplicates.size() == 1);
+        CHECK(r.duplicates[0].existing_job > 0);
+        CHECK(sql_int(s, "SELECT count(*) FROM jobs") == 2);
+        // dropped without commit: rolled back
+    }
+    CHECK(sql_int(s, "SELECT count(*) FROM jobs") == 0);
+    CHECK(sql_int(s, "SELECT count(*) FROM requests") == 0);
+    CHECK(s.batch_names().empty());
+    {
+        SQLite::Transaction all(s.db(), SQLite::TransactionBehavior::IMMEDIATE);
+        s.enqueue("b", {item("a", 2, 1, "ka")});
+        s.enqueue("b", {item("b")});
+        all.commit();
+    }
+    CHECK(sql_int(s, "SELECT count(*) FROM jobs") == 2);
+    CHECK(sql_int(s, "SELECT count(*) FROM requests") == 3);
+}
+
+TEST_CASE("store: a failing enqueue inside the caller's transaction leaves its earlier work") {
+    TempDir dir;
+    Store s(dir.file("fail.db"));
+    SQLite::Transaction all(s.db(), SQLite::TransactionBehavior::IMMEDIATE);
+    s.enqueue("b", {item("kept")});
+    auto bad = item("two requests of seq 0", 2, 1);
+    bad.plan[1].seq = 0;  // UNIQUE (job_id, seq)
+    CHECK_THROWS(s.enqueue("b", {item("lost"), bad}));
+    CHECK(sql_int(s, "SELECT count(*) FROM jobs") == 1);
+    CHECK(sql_text(s, "SELECT prompt FROM jobs") == "kept");
+    all.commit();
+    CHECK(sql_int(s, "SELECT count(*) FROM jobs") == 1);
 }
