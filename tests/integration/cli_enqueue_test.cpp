@@ -357,3 +357,36 @@ TEST_CASE("enqueue: lines from a pipe are stored as they come, before the input 
           "duplicates\n");
     CHECK(has(enq.err(), "feed.jsonl:3: malformed JSON"));
 }
+
+TEST_CASE("enqueue: a database error midway keeps the chunks committed before it") {
+    Cli cli;
+    REQUIRE(cli({"init"}).code == 0);
+    // A user's trigger that refuses one row: the chunk holding it fails.
+    sql_exec(cli.db,
+             "CREATE TRIGGER no_poison BEFORE INSERT ON jobs WHEN NEW.prompt = 'poison' "
+             "BEGIN SELECT RAISE(ABORT, 'poison refused'); END");
+    std::string text;
+    for (int i = 1; i <= 15000; ++i)
+        text += i == 12000 ? "{\"prompt\": \"poison\", \"model\": \"gpt-image-1\"}\n"
+                           : jsonl_line(i, "");
+    cli.file("p.jsonl", text);
+
+    auto strict = cli({"enqueue", "p.jsonl", "--batch", "s", "--strict"});
+    CHECK(strict.code == 1);
+    CHECK(strict.out ==
+          "batch s: 0 jobs enqueued (0 images in 0 requests), 0 rejected, 0 "
+          "duplicates\n");
+    CHECK(has(strict.err, "imgbatch: enqueue stopped: poison refused; nothing enqueued"));
+    CHECK(cli.count() == "0");
+
+    auto r = cli({"enqueue", "p.jsonl", "--batch", "b"});
+    CHECK(r.code == 1);
+    CHECK(r.out ==
+          "batch b: 10000 jobs enqueued (10000 images in 10000 requests), 0 rejected, 0 "
+          "duplicates\n");
+    CHECK(has(r.err,
+              "imgbatch: enqueue stopped: poison refused; the jobs counted above are "
+              "stored"));
+    CHECK(cli.count() == "10000");
+    CHECK(sql_value(cli.db, "SELECT count(*) FROM requests") == "10000");
+}
