@@ -1,23 +1,24 @@
 // `imgbatch enqueue FILE...`: reads job files as a stream, validates every line and stores the
 // valid jobs chunk by chunk (10,000 lines a transaction; with --strict one transaction for the
-// whole input, rolled back at the first rejected line). Memory does not grow with the input:
-// a chunk, one line, and the keys seen so far in a temporary database.
+// whole input, rolled back at the first rejected line). A chunk is stored on another thread
+// while the next is read (enqueue_store.hpp). Memory does not grow with the input: two chunks,
+// one line, and the keys seen so far in a temporary database.
 #include <fcntl.h>
 #include <poll.h>
 #include <unistd.h>
 
-#include <SQLiteCpp/SQLiteCpp.h>
 #include <spdlog/spdlog.h>
 #include <CLI/CLI.hpp>
-#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <ctime>
 #include <filesystem>
 #include <iostream>
 #include <optional>
+#include <utility>
 
 #include "daemon/cli/commands.hpp"
+#include "daemon/cli/enqueue_store.hpp"
 #include "jobs/job_file.hpp"
 #include "jobs/planner.hpp"
 #include "jobs/validate.hpp"
@@ -51,69 +52,20 @@ std::string display_name(const std::string& file) {
     return file == "-" ? "<stdin>" : file;
 }
 
-struct Where {
-    std::size_t file = 0;  // index into the files read
-    int line = 0;
-};
-
-// Keys seen in this input and where, in a private temporary database (on disk, removed when
-// closed): a repeated key is found without holding every key in memory.
-class SeenKeys {
-  public:
-    // Records key at `at`; if it was seen before, returns where first.
-    std::optional<Where> add(const std::string& key, Where at) {
-        if (!db_) open();
-        if (!in_txn_) {
-            db_->exec("BEGIN");
-            in_txn_ = true;
-        }
-        insert_->reset();
-        insert_->bind(1, key);
-        insert_->bind(2, static_cast<std::int64_t>(at.file));
-        insert_->bind(3, at.line);
-        if (insert_->exec() > 0) return std::nullopt;
-        find_->reset();
-        find_->bind(1, key);
-        find_->executeStep();
-        return Where{static_cast<std::size_t>(find_->getColumn(0).getInt64()),
-                     find_->getColumn(1).getInt()};
-    }
-    void commit() {
-        if (in_txn_) db_->exec("COMMIT");
-        in_txn_ = false;
-    }
-
-  private:
-    void open() {
-        db_ = std::make_unique<SQLite::Database>("", SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE);
-        db_->exec(
-            "PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF; PRAGMA cache_size = -4096;"
-            "CREATE TABLE seen(key TEXT PRIMARY KEY, file INTEGER NOT NULL, "
-            "line INTEGER NOT NULL) WITHOUT ROWID");
-        insert_ = std::make_unique<SQLite::Statement>(
-            *db_, "INSERT INTO seen(key, file, line) VALUES (?, ?, ?) ON CONFLICT DO NOTHING");
-        find_ =
-            std::make_unique<SQLite::Statement>(*db_, "SELECT file, line FROM seen WHERE key = ?");
-    }
-
-    std::unique_ptr<SQLite::Database> db_;
-    std::unique_ptr<SQLite::Statement> insert_, find_;
-    bool in_txn_ = false;
-};
-
 struct ReadError : std::runtime_error {
     using std::runtime_error::runtime_error;
 };
 
-// Reads, checks and stores the input; receives the readers' jobs and errors.
+// Reads and checks the input, and hands it to the ChunkStore chunk by chunk; receives the
+// readers' jobs and errors.
 class Enqueuer final : public jobs::JobSink {
   public:
-    Enqueuer(const EnqueueOptions& o, Context& ctx, std::string batch)
+    Enqueuer(const EnqueueOptions& o, Context& ctx, const std::string& batch)
         : o_(o),
-          ctx_(ctx),
           cfg_(ctx.config()),
           providers_(cfg_.provider_infos()),
-          batch_(std::move(batch)) {
+          batch_(batch),
+          store_(ctx, batch, o.strict, o.dry_run) {
         defaults_.model = o.model;
         defaults_.provider = o.provider;
         if (o.n_opt->count()) defaults_.n = o.n;
@@ -134,35 +86,22 @@ class Enqueuer final : public jobs::JobSink {
     void error(jobs::LineError&& e) override { reject(e.line, std::move(e.reason)); }
 
   private:
-    struct Message {
-        Where at;
-        std::string text;
-    };
-    // Nothing is written with --dry-run, nor with --strict once a line was rejected.
-    bool writing() const { return !o_.dry_run && !(o_.strict && rejected_ > 0); }
     void note(Where at, const std::string& text) {
         const std::string& name = names_[at.file];
-        messages_.push_back({at, at.line > 0 ? name + ":" + std::to_string(at.line) + ": " + text
-                                             : name + ": " + text});
+        chunk_.messages.push_back({at, at.line > 0
+                                           ? name + ":" + std::to_string(at.line) + ": " + text
+                                           : name + ": " + text});
     }
     void reject(int line, const std::string& reason) {
         ++rejected_;
         note({file_, line}, reason);
-        if (items_.size() + messages_.size() >= kChunk) flush();
+        if (chunk_.items.size() + chunk_.messages.size() >= kChunk) flush();
     }
-    void duplicate(std::size_t item, std::int64_t existing_job) {
-        ++duplicates_;
-        note(where_[item], "key '" + items_[item].spec.key + "' already enqueued as job " +
-                               std::to_string(existing_job) + "; skipped");
-    }
+    bool pending() const { return !chunk_.items.empty() || !chunk_.messages.empty(); }
     void flush();
-    void store_chunk();
-    void check_chunk();
-    void print_messages();
     std::size_t read_some(int fd, char* buf, std::size_t size);
 
     const EnqueueOptions& o_;
-    Context& ctx_;
     const Config& cfg_;
     std::vector<jobs::ProviderInfo> providers_;
     jobs::JobDefaults defaults_;
@@ -170,13 +109,10 @@ class Enqueuer final : public jobs::JobSink {
     std::string batch_;
     std::vector<std::string> names_;  // files read, by index
     std::size_t file_ = 0;
-    // The chunk: valid jobs not stored yet, and messages not printed yet.
-    std::vector<jobs::EnqueueItem> items_;
-    std::vector<Where> where_;
-    std::vector<Message> messages_;
+    Chunk chunk_;  // being read
     SeenKeys seen_;
-    std::optional<SQLite::Transaction> strict_txn_;
-    std::size_t jobs_ = 0, images_ = 0, requests_ = 0, rejected_ = 0, duplicates_ = 0;
+    std::size_t rejected_ = 0;
+    ChunkStore store_;
 };
 
 void Enqueuer::job(jobs::JobSpec&& spec) {
@@ -192,79 +128,24 @@ void Enqueuer::job(jobs::JobSpec&& spec) {
         }
     }
     auto plan = jobs::plan_requests(spec.n, v.ok->per_request);
-    where_.push_back({file_, line});
-    items_.push_back({std::move(spec), v.ok->provider, std::move(plan)});
-    if (items_.size() + messages_.size() >= kChunk) flush();
+    chunk_.where.push_back({file_, line});
+    chunk_.items.push_back({std::move(spec), v.ok->provider, std::move(plan)});
+    if (chunk_.items.size() + chunk_.messages.size() >= kChunk) flush();
 }
 
 void Enqueuer::flush() {
-    if (!items_.empty()) {
-        if (writing())
-            store_chunk();
-        else
-            check_chunk();
-    }
-    if (o_.strict && rejected_ > 0 && strict_txn_) {
-        strict_txn_.reset();  // rolled back: all or nothing
-        jobs_ = images_ = requests_ = 0;
-    }
     seen_.commit();
-    items_.clear();
-    where_.clear();
-    print_messages();
-}
-
-void Enqueuer::store_chunk() {
-    auto& store = ctx_.store();
-    if (o_.strict && !strict_txn_)
-        strict_txn_.emplace(store.db(), SQLite::TransactionBehavior::IMMEDIATE);
-    auto result = store.enqueue(batch_, items_);
-    std::size_t d = 0;  // duplicates come in item order
-    for (std::size_t i = 0; i < items_.size(); ++i) {
-        if (d < result.duplicates.size() && result.duplicates[d].item == i) {
-            duplicate(i, result.duplicates[d++].existing_job);
-            continue;
-        }
-        ++jobs_;
-        images_ += static_cast<std::size_t>(items_[i].spec.n);
-        requests_ += items_[i].plan.size();
-    }
-}
-
-// Without writing: keys already stored are duplicates; with --dry-run the rest is counted.
-void Enqueuer::check_chunk() {
-    std::error_code ec;
-    const bool has_db = std::filesystem::exists(ctx_.database(), ec);
-    for (std::size_t i = 0; i < items_.size(); ++i) {
-        const auto& spec = items_[i].spec;
-        if (has_db && !spec.key.empty()) {
-            if (auto job = ctx_.store().find_job_by_key(spec.key)) {
-                duplicate(i, *job);
-                continue;
-            }
-        }
-        if (!o_.dry_run) continue;
-        ++jobs_;
-        images_ += static_cast<std::size_t>(spec.n);
-        requests_ += items_[i].plan.size();
-    }
-}
-
-// The chunk's messages in file and line order, on stderr.
-void Enqueuer::print_messages() {
-    std::stable_sort(messages_.begin(), messages_.end(), [](const Message& a, const Message& b) {
-        return a.at.file != b.at.file ? a.at.file < b.at.file : a.at.line < b.at.line;
-    });
-    std::string out;
-    for (const auto& m : messages_) (out += m.text) += '\n';
-    std::cerr << out << std::flush;
-    messages_.clear();
+    // Nothing is written with --dry-run, nor with --strict once a line was rejected.
+    chunk_.roll_back = o_.strict && rejected_ > 0;
+    chunk_.write = !o_.dry_run && !chunk_.roll_back;
+    chunk_.names = names_;
+    store_.submit(std::exchange(chunk_, Chunk{}));
 }
 
 // read(2) of the input. When nothing is there to read yet (a pipe fed slowly), what was read
 // is stored first: a job does not wait for the next line to be written.
 std::size_t Enqueuer::read_some(int fd, char* buf, std::size_t size) {
-    if (!items_.empty() || !messages_.empty()) {
+    if (pending()) {
         pollfd p{fd, POLLIN, 0};
         if (::poll(&p, 1, 0) == 0) flush();
     }
@@ -301,30 +182,27 @@ void Enqueuer::read(const std::string& file) {
 
 void Enqueuer::finish() {
     flush();
+    store_.wait();
     if (o_.strict && rejected_ > 0)
         std::cerr << "imgbatch: nothing enqueued: " << rejected_ << " rejected with --strict\n";
-    if (strict_txn_) {
-        strict_txn_->commit();
-        strict_txn_.reset();
-    }
+    store_.commit();
 }
 
 void Enqueuer::abandon() {
-    if (strict_txn_) {
-        strict_txn_.reset();
-        jobs_ = images_ = requests_ = 0;
-    }
-    print_messages();
+    store_.wait(false);
+    store_.roll_back();
+    print_messages(chunk_.messages);
 }
 
 void Enqueuer::print_summary() const {
-    std::cout << "batch " << batch_ << ": " << jobs_
-              << (o_.dry_run ? " jobs would be enqueued (" : " jobs enqueued (") << images_
-              << " images in " << requests_ << " requests), " << rejected_ << " rejected, "
-              << duplicates_ << " duplicates" << (o_.dry_run ? " (dry run)" : "") << '\n';
-    if (!o_.dry_run && jobs_ > 0)
-        spdlog::debug("enqueued batch={} jobs={} images={} requests={}", batch_, jobs_, images_,
-                      requests_);
+    const Counts& c = store_.counts();
+    std::cout << "batch " << batch_ << ": " << c.jobs
+              << (o_.dry_run ? " jobs would be enqueued (" : " jobs enqueued (") << c.images
+              << " images in " << c.requests << " requests), " << rejected_ << " rejected, "
+              << c.duplicates << " duplicates" << (o_.dry_run ? " (dry run)" : "") << '\n';
+    if (!o_.dry_run && c.jobs > 0)
+        spdlog::debug("enqueued batch={} jobs={} images={} requests={}", batch_, c.jobs, c.images,
+                      c.requests);
 }
 
 int run_enqueue(const EnqueueOptions& o, Context& ctx) {
@@ -333,11 +211,10 @@ int run_enqueue(const EnqueueOptions& o, Context& ctx) {
     try {
         for (const auto& file : o.files) e.read(file);
         e.finish();
-    } catch (const UsageError&) {
-        throw;
     } catch (const std::exception& ex) {
         // Chunks already committed stay (keys make enqueueing the file again safe).
         e.abandon();
+        if (dynamic_cast<const UsageError*>(&ex)) throw;
         e.print_summary();
         throw OperationError(
             std::string("enqueue stopped: ") + ex.what() +
