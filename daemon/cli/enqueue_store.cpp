@@ -143,6 +143,13 @@ void ChunkStore::count(const jobs::EnqueueItem& item) {
 
 void ChunkStore::store(Chunk& c) {
     auto& store = ctx_.store();
+    if (!tuned_) {
+        // A multi-row insert (and --strict's savepoint) keeps the pages it changes in a
+        // statement journal, which SQLite spills to a temporary file past 64 KiB: keep it in
+        // memory (it holds one chunk's pages at most).
+        store.db().exec("PRAGMA temp_store = MEMORY");
+        tuned_ = true;
+    }
     if (strict_ && !strict_txn_)
         strict_txn_.emplace(store.db(), SQLite::TransactionBehavior::IMMEDIATE);
     auto result = store.enqueue(batch_, c.items);

@@ -97,6 +97,7 @@ class ChunkStore {
     const std::string batch_;
     const bool strict_, dry_run_;
     std::optional<SQLite::Transaction> strict_txn_;
+    bool tuned_ = false;
     Counts counts_;
     std::mutex m_;
     std::condition_variable cv_;
