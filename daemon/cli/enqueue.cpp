@@ -7,6 +7,8 @@
 #include <poll.h>
 #include <unistd.h>
 
+#include <sqlite3.h>
+
 #include <spdlog/spdlog.h>
 #include <CLI/CLI.hpp>
 #include <cerrno>
@@ -140,6 +142,8 @@ void Enqueuer::flush() {
     chunk_.write = !o_.dry_run && !chunk_.roll_back;
     chunk_.names = names_;
     store_.submit(std::exchange(chunk_, Chunk{}));
+    chunk_.items.reserve(kChunk);
+    chunk_.where.reserve(kChunk);
 }
 
 // read(2) of the input. When nothing is there to read yet (a pipe fed slowly), what was read
@@ -206,6 +210,9 @@ void Enqueuer::print_summary() const {
 }
 
 int run_enqueue(const EnqueueOptions& o, Context& ctx) {
+    // SQLite's memory statistics take a global mutex on every allocation: not needed here.
+    // (Only possible before SQLite starts; later it is refused, and nothing changes.)
+    sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
     const std::string batch = o.batch.empty() ? default_batch_name(o.files.front()) : o.batch;
     Enqueuer e(o, ctx, batch);
     try {

@@ -31,7 +31,8 @@ void SeenKeys::commit() {
 
 void SeenKeys::open() {
     // "": a private temporary database on disk, its pages cached up to 4 MiB.
-    db_ = std::make_unique<SQLite::Database>("", SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE);
+    db_ = std::make_unique<SQLite::Database>(
+        "", SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE | SQLite::OPEN_NOMUTEX);
     db_->exec(
         "PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF; PRAGMA cache_size = -4096;"
         "CREATE TABLE seen(key TEXT PRIMARY KEY, file INTEGER NOT NULL, "
