@@ -118,13 +118,18 @@ void ChunkStore::run() {
 }
 
 void ChunkStore::process(Chunk& c) {
-    if (!c.items.empty()) {
-        if (c.write)
-            store(c);
-        else
-            check(c);
+    try {
+        if (!c.items.empty()) {
+            if (c.write)
+                store(c);
+            else
+                check(c);
+        }
+        if (c.roll_back) roll_back();  // all or nothing
+    } catch (...) {
+        print_messages(c.messages);  // the lines' own errors stand
+        throw;
     }
-    if (c.roll_back) roll_back();  // all or nothing
     print_messages(c.messages);
 }
 

@@ -379,11 +379,16 @@ TEST_CASE("enqueue: a database error midway keeps the chunks committed before it
     CHECK(has(strict.err, "imgbatch: enqueue stopped: poison refused; nothing enqueued"));
     CHECK(cli.count() == "0");
 
+    // A bad line in the chunk that fails is still reported.
+    text.replace(text.find(jsonl_line(11000, "")), jsonl_line(11000, "").size(),
+                 "{\"prompt\": \"bad\", \"model\": \"gpt-image-1\", \"n\": 0}\n");
+    cli.file("p.jsonl", text);
     auto r = cli({"enqueue", "p.jsonl", "--batch", "b"});
     CHECK(r.code == 1);
     CHECK(r.out ==
-          "batch b: 10000 jobs enqueued (10000 images in 10000 requests), 0 rejected, 0 "
+          "batch b: 10000 jobs enqueued (10000 images in 10000 requests), 1 rejected, 0 "
           "duplicates\n");
+    CHECK(has(r.err, "p.jsonl:11000: field 'n'"));
     CHECK(has(r.err,
               "imgbatch: enqueue stopped: poison refused; the jobs counted above are "
               "stored"));
