@@ -63,3 +63,9 @@ done_images=$(sqlite3 "$dir/imgbatch.db" "SELECT count(*) FROM outputs")
 awk -v k="$peak_kb" -v m="$max_inflight" -v d="$done_images" -v s="$seconds" 'BEGIN {
     printf "memory: peak RSS (VmHWM) %.1f MiB (target < 64 MiB); max in flight %d; %d images in %d s\n", k / 1024, m, d, s
 }'
+
+# Optionally, the peak RSS of `imgbatch enqueue` too (target < 128 MiB for 1,000,000 lines):
+# ENQUEUE_LINES=1000000 bench/memory.sh. See bench/enqueue.sh.
+if [[ "${ENQUEUE_LINES:-0}" -gt 0 ]]; then
+    LINES=$ENQUEUE_LINES MODES="file stdin" "$(dirname "$0")/enqueue.sh" "$bin"
+fi

@@ -120,28 +120,43 @@ std::uint64_t images_total(Engine* e) {
     return n;
 }
 
-// Validates and plans pending rows (inserted by SQL) on the DB thread. Returns how many.
+// Validates and plans pending rows (inserted by SQL) on the DB thread, and rejects rows that
+// bypassed 'pending' (queued or running without requests). Planning is per row: a row that
+// cannot be read, validated or planned is rejected with the reason, and the others go on.
+// Returns how many rows were planned or rejected.
 std::size_t plan_pending(jobs::Store& store, const Config* config) {
+    constexpr int kBatch = 1000;
+    constexpr int kUnplannedPerPass = 50000;  // rows checked per pass: bounded work per poll
     auto infos = config->provider_infos();
     std::size_t total = 0;
+    for (const auto& r : store.reject_unplanned(kUnplannedPerPass)) {
+        spdlog::warn("event=job_rejected job={} reason=\"{}\"", r.job_id, r.reason);
+        ++total;
+    }
     for (;;) {
-        auto rows = store.pending_jobs(1000);
+        auto rows = store.pending_jobs(kBatch);
         if (rows.empty()) break;
         std::vector<jobs::PlanDecision> plans;
         plans.reserve(rows.size());
         for (auto& row : rows) {
             jobs::PlanDecision d;
             d.job_id = row.id;
-            if (!row.parse_error.empty()) {
-                d.error = row.parse_error;
-            } else {
-                auto v = jobs::validate_job(row.spec, config->catalog, infos);
-                if (!v.ok) {
-                    d.error = v.error;
+            try {
+                if (!row.parse_error.empty()) {
+                    d.error = row.parse_error;
                 } else {
-                    d.provider = v.ok->provider;
-                    d.plan = jobs::plan_requests(row.spec.n, v.ok->per_request);
+                    auto v = jobs::validate_job(row.spec, config->catalog, infos);
+                    if (!v.ok) {
+                        d.error = v.error;
+                    } else {
+                        d.provider = v.ok->provider;
+                        d.plan = jobs::plan_requests(row.spec.n, v.ok->per_request);
+                    }
                 }
+            } catch (const std::exception& ex) {
+                d = jobs::PlanDecision{};
+                d.job_id = row.id;
+                d.error = std::string("could not be planned: ") + ex.what();
             }
             if (!d.error.empty())
                 spdlog::warn("event=job_rejected job={} reason=\"{}\"", row.id, d.error);
@@ -149,7 +164,7 @@ std::size_t plan_pending(jobs::Store& store, const Config* config) {
         }
         store.apply_plans(plans);
         total += rows.size();
-        if (rows.size() < 1000) break;
+        if (rows.size() < static_cast<std::size_t>(kBatch)) break;
     }
     return total;
 }

@@ -25,7 +25,11 @@ struct Record {
 // Splits content into records. Quoted fields may hold commas, "" and newlines.
 class CsvTokenizer {
   public:
-    explicit CsvTokenizer(std::string_view content) : s_(content) {}
+    // content: the input from a record's start, which is on line first_line.
+    explicit CsvTokenizer(std::string_view content, int first_line = 1)
+        : s_(content), line_(first_line) {}
+    std::size_t pos() const { return pos_; }  // bytes read
+    int line() const { return line_; }        // the line the next record starts on
 
     // False at the end of input. An unterminated quote ends the input with an error record.
     bool next(Record& r) {
@@ -112,6 +116,39 @@ class CsvTokenizer {
     int line_ = 1;
 };
 
+// The records of a streamed input. The tokenizer reads the input's window; a record that
+// reaches the window's end may go on in input not read yet, so the window grows and the
+// record is read again from its start.
+class CsvRecords {
+  public:
+    explicit CsvRecords(Input& in) : in_(in) {}
+
+    bool next(Record& r) {
+        while (!done_) {
+            CsvTokenizer tok(in_.window(), line_);
+            const bool got = tok.next(r);
+            if (!in_.at_end() && tok.pos() >= in_.window().size()) {
+                if (in_.more() || in_.at_end()) continue;
+                // Over the limit: only an unterminated quote makes a record that long.
+                r = Record{};
+                r.line = line_;
+                r.error = too_long_message("record") + " (an unterminated quoted field?)";
+                done_ = true;
+                return true;
+            }
+            in_.consume(tok.pos());
+            line_ = tok.line();
+            return got;
+        }
+        return false;
+    }
+
+  private:
+    Input& in_;
+    int line_ = 1;
+    bool done_ = false;
+};
+
 constexpr std::string_view kParamsPrefix = "params.";
 constexpr std::string_view kMetadataPrefix = "metadata.";
 
@@ -188,8 +225,8 @@ bool all_empty(const Record& r) {
 
 }  // namespace
 
-void read_csv(std::string_view content, ReadContext& ctx) {
-    CsvTokenizer tok(content);
+void read_csv(Input& in, ReadContext& ctx) {
+    CsvRecords tok(in);
     Record r;
     std::vector<std::string> cols;
     // The header: the first record that is not blank.
@@ -227,7 +264,7 @@ void read_csv(std::string_view content, ReadContext& ctx) {
         }
         d.spec.source = ctx.file;
         d.spec.line = r.line;
-        ctx.out.jobs.push_back(std::move(d.spec));
+        ctx.job(std::move(d.spec));
     }
 }
 

@@ -62,13 +62,13 @@ std::string read_batch_line(const boost::json::object& obj, JobDraft& d) {
 
 }  // namespace
 
-void read_jsonl(std::string_view content, ReadContext& ctx) {
+void read_jsonl(Input& in, ReadContext& ctx) {
     // One parser and one arena for the whole file: each line's DOM is thrown away after the
     // fields are copied out, so the arena is simply rewound.
     unsigned char first_block[8192];  // most lines fit: no allocation per line
     boost::json::monotonic_resource arena(first_block, sizeof first_block);
     boost::json::parser parser;
-    for_each_line(content, [&](int no, std::string_view line) {
+    for_each_line(in, ctx, [&](int no, std::string_view line) {
         if (trim(line).empty()) return;
         if (!is_clean_utf8(line)) return ctx.error(no, std::string(kNotUtf8));
         parser.reset(&arena);  // drops whatever a failed line left, then rewind the arena
@@ -85,7 +85,7 @@ void read_jsonl(std::string_view content, ReadContext& ctx) {
         if (!err.empty()) return ctx.error(no, std::move(err));
         d.spec.source = ctx.file;
         d.spec.line = no;
-        ctx.out.jobs.push_back(std::move(d.spec));
+        ctx.job(std::move(d.spec));
     });
 }
 

@@ -1,8 +1,13 @@
-// The store's connection: open, migrate, the statement cache, enqueue, planning of pending
-// rows, provider state and the small scheduling queries.
+// The store's connection: open, migrate, the statement cache, enqueue, provider state and the
+// small scheduling queries.
+#include <sqlite3.h>
+
+#include <algorithm>
+#include <array>
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
 #include <chrono>
+#include <cstdint>
 #include <stdexcept>
 #include <unordered_set>
 
@@ -124,164 +129,197 @@ int Store::schema_version() {
     return user_version(impl_->db);
 }
 
-EnqueueResult Store::enqueue(std::string_view batch, const std::vector<EnqueueItem>& items) {
-    if (batch.empty()) throw std::invalid_argument("enqueue: the batch name is empty");
+namespace {
+
+// A chunk is written with multi-row INSERTs of 100, 10 and 1 rows (three statement shapes,
+// each prepared once): a statement per row costs more than the row itself.
+constexpr std::size_t kGroupSizes[] = {100, 10, 1};
+
+std::size_t group_size(std::size_t remaining) {
+    for (std::size_t g : kGroupSizes)
+        if (g <= remaining) return g;
+    return 1;
+}
+
+constexpr std::string_view kJobsHead =
+    "INSERT INTO jobs(id, batch_id, key, state, prompt, model, provider, n, params, metadata, "
+    "priority, created_at, updated_at) VALUES ";
+constexpr std::string_view kJobsRow = "(?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+// A key already stored is found by the insert itself: that row is not inserted nor returned.
+constexpr std::string_view kJobsTail = " ON CONFLICT(key) DO NOTHING RETURNING id";
+constexpr std::string_view kRequestsHead =
+    "INSERT INTO requests(job_id, seq, first_index, provider, n, priority) VALUES ";
+constexpr std::string_view kRequestsRow = "(?, ?, ?, ?, ?, ?)";
+
+std::string build_insert(std::string_view head, std::string_view row, std::size_t rows,
+                         std::string_view tail) {
+    std::string sql(head);
+    for (std::size_t i = 0; i < rows; ++i) (sql += i ? ", " : "") += row;
+    return sql += tail;
+}
+
+// The INSERT of `rows` (100, 10 or 1) jobs or requests, built once.
+const std::string& multi_insert(bool jobs, std::size_t rows) {
+    static const std::array<std::string, 3> jobs_sql{
+        build_insert(kJobsHead, kJobsRow, kGroupSizes[0], kJobsTail),
+        build_insert(kJobsHead, kJobsRow, kGroupSizes[1], kJobsTail),
+        build_insert(kJobsHead, kJobsRow, kGroupSizes[2], kJobsTail)};
+    static const std::array<std::string, 3> requests_sql{
+        build_insert(kRequestsHead, kRequestsRow, kGroupSizes[0], ""),
+        build_insert(kRequestsHead, kRequestsRow, kGroupSizes[1], ""),
+        build_insert(kRequestsHead, kRequestsRow, kGroupSizes[2], "")};
+    const std::size_t shape = rows == kGroupSizes[0] ? 0 : rows == kGroupSizes[1] ? 1 : 2;
+    return jobs ? jobs_sql[shape] : requests_sql[shape];
+}
+
+std::optional<std::int64_t> job_by_key(StoreDb& impl, std::string_view key) {
+    auto q = impl.prep("SELECT id FROM jobs WHERE key = ?");
+    q->bind(1, std::string(key));
+    if (!q->executeStep()) return std::nullopt;
+    return q->getColumn(0).getInt64();
+}
+
+struct RequestRow {
+    std::int64_t job_id = 0;
+    const EnqueueItem* item = nullptr;
+    const PlannedRequest* request = nullptr;
+};
+
+// Inserts items (see Store::enqueue) in the open transaction.
+EnqueueResult insert_items(StoreDb& impl, std::string_view batch,
+                           const std::vector<EnqueueItem>& items) {
     EnqueueResult result;
     result.batch = std::string(batch);
     const double now = unix_now();
-    auto txn = impl_->write_txn();
-    result.batch_id = impl_->batch_id(batch);
+    result.batch_id = impl.batch_id(batch);
 
-    auto find_key = impl_->prep("SELECT id FROM jobs WHERE key = ?");
-    // A stored key is found by the insert itself (no separate lookup per item).
-    auto ins_job = impl_->prep(
-        "INSERT INTO jobs(batch_id, key, state, prompt, model, provider, n, params, metadata, "
-        "priority, created_at, updated_at) VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-        "ON CONFLICT(key) DO NOTHING");
-    auto ins_req = impl_->prep(
-        "INSERT INTO requests(job_id, seq, first_index, provider, n, priority) "
-        "VALUES (?, ?, ?, ?, ?, ?)");
-    std::unordered_set<std::string_view> seen;  // keys inserted by this call
-    seen.reserve(items.size());
-    result.job_ids.reserve(items.size());
-
-    for (std::size_t i = 0; i < items.size(); ++i) {
-        const auto& item = items[i];
-        const auto& spec = item.spec;
-        if (!spec.key.empty() && !seen.insert(spec.key).second) {
-            result.duplicates.push_back({i, 0});
-            continue;
-        }
-        ins_job->reset();
-        ins_job->bind(1, result.batch_id);
-        bind_text_or_null(*ins_job, 2, spec.key);
-        ins_job->bind(3, spec.prompt);
-        ins_job->bind(4, spec.model);
-        bind_text_or_null(*ins_job, 5, item.provider);
-        ins_job->bind(6, spec.n);
-        ins_job->bind(7, boost::json::serialize(spec.params));
-        if (spec.metadata.empty())
-            ins_job->bind(8);
-        else
-            ins_job->bind(8, boost::json::serialize(spec.metadata));
-        ins_job->bind(9, spec.priority);
-        ins_job->bind(10, now);
-        ins_job->bind(11, now);
-        if (ins_job->exec() == 0) {  // the key is already stored
-            find_key->reset();
-            find_key->bind(1, spec.key);
-            find_key->executeStep();
-            result.duplicates.push_back({i, find_key->getColumn(0).getInt64()});
-            continue;
-        }
-        const auto job_id = impl_->db.getLastInsertRowid();
-        result.job_ids.push_back(job_id);
-
-        for (const auto& r : item.plan) {
-            ins_req->reset();
-            ins_req->bind(1, job_id);
-            ins_req->bind(2, r.seq);
-            ins_req->bind(3, r.first_index);
-            ins_req->bind(4, item.provider);
-            ins_req->bind(5, r.n);
-            ins_req->bind(6, spec.priority);
-            ins_req->exec();
+    // Items to insert: a key repeated within the call is a duplicate of its first item.
+    std::vector<std::size_t> todo;
+    todo.reserve(items.size());
+    {
+        std::unordered_set<std::string_view> seen;
+        seen.reserve(items.size());
+        for (std::size_t i = 0; i < items.size(); ++i) {
+            const auto& key = items[i].spec.key;
+            if (!key.empty() && !seen.insert(key).second)
+                result.duplicates.push_back({i, 0});
+            else
+                todo.push_back(i);
         }
     }
-    txn.commit();
+    // The write lock is held: the ids after the largest are ours to give, in item order.
+    std::int64_t first_id = 1;
+    {
+        auto q = impl.prep("SELECT max(id) FROM jobs");
+        if (q->executeStep() && !q->getColumn(0).isNull()) {
+            const auto max = q->getColumn(0).getInt64();
+            if (max > INT64_MAX - static_cast<std::int64_t>(todo.size()) - 1)
+                throw std::runtime_error("enqueue: jobs.id is at its largest value (" +
+                                         std::to_string(max) + ")");
+            first_id = max + 1;
+        }
+    }
+    std::vector<char> inserted(todo.size(), 0);
+    for (std::size_t k = 0; k < todo.size();) {
+        const std::size_t g = group_size(todo.size() - k);
+        auto q = impl.prep(multi_insert(true, g));
+        int p = 1;
+        for (std::size_t j = k; j < k + g; ++j) {
+            const auto& item = items[todo[j]];
+            const auto& spec = item.spec;
+            q->bind(p++, first_id + static_cast<std::int64_t>(j));
+            q->bind(p++, result.batch_id);
+            bind_text_or_null(*q, p++, spec.key);
+            q->bind(p++, spec.prompt);
+            q->bind(p++, spec.model);
+            bind_text_or_null(*q, p++, item.provider);
+            q->bind(p++, spec.n);
+            q->bind(p++, boost::json::serialize(spec.params));
+            if (spec.metadata.empty())
+                q->bind(p++);
+            else
+                q->bind(p++, boost::json::serialize(spec.metadata));
+            q->bind(p++, spec.priority);
+            q->bind(p++, now);
+            q->bind(p++, now);
+        }
+        while (q->executeStep()) {  // the rows inserted: the others' keys are stored already
+            const auto at = q->getColumn(0).getInt64() - first_id;
+            if (at < 0 || at >= static_cast<std::int64_t>(todo.size()))
+                throw std::logic_error("enqueue: an inserted job has an id it was not given");
+            inserted[static_cast<std::size_t>(at)] = 1;
+        }
+        k += g;
+    }
+
+    std::vector<RequestRow> requests;
+    result.job_ids.reserve(todo.size());
+    for (std::size_t k = 0; k < todo.size(); ++k) {
+        const auto& item = items[todo[k]];
+        if (!inserted[k]) {
+            result.duplicates.push_back({todo[k], job_by_key(impl, item.spec.key).value_or(0)});
+            continue;
+        }
+        const auto job_id = first_id + static_cast<std::int64_t>(k);
+        result.job_ids.push_back(job_id);
+        for (const auto& r : item.plan) requests.push_back({job_id, &item, &r});
+    }
+    std::sort(result.duplicates.begin(), result.duplicates.end(),
+              [](const Duplicate& a, const Duplicate& b) { return a.item < b.item; });
+
+    for (std::size_t k = 0; k < requests.size();) {
+        const std::size_t g = group_size(requests.size() - k);
+        auto q = impl.prep(multi_insert(false, g));
+        int p = 1;
+        for (std::size_t j = k; j < k + g; ++j) {
+            const auto& r = requests[j];
+            q->bind(p++, r.job_id);
+            q->bind(p++, r.request->seq);
+            q->bind(p++, r.request->first_index);
+            q->bind(p++, r.item->provider);
+            q->bind(p++, r.request->n);
+            q->bind(p++, r.item->spec.priority);
+        }
+        q->exec();
+        k += g;
+    }
     return result;
 }
 
-std::vector<PendingJob> Store::pending_jobs(int limit) {
-    std::vector<PendingJob> out;
-    auto q = impl_->prep(
-        "SELECT id, prompt, model, provider, key, n, priority, params, metadata FROM jobs "
-        "WHERE state = 'pending' ORDER BY id LIMIT ?");
-    q->bind(1, limit);
-    while (q->executeStep()) {
-        PendingJob p;
-        p.id = q->getColumn(0).getInt64();
-        auto& s = p.spec;
-        s.prompt = text(*q, 1);
-        s.model = text(*q, 2);
-        s.provider = text(*q, 3);
-        s.key = text(*q, 4);
-        s.n = q->getColumn(5).getInt();
-        s.priority = q->getColumn(6).getInt();
-        s.source = "jobs row " + std::to_string(p.id);
-        boost::system::error_code ec;
-        auto params = boost::json::parse(text(*q, 7), ec);
-        if (ec || !params.is_object())
-            p.parse_error = "field 'params': not a JSON object";
-        else
-            s.params = std::move(params.as_object());
-        if (p.parse_error.empty() && !q->getColumn(8).isNull()) {
-            auto meta = boost::json::parse(text(*q, 8), ec);
-            if (ec || !meta.is_object())
-                p.parse_error = "field 'metadata': not a JSON object";
-            else
-                s.metadata = std::move(meta.as_object());
+}  // namespace
+
+EnqueueResult Store::enqueue(std::string_view batch, const std::vector<EnqueueItem>& items) {
+    if (batch.empty()) throw std::invalid_argument("enqueue: the batch name is empty");
+    auto& db = impl_->db;
+    // Our own transaction, or a savepoint inside the caller's.
+    const bool nested = sqlite3_get_autocommit(db.getHandle()) == 0;
+    std::optional<SQLite::Transaction> txn;
+    if (nested)
+        db.exec("SAVEPOINT enqueue");
+    else
+        txn.emplace(db, SQLite::TransactionBehavior::IMMEDIATE);
+    EnqueueResult result;
+    try {
+        result = insert_items(*impl_, batch, items);
+    } catch (...) {
+        if (nested) {
+            try {
+                db.exec("ROLLBACK TO enqueue");
+                db.exec("RELEASE enqueue");
+            } catch (...) {  // the transaction is gone already: nothing to undo
+            }
         }
-        out.push_back(std::move(p));
+        throw;
     }
-    return out;
+    if (nested)
+        db.exec("RELEASE enqueue");
+    else
+        txn->commit();
+    return result;
 }
 
-void Store::apply_plans(const std::vector<PlanDecision>& plans) {
-    const double now = unix_now();
-    auto txn = impl_->write_txn();
-    std::optional<std::int64_t> sql_batch;  // created only when a row needs it
-    for (const auto& d : plans) {
-        if (!d.error.empty()) {
-            auto q = impl_->prep(
-                "UPDATE jobs SET state = 'rejected', error = ?, finished_at = ?, updated_at = ? "
-                "WHERE id = ? AND state = 'pending'");
-            q->bind(1, d.error);
-            q->bind(2, now);
-            q->bind(3, now);
-            q->bind(4, d.job_id);
-            q->exec();
-            continue;
-        }
-        bool has_batch = false;
-        {
-            auto q = impl_->prep("SELECT batch_id IS NOT NULL FROM jobs WHERE id = ?");
-            q->bind(1, d.job_id);
-            has_batch = q->executeStep() && q->getColumn(0).getInt();
-        }
-        if (!has_batch && !sql_batch) sql_batch = impl_->batch_id("sql");
-        std::optional<int> priority;
-        {
-            // Only rows still pending: another daemon may have planned them meanwhile.
-            auto q = impl_->prep(
-                "UPDATE jobs SET state = 'queued', provider = ?, "
-                "batch_id = COALESCE(batch_id, ?), updated_at = ? "
-                "WHERE id = ? AND state = 'pending' RETURNING priority");
-            q->bind(1, d.provider);
-            if (sql_batch)
-                q->bind(2, *sql_batch);
-            else
-                q->bind(2);
-            q->bind(3, now);
-            q->bind(4, d.job_id);
-            if (q->executeStep()) priority = q->getColumn(0).getInt();
-        }
-        if (!priority) continue;
-        auto ins = impl_->prep(
-            "INSERT INTO requests(job_id, seq, first_index, provider, n, priority) "
-            "VALUES (?, ?, ?, ?, ?, ?)");
-        for (const auto& r : d.plan) {
-            ins->reset();
-            ins->bind(1, d.job_id);
-            ins->bind(2, r.seq);
-            ins->bind(3, r.first_index);
-            ins->bind(4, d.provider);
-            ins->bind(5, r.n);
-            ins->bind(6, *priority);
-            ins->exec();
-        }
-    }
-    txn.commit();
+std::optional<std::int64_t> Store::find_job_by_key(std::string_view key) {
+    return job_by_key(*impl_, key);
 }
 
 std::optional<double> Store::next_ready(std::string_view provider, double now) {

@@ -50,6 +50,11 @@ struct PendingJob {
     JobSpec spec;             // read from the row (params/metadata parsed)
     std::string parse_error;  // non-empty: the row itself is malformed (e.g. params not JSON)
 };
+// A row rejected by the store itself (see Store::reject_unplanned).
+struct Rejection {
+    std::int64_t job_id = 0;
+    std::string reason;
+};
 struct PlanDecision {
     std::int64_t job_id = 0;
     std::string error;     // non-empty: reject the job with this message
@@ -231,13 +236,22 @@ class Store {
 
     // Inserts every item in one transaction into batch `batch` (created if new), state queued,
     // with its requests. Items whose key is already stored (or repeated earlier in items) are
-    // not inserted and are reported in duplicates.
+    // not inserted and are reported in duplicates. Called inside a transaction the caller
+    // holds on db() (enqueue --strict: all or nothing across many calls), it writes into that
+    // one (as a savepoint, undone alone if the call fails) instead of committing.
     EnqueueResult enqueue(std::string_view batch, const std::vector<EnqueueItem>& items);
+    // The job holding key, if any.
+    std::optional<std::int64_t> find_job_by_key(std::string_view key);
 
     // Pending rows (oldest first), and their planning: queued with requests, or rejected.
     // Rows with no batch go to the batch named "sql".
     std::vector<PendingJob> pending_jobs(int limit);
     void apply_plans(const std::vector<PlanDecision>& plans);
+    // Rows inserted by SQL as 'queued' or 'running' without any request would never run:
+    // rejects them (reason in jobs.error). Reads at most `limit` jobs a call, in id order,
+    // from where the previous call stopped (a new Store starts at the first job), so that a
+    // daemon checks every row once and then only new ones. Returns the rejected rows.
+    std::vector<Rejection> reject_unplanned(int limit);
 
     // Claims up to `limit` queued requests of `provider` whose not_before <= now, highest
     // priority first then oldest, in one UPDATE ... RETURNING statement: state running,

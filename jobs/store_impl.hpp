@@ -65,6 +65,7 @@ struct StoreDb {
 
 struct Store::Impl : StoreDb {
     using StoreDb::StoreDb;
+    std::int64_t unplanned_checked = 0;  // jobs up to this id were seen by reject_unplanned
 };
 
 // Binds text, or NULL when empty.

@@ -1,22 +1,34 @@
-// `imgbatch enqueue FILE...`: read job files, validate every line, plan, and store all valid
-// jobs in one transaction.
+// `imgbatch enqueue FILE...`: reads job files as a stream, validates every line and stores the
+// valid jobs chunk by chunk (10,000 lines a transaction; with --strict one transaction for the
+// whole input, rolled back at the first rejected line). A chunk is stored on another thread
+// while the next is read (enqueue_store.hpp). Memory does not grow with the input: two chunks,
+// one line, and the keys seen so far in a temporary database.
+#include <fcntl.h>
+#include <poll.h>
+#include <unistd.h>
+
+#include <sqlite3.h>
+
 #include <spdlog/spdlog.h>
 #include <CLI/CLI.hpp>
 #include <cerrno>
-#include <cstdio>
 #include <cstring>
 #include <ctime>
 #include <filesystem>
 #include <iostream>
-#include <unordered_map>
+#include <optional>
+#include <utility>
 
 #include "daemon/cli/commands.hpp"
+#include "daemon/cli/enqueue_store.hpp"
 #include "jobs/job_file.hpp"
 #include "jobs/planner.hpp"
 #include "jobs/validate.hpp"
 
 namespace imgbatch::daemon::cli {
 namespace {
+
+constexpr std::size_t kChunk = 10000;  // lines (jobs and messages) a transaction
 
 struct EnqueueOptions {
     std::vector<std::string> files;
@@ -26,22 +38,6 @@ struct EnqueueOptions {
     CLI::Option* priority_opt = nullptr;
     bool strict = false, dry_run = false;
 };
-
-// Reads a whole file ("-": stdin); false with the reason on failure.
-bool read_input(const std::string& file, std::string& out, std::string& reason) {
-    std::FILE* f = file == "-" ? stdin : std::fopen(file.c_str(), "rb");
-    if (!f) {
-        reason = std::strerror(errno);
-        return false;
-    }
-    char buf[1 << 16];
-    std::size_t got;
-    while ((got = std::fread(buf, 1, sizeof buf, f)) > 0) out.append(buf, got);
-    bool failed = std::ferror(f);
-    if (failed) reason = std::strerror(errno ? errno : EIO);
-    if (f != stdin) std::fclose(f);
-    return !failed;
-}
 
 std::string default_batch_name(const std::string& first_file) {
     std::string stem = first_file == "-" ? "stdin" : std::filesystem::path(first_file).stem();
@@ -58,132 +54,181 @@ std::string display_name(const std::string& file) {
     return file == "-" ? "<stdin>" : file;
 }
 
-std::string line_message(const jobs::LineError& e) {
-    return e.line > 0 ? e.str() : e.file + ": " + e.reason;
-}
-
-struct Where {
-    std::string file;
-    int line = 0;
+struct ReadError : std::runtime_error {
+    using std::runtime_error::runtime_error;
 };
 
-// Keys among items that the database already holds, for --dry-run (no write).
-std::vector<std::pair<std::size_t, std::int64_t>> existing_keys(
-    jobs::Store& store, const std::vector<jobs::EnqueueItem>& items) {
-    std::vector<std::pair<std::size_t, std::int64_t>> found;
-    SQLite::Statement q(store.db(), "SELECT id FROM jobs WHERE key = ?");
-    for (std::size_t i = 0; i < items.size(); ++i) {
-        if (items[i].spec.key.empty()) continue;
-        q.reset();
-        q.bind(1, items[i].spec.key);
-        if (q.executeStep()) found.emplace_back(i, q.getColumn(0).getInt64());
+// Reads and checks the input, and hands it to the ChunkStore chunk by chunk; receives the
+// readers' jobs and errors.
+class Enqueuer final : public jobs::JobSink {
+  public:
+    Enqueuer(const EnqueueOptions& o, Context& ctx, const std::string& batch)
+        : o_(o),
+          cfg_(ctx.config()),
+          providers_(cfg_.provider_infos()),
+          batch_(batch),
+          store_(ctx, batch, o.strict, o.dry_run) {
+        defaults_.model = o.model;
+        defaults_.provider = o.provider;
+        if (o.n_opt->count()) defaults_.n = o.n;
+        if (o.priority_opt->count()) defaults_.priority = o.priority;
+        if (!o.format.empty()) forced_ = jobs::format_from_name("x." + o.format);
     }
-    return found;
+
+    void read(const std::string& file);
+    // Stores the last chunk and ends the --strict transaction.
+    void finish();
+    // After an error: keeps what was committed (drops the --strict transaction) and prints
+    // the messages so far.
+    void abandon();
+    void print_summary() const;
+    int exit_code() const { return rejected_ > 0 ? 1 : 0; }
+
+    void job(jobs::JobSpec&& spec) override;
+    void error(jobs::LineError&& e) override { reject(e.line, std::move(e.reason)); }
+
+  private:
+    void note(Where at, const std::string& text) {
+        const std::string& name = names_[at.file];
+        chunk_.messages.push_back({at, at.line > 0
+                                           ? name + ":" + std::to_string(at.line) + ": " + text
+                                           : name + ": " + text});
+    }
+    void reject(int line, const std::string& reason) {
+        ++rejected_;
+        note({file_, line}, reason);
+        if (chunk_.items.size() + chunk_.messages.size() >= kChunk) flush();
+    }
+    bool pending() const { return !chunk_.items.empty() || !chunk_.messages.empty(); }
+    void flush();
+    std::size_t read_some(int fd, char* buf, std::size_t size);
+
+    const EnqueueOptions& o_;
+    const Config& cfg_;
+    std::vector<jobs::ProviderInfo> providers_;
+    jobs::JobDefaults defaults_;
+    std::optional<jobs::FileFormat> forced_;
+    std::string batch_;
+    std::vector<std::string> names_;  // files read, by index
+    std::size_t file_ = 0;
+    Chunk chunk_;  // being read
+    SeenKeys seen_;
+    std::size_t rejected_ = 0;
+    ChunkStore store_;
+};
+
+void Enqueuer::job(jobs::JobSpec&& spec) {
+    const int line = spec.line;
+    auto v = jobs::validate_job(spec, cfg_.catalog, providers_);
+    if (!v.ok) return reject(line, v.error);
+    if (!spec.key.empty()) {
+        if (auto first = seen_.add(spec.key, {file_, line})) {
+            const std::string at = names_[first->file] == names_[file_]
+                                       ? "line " + std::to_string(first->line)
+                                       : names_[first->file] + ":" + std::to_string(first->line);
+            return reject(line, "key '" + spec.key + "' repeats " + at);
+        }
+    }
+    auto plan = jobs::plan_requests(spec.n, v.ok->per_request);
+    chunk_.where.push_back({file_, line});
+    chunk_.items.push_back({std::move(spec), v.ok->provider, std::move(plan)});
+    if (chunk_.items.size() + chunk_.messages.size() >= kChunk) flush();
+}
+
+void Enqueuer::flush() {
+    seen_.commit();
+    // Nothing is written with --dry-run, nor with --strict once a line was rejected.
+    chunk_.roll_back = o_.strict && rejected_ > 0;
+    chunk_.write = !o_.dry_run && !chunk_.roll_back;
+    chunk_.names = names_;
+    store_.submit(std::exchange(chunk_, Chunk{}));
+    chunk_.items.reserve(kChunk);
+    chunk_.where.reserve(kChunk);
+}
+
+// read(2) of the input. When nothing is there to read yet (a pipe fed slowly), what was read
+// is stored first: a job does not wait for the next line to be written.
+std::size_t Enqueuer::read_some(int fd, char* buf, std::size_t size) {
+    if (pending()) {
+        pollfd p{fd, POLLIN, 0};
+        if (::poll(&p, 1, 0) == 0) flush();
+    }
+    for (;;) {
+        const ssize_t n = ::read(fd, buf, size);
+        if (n >= 0) return static_cast<std::size_t>(n);
+        if (errno != EINTR) throw ReadError(std::strerror(errno));
+    }
+}
+
+void Enqueuer::read(const std::string& file) {
+    names_.push_back(display_name(file));
+    file_ = names_.size() - 1;
+    std::optional<jobs::FileFormat> format = forced_;
+    if (!format) format = file == "-" ? jobs::FileFormat::jsonl : jobs::format_from_name(file);
+    if (!format) return reject(0, "unknown file type (use .jsonl, .csv or .txt, or --format)");
+    const int fd = file == "-" ? STDIN_FILENO : ::open(file.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return reject(0, std::string("cannot read: ") + std::strerror(errno));
+    struct Closer {
+        int fd;
+        ~Closer() {
+            if (fd != STDIN_FILENO) ::close(fd);
+        }
+    } closer{fd};
+    jobs::ReadFn read = [this, fd](char* buf, std::size_t size) {
+        return read_some(fd, buf, size);
+    };
+    try {
+        jobs::read_job_file(read, names_[file_], *format, defaults_, *this);
+    } catch (const ReadError& e) {
+        reject(0, std::string("cannot read: ") + e.what());
+    }
+}
+
+void Enqueuer::finish() {
+    flush();
+    store_.wait();
+    if (o_.strict && rejected_ > 0)
+        std::cerr << "imgbatch: nothing enqueued: " << rejected_ << " rejected with --strict\n";
+    store_.commit();
+}
+
+void Enqueuer::abandon() {
+    store_.wait(false);
+    store_.roll_back();
+    print_messages(chunk_.messages);
+}
+
+void Enqueuer::print_summary() const {
+    const Counts& c = store_.counts();
+    std::cout << "batch " << batch_ << ": " << c.jobs
+              << (o_.dry_run ? " jobs would be enqueued (" : " jobs enqueued (") << c.images
+              << " images in " << c.requests << " requests), " << rejected_ << " rejected, "
+              << c.duplicates << " duplicates" << (o_.dry_run ? " (dry run)" : "") << '\n';
+    if (!o_.dry_run && c.jobs > 0)
+        spdlog::debug("enqueued batch={} jobs={} images={} requests={}", batch_, c.jobs, c.images,
+                      c.requests);
 }
 
 int run_enqueue(const EnqueueOptions& o, Context& ctx) {
-    const Config& cfg = ctx.config();
-    const auto providers = cfg.provider_infos();
-    jobs::JobDefaults defaults;
-    defaults.model = o.model;
-    defaults.provider = o.provider;
-    if (o.n_opt->count()) defaults.n = o.n;
-    if (o.priority_opt->count()) defaults.priority = o.priority;
-
-    std::optional<jobs::FileFormat> forced;
-    if (!o.format.empty()) forced = jobs::format_from_name("x." + o.format);
-
-    std::vector<jobs::EnqueueItem> items;
-    std::vector<Where> where;  // per item
-    std::unordered_map<std::string, Where> keys;
-    std::string report;  // stderr, written once
-    std::size_t rejected = 0;
-
-    for (const auto& file : o.files) {
-        const std::string name = display_name(file);
-        std::optional<jobs::FileFormat> format = forced;
-        if (!format) format = file == "-" ? jobs::FileFormat::jsonl : jobs::format_from_name(file);
-        if (!format) {
-            report += name + ": unknown file type (use .jsonl, .csv or .txt, or --format)\n";
-            ++rejected;
-            continue;
-        }
-        std::string content, reason;
-        if (!read_input(file, content, reason)) {
-            report += name + ": cannot read: " + reason + "\n";
-            ++rejected;
-            continue;
-        }
-        auto parsed = jobs::parse_job_file(content, name, *format, defaults);
-        std::vector<jobs::LineError> errors = std::move(parsed.errors);
-        items.reserve(items.size() + parsed.jobs.size());
-        where.reserve(items.capacity());
-        for (auto& job : parsed.jobs) {
-            auto v = jobs::validate_job(job, cfg.catalog, providers);
-            if (!v.ok) {
-                errors.push_back({name, job.line, v.error});
-                continue;
-            }
-            if (!job.key.empty()) {
-                auto [it, fresh] = keys.try_emplace(job.key, Where{name, job.line});
-                if (!fresh) {
-                    std::string at = it->second.file == name
-                                         ? "line " + std::to_string(it->second.line)
-                                         : it->second.file + ":" + std::to_string(it->second.line);
-                    errors.push_back({name, job.line, "key '" + job.key + "' repeats " + at});
-                    continue;
-                }
-            }
-            auto plan = jobs::plan_requests(job.n, v.ok->per_request);
-            where.push_back({name, job.line});
-            items.push_back({std::move(job), v.ok->provider, std::move(plan)});
-        }
-        std::stable_sort(errors.begin(), errors.end(),
-                         [](const auto& a, const auto& b) { return a.line < b.line; });
-        for (const auto& e : errors) report += line_message(e) + "\n";
-        rejected += errors.size();
-    }
-
+    // SQLite's memory statistics take a global mutex on every allocation: not needed here.
+    // (Only possible before SQLite starts; later it is refused, and nothing changes.)
+    sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
     const std::string batch = o.batch.empty() ? default_batch_name(o.files.front()) : o.batch;
-    std::vector<std::pair<std::size_t, std::int64_t>> dups;
-    std::vector<bool> skipped(items.size(), false);
-    bool enqueued = false;
-    if (o.strict && rejected > 0) {
-        report +=
-            "imgbatch: nothing enqueued: " + std::to_string(rejected) + " rejected with --strict\n";
-    } else if (o.dry_run) {
-        std::error_code ec;
-        if (std::filesystem::exists(ctx.database(), ec)) dups = existing_keys(ctx.store(), items);
-    } else if (!items.empty()) {
-        auto result = ctx.store().enqueue(batch, items);
-        for (const auto& d : result.duplicates) dups.emplace_back(d.item, d.existing_job);
-        enqueued = true;
+    Enqueuer e(o, ctx, batch);
+    try {
+        for (const auto& file : o.files) e.read(file);
+        e.finish();
+    } catch (const std::exception& ex) {
+        // Chunks already committed stay (keys make enqueueing the file again safe).
+        e.abandon();
+        if (dynamic_cast<const UsageError*>(&ex)) throw;
+        e.print_summary();
+        throw OperationError(
+            std::string("enqueue stopped: ") + ex.what() +
+            (o.strict || o.dry_run ? "; nothing enqueued" : "; the jobs counted above are stored"));
     }
-    for (const auto& [i, job] : dups) {
-        skipped[i] = true;
-        report += where[i].file + ":" + std::to_string(where[i].line) + ": key '" +
-                  items[i].spec.key + "' already enqueued as job " + std::to_string(job) +
-                  "; skipped\n";
-    }
-    std::cerr << report << std::flush;
-
-    std::size_t jobs = 0, images = 0, requests = 0;
-    if (enqueued || o.dry_run) {
-        for (std::size_t i = 0; i < items.size(); ++i) {
-            if (skipped[i]) continue;
-            ++jobs;
-            images += static_cast<std::size_t>(items[i].spec.n);
-            requests += items[i].plan.size();
-        }
-    }
-    std::cout << "batch " << batch << ": " << jobs
-              << (o.dry_run ? " jobs would be enqueued (" : " jobs enqueued (") << images
-              << " images in " << requests << " requests), " << rejected << " rejected, "
-              << dups.size() << " duplicates" << (o.dry_run ? " (dry run)" : "") << '\n';
-    if (enqueued)
-        spdlog::debug("enqueued batch={} jobs={} images={} requests={}", batch, jobs, images,
-                      requests);
-    return rejected > 0 ? 1 : 0;
+    e.print_summary();
+    return e.exit_code();
 }
 
 }  // namespace

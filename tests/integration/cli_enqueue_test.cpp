@@ -1,8 +1,15 @@
 // `imgbatch init` and `imgbatch enqueue` through the real binary: formats, every kind of bad
 // input with its FILE:LINE message and exit code, duplicates, --strict and --dry-run.
 #include <doctest/doctest.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
+#include <chrono>
+#include <optional>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include "jobs/migrations.hpp"
 #include "tests/integration/harness.hpp"
@@ -224,4 +231,169 @@ TEST_CASE("configuration errors exit 2") {
     CHECK(cli({"enqueue", "a.txt", "--n", "0"}).code == 2);  // CLI11 range check
     CHECK(cli({"enqueue", "a.txt", "--format", "xml"}).code == 2);
     CHECK(cli({"frobnicate"}).code == 2);
+}
+
+// ---- streaming: input is read, checked and stored chunk by chunk ----
+
+namespace {
+
+std::string jsonl_line(int i, const std::string& key) {
+    return "{\"prompt\": \"streamed " + std::to_string(i) + "\", \"model\": \"gpt-image-1\"" +
+           (key.empty() ? "" : ", \"key\": \"" + key + "\"") + "}\n";
+}
+
+// The lines of text that start with prefix, in order.
+std::vector<std::string> lines_with(const std::string& text, const std::string& prefix) {
+    std::vector<std::string> out;
+    std::size_t start = 0;
+    while (start < text.size()) {
+        auto nl = text.find('\n', start);
+        auto line = text.substr(start, nl == std::string::npos ? std::string::npos : nl - start);
+        if (line.rfind(prefix, 0) == 0) out.push_back(line);
+        if (nl == std::string::npos) break;
+        start = nl + 1;
+    }
+    return out;
+}
+
+}  // namespace
+
+TEST_CASE("enqueue: chunk boundaries change nothing: repeats, known keys, bad lines, summary") {
+    Cli cli;
+    // 25,000 lines: more than two chunks of 10,000.
+    std::string text;
+    for (int i = 1; i <= 25000; ++i) {
+        std::string key = i % 2 ? "key-" + std::to_string(i) : "";
+        if (i == 15000 || i == 24999) key = "key-5";  // repeats line 5, chunks later
+        if (i == 12345) {
+            text += "{\"prompt\": \"bad\", \"model\": \"gpt-image-1\", \"n\": 0}\n";
+            continue;
+        }
+        text += jsonl_line(i, key);
+    }
+    cli.file("big.jsonl", text);
+    cli.file("known.jsonl", jsonl_line(20001, "key-20001"));
+    REQUIRE(cli({"enqueue", "known.jsonl", "--batch", "k"}).code == 0);
+
+    // --strict: nothing at all is stored.
+    auto strict = cli({"enqueue", "big.jsonl", "--batch", "s", "--strict"});
+    CHECK(strict.code == 1);
+    CHECK(has(strict.out, "batch s: 0 jobs enqueued (0 images in 0 requests), 3 rejected"));
+    CHECK(has(strict.err, "imgbatch: nothing enqueued: 3 rejected with --strict"));
+    CHECK(cli.count() == "1");
+
+    // --dry-run: the same findings, nothing stored.
+    auto dry = cli({"enqueue", "big.jsonl", "--batch", "d", "--dry-run"});
+    CHECK(dry.code == 1);
+    CHECK(dry.out ==
+          "batch d: 24996 jobs would be enqueued (24996 images in 24996 requests), 3 rejected, "
+          "1 duplicates (dry run)\n");
+    CHECK(cli.count() == "1");
+
+    auto r = cli({"enqueue", "big.jsonl", "--batch", "b"});
+    CHECK(r.code == 1);
+    CHECK(r.out ==
+          "batch b: 24996 jobs enqueued (24996 images in 24996 requests), 3 rejected, 1 "
+          "duplicates\n");
+    CHECK(lines_with(r.err, "big.jsonl:") ==
+          std::vector<std::string>{
+              "big.jsonl:12345: field 'n': must be between 1 and 10000, got 0",
+              "big.jsonl:15000: key 'key-5' repeats line 5",
+              "big.jsonl:20001: key 'key-20001' already enqueued as job 1; skipped",
+              "big.jsonl:24999: key 'key-5' repeats line 5"});
+    CHECK(dry.err == r.err);
+    CHECK(cli.count() == "24997");
+    CHECK(cli.count("prompt = 'streamed 5' AND key = 'key-5'") == "1");
+    CHECK(cli.count("prompt IN ('streamed 15000', 'streamed 24999', 'bad')") == "0");
+    CHECK(cli.count("prompt = 'streamed 25000'") == "1");
+    // Every job has its request, and the ids follow the file.
+    CHECK(sql_value(cli.db,
+                    "SELECT count(*) FROM jobs j WHERE NOT EXISTS (SELECT 1 FROM "
+                    "requests r WHERE r.job_id = j.id)") == "0");
+    CHECK(sql_value(cli.db, "SELECT prompt FROM jobs ORDER BY id DESC LIMIT 1") ==
+          "streamed 25000");
+    // Again: every key is known now, the key-less lines are new jobs.
+    r = cli({"enqueue", "big.jsonl", "--batch", "b"});
+    CHECK(has(r.out, ": 12499 jobs enqueued"));
+}
+
+TEST_CASE("enqueue: a key repeated across files names the file of its first line") {
+    Cli cli;
+    cli.file("one.jsonl", jsonl_line(1, "") + jsonl_line(2, "shared"));
+    cli.file("two.csv", "prompt,model,key\nx,gpt-image-1,shared\n");
+    auto r = cli({"enqueue", "one.jsonl", "two.csv", "--batch", "t"});
+    CHECK(r.code == 1);
+    CHECK(has(r.err, "two.csv:2: key 'shared' repeats one.jsonl:2"));
+    CHECK(r.out == "batch t: 2 jobs enqueued (2 images in 2 requests), 1 rejected, 0 duplicates\n");
+}
+
+TEST_CASE("enqueue: lines from a pipe are stored as they come, before the input ends") {
+    Cli cli;
+    REQUIRE(cli({"init"}).code == 0);
+    const std::string fifo = cli.dir.file("feed.jsonl");
+    REQUIRE(mkfifo(fifo.c_str(), 0600) == 0);
+    Process enq({"enqueue", "feed.jsonl", "--batch", "live"}, {}, cli.dir.path());
+    int fd = open(fifo.c_str(), O_WRONLY);  // waits for enqueue to open it
+    REQUIRE(fd >= 0);
+    auto send = [fd](const std::string& s) {
+        REQUIRE(write(fd, s.data(), s.size()) == static_cast<ssize_t>(s.size()));
+    };
+    auto wait_for_count = [&](const std::string& want) {
+        std::string got;
+        for (int i = 0; i < 200 && got != want; ++i) {
+            std::this_thread::sleep_for(std::chrono::milliseconds(50));
+            got = cli.count();
+        }
+        return got;
+    };
+    send(jsonl_line(1, "live-1"));
+    CHECK(wait_for_count("1") == "1");
+    CHECK(enq.running());
+    send(jsonl_line(2, "live-2") + "{\"prompt\": \"broken\n");
+    CHECK(wait_for_count("2") == "2");
+    CHECK(enq.running());
+    close(fd);
+    CHECK(enq.wait(30) == std::optional<int>(1));
+    CHECK(enq.out() ==
+          "batch live: 2 jobs enqueued (2 images in 2 requests), 1 rejected, 0 "
+          "duplicates\n");
+    CHECK(has(enq.err(), "feed.jsonl:3: malformed JSON"));
+}
+
+TEST_CASE("enqueue: a database error midway keeps the chunks committed before it") {
+    Cli cli;
+    REQUIRE(cli({"init"}).code == 0);
+    // A user's trigger that refuses one row: the chunk holding it fails.
+    sql_exec(cli.db,
+             "CREATE TRIGGER no_poison BEFORE INSERT ON jobs WHEN NEW.prompt = 'poison' "
+             "BEGIN SELECT RAISE(ABORT, 'poison refused'); END");
+    std::string text;
+    for (int i = 1; i <= 15000; ++i)
+        text += i == 12000 ? "{\"prompt\": \"poison\", \"model\": \"gpt-image-1\"}\n"
+                           : jsonl_line(i, "");
+    cli.file("p.jsonl", text);
+
+    auto strict = cli({"enqueue", "p.jsonl", "--batch", "s", "--strict"});
+    CHECK(strict.code == 1);
+    CHECK(strict.out ==
+          "batch s: 0 jobs enqueued (0 images in 0 requests), 0 rejected, 0 "
+          "duplicates\n");
+    CHECK(has(strict.err, "imgbatch: enqueue stopped: poison refused; nothing enqueued"));
+    CHECK(cli.count() == "0");
+
+    // A bad line in the chunk that fails is still reported.
+    text.replace(text.find(jsonl_line(11000, "")), jsonl_line(11000, "").size(),
+                 "{\"prompt\": \"bad\", \"model\": \"gpt-image-1\", \"n\": 0}\n");
+    cli.file("p.jsonl", text);
+    auto r = cli({"enqueue", "p.jsonl", "--batch", "b"});
+    CHECK(r.code == 1);
+    CHECK(r.out ==
+          "batch b: 10000 jobs enqueued (10000 images in 10000 requests), 1 rejected, 0 "
+          "duplicates\n");
+    CHECK(has(r.err, "p.jsonl:11000: field 'n'"));
+    CHECK(has(r.err,
+              "imgbatch: enqueue stopped: poison refused; the jobs counted above are "
+              "stored"));
+    CHECK(cli.count() == "10000");
+    CHECK(sql_value(cli.db, "SELECT count(*) FROM requests") == "10000");
 }

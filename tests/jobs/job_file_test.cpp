@@ -2,7 +2,12 @@
 
 #include <doctest/doctest.h>
 
+#include <algorithm>
+#include <boost/json/serialize.hpp>
+#include <cstring>
+#include <stdexcept>
 #include <string>
+#include <vector>
 
 using namespace imgbatch::jobs;
 using namespace std::string_literals;
@@ -355,4 +360,153 @@ TEST_CASE("a large JSONL file parses every line") {
     CHECK(f.jobs.back().line == lines);
     CHECK(f.jobs.back().metadata.at("i") == lines - 1);
     CHECK(f.jobs[123].prompt == "prompt number 123");
+}
+
+// ---- streaming: read_job_file pulls its input piece by piece ----
+
+namespace {
+
+// Everything a reader reported, in order, as text that compares easily.
+struct Collect : JobSink {
+    std::vector<std::string> events;
+    void job(JobSpec&& s) override {
+        events.push_back("job " + std::to_string(s.line) + " " + s.source + " [" + s.prompt + "] " +
+                         s.model + " n=" + std::to_string(s.n) + " key=" + s.key +
+                         " params=" + boost::json::serialize(s.params) +
+                         " metadata=" + boost::json::serialize(s.metadata));
+    }
+    void error(LineError&& e) override { events.push_back("error " + e.str()); }
+};
+
+// A ReadFn giving text at most `piece` bytes a call.
+ReadFn pieces(std::string_view text, std::size_t piece) {
+    return [text, piece](char* buf, std::size_t size) mutable {
+        const std::size_t n = std::min({size, piece, text.size()});
+        std::memcpy(buf, text.data(), n);
+        text.remove_prefix(n);
+        return n;
+    };
+}
+
+std::vector<std::string> streamed(std::string_view text, FileFormat fmt, std::size_t piece) {
+    Collect c;
+    read_job_file(pieces(text, piece), "in", fmt, defaults(), c);
+    return c.events;
+}
+
+}  // namespace
+
+TEST_CASE("streaming: any split of the input gives the same jobs and errors") {
+    const std::vector<std::pair<FileFormat, std::string>> inputs{
+        {FileFormat::jsonl,
+         "\xEF\xBB\xBF{\"prompt\": \"a\", \"n\": 2, \"key\": \"k1\", \"size\": \"auto\"}\r\n"
+         "\n"
+         "{\"prompt\": \"broken\", \n"
+         "   \r\n"
+         "{\"custom_id\": \"c\", \"method\": \"POST\", \"url\": \"/v1/images/generations\", "
+         "\"body\": {\"prompt\": \"batch line\", \"model\": \"dall-e-3\"}}\n"
+         "\xC0\xAF junk\n"
+         "{\"prompt\": \"no newline at the end\", \"metadata\": {\"m\": [1, 2]}}"},
+        {FileFormat::csv,
+         "\xEF\xBB\xBFprompt, model ,n,params.seed,metadata.row\r\n"
+         "\"a cat, sitting\",dall-e-3,1,7,r1\r\n"
+         "\"she said \"\"hi\"\"\nacross\r\nlines\",,2,,\r\n"
+         "\r\n"
+         "plain , gpt-image-1 , 3 \r\n"
+         "bad,,two,,\n"
+         "\"a\"b,,1,,\n"
+         "x,,1,,,,\n"
+         "last,,,,"},
+        {FileFormat::csv, "prompt,n\nok,1\n\"never closed,1\nmore\n"},
+        {FileFormat::csv, "prompt,colour\nx,1\n"},
+        {FileFormat::txt, "# c\r\n  a harbour  \r\n\r\n\t# c2\nsecond\n\xFF\xFE\nlast"},
+        {FileFormat::jsonl, ""},
+        {FileFormat::csv, "\n\n"},
+    };
+    for (const auto& [fmt, text] : inputs) {
+        const auto whole = streamed(text, fmt, text.size() + 1);
+        // parse_job_file reads the same way.
+        auto parsed = parse_job_file(text, "in", fmt, defaults());
+        CHECK(whole.size() == parsed.jobs.size() + parsed.errors.size());
+        REQUIRE(!whole.empty());
+        for (std::size_t piece : {1, 2, 3, 5, 7, 64}) {
+            INFO("input: " << text << "\npiece: " << piece);
+            CHECK(streamed(text, fmt, piece) == whole);
+        }
+    }
+}
+
+TEST_CASE("streaming: a CSV quoted field may span any number of reads") {
+    std::string cell(300000, 'x');
+    cell[1000] = '\n';
+    const std::string text = "prompt,n\n\"" + cell + "\",2\nnext,1\n";
+    auto events = streamed(text, FileFormat::csv, 4096);
+    REQUIRE(events.size() == 2);
+    CHECK(events[0].starts_with("job 2 in [xxx"));
+    CHECK(events[0].find(" n=2 ") != std::string::npos);
+    CHECK(events[1].starts_with("job 4 in [next]"));
+}
+
+TEST_CASE("streaming: a line longer than the limit is one error, and reading goes on") {
+    // Generated as it is read: the reader must not hold the whole line either.
+    const std::size_t huge = kMaxLineBytes + 100;
+    std::size_t sent = 0;
+    const std::string tail = "\n{\"prompt\": \"after\"}\n";
+    std::size_t tail_sent = 0;
+    ReadFn gen = [&](char* buf, std::size_t size) -> std::size_t {
+        if (sent < huge) {
+            const std::size_t n = std::min(size, huge - sent);
+            std::memset(buf, 'x', n);
+            if (sent == 0) buf[0] = '{';
+            sent += n;
+            return n;
+        }
+        const std::size_t n = std::min(size, tail.size() - tail_sent);
+        std::memcpy(buf, tail.data() + tail_sent, n);
+        tail_sent += n;
+        return n;
+    };
+    for (auto fmt : {FileFormat::jsonl, FileFormat::txt}) {
+        sent = tail_sent = 0;
+        Collect c;
+        read_job_file(gen, "big", fmt, defaults(), c);
+        REQUIRE(c.events.size() == 2);
+        CHECK(c.events[0] ==
+              "error big:1: line longer than " + std::to_string(kMaxLineBytes >> 20) + " MiB");
+        CHECK(c.events[1].starts_with("job 2 big ["));
+    }
+    sent = tail_sent = 0;
+    Collect c;
+    const std::string head = "prompt\n\"";
+    std::size_t head_sent = 0;
+    ReadFn csv_gen = [&](char* buf, std::size_t size) -> std::size_t {
+        if (head_sent < head.size()) {
+            const std::size_t n = std::min(size, head.size() - head_sent);
+            std::memcpy(buf, head.data() + head_sent, n);
+            head_sent += n;
+            return n;
+        }
+        return gen(buf, size);
+    };
+    read_job_file(csv_gen, "big.csv", FileFormat::csv, defaults(), c);
+    REQUIRE(c.events.size() == 1);
+    CHECK(c.events[0] == "error big.csv:2: record longer than " +
+                             std::to_string(kMaxLineBytes >> 20) +
+                             " MiB (an unterminated quoted field?)");
+}
+
+TEST_CASE("streaming: a read error is passed on to the caller") {
+    int calls = 0;
+    ReadFn failing = [&](char* buf, std::size_t) -> std::size_t {
+        if (++calls == 1) {
+            std::memcpy(buf, "{\"prompt\": \"first\"}\n{\"pro", 25);
+            return 25;
+        }
+        throw std::runtime_error("Input/output error");
+    };
+    Collect c;
+    CHECK_THROWS_WITH(read_job_file(failing, "f", FileFormat::jsonl, defaults(), c),
+                      "Input/output error");
+    REQUIRE(c.events.size() == 1);
+    CHECK(c.events[0].starts_with("job 1 f [first]"));
 }
