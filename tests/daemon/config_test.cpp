@@ -294,3 +294,21 @@ TEST_CASE("shutdown_grace_s: \"auto\" by default covers the slowest provider's c
     CHECK(error_of(R"({"shutdown_grace_s": -1})") ==
           R"(cfg.json: 'shutdown_grace_s' must be a number >= 0, got -1)");
 }
+
+TEST_CASE("api gemini: x-goog-api-key by default, bearer for relays and Vertex AI") {
+    Config g = parse_config(
+        R"({"providers": [{"name": "g", "api": "gemini", "base_url": "https://x/v1beta",
+            "models": ["gemini-2.5-flash-image"]},
+            {"name": "v", "api": "gemini", "auth": "bearer",
+             "base_url": "https://us-central1-aiplatform.googleapis.com/v1/projects/p/locations/us-central1/publishers/google",
+             "models": ["gemini-3-pro-image-preview"]}]})",
+        "g.json");
+    CHECK(g.providers.at(0).api == "gemini");
+    CHECK(g.providers.at(0).auth == "x-goog-api-key");
+    CHECK(g.providers.at(1).auth == "bearer");
+    CHECK(error_of(provider_json(R"(, "auth": "x-goog-api-key")"))
+              .find("only for api \"google\" or \"gemini\"") != std::string::npos);
+    CHECK(error_of(R"({"providers": [{"name": "p", "api": "gemeni", "base_url": "http://h/v1",
+                       "models": ["gpt-image-1"]}]})")
+              .find("one of openai, google, openai-chat, gemini") != std::string::npos);
+}
