@@ -225,6 +225,14 @@ SimAnswer SimState::api_call(SimApi api, const SimRequest& request, std::string_
         const auto* gc = body.if_contains("generationConfig");
         const auto* ic =
             gc && gc->is_object() ? gc->get_object().if_contains("imageConfig") : nullptr;
+        if (const auto* m = gc && gc->is_object()
+                                ? gc->get_object().if_contains("responseModalities")
+                                : nullptr;
+            m && m->is_array()) {
+            call.text_only = true;  // the models answer in text unless asked for images
+            for (const auto& x : m->get_array())
+                if (x.is_string() && x.get_string() == "IMAGE") call.text_only = false;
+        }
         if (ic && ic->is_object()) {
             auto ratio = string_at(ic->get_object(), "aspectRatio");
             if (!ratio.empty() && !gemini_aspect_ratio(ratio))
@@ -237,8 +245,10 @@ SimAnswer SimState::api_call(SimApi api, const SimRequest& request, std::string_
     }
     if (call.prompt.empty())
         return error(api, 400, "invalid_request_error", "missing_required_parameter",
-                     api == SimApi::chat ? "Missing required parameter: 'messages'."
-                                         : "Missing required parameter: 'prompt'.",
+                     api == SimApi::chat     ? "Missing required parameter: 'messages'."
+                     : api == SimApi::gemini ? "* GenerateContentRequest.contents: contents is "
+                                               "not specified"
+                                             : "Missing required parameter: 'prompt'.",
                      "INVALID_ARGUMENT");
     if (n < 1 || n > 100)
         return error(api, 400, "invalid_request_error", "invalid_value",
@@ -265,7 +275,8 @@ SimAnswer SimState::api_call(SimApi api, const SimRequest& request, std::string_
         static constexpr std::string_view kinds[] = {"429", "500", "503", "reset", "badjson"};
         answer = fault(call, kinds[rng_() % std::size(kinds)]);
     } else {
-        answer = images(call, call.n, 0, Bytes::png);
+        answer = call.text_only ? gemini_no_image(call, "STOP", "")
+                                : images(call, call.n, 0, Bytes::png);
     }
     answer.delay_ms += delay;
     return answer;

@@ -86,6 +86,8 @@ class SimState {
         bool url = false;
         bool datauri = false;
         std::string base;  // http://host:port for file URLs
+        // gemini: responseModalities without "IMAGE"
+        bool text_only = false;
     };
     // png: real PNGs; badbase64: every entry invalid; badone: the first entry invalid, the
     // others real PNGs; notimage: valid base64 of text.

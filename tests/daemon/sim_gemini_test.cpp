@@ -195,3 +195,15 @@ TEST_CASE("sim gemini: the common fault kinds answer in Google's shape") {
     auto stats = json::parse(sim.stats_json()).as_object();
     CHECK(stats.at("by_path").at(kPath).as_int64() == 5);
 }
+
+TEST_CASE("sim gemini: responseModalities without IMAGE gets text only") {
+    SimState sim(SimOptions{});
+    std::string body = R"({"contents":[{"role":"user","parts":[{"text":"a fox"}]}],)"
+                       R"("generationConfig":{"responseModalities":["TEXT"]}})";
+    SimAnswer a = post(sim, body);
+    REQUIRE(a.status == 200);
+    CHECK(a.images == 0);
+    CHECK(parsed(a).error->code == "no_image");
+    // Without generationConfig the sim answers with an image, as the image models do.
+    CHECK(post(sim, R"({"contents":[{"parts":[{"text":"a fox"}]}]})").images == 1);
+}

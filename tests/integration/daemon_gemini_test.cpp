@@ -154,3 +154,22 @@ TEST_CASE("gemini: Google-shaped errors are classified as for the google style")
         CHECK(env.value("SELECT error FROM jobs").find("aspect ratio") != std::string::npos);
     }
 }
+
+TEST_CASE("gemini: the Vertex AI URL shape with a Bearer access token") {
+    Sim sim({"--api-key", "ya29.token"});
+    TempDir keys;
+    std::string key_file = keys.file("token");
+    write_file(key_file, "ya29.token\n");
+    const std::string base = sim.url() + "/v1/projects/p1/locations/us-central1/publishers/google";
+    DaemonEnv env({provider_json("vertex", "gemini", base, {kPro},
+                                 "\"auth\": \"bearer\", \"api_key_file\": " + json_str(key_file))});
+    env.enqueue(job_line("v", "a fox on Vertex", kPro, 2, R"("params": {"image_size": "4K"})"));
+    env.run_until_idle();
+    CHECK(env.job_state("v") == "succeeded");
+    env.check_outputs("v", 2);
+    CHECK(sim.stat("requests") == 2);
+    CHECK(sim.stat("images") == 2);
+    std::string stats = sim.stats_json();
+    CHECK(stats.find("/v1/projects/p1/locations/us-central1/publishers/google/models/" + kPro +
+                     ":generateContent") != std::string::npos);
+}
