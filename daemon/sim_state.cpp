@@ -90,10 +90,10 @@ std::string gemini_prompt(const json::object& body) {
     return prompt;
 }
 
-// The aspect ratios the Gemini image models accept.
+// The aspect ratios the Gemini image models accept (3.1 Flash's extreme ones included).
 bool gemini_aspect_ratio(std::string_view r) {
-    for (std::string_view ok :
-         {"1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9", "21:9"})
+    for (std::string_view ok : {"1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9",
+                                "21:9", "1:4", "4:1", "1:8", "8:1"})
         if (r == ok) return true;
     return false;
 }

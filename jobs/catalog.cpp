@@ -158,8 +158,12 @@ Catalog Catalog::builtin() {
         add(imagen(name, true, true));
 
     add(gemini_image("gemini-2.5-flash-image", false));
-    for (const char* name : {"gemini-3.1-flash-image-preview", "gemini-3-pro-image-preview"})
-        add(gemini_image(name, true));
+    add(gemini_image("gemini-3-pro-image-preview", true));
+    // 3.1 Flash adds a 512 px size and the extreme ratios.
+    ModelInfo flash31 = gemini_image("gemini-3.1-flash-image-preview", true);
+    flash31.image_sizes.insert(flash31.image_sizes.begin(), "512");
+    for (const char* r : {"1:4", "4:1", "1:8", "8:1"}) flash31.aspect_ratios.emplace_back(r);
+    add(flash31);
     return c;
 }
 

@@ -182,13 +182,19 @@ TEST_CASE("Gemini image models: one image per call, imageConfig aspect ratios an
         REQUIRE(m);
         CHECK(m->family == "gemini-image");
         CHECK(m->max_per_request == 1);
-        CHECK(m->aspect_ratios == ratios);
+        CHECK(std::equal(ratios.begin(), ratios.end(), m->aspect_ratios.begin(),
+                         m->aspect_ratios.begin() + 10));
         CHECK(m->sizes.empty());
         CHECK_FALSE(m->free_size);
     }
     CHECK(c.find("gemini-2.5-flash-image")->image_sizes.empty());  // fixed 1024px class
     CHECK(c.find("gemini-3-pro-image-preview")->image_sizes ==
           std::vector<std::string>{"1K", "2K", "4K"});
-    CHECK(c.find("gemini-3.1-flash-image-preview")->image_sizes ==
-          std::vector<std::string>{"1K", "2K", "4K"});
+    CHECK(c.find("gemini-2.5-flash-image")->aspect_ratios == ratios);
+    CHECK(c.find("gemini-3-pro-image-preview")->aspect_ratios == ratios);
+    const auto* flash31 = c.find("gemini-3.1-flash-image-preview");
+    CHECK(flash31->image_sizes == std::vector<std::string>{"512", "1K", "2K", "4K"});
+    CHECK(flash31->aspect_ratios.size() == 14);
+    CHECK(has(flash31->aspect_ratios, "8:1"));
+    CHECK(has(flash31->aspect_ratios, "1:4"));
 }
