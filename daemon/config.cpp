@@ -199,8 +199,8 @@ ProviderConfig parse_provider(const json::value& v, const std::string& source,
     f.string("name", p.name, true);
     if (!f.get("api")) f.fail("api", "is required");
     f.string("api", p.api);
-    if (p.api != "openai" && p.api != "google" && p.api != "openai-chat")
-        f.bad("api", "one of openai, google, openai-chat", json::value(p.api));
+    if (p.api != "openai" && p.api != "google" && p.api != "openai-chat" && p.api != "gemini")
+        f.bad("api", "one of openai, google, openai-chat, gemini", json::value(p.api));
     if (!f.get("base_url")) f.fail("base_url", "is required");
     f.string("base_url", p.base_url);
     Url url;
@@ -235,9 +235,10 @@ ProviderConfig parse_provider(const json::value& v, const std::string& source,
     f.string("auth", p.auth);
     if (!p.auth.empty() && p.auth != "bearer" && p.auth != "x-goog-api-key")
         f.bad("auth", "\"bearer\" or \"x-goog-api-key\"", json::value(p.auth));
-    if (p.api != "google" && p.auth == "x-goog-api-key")
-        f.fail("auth", "may be \"x-goog-api-key\" only for api \"google\"");
-    if (p.auth.empty()) p.auth = p.api == "google" ? "x-goog-api-key" : "bearer";
+    const bool google_key = p.api == "google" || p.api == "gemini";
+    if (!google_key && p.auth == "x-goog-api-key")
+        f.fail("auth", "may be \"x-goog-api-key\" only for api \"google\" or \"gemini\"");
+    if (p.auth.empty()) p.auth = google_key ? "x-goog-api-key" : "bearer";
     f.string("image_size_key", p.image_size_key, true);
     if (const auto* headers = f.object("headers")) {
         for (const auto& [k, hv] : *headers) {

@@ -121,6 +121,27 @@ SimAnswer SimState::images(const Call& call, int good, int filtered, Bytes bytes
         for (int i = 0; i < filtered; ++i)
             predictions.push_back(json::object{{"raiFilteredReason", kRaiReason}});
         o["predictions"] = std::move(predictions);
+    } else if (call.api == SimApi::gemini) {
+        if (good == 0) return gemini_no_image(call, filtered > 0 ? "IMAGE_SAFETY" : "STOP", "");
+        json::array parts{json::object{{"text", "Here is your image: " + call.prompt}}};
+        for (int i = 0; i < good; ++i)
+            parts.push_back(
+                json::object{{"inlineData", json::object{{"mimeType", "image/png"},
+                                                         {"data", encoded(false).first}}}});
+        const std::int64_t image_tokens = 1290 * static_cast<std::int64_t>(good);
+        o["candidates"] = json::array{
+            json::object{{"content", json::object{{"parts", std::move(parts)}, {"role", "model"}}},
+                         {"finishReason", "STOP"},
+                         {"index", 0}}};
+        o["usageMetadata"] = {
+            {"promptTokenCount", in},
+            {"candidatesTokenCount", image_tokens},
+            {"totalTokenCount", in + image_tokens},
+            {"promptTokensDetails", json::array{{{"modality", "TEXT"}, {"tokenCount", in}}}},
+            {"candidatesTokensDetails",
+             json::array{{{"modality", "IMAGE"}, {"tokenCount", image_tokens}}}}};
+        o["modelVersion"] = call.model;
+        o["responseId"] = "sim-" + std::to_string(next_id_++);
     } else {
         std::string content = "I could not create an image for this request.";
         if (good > 0) {
@@ -147,10 +168,42 @@ SimAnswer SimState::images(const Call& call, int good, int filtered, Bytes bytes
     return a;
 }
 
+SimAnswer SimState::gemini_no_image(const Call& call, std::string_view finish_reason,
+                                    std::string_view block_reason) {
+    const std::int64_t in = prompt_tokens(call.prompt);
+    json::object o;
+    if (!block_reason.empty()) {
+        o["promptFeedback"] = {{"blockReason", block_reason}};
+    } else {
+        json::object candidate;
+        if (finish_reason == "STOP") {
+            candidate["content"] = {
+                {"parts", json::array{{{"text", "I can describe it, but here is no picture: " +
+                                                    call.prompt}}}},
+                {"role", "model"}};
+        } else {
+            candidate["finishMessage"] =
+                "Unable to show the generated image. The image was filtered out because it "
+                "violated Google's Generative AI Prohibited Use policy. You will not be charged "
+                "for blocked images. Try rephrasing the prompt.";
+        }
+        candidate["finishReason"] = finish_reason;
+        candidate["index"] = 0;
+        o["candidates"] = json::array{std::move(candidate)};
+    }
+    o["usageMetadata"] = {
+        {"promptTokenCount", in},
+        {"totalTokenCount", in},
+        {"promptTokensDetails", json::array{{{"modality", "TEXT"}, {"tokenCount", in}}}}};
+    o["modelVersion"] = call.model;
+    o["responseId"] = "sim-" + std::to_string(next_id_++);
+    return body_answer(200, "application/json", json::serialize(o));
+}
+
 SimAnswer SimState::error(SimApi api, int status, std::string_view type, std::string_view code,
                           std::string_view message, std::string_view google_status) {
     json::object e;
-    if (api == SimApi::google) {
+    if (api == SimApi::google || api == SimApi::gemini) {
         e = {{"code", status}, {"message", message}, {"status", google_status}};
     } else {
         e["message"] = message;
@@ -166,7 +219,15 @@ SimAnswer SimState::error(SimApi api, int status, std::string_view type, std::st
 
 SimAnswer SimState::fault(const Call& call, std::string_view kind) {
     const SimApi api = call.api;
-    const bool google = api == SimApi::google;
+    const bool google = api == SimApi::google || api == SimApi::gemini;
+    if (api == SimApi::gemini) {
+        // generateContent refusals: #fail=finish:REASON, #fail=blocked:REASON, #fail=textonly.
+        if (kind.starts_with("finish:") && kind.size() > 7)
+            return gemini_no_image(call, kind.substr(7), "");
+        if (kind.starts_with("blocked:") && kind.size() > 8)
+            return gemini_no_image(call, "", kind.substr(8));
+        if (kind == "textonly") return gemini_no_image(call, "STOP", "");
+    }
     if (kind == "429" || kind == "429ms") {
         SimAnswer a = error(api, 429, "requests", "rate_limit_exceeded",
                             "Rate limit reached for requests", "RESOURCE_EXHAUSTED");

@@ -72,6 +72,32 @@ std::string chat_prompt(const json::object& body) {
     return prompt;
 }
 
+// The text parts of the last user entry of a generateContent request.
+std::string gemini_prompt(const json::object& body) {
+    auto it = body.find("contents");
+    if (it == body.end() || !it->value().is_array()) return {};
+    std::string prompt;
+    for (const auto& c : it->value().get_array()) {
+        if (!c.is_object()) continue;
+        auto role = string_at(c.get_object(), "role");
+        if (!role.empty() && role != "user") continue;
+        const auto* parts = c.get_object().if_contains("parts");
+        if (!parts || !parts->is_array()) continue;
+        prompt.clear();
+        for (const auto& part : parts->get_array())
+            if (part.is_object()) prompt += string_at(part.get_object(), "text");
+    }
+    return prompt;
+}
+
+// The aspect ratios the Gemini image models accept (3.1 Flash's extreme ones included).
+bool gemini_aspect_ratio(std::string_view r) {
+    for (std::string_view ok : {"1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9",
+                                "21:9", "1:4", "4:1", "1:8", "8:1"})
+        if (r == ok) return true;
+    return false;
+}
+
 SimAnswer json_answer(int status, std::string body) {
     SimAnswer a;
     a.status = status;
@@ -135,6 +161,8 @@ SimAnswer SimState::handle(const SimRequest& request) {
         api = SimApi::chat;
     else if (path.find("/models/") != std::string_view::npos && path.ends_with(":predict"))
         api = SimApi::google;
+    else if (path.find("/models/") != std::string_view::npos && path.ends_with(":generateContent"))
+        api = SimApi::gemini;
     else
         return json_answer(
             404,
@@ -160,10 +188,10 @@ SimAnswer SimState::handle(const SimRequest& request) {
 SimAnswer SimState::api_call(SimApi api, const SimRequest& request, std::string_view path) {
     if (!options_.api_key.empty()) {
         const std::string bearer = "Bearer " + options_.api_key;
-        bool ok =
-            request.authorization == bearer ||
-            (api == SimApi::google && (request.goog_api_key == options_.api_key ||
-                                       query_param(request.target, "key") == options_.api_key));
+        bool ok = request.authorization == bearer ||
+                  ((api == SimApi::google || api == SimApi::gemini) &&
+                   (request.goog_api_key == options_.api_key ||
+                    query_param(request.target, "key") == options_.api_key));
         if (!ok)
             return error(api, 401, "invalid_request_error", "invalid_api_key",
                          "Incorrect API key provided.", "UNAUTHENTICATED");
@@ -196,19 +224,43 @@ SimAnswer SimState::api_call(SimApi api, const SimRequest& request, std::string_
             call.prompt = string_at(inst->get_array()[0].get_object(), "prompt");
         if (const auto* params = body.if_contains("parameters"); params && params->is_object())
             n = int_at(params->get_object(), "sampleCount").value_or(1);
+    } else if (api == SimApi::gemini) {
+        auto start = path.rfind("/models/") + 8;
+        auto colon = path.rfind(':');
+        call.model = std::string(path.substr(start, colon - start));
+        call.prompt = gemini_prompt(body);
+        const auto* gc = body.if_contains("generationConfig");
+        const auto* ic =
+            gc && gc->is_object() ? gc->get_object().if_contains("imageConfig") : nullptr;
+        if (const auto* m = gc && gc->is_object()
+                                ? gc->get_object().if_contains("responseModalities")
+                                : nullptr;
+            m && m->is_array()) {
+            call.text_only = true;  // the models answer in text unless asked for images
+            for (const auto& x : m->get_array())
+                if (x.is_string() && x.get_string() == "IMAGE") call.text_only = false;
+        }
+        if (ic && ic->is_object()) {
+            auto ratio = string_at(ic->get_object(), "aspectRatio");
+            if (!ratio.empty() && !gemini_aspect_ratio(ratio))
+                return error(api, 400, "invalid_request_error", "invalid_value",
+                             "Unsupported aspect ratio: " + ratio, "INVALID_ARGUMENT");
+        }
     } else {
         call.model = string_at(body, "model");
         call.prompt = chat_prompt(body);
     }
     if (call.prompt.empty())
         return error(api, 400, "invalid_request_error", "missing_required_parameter",
-                     api == SimApi::chat ? "Missing required parameter: 'messages'."
-                                         : "Missing required parameter: 'prompt'.",
+                     api == SimApi::chat     ? "Missing required parameter: 'messages'."
+                     : api == SimApi::gemini ? "* GenerateContentRequest.contents: contents is "
+                                               "not specified"
+                                             : "Missing required parameter: 'prompt'.",
                      "INVALID_ARGUMENT");
     if (n < 1 || n > 100)
         return error(api, 400, "invalid_request_error", "invalid_value",
                      "Invalid value for 'n': must be between 1 and 100.", "INVALID_ARGUMENT");
-    call.n = api == SimApi::chat ? 1 : static_cast<int>(n);
+    call.n = api == SimApi::chat || api == SimApi::gemini ? 1 : static_cast<int>(n);
 
     SimDirectives d = parse_directives(call.prompt);
     call.url = call.url || d.url;
@@ -230,7 +282,8 @@ SimAnswer SimState::api_call(SimApi api, const SimRequest& request, std::string_
         static constexpr std::string_view kinds[] = {"429", "500", "503", "reset", "badjson"};
         answer = fault(call, kinds[rng_() % std::size(kinds)]);
     } else {
-        answer = images(call, call.n, 0, Bytes::png);
+        answer = call.text_only ? gemini_no_image(call, "STOP", "")
+                                : images(call, call.n, 0, Bytes::png);
     }
     answer.delay_ms += delay;
     return answer;

@@ -48,7 +48,7 @@ struct SimAnswer {
 };
 
 // Which API a request speaks: errors and images take that API's shape.
-enum class SimApi { openai, google, chat };
+enum class SimApi { openai, google, chat, gemini };
 
 // What the prompt asks of the simulator (see parse_directives).
 struct SimDirectives {
@@ -86,6 +86,8 @@ class SimState {
         bool url = false;
         bool datauri = false;
         std::string base;  // http://host:port for file URLs
+        // gemini: responseModalities without "IMAGE"
+        bool text_only = false;
     };
     // png: real PNGs; badbase64: every entry invalid; badone: the first entry invalid, the
     // others real PNGs; notimage: valid base64 of text.
@@ -103,6 +105,10 @@ class SimState {
     SimAnswer images(const Call& call, int good, int filtered, Bytes bytes);
     SimAnswer error(SimApi api, int status, std::string_view type, std::string_view code,
                     std::string_view message, std::string_view google_status);
+    // generateContent without an image: a candidate ending with finish_reason (STOP: a text
+    // part only), or (block_reason set) a blocked prompt with no candidate.
+    SimAnswer gemini_no_image(const Call& call, std::string_view finish_reason,
+                              std::string_view block_reason);
     // An image and its base64 text. PNGs come from a pool of kImagePool different pictures
     // made once each: make_png per request would cost more than all the HTTP work. Each image
     // sent carries its prompt in an iTXt chunk before IEND: a pool picture keeps the PNG up

@@ -55,6 +55,19 @@ ModelInfo imagen(std::string name, bool ultra, bool image_size) {
     return m;
 }
 
+// Gemini image models ("Nano Banana", generateContent): one image per call, aspect ratios of
+// imageConfig; image_size only where the model has it.
+ModelInfo gemini_image(std::string name, bool image_size) {
+    ModelInfo m;
+    m.name = std::move(name);
+    m.family = "gemini-image";
+    m.max_per_request = 1;
+    m.aspect_ratios = {"1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9", "21:9"};
+    if (image_size) m.image_sizes = {"1K", "2K", "4K"};
+    m.prompt_limit = 32000;
+    return m;
+}
+
 [[noreturn]] void bad(std::string_view model, std::string_view field, const std::string& what) {
     throw std::invalid_argument("models." + std::string(model) + "." + std::string(field) + ": " +
                                 what);
@@ -143,6 +156,14 @@ Catalog Catalog::builtin() {
     for (const char* name : {"imagen-4.0-ultra-generate-001", "imagen-4.0-ultra-generate-exp-05-20",
                              "imagen-4.0-ultra-generate-preview-06-06"})
         add(imagen(name, true, true));
+
+    add(gemini_image("gemini-2.5-flash-image", false));
+    add(gemini_image("gemini-3-pro-image-preview", true));
+    // 3.1 Flash adds a 512 px size and the extreme ratios.
+    ModelInfo flash31 = gemini_image("gemini-3.1-flash-image-preview", true);
+    flash31.image_sizes.insert(flash31.image_sizes.begin(), "512");
+    for (const char* r : {"1:4", "4:1", "1:8", "8:1"}) flash31.aspect_ratios.emplace_back(r);
+    add(flash31);
     return c;
 }
 

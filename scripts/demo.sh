@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # End-to-end demo against the built-in simulator: installs what is missing, builds, starts
-# `imgbatch sim` on a free loopback port, enqueues examples/prompts.jsonl for three API
+# `imgbatch sim` on a free loopback port, enqueues examples/prompts.jsonl for four API
 # styles, runs the daemon until the queue is empty, and shows status and the export.
 # Everything is written under demo/ (removed first).
 set -euo pipefail

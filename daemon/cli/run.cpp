@@ -41,7 +41,7 @@ void add_run(CLI::App& app, Context& ctx) {
     run->callback([ro, &ctx] { ctx.action = [ro, &ctx] { return run_run(*ro, ctx); }; });
 
     auto so = std::make_shared<SimOptions>();
-    auto* sim = app.add_subcommand("sim", "simulated provider (openai, google, openai-chat)");
+    auto* sim = app.add_subcommand("sim", "simulated provider (openai, google, openai-chat, gemini)");
     sim->add_option("--listen", so->listen, "ADDR:PORT (port 0: any free port)");
     sim->add_option("--latency-ms", so->latency_ms, "added to every answer")
         ->check(CLI::NonNegativeNumber);

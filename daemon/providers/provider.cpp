@@ -10,6 +10,7 @@
 #include <cmath>
 
 #include "daemon/image.hpp"
+#include "daemon/providers/gemini.hpp"
 #include "daemon/providers/google_predict.hpp"
 #include "daemon/providers/openai_chat.hpp"
 #include "daemon/providers/openai_images.hpp"
@@ -20,10 +21,11 @@ namespace json = boost::json;
 
 namespace {
 
-constexpr std::array<ProviderApi, 3> kApis{{
+constexpr std::array<ProviderApi, 4> kApis{{
     {"openai", &build_openai_images, &parse_openai_images, &parse_openai_images_owned},
     {"google", &build_google_predict, &parse_google_predict, &parse_google_predict_owned},
     {"openai-chat", &build_openai_chat, &parse_openai_chat, nullptr},
+    {"gemini", &build_gemini, &parse_gemini, &parse_gemini_owned},
 }};
 
 // Provider messages are kept whole unless absurdly long.

@@ -44,7 +44,7 @@ struct ParsedResponse {
 };
 
 struct ProviderApi {
-    std::string_view name;  // "openai", "google", "openai-chat"
+    std::string_view name;  // "openai", "google", "openai-chat", "gemini"
     HttpRequest (*build)(const GenerationRequest& req, const ProviderConfig& provider,
                          std::string_view api_key);
     ParsedResponse (*parse)(const HttpResponse& response, const GenerationRequest& req);

@@ -402,3 +402,21 @@ TEST_CASE("extra headers and API keys cannot carry a line break into a request")
     EnvVar v("IMGBATCH_TEST_KEY_VAR", "sk-a\rb");
     CHECK_THROWS_AS(resolve_api_key(p), ConfigError);
 }
+
+TEST_CASE("api gemini: x-goog-api-key by default, bearer for relays and Vertex AI") {
+    Config g = parse_config(
+        R"({"providers": [{"name": "g", "api": "gemini", "base_url": "https://x/v1beta",
+            "models": ["gemini-2.5-flash-image"]},
+            {"name": "v", "api": "gemini", "auth": "bearer",
+             "base_url": "https://us-central1-aiplatform.googleapis.com/v1/projects/p/locations/us-central1/publishers/google",
+             "models": ["gemini-3-pro-image-preview"]}]})",
+        "g.json");
+    CHECK(g.providers.at(0).api == "gemini");
+    CHECK(g.providers.at(0).auth == "x-goog-api-key");
+    CHECK(g.providers.at(1).auth == "bearer");
+    CHECK(error_of(provider_json(R"(, "auth": "x-goog-api-key")"))
+              .find("only for api \"google\" or \"gemini\"") != std::string::npos);
+    CHECK(error_of(R"({"providers": [{"name": "p", "api": "gemeni", "base_url": "http://h/v1",
+                       "models": ["gpt-image-1"]}]})")
+              .find("one of openai, google, openai-chat, gemini") != std::string::npos);
+}

@@ -53,6 +53,9 @@ TEST_CASE("the built-in catalog has every model of the SPEC with its limits") {
         {"imagen-4.0-ultra-generate-001", 1, 1920},
         {"imagen-4.0-ultra-generate-exp-05-20", 1, 1920},
         {"imagen-4.0-ultra-generate-preview-06-06", 1, 1920},
+        {"gemini-2.5-flash-image", 1, 32000},
+        {"gemini-3.1-flash-image-preview", 1, 32000},
+        {"gemini-3-pro-image-preview", 1, 32000},
     };
     for (const auto& r : rows) {
         CAPTURE(r.name);
@@ -166,4 +169,32 @@ TEST_CASE("apply_config names the model and field of a bad value") {
     CHECK(config_error(R"({"x": {"max_per_request": 4294967297}})")
               .starts_with("models.x.max_per_request: "));
     CHECK(config_error(R"({"x": {"max_per_request": 2}})") == "(no error)");
+}
+
+TEST_CASE("Gemini image models: one image per call, imageConfig aspect ratios and sizes") {
+    auto c = Catalog::builtin();
+    const std::vector<std::string> ratios{"1:1", "2:3", "3:2",  "3:4",  "4:3",
+                                          "4:5", "5:4", "9:16", "16:9", "21:9"};
+    for (const char* name : {"gemini-2.5-flash-image", "gemini-3.1-flash-image-preview",
+                             "gemini-3-pro-image-preview"}) {
+        CAPTURE(name);
+        const auto* m = c.find(name);
+        REQUIRE(m);
+        CHECK(m->family == "gemini-image");
+        CHECK(m->max_per_request == 1);
+        CHECK(std::equal(ratios.begin(), ratios.end(), m->aspect_ratios.begin(),
+                         m->aspect_ratios.begin() + 10));
+        CHECK(m->sizes.empty());
+        CHECK_FALSE(m->free_size);
+    }
+    CHECK(c.find("gemini-2.5-flash-image")->image_sizes.empty());  // fixed 1024px class
+    CHECK(c.find("gemini-3-pro-image-preview")->image_sizes ==
+          std::vector<std::string>{"1K", "2K", "4K"});
+    CHECK(c.find("gemini-2.5-flash-image")->aspect_ratios == ratios);
+    CHECK(c.find("gemini-3-pro-image-preview")->aspect_ratios == ratios);
+    const auto* flash31 = c.find("gemini-3.1-flash-image-preview");
+    CHECK(flash31->image_sizes == std::vector<std::string>{"512", "1K", "2K", "4K"});
+    CHECK(flash31->aspect_ratios.size() == 14);
+    CHECK(has(flash31->aspect_ratios, "8:1"));
+    CHECK(has(flash31->aspect_ratios, "1:4"));
 }

@@ -217,3 +217,35 @@ TEST_CASE("native parameters pass through; open custom models check only what th
     CHECK(r.ok->provider == "google");
     CHECK(r.ok->per_request == 2);
 }
+
+TEST_CASE("Gemini image jobs: one image per request, imageConfig values checked") {
+    auto c = Catalog::builtin();
+    const std::vector<ProviderInfo> providers = {
+        {"gemini",
+         "gemini",
+         {"gemini-2.5-flash-image", "gemini-3-pro-image-preview", "gemini-3.1-flash-image-preview"},
+         0}};
+    auto check = [&](const char* model, const char* params) {
+        auto r = validate_job(job(model, "a fox", params), c, providers);
+        return r.ok ? std::string("(ok)") : r.error;
+    };
+    auto r = validate_job(job("gemini-3-pro-image-preview", "a fox",
+                              R"({"aspect_ratio": "21:9", "image_size": "4K"})"),
+                          c, providers);
+    REQUIRE(r.ok);
+    CHECK(r.ok->provider == "gemini");
+    CHECK(r.ok->per_request == 1);
+    CHECK(check("gemini-2.5-flash-image", R"({"aspect_ratio": "4:5"})") == "(ok)");
+    CHECK(check("gemini-2.5-flash-image", R"({"aspect_ratio": "7:3"})").find("21:9") !=
+          std::string::npos);
+    CHECK(check("gemini-2.5-flash-image", R"({"image_size": "2K"})") != "(ok)");
+    CHECK(check("gemini-3-pro-image-preview", R"({"image_size": "8K"})").find("4K") !=
+          std::string::npos);
+    CHECK(check("gemini-2.5-flash-image", R"({"size": "1024x1024"})") != "(ok)");
+    CHECK(check("gemini-3.1-flash-image-preview",
+                R"({"aspect_ratio": "8:1", "image_size": "512"})") == "(ok)");
+    CHECK(check("gemini-3-pro-image-preview", R"({"image_size": "512"})") != "(ok)");
+    CHECK(check("gemini-3-pro-image-preview", R"({"aspect_ratio": "8:1"})") != "(ok)");
+    // Native generateContent fields pass through.
+    CHECK(check("gemini-2.5-flash-image", R"({"temperature": 0.5, "seed": 3})") == "(ok)");
+}
