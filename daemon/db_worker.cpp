@@ -1,4 +1,5 @@
 #include "daemon/db_worker.hpp"
+#include "daemon/logfmt.hpp"
 
 #include <SQLiteCpp/Exception.h>
 #include <spdlog/spdlog.h>
@@ -30,7 +31,7 @@ struct PostItem : DbWorker::Item {
         try {
             fn(store);
         } catch (const std::exception& e) {
-            spdlog::error("event=db_error error=\"{}\"", e.what());
+            spdlog::error("event=db_error error={}", q(e.what()));
         }
     }
     std::function<void(jobs::Store&)> fn;
@@ -251,9 +252,9 @@ std::string DbWorker::try_apply(Group& group, bool& per_item) {
     for (std::size_t i = 0; i < comps.size(); ++i) {
         bool ok = i < results.size() && results[i];
         if (!ok) {
-            spdlog::warn("event=stale_completion request={} attempt={} note=\"{}\"",
+            spdlog::warn("event=stale_completion request={} attempt={} note={}",
                          comps[i].request_id, comps[i].attempt_no,
-                         "its lease was lost: the request was requeued or finished elsewhere");
+                         q("its lease was lost: the request was requeued or finished elsewhere"));
             if (hooks_.discard) hooks_.discard(comps[i]);
         }
         group[i]->finish(nullptr, ok);
@@ -274,10 +275,10 @@ void DbWorker::apply_group(Group group, int failures, std::chrono::milliseconds 
     for (auto& item : group) comps.push_back(item->completion());
     auto next = delay.count() == 0 ? retry_.first_delay : std::min(delay * 2, retry_.max_delay);
     spdlog::error(
-        "event=commit_failed completions={} requests={} tries={} retry_in_ms={} error=\"{}\" "
-        "note=\"{}\"",
-        group.size(), request_ids(comps), failures + 1, next.count(), error,
-        "the images stay staged and the commit is retried");
+        "event=commit_failed completions={} requests={} tries={} retry_in_ms={} error={} "
+        "note={}",
+        group.size(), request_ids(comps), failures + 1, next.count(), q(error),
+        q("the images stay staged and the commit is retried"));
     if (per_item && group.size() > 1) {
         // The error may belong to one completion: each alone, now, so that one cannot sink
         // the others.
@@ -289,8 +290,8 @@ void DbWorker::apply_group(Group group, int failures, std::chrono::milliseconds 
             if (!e.empty()) {
                 spdlog::error(
                     "event=commit_failed completions=1 requests={} tries={} retry_in_ms={} "
-                    "error=\"{}\"",
-                    one[0]->completion()->request_id, failures + 1, next.count(), e);
+                    "error={}",
+                    one[0]->completion()->request_id, failures + 1, next.count(), q(e));
                 hold(std::move(one), failures + 1, next);
             }
         }
@@ -313,10 +314,10 @@ void DbWorker::give_up_held() {
         std::vector<jobs::Completion*> comps;
         for (auto& item : h.items) comps.push_back(item->completion());
         spdlog::critical(
-            "event=completions_unrecorded completions={} requests={} note=\"{}\"", h.items.size(),
+            "event=completions_unrecorded completions={} requests={} note={}", h.items.size(),
             request_ids(comps),
-            "the database stayed unwritable until the stop: their staged files are left in "
-            "place and the requests go back to the queue when their leases expire");
+            q("the database stayed unwritable until the stop: their staged files are left in "
+              "place and the requests go back to the queue when their leases expire"));
         {
             std::lock_guard lock(mutex_);
             held_count_ -= h.items.size();

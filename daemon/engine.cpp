@@ -1,6 +1,7 @@
 // `imgbatch run`: wires the DB thread, the writer pool, the provider lanes and the control
 // loops (planner, lease renewal, idle check, progress, signals) on one io_context.
 #include "daemon/engine.hpp"
+#include "daemon/logfmt.hpp"
 
 #include <signal.h>
 #include <unistd.h>
@@ -76,8 +77,8 @@ int requeue_dead_owners(jobs::Store& store, const std::string& self, const std::
         store.daemon_stopped(owner, now);
         int n = store.requeue_owner(owner, now);
         if (n > 0)
-            spdlog::warn("event=owner_gone owner={} requeued={} note=\"{}\"", owner, n,
-                         "its lock is free: its requests go back to the queue at once");
+            spdlog::warn("event=owner_gone owner={} requeued={} note={}", q(owner), n,
+                         q("its lock is free: its requests go back to the queue at once"));
         requeued += n;
     }
     return requeued;
@@ -130,7 +131,7 @@ std::size_t plan_pending(jobs::Store& store, const Config* config) {
     auto infos = config->provider_infos();
     std::size_t total = 0;
     for (const auto& r : store.reject_unplanned(kUnplannedPerPass)) {
-        spdlog::warn("event=job_rejected job={} reason=\"{}\"", r.job_id, r.reason);
+        spdlog::warn("event=job_rejected job={} reason={}", r.job_id, q(r.reason));
         ++total;
     }
     for (;;) {
@@ -159,7 +160,7 @@ std::size_t plan_pending(jobs::Store& store, const Config* config) {
                 d.error = std::string("could not be planned: ") + ex.what();
             }
             if (!d.error.empty())
-                spdlog::warn("event=job_rejected job={} reason=\"{}\"", row.id, d.error);
+                spdlog::warn("event=job_rejected job={} reason={}", row.id, q(d.error));
             plans.push_back(std::move(d));
         }
         store.apply_plans(plans);
@@ -186,11 +187,11 @@ asio::awaitable<void> sync_pauses(Engine* e) {
         bool paused = st && st->paused;
         if (paused && !p->lane.paused()) {
             p->lane.pause(st->reason, st->probe_at);
-            spdlog::warn("event=provider_paused provider={} reason=\"{}\"", p->config.name,
-                         st->reason);
+            spdlog::warn("event=provider_paused provider={} reason={}", q(p->config.name),
+                         q(st->reason));
         } else if (!paused && p->lane.paused() && !p->lane.probing()) {
             p->lane.unpause();
-            spdlog::info("event=provider_resumed provider={}", p->config.name);
+            spdlog::info("event=provider_resumed provider={}", q(p->config.name));
             p->wake();
         }
     }
@@ -276,7 +277,7 @@ asio::awaitable<void> heartbeat(Engine* e) {
     int daemons = co_await e->shared.db.call<int>(std::move(beat));
     for (auto& p : e->shared.providers) {
         if (p->sharing != daemons)
-            spdlog::info("event=limits_shared provider={} daemons={}", p->config.name, daemons);
+            spdlog::info("event=limits_shared provider={} daemons={}", q(p->config.name), daemons);
         p->share_with(daemons);
     }
 }
@@ -299,7 +300,7 @@ asio::awaitable<void> control_loop(Engine* e) {
     auto last_renew = Clock::now();
     auto last_heartbeat = Clock::time_point{};  // at once: the rates' share is known early
     auto step = [](const char* op, const std::exception& ex) {
-        spdlog::error("event=db_error op={} error=\"{}\"", op, ex.what());
+        spdlog::error("event=db_error op={} error={}", op, q(ex.what()));
     };
     while (!e->shutting_down) {
         double max_lease = 0;
@@ -377,7 +378,7 @@ asio::awaitable<void> shutdown(Engine* e, std::string reason) {
     if (e->shutting_down) {
         if (e->skip_grace) co_return;
         e->skip_grace = true;
-        spdlog::warn("event=stop_now reason={} in_flight={}", reason, s.in_flight.size());
+        spdlog::warn("event=stop_now reason={} in_flight={}", q(reason), s.in_flight.size());
         notify_status("stopping now: returning the calls in flight to the queue");
         s.attempt_ended.cancel();
         co_return;
@@ -388,7 +389,7 @@ asio::awaitable<void> shutdown(Engine* e, std::string reason) {
     e->tick.cancel();
     notify_stopping();
     const double grace = grace_s(e);
-    spdlog::info("event=stopping reason={} in_flight={} grace_s={}", reason, s.in_flight.size(),
+    spdlog::info("event=stopping reason={} in_flight={} grace_s={}", q(reason), s.in_flight.size(),
                  grace);
     asio::co_spawn(e->io, extend_stop_timeout(e), asio::detached);
     // Calls in flight, and claims on their way (what they claim is given back at once).
@@ -428,7 +429,7 @@ asio::awaitable<void> shutdown(Engine* e, std::string reason) {
 void probe_now(ProviderRuntime* p, const char* why) {
     if (!p->lane.paused() || p->lane.probe_at() <= 0 || p->lane.probing()) return;
     p->lane.pause(p->lane.pause_reason(), jobs::unix_now());
-    spdlog::info("event=probe_scheduled provider={} reason={}", p->config.name, why);
+    spdlog::info("event=probe_scheduled provider={} reason={}", q(p->config.name), q(why));
     p->wake();
 }
 
@@ -445,20 +446,19 @@ void reload(Engine* e) {
             if (!pc) continue;
             p->apply_limits(*pc);
             spdlog::info("event=reloaded provider={} max_concurrency={} rpm={} ipm={} timeout_s={}",
-                         p->config.name, pc->max_concurrency, pc->requests_per_minute,
+                         q(p->config.name), pc->max_concurrency, pc->requests_per_minute,
                          pc->images_per_minute, pc->timeout_s);
             // Keys are read again (api_key_env, api_key_file, credentials directory).
             try {
                 p->api_key = resolve_api_key(*pc);
             } catch (const std::exception& ex) {
-                spdlog::error(
-                    "event=reload_key_failed provider={} error=\"{}\" note=\"old key kept\"",
-                    p->config.name, ex.what());
+                spdlog::error("event=reload_key_failed provider={} error={} note=\"old key kept\"",
+                              q(p->config.name), q(ex.what()));
             }
             probe_now(p.get(), "reload");
         }
     } catch (const std::exception& ex) {
-        spdlog::error("event=reload_failed error=\"{}\" note=\"old limits kept\"", ex.what());
+        spdlog::error("event=reload_failed error={} note=\"old limits kept\"", q(ex.what()));
     }
     notify_ready();
 }
@@ -489,14 +489,14 @@ int run_daemon(const Config& config, const RunOptions& options) {
     std::vector<std::string> keys;
     for (const auto& p : config.providers) {
         if (!find_provider_api(p.api)) {
-            spdlog::error("event=config_error provider={} error=\"unknown api '{}'\"", p.name,
+            spdlog::error("event=config_error provider={} error=\"unknown api '{}'\"", q(p.name),
                           p.api);
             return 2;
         }
         try {
             keys.push_back(resolve_api_key(p));
         } catch (const std::exception& ex) {
-            spdlog::error("event=config_error provider={} error=\"{}\"", p.name, ex.what());
+            spdlog::error("event=config_error provider={} error={}", q(p.name), q(ex.what()));
             return 2;
         }
     }
@@ -507,14 +507,14 @@ int run_daemon(const Config& config, const RunOptions& options) {
     try {
         lock = std::make_unique<OwnerLock>(lock_dir, owner);
     } catch (const std::exception& ex) {
-        spdlog::error("event=start_error error=\"{}\"", ex.what());
+        spdlog::error("event=start_error error={}", q(ex.what()));
         return 2;
     }
     // The output directory must be writable before any call. Starting the writer takes this
     // daemon's temporary directory (flock) and removes only those of daemons that are gone.
     OutputWriter writer(config.output_dir, OutputWriter::tag_for(owner));
     if (auto err = writer.start()) {
-        spdlog::error("event=config_error output_dir=\"{}\" error=\"{}\"", config.output_dir, *err);
+        spdlog::error("event=config_error output_dir={} error={}", q(config.output_dir), q(*err));
         return 2;
     }
     if (writer.stale_removed() > 0)
@@ -544,10 +544,10 @@ int run_daemon(const Config& config, const RunOptions& options) {
             const auto& d = refused.front();
             spdlog::error(
                 "event=start_refused database={} running_host={} running_pid={} "
-                "running_since=\"{}\" running_owner={} note=\"{}\"",
-                config.database, d.host, d.pid, format_time(d.started_at), d.owner,
-                "another imgbatch daemon runs on this database: stop it first, or start every "
-                "daemon with `run --allow-multiple` (the providers' limits are then shared)");
+                "running_since={} running_owner={} note={}",
+                q(config.database), q(d.host), d.pid, q(format_time(d.started_at)), q(d.owner),
+                q("another imgbatch daemon runs on this database: stop it first, or start every "
+                  "daemon with `run --allow-multiple` (the providers' limits are then shared)"));
             std::fprintf(stderr,
                          "imgbatch: another daemon is running on %s (host %s, pid %lld, since "
                          "%s); stop it first, or start every daemon with run --allow-multiple\n",
@@ -565,7 +565,7 @@ int run_daemon(const Config& config, const RunOptions& options) {
             spdlog::info("event=orphan_files_removed count={}", n);
         states = db->call_sync([](jobs::Store& st) { return st.provider_states(); });
     } catch (const std::exception& ex) {
-        spdlog::error("event=db_error op=open path={} error=\"{}\"", config.database, ex.what());
+        spdlog::error("event=db_error op=open path={} error={}", q(config.database), q(ex.what()));
         return 2;
     }
     int code = 0;
@@ -583,7 +583,7 @@ int run_daemon(const Config& config, const RunOptions& options) {
             spdlog::info(
                 "event=provider name={} api={} base_url={} max_concurrency={} rpm={} ipm={} "
                 "timeout_s={}{}",
-                pc.name, pc.api, pc.base_url, pc.max_concurrency, pc.requests_per_minute,
+                q(pc.name), q(pc.api), q(pc.base_url), pc.max_concurrency, pc.requests_per_minute,
                 pc.images_per_minute, pc.timeout_s,
                 rt->lane.paused() ? " paused=\"" + rt->lane.pause_reason() + "\"" : "");
             e.shared.providers.push_back(std::move(rt));
@@ -591,7 +591,7 @@ int run_daemon(const Config& config, const RunOptions& options) {
         spdlog::info(
             "event=start owner={} database={} output_dir={} providers={} requeued={} "
             "until_idle={} max_seconds={}",
-            owner, config.database, config.output_dir, config.providers.size(), requeued,
+            q(owner), q(config.database), q(config.output_dir), config.providers.size(), requeued,
             options.until_idle, options.max_seconds);
         asio::co_spawn(e.io, signal_loop(&e), asio::detached);
         asio::co_spawn(e.io, control_loop(&e), asio::detached);
@@ -606,14 +606,14 @@ int run_daemon(const Config& config, const RunOptions& options) {
                                try {
                                    std::rethrow_exception(ep);
                                } catch (const std::exception& ex) {
-                                   spdlog::error("event=metrics_error error=\"{}\"", ex.what());
+                                   spdlog::error("event=metrics_error error={}", q(ex.what()));
                                }
                            });
         notify_ready();
         try {
             e.io.run();
         } catch (const std::exception& ex) {
-            spdlog::critical("event=engine_error error=\"{}\"", ex.what());
+            spdlog::critical("event=engine_error error={}", q(ex.what()));
             code = 1;
         }
         try {
@@ -622,7 +622,7 @@ int run_daemon(const Config& config, const RunOptions& options) {
                 return 0;
             });
         } catch (const std::exception& ex) {
-            spdlog::error("event=db_error op=stopped error=\"{}\"", ex.what());
+            spdlog::error("event=db_error op=stopped error={}", q(ex.what()));
         }
         // Handlers may still be posted to the (stopped) io_context until these are done.
         db->stop();

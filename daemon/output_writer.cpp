@@ -1,4 +1,5 @@
 #include "daemon/output_writer.hpp"
+#include "daemon/logfmt.hpp"
 
 #include <fcntl.h>
 #include <spdlog/spdlog.h>
@@ -163,8 +164,8 @@ void OutputWriter::place(jobs::Completion& c) {
         }
         if (err == 0) {
             if (target != out.path)
-                spdlog::warn("event=output_name_taken request={} path=\"{}\" written=\"{}\"",
-                             c.request_id, out.path, target);
+                spdlog::warn("event=output_name_taken request={} path={} written={}", c.request_id,
+                             q(out.path), q(target));
             out.path = target;
             mark_dirty(dir_of(target));
             continue;

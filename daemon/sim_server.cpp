@@ -1,6 +1,7 @@
 // The simulator's Beast server: accept loop, one coroutine per connection, and the transport
 // side of each answer (delay, reset, hold, truncate). What to answer is SimState's business.
 #include "daemon/sim_server.hpp"
+#include "daemon/logfmt.hpp"
 
 #include <spdlog/spdlog.h>
 
@@ -204,7 +205,7 @@ asio::awaitable<void> serve(std::shared_ptr<Impl> impl, tcp::socket socket) {
                           std::chrono::steady_clock::now() - start)
                           .count();
             spdlog::debug("sim request method={} path={} status={} action={} ms={}", request.method,
-                          request.target.substr(0, request.target.find('?')), answer.status,
+                          q(request.target.substr(0, request.target.find('?'))), answer.status,
                           static_cast<int>(answer.action), ms);
         }
         if (!alive || impl->stopped) break;

@@ -3,6 +3,8 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include "daemon/logfmt.hpp"
+
 #include <filesystem>
 
 namespace imgbatch::daemon::cli {
@@ -19,7 +21,7 @@ const Config& Context::config() {
         const std::string path = config_path();
         config_ = path.empty() ? Config{} : load_config(path);
         spdlog::debug("config={} database={}", path.empty() ? "(defaults)" : path,
-                      config_->database);
+                      q(config_->database));
     }
     return *config_;
 }
@@ -54,7 +56,7 @@ jobs::Store& Context::existing_store() {
 
 void setup_logging(const GlobalOptions& options) {
     auto logger = spdlog::stderr_color_mt("imgbatch");
-    logger->set_pattern("%Y-%m-%d %H:%M:%S.%e %^%l%$ %v");
+    install_log_pattern(*logger, "%Y-%m-%d %H:%M:%S.%e %^%l%$ %v");
     spdlog::set_default_logger(logger);
     auto level = spdlog::level::info;
     if (options.verbose) level = spdlog::level::debug;

@@ -21,6 +21,7 @@
 
 #include "daemon/cli/commands.hpp"
 #include "daemon/cli/enqueue_store.hpp"
+#include "daemon/logfmt.hpp"
 #include "jobs/job_file.hpp"
 #include "jobs/planner.hpp"
 #include "jobs/validate.hpp"
@@ -205,8 +206,8 @@ void Enqueuer::print_summary() const {
               << " images in " << c.requests << " requests), " << rejected_ << " rejected, "
               << c.duplicates << " duplicates" << (o_.dry_run ? " (dry run)" : "") << '\n';
     if (!o_.dry_run && c.jobs > 0)
-        spdlog::debug("enqueued batch={} jobs={} images={} requests={}", batch_, c.jobs, c.images,
-                      c.requests);
+        spdlog::debug("enqueued batch={} jobs={} images={} requests={}", q(batch_), c.jobs,
+                      c.images, c.requests);
 }
 
 int run_enqueue(const EnqueueOptions& o, Context& ctx) {
