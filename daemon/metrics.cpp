@@ -1,13 +1,18 @@
 #include "daemon/metrics.hpp"
+#include "daemon/logfmt.hpp"
 
 #include <spdlog/spdlog.h>
+
+#include <algorithm>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/read_until.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
+#include <chrono>
 
 #include <stdexcept>
 
@@ -53,12 +58,25 @@ std::string render_metrics(const EngineShared& s) {
 
 namespace {
 
+// A client gets this long to send its request and read the answer; then the connection is
+// closed (a client that connects and says nothing must not hold a socket for ever).
+constexpr auto kClientDeadline = std::chrono::seconds(10);
+
 asio::awaitable<void> answer(EngineShared* s, tcp::socket socket) {
+    asio::steady_timer deadline(s->executor, kClientDeadline);
+    deadline.async_wait([&socket](const boost::system::error_code& ec) {
+        if (ec) return;  // cancelled: the answer is done
+        boost::system::error_code ignored;
+        socket.close(ignored);
+    });
     std::string request;
     auto buffer = asio::dynamic_buffer(request, 8192);
     auto [ec, n] = co_await asio::async_read_until(socket, buffer, "\r\n\r\n",
                                                    asio::as_tuple(asio::use_awaitable));
-    if (ec) co_return;
+    if (ec) {
+        deadline.cancel();
+        co_return;
+    }
     bool metrics = request.starts_with("GET /metrics ") || request.starts_with("GET /metrics?");
     std::string body = metrics ? render_metrics(*s) : "not found\n";
     std::string head = std::string(metrics ? "HTTP/1.1 200 OK" : "HTTP/1.1 404 Not Found") +
@@ -66,6 +84,7 @@ asio::awaitable<void> answer(EngineShared* s, tcp::socket socket) {
                        std::to_string(body.size()) + "\r\nConnection: close\r\n\r\n";
     head += body;
     co_await asio::async_write(socket, asio::buffer(head), asio::as_tuple(asio::use_awaitable));
+    deadline.cancel();
     boost::system::error_code ignored;
     socket.shutdown(tcp::socket::shutdown_both, ignored);
 }
@@ -80,13 +99,24 @@ asio::awaitable<void> serve_metrics(EngineShared* s, std::string listen) {
     auto port = static_cast<unsigned short>(std::stoi(listen.substr(colon + 1)));
     tcp::endpoint endpoint(asio::ip::make_address(host), port);
     tcp::acceptor acceptor(s->executor, endpoint);
-    spdlog::info("event=metrics_listening address={}", listen);
+    spdlog::info("event=metrics_listening address={}", q(listen));
+    // Accept errors that persist (out of file descriptors) are waited out with a growing
+    // pause, logged once per run, instead of spinning.
+    auto pause = std::chrono::milliseconds(0);
+    asio::steady_timer backoff(s->executor);
     for (;;) {
         auto [ec, socket] = co_await acceptor.async_accept(asio::as_tuple(asio::use_awaitable));
         if (ec) {
             if (ec == asio::error::operation_aborted) co_return;
+            if (pause.count() == 0)
+                spdlog::warn("event=metrics_accept_error error={}", q(ec.message()));
+            pause = std::clamp(pause * 2, std::chrono::milliseconds(10),
+                               std::chrono::milliseconds(1000));
+            backoff.expires_after(pause);
+            co_await backoff.async_wait(asio::as_tuple(asio::use_awaitable));
             continue;
         }
+        pause = std::chrono::milliseconds(0);
         asio::co_spawn(s->executor, answer(s, std::move(socket)), asio::detached);
     }
 }

@@ -86,6 +86,33 @@ TEST_CASE("metrics: GET /metrics serves Prometheus text while the daemon runs") 
     CHECK(*code == 0);
 }
 
+TEST_CASE("metrics: a client that says nothing is disconnected after the read deadline") {
+    Sim sim;
+    const int port = free_port();
+    DaemonEnv env({openai_provider(sim, "p")}, fast_retry(), 10,
+                  "\"metrics_listen\": \"127.0.0.1:" + std::to_string(port) + "\"");
+    auto daemon = env.start_run();
+    REQUIRE(wait_for([&] { return http_request("GET", port, "/metrics").status == 200; }, 20));
+    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(static_cast<uint16_t>(port));
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+    timeval tv{30, 0};
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    auto t0 = Clock::now();
+    char c;
+    ssize_t got = ::recv(fd, &c, 1, 0);  // blocks until the daemon closes the connection
+    double waited = std::chrono::duration<double>(Clock::now() - t0).count();
+    ::close(fd);
+    CHECK(got == 0);  // closed by the daemon, not by our 30 s receive timeout
+    CHECK(waited < 25);
+    CHECK(http_request("GET", port, "/metrics").status == 200);  // still serving
+    daemon->signal(SIGTERM);
+    CHECK(daemon->wait(30).has_value());
+}
+
 TEST_CASE("SIGHUP: new max_concurrency applies to the running daemon") {
     Sim sim({"--latency-ms", "300"});
     DaemonEnv env({openai_provider(sim, "p", "\"max_concurrency\": 1")});
