@@ -360,16 +360,18 @@ const char* next_name(jobs::Next n) {
 void set_paused(EngineShared* s, const std::string& provider, bool paused, std::string reason,
                 double probe_at) {
     s->db.post([provider, paused, reason = std::move(reason), probe_at](jobs::Store& store) {
-        store.set_provider_paused(provider, paused, reason, probe_at);
+        store.set_provider_paused(provider, paused, reason, probe_at, /*by_daemon=*/true);
     });
 }
 
 // Lane bookkeeping for the end of an attempt. A server or network failure that the lane's
 // circuit breaker blames on the provider switches r to its provider-failure decision (no
 // attempt used).
-void update_lane(EngineShared* s, ProviderRuntime* p, AttemptResult& r, double now) {
+// was_probe: this attempt was the one request let through a paused lane; only its outcome
+// decides whether the provider is usable again.
+void update_lane(EngineShared* s, ProviderRuntime* p, AttemptResult& r, double now,
+                 bool was_probe) {
     Lane& lane = p->lane;
-    bool was_probe = lane.probing();
     lane.on_finish();
     const auto& err = r.completion.error;
     if (err && r.action == jobs::Action::pause_provider) {
@@ -446,13 +448,15 @@ asio::awaitable<void> run_attempt(EngineShared* s, ProviderRuntime* p, jobs::Cla
         it->second.attempt_no != req.attempt_no) {
         // Given back at shutdown while it ran: its files are not wanted.
         s->writer.discard(r.completion);
+        if (it != s->in_flight.end() && it->second.attempt_no == req.attempt_no && it->second.probe)
+            p->lane.resolve_probe(false);  // undecided: a later probe decides
         spdlog::info(
             "event=attempt job={} request={} provider={} attempt={} outcome=abandoned ms={}",
             req.job_id, req.request_id, p->config.name, req.attempt_no, ms);
         co_return;
     }
     it->second.state = AttemptState::completing;
-    update_lane(s, p, r, finished);
+    update_lane(s, p, r, finished, it->second.probe);
     ++p->counters.attempts[r.outcome];
 
     spdlog::info(

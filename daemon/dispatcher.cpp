@@ -250,9 +250,11 @@ asio::awaitable<void> dispatch_loop(EngineShared* s, ProviderRuntime* p) {
             // Spacing counts from the slot the claim was made for (`now`), not from when the
             // claim's commit returned: otherwise every request would lose that latency and a
             // rate-limited lane would never reach its allowed rate.
+            // A start on a paused lane is its probe: only that request's outcome resumes it.
+            const bool probe = p->lane.paused();
             p->lane.on_start(now, req.n - req.images_done);
             s->in_flight[req.request_id] =
-                InFlight{req.job_id, req.attempt_no, started, name, AttemptState::running};
+                InFlight{req.job_id, req.attempt_no, started, name, AttemptState::running, probe};
             if (s->stopping) {
                 // Claimed while a stop began: give it back at once.
                 asio::co_spawn(s->executor, give_back(s, req.request_id), asio::detached);

@@ -66,6 +66,7 @@ struct InFlight {
     double started_at = 0;
     std::string provider;
     AttemptState state = AttemptState::running;
+    bool probe = false;  // the one request let through a paused lane
 };
 
 struct EngineShared {

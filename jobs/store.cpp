@@ -355,16 +355,21 @@ OpenWork Store::open_work() {
 }
 
 void Store::set_provider_paused(std::string_view provider, bool paused, std::string_view reason,
-                                double probe_at) {
+                                double probe_at, bool by_daemon) {
     const double now = unix_now();
     auto txn = impl_->write_txn();
     {
-        auto q = impl_->prep(
+        // The daemon never changes a pause made by the user (paused with no probe time):
+        // only `imgbatch resume` ends it.
+        std::string sql =
             "INSERT INTO provider_state(name, paused, reason, paused_at, probe_at, updated_at) "
             "VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT(name) DO UPDATE SET "
             "paused = excluded.paused, reason = excluded.reason, "
             "paused_at = excluded.paused_at, probe_at = excluded.probe_at, "
-            "updated_at = excluded.updated_at");
+            "updated_at = excluded.updated_at";
+        if (by_daemon)
+            sql += " WHERE NOT (provider_state.paused = 1 AND provider_state.probe_at IS NULL)";
+        auto q = impl_->prep(sql);
         q->bind(1, std::string(provider));
         q->bind(2, paused ? 1 : 0);
         if (paused) {

@@ -316,8 +316,10 @@ class Store {
     int retry(const JobFilter& filter);
 
     // ---- provider state ----
+    // by_daemon: a change made by the daemon (auth/quota pause, a probe that succeeded),
+    // which leaves a pause by the user (paused, no probe time) as it is.
     void set_provider_paused(std::string_view provider, bool paused, std::string_view reason,
-                             double probe_at);
+                             double probe_at, bool by_daemon = false);
     std::vector<ProviderState> provider_states();
 
     // ---- queries ----

@@ -140,3 +140,22 @@ TEST_CASE("multi: daemons started with --allow-multiple share the provider's con
     // Both took part.
     CHECK(env.number("SELECT count(DISTINCT owner) FROM daemons") == 2);
 }
+
+TEST_CASE("pauses: only the probe's answer resumes a provider; a user's pause stays") {
+    Sim sim;
+    DaemonEnv env({openai_provider(sim, "p", R"("max_concurrency": 2)")},
+                  R"({"max_attempts": 4, "base_delay_s": 0.05, "max_delay_s": 0.5,
+                      "auth_probe_s": 0.3})");
+    // A: a slow good call. B: refused for its key, slowly, every time; its first refusal
+    // pauses the provider, and B is then the probe, still on the wire when A succeeds.
+    env.enqueue(job_line("a", "slow good #slow=3000", "gpt-image-1", 1) +
+                job_line("b", "bad key #fail=auth #slow=1500", "gpt-image-1", 1));
+    RunResult r = env.cli({"run", "--max-seconds", "5"}, "", 30);
+    INFO("stderr: " << DaemonEnv::tail(r.err));
+    CHECK(r.code == 0);
+    CHECK(env.job_state("a") == "succeeded");
+    CHECK(r.err.find("event=provider_paused") != std::string::npos);
+    // A's success during B's probe is no proof that the key works.
+    CHECK(r.err.find("event=provider_resumed") == std::string::npos);
+    CHECK(env.value("SELECT paused FROM provider_state WHERE name = 'p'") == "1");
+}

@@ -188,3 +188,25 @@ TEST_CASE("open_work: pending rows and open requests per provider") {
     CHECK(w.pending == 1);
     CHECK(w.requests_by_provider == std::map<std::string, std::int64_t>{{"p1", 2}, {"p2", 1}});
 }
+
+TEST_CASE("provider pauses: the daemon never changes a pause made by the user") {
+    Store s(":memory:");
+    s.set_provider_paused("p", true, "user", 0);
+    // An auth pause and a probe that succeeded, both by the daemon: the user's pause stays.
+    s.set_provider_paused("p", true, "auth: bad key", 500, true);
+    s.set_provider_paused("p", false, "", 0, true);
+    auto st = s.provider_states();
+    REQUIRE(st.size() == 1);
+    CHECK(st[0].paused);
+    CHECK(st[0].reason == "user");
+    CHECK(st[0].probe_at == 0);
+    // The daemon's own pauses come and go.
+    s.set_provider_paused("q", true, "auth: bad key", 500, true);
+    s.set_provider_paused("q", false, "", 0, true);
+    for (const auto& x : s.provider_states())
+        if (x.name == "q") CHECK_FALSE(x.paused);
+    // `imgbatch resume` (not by the daemon) ends the user's pause.
+    s.set_provider_paused("p", false, "", 0);
+    for (const auto& x : s.provider_states())
+        if (x.name == "p") CHECK_FALSE(x.paused);
+}
