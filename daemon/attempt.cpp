@@ -31,7 +31,13 @@ CheckedImages check_images(ParsedResponse parsed, int ask, int http_status,
     std::string bad;
     for (std::size_t i = 0; i < parsed.images.size(); ++i) {
         auto& item = parsed.images[i];
-        if (item.bytes.empty()) continue;  // a URL that was not downloaded
+        if (item.bytes.empty()) {
+            // A URL that was not downloaded; without a URL, an entry that decoded to nothing
+            // (empty or blank base64) is a bad image, not a missing one.
+            if (item.url.empty() && bad.empty())
+                bad = "image " + std::to_string(i) + ": no image data";
+            continue;
+        }
         auto info = sniff_image(item.bytes);
         if (!info) {
             if (bad.empty()) bad = "image " + std::to_string(i) + ": not a PNG, JPEG or WebP";

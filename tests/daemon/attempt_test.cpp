@@ -238,3 +238,12 @@ TEST_CASE("make_completion: a server error blamed on the provider uses no attemp
                         retry_config(), 0.0);
     CHECK_FALSE(inv.if_provider_failure);
 }
+
+TEST_CASE("check_images: an entry that decoded to no bytes is a bad image, not a missing one") {
+    imgbatch::daemon::ParsedResponse parsed;
+    parsed.images.push_back(imgbatch::daemon::ImageItem{});  // e.g. b64_json "  " or "="
+    auto checked = imgbatch::daemon::check_images(std::move(parsed), 1);
+    REQUIRE(checked.error);
+    CHECK(checked.error->cls == imgbatch::jobs::ErrorClass::bad_response);
+    CHECK(checked.error->message.find("no image data") != std::string::npos);
+}
