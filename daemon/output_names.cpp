@@ -5,6 +5,7 @@
 
 #include "daemon/image.hpp"
 #include "daemon/output_writer.hpp"
+#include "jobs/text.hpp"
 
 namespace imgbatch::daemon {
 
@@ -39,30 +40,6 @@ namespace imgbatch::daemon {
 
 namespace {
 
-// Length of the valid UTF-8 sequence at s[i] (1..4), 0 if the bytes there are not one
-// (overlong forms, surrogates and code points above U+10FFFF are invalid).
-std::size_t utf8_length(std::string_view s, std::size_t i) {
-    auto byte = [&](std::size_t k) -> unsigned {
-        return i + k < s.size() ? static_cast<unsigned char>(s[i + k]) : 0x100u;
-    };
-    auto cont = [&](std::size_t k, unsigned lo = 0x80, unsigned hi = 0xBF) {
-        unsigned b = byte(k);
-        return b >= lo && b <= hi;
-    };
-    unsigned c = byte(0);
-    if (c < 0x80) return 1;
-    if (c >= 0xC2 && c <= 0xDF) return cont(1) ? 2 : 0;
-    if (c >= 0xE0 && c <= 0xEF) {
-        unsigned lo = c == 0xE0 ? 0xA0 : 0x80, hi = c == 0xED ? 0x9F : 0xBF;
-        return cont(1, lo, hi) && cont(2) ? 3 : 0;
-    }
-    if (c >= 0xF0 && c <= 0xF4) {
-        unsigned lo = c == 0xF0 ? 0x90 : 0x80, hi = c == 0xF4 ? 0x8F : 0xBF;
-        return cont(1, lo, hi) && cont(2) && cont(3) ? 4 : 0;
-    }
-    return 0;
-}
-
 bool is_job_name(std::string_view s) {
     if (!s.starts_with("job-") || s.size() == 4) return false;
     for (char c : s.substr(4))
@@ -78,7 +55,7 @@ std::string OutputWriter::escape(std::string_view name) {
     bool leading = true;
     std::size_t i = 0;
     while (i < name.size()) {
-        std::size_t len = utf8_length(name, i);
+        std::size_t len = jobs::utf8_sequence_at(name, i);
         if (len == 0) {  // one invalid byte
             out.push_back('_');
             ++i;

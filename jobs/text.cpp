@@ -2,36 +2,34 @@
 
 namespace imgbatch::jobs {
 
+std::size_t utf8_sequence_at(std::string_view s, std::size_t i) {
+    auto byte = [&](std::size_t k) -> unsigned {
+        return i + k < s.size() ? static_cast<unsigned char>(s[i + k]) : 0x100u;
+    };
+    auto cont = [&](std::size_t k, unsigned lo = 0x80, unsigned hi = 0xBF) {
+        unsigned b = byte(k);
+        return b >= lo && b <= hi;
+    };
+    unsigned c = byte(0);
+    if (c < 0x80) return 1;
+    if (c >= 0xC2 && c <= 0xDF) return cont(1) ? 2 : 0;
+    if (c >= 0xE0 && c <= 0xEF) {
+        unsigned lo = c == 0xE0 ? 0xA0 : 0x80, hi = c == 0xED ? 0x9F : 0xBF;  // overlong, surrogate
+        return cont(1, lo, hi) && cont(2) ? 3 : 0;
+    }
+    if (c >= 0xF0 && c <= 0xF4) {
+        unsigned lo = c == 0xF0 ? 0x90 : 0x80,
+                 hi = c == 0xF4 ? 0x8F : 0xBF;  // overlong, > U+10FFFF
+        return cont(1, lo, hi) && cont(2) && cont(3) ? 4 : 0;
+    }
+    return 0;
+}
+
 bool is_clean_utf8(std::string_view s) {
-    const auto* p = reinterpret_cast<const unsigned char*>(s.data());
-    const auto* end = p + s.size();
-    while (p < end) {
-        unsigned char c = *p;
-        if (c >= 0x01 && c < 0x80) {  // ASCII fast path; 0x00 (NUL) is refused
-            ++p;
-            continue;
-        }
-        if (c == 0) return false;
-        int len = 0;
-        unsigned char lo = 0x80, hi = 0xBF;  // allowed range of the second byte
-        if (c >= 0xC2 && c <= 0xDF) {
-            len = 2;
-        } else if (c >= 0xE0 && c <= 0xEF) {
-            len = 3;
-            if (c == 0xE0) lo = 0xA0;  // overlong
-            if (c == 0xED) hi = 0x9F;  // UTF-16 surrogates
-        } else if (c >= 0xF0 && c <= 0xF4) {
-            len = 4;
-            if (c == 0xF0) lo = 0x90;  // overlong
-            if (c == 0xF4) hi = 0x8F;  // above U+10FFFF
-        } else {
-            return false;
-        }
-        if (end - p < len) return false;
-        if (p[1] < lo || p[1] > hi) return false;
-        for (int i = 2; i < len; ++i)
-            if ((p[i] & 0xC0) != 0x80) return false;
-        p += len;
+    for (std::size_t i = 0; i < s.size();) {
+        std::size_t n = utf8_sequence_at(s, i);
+        if (n == 0 || s[i] == '\0') return false;
+        i += n;
     }
     return true;
 }

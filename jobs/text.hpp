@@ -7,6 +7,11 @@
 
 namespace imgbatch::jobs {
 
+// Length of the well-formed UTF-8 sequence at s[i] (1..4; NUL counts as 1), 0 if the bytes
+// there are not one (a stray or missing continuation byte, an overlong form, a surrogate, a
+// code point above U+10FFFF, the end of s).
+std::size_t utf8_sequence_at(std::string_view s, std::size_t i);
+
 // Whether s is well-formed UTF-8 (no overlongs, no surrogates) without NUL bytes.
 bool is_clean_utf8(std::string_view s);
 

@@ -1,5 +1,7 @@
 #include "daemon/providers/provider.hpp"
 
+#include "jobs/text.hpp"
+
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
 
@@ -178,37 +180,15 @@ std::string valid_utf8(std::string_view text) {
     static constexpr std::string_view kReplacement = "\xef\xbf\xbd";  // U+FFFD
     std::string out;
     out.reserve(text.size());
-    const auto* p = reinterpret_cast<const unsigned char*>(text.data());
-    const auto* end = p + text.size();
-    while (p < end) {
-        const unsigned char c = *p;
-        if (c >= 0x01 && c < 0x80) {
-            out += static_cast<char>(c);
-            ++p;
+    for (std::size_t i = 0; i < text.size();) {
+        std::size_t n = jobs::utf8_sequence_at(text, i);
+        if (n == 0 || text[i] == '\0') {  // NUL, a stray byte or a broken sequence: one
+            out += kReplacement;          // replacement per byte
+            ++i;
             continue;
         }
-        int len = 0;
-        unsigned char lo = 0x80, hi = 0xBF;  // allowed range of the second byte
-        if (c >= 0xC2 && c <= 0xDF) {
-            len = 2;
-        } else if (c >= 0xE0 && c <= 0xEF) {
-            len = 3;
-            if (c == 0xE0) lo = 0xA0;  // overlong
-            if (c == 0xED) hi = 0x9F;  // UTF-16 surrogates
-        } else if (c >= 0xF0 && c <= 0xF4) {
-            len = 4;
-            if (c == 0xF0) lo = 0x90;  // overlong
-            if (c == 0xF4) hi = 0x8F;  // above U+10FFFF
-        }
-        bool ok = len > 0 && end - p >= len && p[1] >= lo && p[1] <= hi;
-        for (int i = 2; ok && i < len; ++i) ok = (p[i] & 0xC0) == 0x80;
-        if (!ok) {  // NUL, a stray byte or a broken sequence: one replacement per byte
-            out += kReplacement;
-            ++p;
-            continue;
-        }
-        out.append(reinterpret_cast<const char*>(p), static_cast<std::size_t>(len));
-        p += len;
+        out.append(text.substr(i, n));
+        i += n;
     }
     return out;
 }
