@@ -15,19 +15,6 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
-void sleep_s(double s) {
-    std::this_thread::sleep_for(std::chrono::duration<double>(s));
-}
-
-bool wait_for(const std::function<bool()>& cond, double timeout_s) {
-    auto deadline = Clock::now() + std::chrono::duration<double>(timeout_s);
-    while (Clock::now() < deadline) {
-        if (cond()) return true;
-        sleep_s(0.05);
-    }
-    return false;
-}
-
 }  // namespace
 
 TEST_CASE("db: a write lock held past the busy timeout loses no image and pays nothing twice") {

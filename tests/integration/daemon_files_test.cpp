@@ -16,21 +16,6 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
-void sleep_s(double s) {
-    std::this_thread::sleep_for(std::chrono::duration<double>(s));
-}
-
-// Waits until pred() holds (false after timeout_s).
-template <class Pred>
-bool wait_for(Pred pred, double timeout_s) {
-    auto deadline = Clock::now() + std::chrono::duration<double>(timeout_s);
-    while (Clock::now() < deadline) {
-        if (pred()) return true;
-        sleep_s(0.02);
-    }
-    return pred();
-}
-
 // Temporary files anywhere below dir (any naming).
 int temp_files(const std::string& dir) {
     int n = 0;

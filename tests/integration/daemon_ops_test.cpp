@@ -20,15 +20,6 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
-bool wait_for(const std::function<bool()>& cond, double timeout_s) {
-    auto deadline = Clock::now() + std::chrono::duration<double>(timeout_s);
-    while (Clock::now() < deadline) {
-        if (cond()) return true;
-        std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    }
-    return false;
-}
-
 std::string jobs(int count) {
     std::string lines;
     for (int i = 0; i < count; ++i)

@@ -18,10 +18,6 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
-void sleep_s(double s) {
-    std::this_thread::sleep_for(std::chrono::duration<double>(s));
-}
-
 // Waits until the sim has `want` calls in flight (false after timeout_s).
 bool wait_in_flight(const Sim& sim, long long want, double timeout_s) {
     auto deadline = Clock::now() + std::chrono::duration<double>(timeout_s);

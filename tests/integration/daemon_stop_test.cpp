@@ -22,15 +22,6 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
-bool wait_for(const std::function<bool()>& cond, double timeout_s) {
-    auto deadline = Clock::now() + std::chrono::duration<double>(timeout_s);
-    while (Clock::now() < deadline) {
-        if (cond()) return true;
-        std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    }
-    return cond();
-}
-
 void replace_in_file(const std::string& path, const std::string& from, const std::string& to) {
     std::string text = read_file(path);
     auto at = text.find(from);

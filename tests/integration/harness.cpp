@@ -308,6 +308,19 @@ void sql_exec(const std::string& db_path, const std::string& sql) {
 
 namespace imgbatch::test {
 
+void sleep_s(double s) {
+    std::this_thread::sleep_for(std::chrono::duration<double>(s));
+}
+
+bool wait_for(const std::function<bool()>& cond, double timeout_s) {
+    auto deadline = Clock::now() + std::chrono::duration<double>(timeout_s);
+    while (Clock::now() < deadline) {
+        if (cond()) return true;
+        sleep_s(0.02);
+    }
+    return cond();
+}
+
 int run_shell(const std::string& command) {
     int status = std::system((command + " >/dev/null 2>&1").c_str());
     return status == -1 ? -1 : decode_status(status);

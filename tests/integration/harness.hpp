@@ -3,6 +3,7 @@
 // temporary directories, read the database.
 #include <sys/types.h>
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -66,6 +67,11 @@ class TempDir {
 };
 
 void write_file(const std::string& path, const std::string& content);
+
+// Sleeps s seconds.
+void sleep_s(double s);
+// Polls cond() every 20 ms until it holds; false if it did not within timeout_s.
+bool wait_for(const std::function<bool()>& cond, double timeout_s);
 
 // Runs a shell command (output discarded); returns its exit code.
 int run_shell(const std::string& command);
