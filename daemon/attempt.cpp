@@ -257,6 +257,7 @@ asio::awaitable<Answer> call_provider(EngineShared* s, ProviderRuntime* p,
     make_valid_utf8(a.error);
     for (auto& image : checked.images) image.revised_prompt = valid_utf8(image.revised_prompt);
     if (!checked.images.empty()) {
+        answer_received(s, req);  // the lane's slot frees now, not after the files and records
         StageResult staged = co_await stage_on_pool(s, req, std::move(checked.images));
         // A local error wins: the images could not be kept.
         if (staged.error)
@@ -291,10 +292,11 @@ void set_paused(EngineShared* s, const std::string& provider, bool paused, std::
 }
 
 // Lane bookkeeping for the end of an attempt.
-void update_lane(EngineShared* s, ProviderRuntime* p, const AttemptResult& r, double now) {
+void update_lane(EngineShared* s, ProviderRuntime* p, const AttemptResult& r, double now,
+                 LaneSlot& slot) {
     Lane& lane = p->lane;
     bool was_probe = lane.probing();
-    lane.on_finish();
+    slot.release();  // if the answer did not free it already
     const auto& err = r.completion.error;
     if (err && r.action == jobs::Action::pause_provider) {
         std::string reason =
@@ -327,7 +329,8 @@ void update_lane(EngineShared* s, ProviderRuntime* p, const AttemptResult& r, do
 
 }  // namespace
 
-asio::awaitable<void> run_attempt(EngineShared* s, ProviderRuntime* p, jobs::ClaimedRequest req) {
+asio::awaitable<void> run_attempt(EngineShared* s, ProviderRuntime* p, jobs::ClaimedRequest req,
+                                  std::shared_ptr<LaneSlot> slot) {
     double started = jobs::unix_now();
     auto t0 = std::chrono::steady_clock::now();
     Answer a;
@@ -350,15 +353,17 @@ asio::awaitable<void> run_attempt(EngineShared* s, ProviderRuntime* p, jobs::Cla
     auto it = s->in_flight.find(req.request_id);
     if (it == s->in_flight.end() || it->second.state != AttemptState::running ||
         it->second.attempt_no != req.attempt_no) {
-        // Given back at shutdown while it ran: its files are not wanted.
+        // Given back at shutdown while it ran, or claimed again after its lease was lost: its
+        // files are not wanted. Its own slot is freed here (a give-back freed it already).
         s->writer.discard(r.completion);
+        if (slot->release()) p->wake();
         spdlog::info(
             "event=attempt job={} request={} provider={} attempt={} outcome=abandoned ms={}",
             req.job_id, req.request_id, p->config.name, req.attempt_no, ms);
         co_return;
     }
     it->second.state = AttemptState::completing;
-    update_lane(s, p, r, finished);
+    update_lane(s, p, r, finished, *slot);
     ++p->counters.attempts[r.outcome];
 
     spdlog::info(
@@ -385,9 +390,9 @@ asio::awaitable<void> run_attempt(EngineShared* s, ProviderRuntime* p, jobs::Cla
     else
         spdlog::warn("event=stale_completion job={} request={} attempt={}", req.job_id,
                      req.request_id, req.attempt_no);
-    s->in_flight.erase(req.request_id);
     s->attempt_ended.cancel();
-    p->wake();
+    s->forget(req.request_id, req.attempt_no);  // may run the idle check at once
+    p->wake();  // beside other daemons the claim counts this request until now
 }
 
 }  // namespace imgbatch::daemon

@@ -109,6 +109,9 @@ struct Engine {
     asio::steady_timer tick;
     bool shutting_down = false;
     bool skip_grace = false;
+    // The last attempt in flight was recorded: the control loop runs its steps (the idle
+    // check) at once instead of at the next tick.
+    bool idle_check_due = false;
     Clock::time_point started = Clock::now();
     std::uint64_t images_at_last_progress = 0;
     Clock::time_point last_progress = Clock::now();
@@ -328,7 +331,8 @@ asio::awaitable<void> control_loop(Engine* e) {
         }
         if (Clock::now() - e->last_progress >= std::chrono::seconds(10)) log_progress(e);
         e->tick.expires_after(secs(e->config.poll_interval_s));
-        co_await e->tick.async_wait(asio::as_tuple(asio::use_awaitable));
+        if (!e->idle_check_due) co_await e->tick.async_wait(asio::as_tuple(asio::use_awaitable));
+        e->idle_check_due = false;
     }
 }
 
@@ -558,6 +562,11 @@ int run_daemon(const Config& config, const RunOptions& options) {
         Engine e(config, options, owner, *db, writer, pool, lock_dir);
         e.shared.poll_interval_s = config.poll_interval_s > 0 ? config.poll_interval_s : 1.0;
         e.shared.shared_limits = options.allow_multiple;
+        if (options.until_idle)
+            e.shared.drained = [&e] {
+                e.idle_check_due = true;
+                e.tick.cancel();
+            };
         for (std::size_t i = 0; i < config.providers.size(); ++i) {
             const auto& pc = config.providers[i];
             auto rt = std::make_unique<ProviderRuntime>(e.io.get_executor(), pc,
