@@ -339,6 +339,12 @@ asio::awaitable<void> run_attempt(EngineShared* s, ProviderRuntime* p, jobs::Cla
     } catch (const std::exception& e) {
         a.error = Error{ErrorClass::network, "internal", 0, e.what(), std::nullopt};
     }
+    if (slot->early) {
+        // Its images are written: it no longer counts against the answers being written.
+        slot->early = false;
+        --p->answers_writing;
+        p->wake();
+    }
     double finished = jobs::unix_now();
     auto ms =
         std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0)

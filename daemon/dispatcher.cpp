@@ -134,8 +134,13 @@ void answer_received(EngineShared* s, const jobs::ClaimedRequest& req) {
     auto it = s->in_flight.find(req.request_id);
     if (it == s->in_flight.end() || it->second.attempt_no != req.attempt_no || !it->second.slot)
         return;
-    if (it->second.slot->release())
-        if (auto* p = s->provider(it->second.provider)) p->wake();  // a slot is free
+    auto* p = s->provider(it->second.provider);
+    auto& slot = *it->second.slot;
+    if (!p || !slot.held || p->answers_writing >= std::max(p->config.max_concurrency, 1)) return;
+    slot.release();
+    slot.early = true;
+    ++p->answers_writing;
+    p->wake();  // a slot is free
 }
 
 asio::awaitable<void> sleep_until_woken(ProviderRuntime* p, double seconds) {

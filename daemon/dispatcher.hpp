@@ -66,6 +66,10 @@ struct ProviderRuntime {
     bool claiming = false;        // a claim is on its way to the DB thread
     double claim_not_before = 0;  // the queue was found empty: claim again then (or on wake)
     int prefetch_target() const;  // how many claims to hold ahead
+    // Attempts whose slot was freed when their answer came in and whose images are still
+    // being decoded and written: at most max_concurrency, so that a disk slower than the
+    // provider holds the lane back instead of piling answers up in memory.
+    int answers_writing = 0;
 };
 
 // A lane slot taken by one attempt (on_start): released exactly once (on_finish), by the
@@ -74,6 +78,7 @@ struct LaneSlot {
     explicit LaneSlot(Lane* l) : lane(l) {}
     Lane* lane;
     bool held = true;
+    bool early = false;  // released by answer_received(), counted in answers_writing
     // Returns true when this call released it.
     bool release();
 };
