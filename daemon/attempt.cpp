@@ -337,6 +337,7 @@ asio::awaitable<Answer> call_provider(EngineShared* s, ProviderRuntime* p,
     make_valid_utf8(a.error);
     for (auto& image : checked.images) image.revised_prompt = valid_utf8(image.revised_prompt);
     if (!checked.images.empty()) {
+        answer_received(s, req);  // the lane's slot frees now, not after the files and records
         StageResult staged = co_await stage_until_kept(s, req, std::move(checked.images));
         // Only when the daemon gave the request back while the disk refused the images.
         if (staged.error)
@@ -375,10 +376,10 @@ void set_paused(EngineShared* s, const std::string& provider, bool paused, std::
 // attempt used).
 // was_probe: this attempt was the one request let through a paused lane; only its outcome
 // decides whether the provider is usable again.
-void update_lane(EngineShared* s, ProviderRuntime* p, AttemptResult& r, double now,
+void update_lane(EngineShared* s, ProviderRuntime* p, AttemptResult& r, double now, LaneSlot& slot,
                  bool was_probe) {
     Lane& lane = p->lane;
-    lane.on_finish();
+    slot.release();  // if the answer did not free it already
     const auto& err = r.completion.error;
     if (err && r.action == jobs::Action::pause_provider) {
         std::string reason =
@@ -429,7 +430,8 @@ void update_lane(EngineShared* s, ProviderRuntime* p, AttemptResult& r, double n
 
 }  // namespace
 
-asio::awaitable<void> run_attempt(EngineShared* s, ProviderRuntime* p, jobs::ClaimedRequest req) {
+asio::awaitable<void> run_attempt(EngineShared* s, ProviderRuntime* p, jobs::ClaimedRequest req,
+                                  std::shared_ptr<LaneSlot> slot) {
     double started = jobs::unix_now();
     auto t0 = std::chrono::steady_clock::now();
     Answer a;
@@ -437,6 +439,12 @@ asio::awaitable<void> run_attempt(EngineShared* s, ProviderRuntime* p, jobs::Cla
         a = co_await call_provider(s, p, &req);
     } catch (const std::exception& e) {
         a.error = Error{ErrorClass::network, "internal", 0, e.what(), std::nullopt};
+    }
+    if (slot->early) {
+        // Its images are written: it no longer counts against the answers being written.
+        slot->early = false;
+        --p->answers_writing;
+        p->wake();
     }
     double finished = jobs::unix_now();
     auto ms =
@@ -452,8 +460,10 @@ asio::awaitable<void> run_attempt(EngineShared* s, ProviderRuntime* p, jobs::Cla
     auto it = s->in_flight.find(req.request_id);
     if (it == s->in_flight.end() || it->second.state != AttemptState::running ||
         it->second.attempt_no != req.attempt_no) {
-        // Given back at shutdown while it ran: its files are not wanted.
+        // Given back at shutdown while it ran, or claimed again after its lease was lost: its
+        // files are not wanted. Its own slot is freed here (a give-back freed it already).
         s->writer.discard(r.completion);
+        if (slot->release()) p->wake();
         if (it != s->in_flight.end() && it->second.attempt_no == req.attempt_no && it->second.probe)
             p->lane.resolve_probe(false);  // undecided: a later probe decides
         spdlog::info(
@@ -462,7 +472,7 @@ asio::awaitable<void> run_attempt(EngineShared* s, ProviderRuntime* p, jobs::Cla
         co_return;
     }
     it->second.state = AttemptState::completing;
-    update_lane(s, p, r, finished, it->second.probe);
+    update_lane(s, p, r, finished, *slot, it->second.probe);
     ++p->counters.attempts[r.outcome];
 
     spdlog::info(
@@ -489,9 +499,9 @@ asio::awaitable<void> run_attempt(EngineShared* s, ProviderRuntime* p, jobs::Cla
     else
         spdlog::warn("event=stale_completion job={} request={} attempt={}", req.job_id,
                      req.request_id, req.attempt_no);
-    s->in_flight.erase(req.request_id);
     s->attempt_ended.cancel();
-    p->wake();
+    s->forget(req.request_id, req.attempt_no);  // may run the idle check at once
+    p->wake();  // beside other daemons the claim counts this request until now
 }
 
 }  // namespace imgbatch::daemon

@@ -61,7 +61,8 @@ AttemptResult make_completion(const jobs::ClaimedRequest& req, const std::string
 void blame_provider(AttemptResult& r);
 
 // The whole attempt on the network thread; registered in shared->in_flight by the caller.
+// slot: the lane slot the attempt took; released once, when the answer is in at the latest.
 boost::asio::awaitable<void> run_attempt(EngineShared* shared, ProviderRuntime* provider,
-                                         jobs::ClaimedRequest req);
+                                         jobs::ClaimedRequest req, std::shared_ptr<LaneSlot> slot);
 
 }  // namespace imgbatch::daemon

@@ -59,8 +59,20 @@ void ProviderRuntime::share_with(int daemons) {
     wake();
 }
 
+int ProviderRuntime::prefetch_target() const {
+    return std::clamp(config.max_concurrency, 1, 128);
+}
+
+bool LaneSlot::release() {
+    if (!held) return false;
+    held = false;
+    lane->on_finish();
+    return true;
+}
+
 void ProviderRuntime::wake() {
     wake_pending = true;
+    claim_not_before = 0;
     wake_timer.cancel();
 }
 
@@ -134,6 +146,26 @@ void EngineShared::wake_all() {
     for (auto& p : providers) p->wake();
 }
 
+void EngineShared::forget(std::int64_t request_id, int attempt_no) {
+    auto it = in_flight.find(request_id);
+    if (it == in_flight.end() || it->second.attempt_no != attempt_no) return;
+    in_flight.erase(it);
+    if (in_flight.empty() && drained) drained();
+}
+
+void answer_received(EngineShared* s, const jobs::ClaimedRequest& req) {
+    auto it = s->in_flight.find(req.request_id);
+    if (it == s->in_flight.end() || it->second.attempt_no != req.attempt_no || !it->second.slot)
+        return;
+    auto* p = s->provider(it->second.provider);
+    auto& slot = *it->second.slot;
+    if (!p || !slot.held || p->answers_writing >= std::max(p->config.max_concurrency, 1)) return;
+    slot.release();
+    slot.early = true;
+    ++p->answers_writing;
+    p->wake();  // a slot is free
+}
+
 asio::awaitable<void> sleep_until_woken(ProviderRuntime* p, double seconds) {
     if (!p->wake_pending && seconds > 0) {
         p->wake_timer.expires_after(std::chrono::duration_cast<std::chrono::steady_clock::duration>(
@@ -156,6 +188,7 @@ asio::awaitable<void> give_back(EngineShared* s, std::int64_t request_id) {
     c.next = jobs::Next::returned;
     std::string provider = it->second.provider;
     std::int64_t job = it->second.job_id;
+    auto slot = it->second.slot;
     int attempt = c.attempt_no;
     // The stop waits for this commit: a request left `running` would wait for its lease.
     const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(30);
@@ -185,16 +218,123 @@ asio::awaitable<void> give_back(EngineShared* s, std::int64_t request_id) {
     spdlog::info("event=attempt job={} request={} provider={} attempt={} outcome=returned", job,
                  request_id, provider, attempt);
     if (auto* p = s->provider(provider)) {
-        p->lane.on_finish();
+        if (slot) slot->release();
         ++p->counters.attempts["returned"];
+        p->wake();
     }
-    s->in_flight.erase(request_id);
+    s->forget(request_id, attempt);
     s->attempt_ended.cancel();
 }
 
+namespace {
+
+void start_attempt(EngineShared* s, ProviderRuntime* p, jobs::ClaimedRequest req, double now) {
+    // A start on a paused lane is its probe: only that request's outcome resumes it.
+    const bool probe = p->lane.paused();
+    p->lane.on_start(now, req.n - req.images_done);
+    auto slot = std::make_shared<LaneSlot>(&p->lane);
+    s->in_flight[req.request_id] = InFlight{req.job_id,     req.attempt_no,        jobs::unix_now(),
+                                            p->config.name, AttemptState::running, slot,
+                                            probe};
+    asio::co_spawn(s->executor, run_attempt(s, p, std::move(req), std::move(slot)), asio::detached);
+}
+
+// Claims taken ahead that will not start (a stop, a paused provider) go back to the queue as
+// if never claimed. If the database cannot be reached they are given back like calls in
+// flight at a stop (retried, then left to their leases).
+asio::awaitable<void> unclaim(EngineShared* s, std::vector<jobs::ClaimedRequest> reqs) {
+    if (reqs.empty()) co_return;
+    ++s->claims_pending;
+    std::vector<jobs::LeasedAttempt> list;
+    for (const auto& r : reqs) list.push_back({r.request_id, r.attempt_no});
+    bool ok = true;
+    try {
+        auto back = [owner = s->owner, list](jobs::Store& st) {
+            return st.unclaim(owner, list, jobs::unix_now());
+        };
+        int n = co_await s->db.call<int>(std::move(back));
+        spdlog::info("event=unclaimed provider={} requests={}", reqs.front().provider, n);
+    } catch (const std::exception& e) {
+        spdlog::error("event=db_error op=unclaim error=\"{}\"", e.what());
+        ok = false;
+    }
+    --s->claims_pending;
+    for (const auto& r : reqs) {
+        if (ok)
+            s->forget(r.request_id, r.attempt_no);
+        else
+            asio::co_spawn(s->executor, give_back(s, r.request_id), asio::detached);
+    }
+    s->attempt_ended.cancel();  // a stop waits for these
+}
+
+void unclaim_ready(EngineShared* s, ProviderRuntime* p) {
+    if (p->ready.empty()) return;
+    std::vector<jobs::ClaimedRequest> reqs(std::make_move_iterator(p->ready.begin()),
+                                           std::make_move_iterator(p->ready.end()));
+    p->ready.clear();
+    asio::co_spawn(s->executor, unclaim(s, std::move(reqs)), asio::detached);
+}
+
+// One claim of up to `want` requests, off the dispatch loop: what it gets joins p->ready.
+asio::awaitable<void> claim_more(EngineShared* s, ProviderRuntime* p, int want) {
+    const std::string name = p->config.name;
+    p->claiming = true;
+    ++s->claims_pending;
+    double now = jobs::unix_now();
+    std::vector<jobs::ClaimedRequest> claimed;
+    bool failed = false;
+    try {
+        // Beside other daemons the provider's concurrency is enforced in the database.
+        int cap = s->shared_limits ? p->config.max_concurrency : 0;
+        auto claim = [name, owner = s->owner, want, now, lease = p->lease_s, cap](jobs::Store& st) {
+            return st.claim(name, owner, want, now, lease, cap);
+        };
+        claimed = co_await s->db.call<std::vector<jobs::ClaimedRequest>>(std::move(claim));
+    } catch (const std::exception& e) {
+        spdlog::error("event=db_error op=claim provider={} error=\"{}\"", name, e.what());
+        failed = true;
+    }
+    --s->claims_pending;
+    for (auto& req : claimed) {
+        s->in_flight[req.request_id] =
+            InFlight{req.job_id, req.attempt_no, now, name, AttemptState::claimed, nullptr};
+        p->ready.push_back(std::move(req));
+    }
+    if (s->stopping || !p->loop_running) {
+        // Claimed while a stop began: back at once.
+        unclaim_ready(s, p);
+        p->claiming = false;
+        s->attempt_ended.cancel();
+        co_return;
+    }
+    if (failed) {
+        p->claim_not_before = jobs::unix_now() + s->poll_interval_s;
+    } else if (claimed.empty()) {
+        std::optional<double> next;
+        try {
+            auto ready = [name, now](jobs::Store& st) { return st.next_ready(name, now); };
+            next = co_await s->db.call<std::optional<double>>(std::move(ready));
+        } catch (const std::exception& e) {
+            spdlog::error("event=db_error op=next_ready provider={} error=\"{}\"", name, e.what());
+        }
+        double wait = s->poll_interval_s;
+        if (next) wait = std::clamp(*next - jobs::unix_now(), 0.001, wait);
+        p->claim_not_before = jobs::unix_now() + wait;
+        p->claiming = false;
+        // Not a wake-up: that would clear claim_not_before.
+        p->wake_pending = true;
+        p->wake_timer.cancel();
+        co_return;
+    }
+    p->claiming = false;
+    p->wake();
+}
+
+}  // namespace
+
 asio::awaitable<void> dispatch_loop(EngineShared* s, ProviderRuntime* p) {
     p->loop_running = true;
-    const std::string name = p->config.name;
     while (!s->stopping) {
         if (!s->local_pause.empty()) {
             // Images already paid for wait for the disk: ask for no more.
@@ -202,68 +342,38 @@ asio::awaitable<void> dispatch_loop(EngineShared* s, ProviderRuntime* p) {
             continue;
         }
         double now = jobs::unix_now();
-        int want = p->lane.claimable(now);
-        if (want <= 0) {
+        int can = p->lane.claimable(now);
+        if (!p->ready.empty()) {
+            if (can > 0) {
+                // Spacing counts from now, the slot the request starts in.
+                int n = std::min<int>(can, static_cast<int>(p->ready.size()));
+                for (int i = 0; i < n; ++i) {
+                    jobs::ClaimedRequest req = std::move(p->ready.front());
+                    p->ready.pop_front();
+                    start_attempt(s, p, std::move(req), now);
+                }
+                continue;  // claimable changed
+            }
+            // A paused provider does not hold claims for requests it will not send.
+            if (p->lane.paused()) unclaim_ready(s, p);
+        }
+        int target = s->shared_limits || p->lane.paused() ? 0 : p->prefetch_target();
+        int buffered = static_cast<int>(p->ready.size());
+        int want = std::max(can, 0) + target - buffered;
+        bool need = can > 0 || buffered * 2 < target;
+        if (!p->claiming && want > 0 && need && now >= p->claim_not_before)
+            asio::co_spawn(s->executor, claim_more(s, p, std::min(want, 256)), asio::detached);
+        double wait = s->poll_interval_s;
+        if (can <= 0) {
             double at = p->lane.next_start_at(now);
-            double wait = at > 0 ? std::min(at - now, s->poll_interval_s) : s->poll_interval_s;
-            co_await sleep_until_woken(p, std::max(wait, 0.0));
-            continue;
+            if (at > 0) wait = std::min(at - now, wait);
         }
-        std::vector<jobs::ClaimedRequest> claimed;
-        bool failed = false;
-        ++s->claims_pending;
-        try {
-            // Beside other daemons the provider's concurrency is enforced in the database.
-            int cap = s->shared_limits ? p->config.max_concurrency : 0;
-            auto claim = [name, owner = s->owner, want, now, lease = p->lease_s,
-                          cap](jobs::Store& st) {
-                return st.claim(name, owner, want, now, lease, cap);
-            };
-            claimed = co_await s->db.call<std::vector<jobs::ClaimedRequest>>(std::move(claim));
-        } catch (const std::exception& e) {
-            spdlog::error("event=db_error op=claim provider={} error=\"{}\"", name, e.what());
-            failed = true;
-        }
-        --s->claims_pending;
-        if (s->stopping) s->attempt_ended.cancel();  // the stop waits for claims too
-        if (failed) {
-            co_await sleep_until_woken(p, s->poll_interval_s);
-            continue;
-        }
-        if (claimed.empty()) {
-            if (s->stopping) break;
-            std::optional<double> next;
-            try {
-                auto ready = [name, now](jobs::Store& st) { return st.next_ready(name, now); };
-                next = co_await s->db.call<std::optional<double>>(std::move(ready));
-            } catch (const std::exception& e) {
-                spdlog::error("event=db_error op=next_ready provider={} error=\"{}\"", name,
-                              e.what());
-            }
-            double wait = s->poll_interval_s;
-            if (next) wait = std::clamp(*next - jobs::unix_now(), 0.001, wait);
-            co_await sleep_until_woken(p, wait);
-            continue;
-        }
-        double started = jobs::unix_now();
-        for (auto& req : claimed) {
-            // Spacing counts from the slot the claim was made for (`now`), not from when the
-            // claim's commit returned: otherwise every request would lose that latency and a
-            // rate-limited lane would never reach its allowed rate.
-            // A start on a paused lane is its probe: only that request's outcome resumes it.
-            const bool probe = p->lane.paused();
-            p->lane.on_start(now, req.n - req.images_done);
-            s->in_flight[req.request_id] =
-                InFlight{req.job_id, req.attempt_no, started, name, AttemptState::running, probe};
-            if (s->stopping) {
-                // Claimed while a stop began: give it back at once.
-                asio::co_spawn(s->executor, give_back(s, req.request_id), asio::detached);
-                continue;
-            }
-            asio::co_spawn(s->executor, run_attempt(s, p, std::move(req)), asio::detached);
-        }
+        if (!p->claiming && p->claim_not_before > now)
+            wait = std::min(wait, p->claim_not_before - now);
+        co_await sleep_until_woken(p, std::max(wait, 0.0));
     }
     p->loop_running = false;
+    unclaim_ready(s, p);
 }
 
 }  // namespace imgbatch::daemon

@@ -7,6 +7,8 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/thread_pool.hpp>
 #include <cstdint>
+#include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <random>
@@ -56,9 +58,33 @@ struct ProviderRuntime {
     // Daemons running beside each other (--allow-multiple) split the provider's rates equally.
     void share_with(int daemons);
     int sharing = 1;
+
+    // Claims taken ahead (prefetched): a slot that frees starts one of these at once, without
+    // a round trip through the DB thread. Not while limits are shared with other daemons (the
+    // claim enforces the concurrency over all of them) nor while the lane is paused.
+    std::deque<jobs::ClaimedRequest> ready;
+    bool claiming = false;        // a claim is on its way to the DB thread
+    double claim_not_before = 0;  // the queue was found empty: claim again then (or on wake)
+    int prefetch_target() const;  // how many claims to hold ahead
+    // Attempts whose slot was freed when their answer came in and whose images are still
+    // being decoded and written: at most max_concurrency, so that a disk slower than the
+    // provider holds the lane back instead of piling answers up in memory.
+    int answers_writing = 0;
 };
 
-enum class AttemptState { running, completing, returned };
+// A lane slot taken by one attempt (on_start): released exactly once (on_finish), by the
+// attempt when its answer is in, or by whoever ends it (give-back at a stop).
+struct LaneSlot {
+    explicit LaneSlot(Lane* l) : lane(l) {}
+    Lane* lane;
+    bool held = true;
+    bool early = false;  // released by answer_received(), counted in answers_writing
+    // Returns true when this call released it.
+    bool release();
+};
+
+// claimed: taken ahead, waiting in ProviderRuntime::ready (no lane slot yet).
+enum class AttemptState { claimed, running, completing, returned };
 
 struct InFlight {
     std::int64_t job_id = 0;
@@ -66,7 +92,8 @@ struct InFlight {
     double started_at = 0;
     std::string provider;
     AttemptState state = AttemptState::running;
-    bool probe = false;  // the one request let through a paused lane
+    std::shared_ptr<LaneSlot> slot;  // null while claimed
+    bool probe = false;              // the one request let through a paused lane
 };
 
 struct EngineShared {
@@ -102,6 +129,13 @@ struct EngineShared {
     // Signalled (cancelled) whenever an attempt ends: shutdown waits on it.
     boost::asio::steady_timer attempt_ended;
 
+    // Called when the last tracked attempt is recorded (in_flight became empty): lets
+    // `--until-idle` check at once instead of at the next poll tick.
+    std::function<void()> drained;
+    // Removes the entry of request_id if it still belongs to attempt_no; calls drained() when
+    // nothing is left.
+    void forget(std::int64_t request_id, int attempt_no);
+
     double jitter();  // uniform [0, 1)
     ProviderRuntime* provider(std::string_view name);
     void wake_all();
@@ -114,6 +148,10 @@ boost::asio::awaitable<void> dispatch_loop(EngineShared* shared, ProviderRuntime
 // A database error is retried (with backoff, for up to 30 s) before the request is left to
 // its lease.
 boost::asio::awaitable<void> give_back(EngineShared* shared, std::int64_t request_id);
+
+// The answer of req is in (received and, for URL answers, downloaded): frees its lane slot
+// before the files and the records are done. Harmless when already freed.
+void answer_received(EngineShared* shared, const jobs::ClaimedRequest& req);
 
 // Waits until the timer expires, is cancelled, or the provider was woken. Returns at once
 // when a wake-up is pending.

@@ -265,6 +265,11 @@ class Store {
     // its lease as it is, and goes back to the queue when it expires. Returns how many.
     int renew_leases(std::string_view owner, const std::vector<LeasedAttempt>& attempts,
                      double until);
+    // Claims the daemon took ahead and did not start (a stop, a paused provider): back to
+    // queued as if never claimed (attempt_no restored, no attempt recorded; a cancelled job's
+    // request becomes cancelled), where owner still holds them at that attempt_no. Returns how
+    // many.
+    int unclaim(std::string_view owner, const std::vector<LeasedAttempt>& attempts, double now);
     // Running requests whose lease expired (a daemon died): back to queued; the lost attempt
     // is recorded (outcome 'error', code 'lease_expired') and counted. Returns how many.
     int requeue_expired(double now);

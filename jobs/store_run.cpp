@@ -188,6 +188,36 @@ int Store::renew_leases(std::string_view owner, const std::vector<LeasedAttempt>
     return changed;
 }
 
+int Store::unclaim(std::string_view owner, const std::vector<LeasedAttempt>& attempts, double now) {
+    auto txn = impl_->write_txn();
+    int changed = 0;
+    for (const auto& a : attempts) {
+        std::int64_t job_id = 0;
+        {
+            auto q = impl_->prep(
+                "SELECT job_id FROM requests WHERE id = ? AND attempt_no = ? "
+                "AND state = 'running' AND lease_owner = ?");
+            q->bind(1, a.request_id);
+            q->bind(2, a.attempt_no);
+            q->bind(3, std::string(owner));
+            if (!q->executeStep()) continue;
+            job_id = q->getColumn(0).getInt64();
+        }
+        const bool cancelled = job_state(*impl_, job_id) == "cancelled";
+        {
+            auto q = impl_->prep(
+                "UPDATE requests SET state = ?, lease_owner = NULL, lease_until = NULL, "
+                "attempt_no = attempt_no - 1 WHERE id = ?");
+            q->bind(1, cancelled ? "cancelled" : "queued");
+            q->bind(2, a.request_id);
+            changed += q->exec();
+        }
+        impl_->settle_job(job_id, now);
+    }
+    txn.commit();
+    return changed;
+}
+
 namespace {
 
 // Running requests whose daemon is gone go back to the queue; the lost attempt is recorded

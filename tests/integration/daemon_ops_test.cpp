@@ -165,9 +165,13 @@ TEST_CASE("local error: an unwritable output directory holds dispatching, keeps 
     INFO("status: " << status);
     CHECK(status.find("local pause") != std::string::npos);
     CHECK(status.find("Not a directory") != std::string::npos);
-    // Held: the two answers in hand wait in memory; nothing more is asked for.
+    // Held: the answers in hand wait in memory; nothing more is asked for. (A lane's slot is
+    // free as soon as an answer is in, so a call may have started before the first write
+    // failed: at most one per slot.)
+    const long long asked = sim.stat("requests");
+    CHECK(asked <= 4);
     std::this_thread::sleep_for(std::chrono::milliseconds(1500));
-    CHECK(sim.stat("requests") == 2);
+    CHECK(sim.stat("requests") == asked);
     CHECK(env.number("SELECT count(*) FROM attempts") == 0);
 
     // Once the directory can be written, the images held are written and the rest runs.

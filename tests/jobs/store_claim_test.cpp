@@ -396,3 +396,30 @@ TEST_CASE("apply: timeouts and provider failures have their own counters") {
     CHECK(sql_int(s, "SELECT timeouts FROM requests") == 1);
     CHECK(sql_int(s, "SELECT provider_failures FROM requests") == 1);
 }
+
+TEST_CASE("unclaim: a claim taken ahead and not started goes back as if never claimed") {
+    Store s(":memory:");
+    auto r = s.enqueue("ahead", {item("one", 1, 1), item("two", 1, 1), item("three", 1, 1)});
+    auto c = s.claim("p1", kOwner, 3, 100, 60);
+    REQUIRE(c.size() == 3);
+    s.db().exec("UPDATE jobs SET state = 'cancelled' WHERE id = " + std::to_string(r.job_ids[2]));
+    // Another owner's lease and a wrong attempt are left alone.
+    CHECK(s.unclaim("host-2", {{c[0].request_id, c[0].attempt_no}}, 101) == 0);
+    CHECK(s.unclaim(kOwner, {{c[0].request_id, c[0].attempt_no + 1}}, 101) == 0);
+    CHECK(req_state(s, c[0].request_id) == "running");
+
+    CHECK(s.unclaim(kOwner,
+                    {{c[0].request_id, c[0].attempt_no}, {c[2].request_id, c[2].attempt_no}},
+                    101) == 2);
+    CHECK(req_state(s, c[0].request_id) == "queued");
+    CHECK(job_state(s, c[0].job_id) == "queued");
+    CHECK(req_state(s, c[2].request_id) == "cancelled");
+    CHECK(req_state(s, c[1].request_id) == "running");
+    CHECK(sql_int(s, "SELECT count(*) FROM attempts") == 0);
+    CHECK(sql_int(s, "SELECT attempts FROM requests WHERE id = " +
+                         std::to_string(c[0].request_id)) == 0);
+    auto again = s.claim("p1", kOwner, 3, 102, 60);
+    REQUIRE(again.size() == 1);
+    CHECK(again[0].request_id == c[0].request_id);
+    CHECK(again[0].attempt_no == 1);  // the first real attempt
+}
