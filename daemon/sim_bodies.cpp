@@ -98,7 +98,33 @@ SimAnswer SimState::images(const Call& call, int good, int filtered, Bytes bytes
     const std::int64_t in = prompt_tokens(call.prompt);
     const std::int64_t out = 272 * static_cast<std::int64_t>(good);
     json::object o;
-    if (call.api == SimApi::openai) {
+    if (call.chatshape) {
+        // The images endpoint of a relay answering like chat completions (seeds 000, 004):
+        // each image a markdown image (a served file with a plain download link after it, or
+        // with #datauri an inline data URI) in choices[0].message.content.
+        std::string content = good > 0
+                                  ? "\xe5\x9b\xbe\xe7\x89\x87\xe5\xb7\xb2\xe7\x94\x9f\xe6\x88\x90"
+                                    " (images generated):"  // 图片已生成
+                                  : "I could not create an image for this request.";
+        for (int i = 0; i < good; ++i) {
+            if (call.datauri || bytes == Bytes::badbase64 || bytes == Bytes::badone) {
+                content += "\n![image " + std::to_string(i + 1) + "](data:image/png;base64," +
+                           encoded(false).first + ")";
+            } else {
+                std::string url = encoded(true).first;
+                content += "\n![image " + std::to_string(i + 1) + "](" + url + ")\n[Download](" +
+                           url + ")";
+            }
+        }
+        o["id"] = "chatcmpl-sim-" + std::to_string(next_id_++);
+        o["object"] = "chat.completion";
+        o["created"] = unix_now();
+        json::object message{{"role", "assistant"}, {"content", content}};
+        o["choices"] = json::array{
+            json::object{{"index", 0}, {"message", std::move(message)}, {"finish_reason", "stop"}}};
+        o["usage"] = {
+            {"prompt_tokens", in}, {"completion_tokens", out}, {"total_tokens", in + out}};
+    } else if (call.api == SimApi::openai) {
         json::array data;
         for (int i = 0; i < good; ++i) {
             auto [text, is_url] = encoded(call.url);

@@ -132,6 +132,8 @@ SimDirectives parse_directives(std::string_view prompt) {
             d.url = true;
         } else if (token == "#datauri") {
             d.datauri = true;
+        } else if (token == "#chatshape") {
+            d.chatshape = true;
         }
     }
     return d;
@@ -265,6 +267,7 @@ SimAnswer SimState::api_call(SimApi api, const SimRequest& request, std::string_
     SimDirectives d = parse_directives(call.prompt);
     call.url = call.url || d.url;
     call.datauri = d.datauri;
+    call.chatshape = d.chatshape && api == SimApi::openai;
     int delay = std::max(0, options_.latency_ms) + d.slow_ms;
     if (options_.jitter_ms > 0)
         delay += static_cast<int>(rng_() % static_cast<std::uint64_t>(options_.jitter_ms));

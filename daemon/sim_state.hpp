@@ -57,9 +57,13 @@ struct SimDirectives {
     int slow_ms = 0;       // #slow=MS
     bool url = false;      // #url
     bool datauri = false;  // #datauri
+
+    // #chatshape: the images endpoint answers in the chat-completion shape
+    bool chatshape = false;
 };
 
 // Reads #fail=KIND[*COUNT], #slow=MS, #url and #datauri tokens (separated by white space).
+// Also #chatshape.
 SimDirectives parse_directives(std::string_view prompt);
 
 class SimState {
@@ -88,6 +92,8 @@ class SimState {
         std::string base;  // http://host:port for file URLs
         // gemini: responseModalities without "IMAGE"
         bool text_only = false;
+        // images endpoint: answer in the chat-completion shape (#chatshape)
+        bool chatshape = false;
     };
     // png: real PNGs; badbase64: every entry invalid; badone: the first entry invalid, the
     // others real PNGs; notimage: valid base64 of text.

@@ -96,7 +96,9 @@ Decision decide(const Error& err, const RequestCounters& c, const RetryConfig& c
         case ErrorClass::moderation:
         case ErrorClass::partial:
             if (c.moderation >= cfg.moderation_retries) {
-                d.action = Action::block;
+                // Blocked means the provider refused the prompt. A provider that keeps
+                // answering short (no refusal) leaves the request failed, class partial.
+                d.action = err.cls == ErrorClass::partial ? Action::fail : Action::block;
                 return d;
             }
             d.action = Action::retry;

@@ -12,7 +12,8 @@ struct RetryConfig {
                                  // timeouts that cannot have been billed)
     double base_delay_s = 2;     // first backoff
     double max_delay_s = 600;    // backoff cap
-    int moderation_retries = 2;  // moderation retries (and partial top-ups) per request
+    int moderation_retries = 2;  // moderation retries (and partial top-ups) per request; once
+                                 // used up a refusal blocks, a short answer fails
     int max_rate_limited = 100;  // 429s tolerated per request before it fails
     double auth_probe_s = 300;   // paused provider is probed again after this
     int max_timeouts = 2;        // timeouts that may have been billed, per request
@@ -33,7 +34,7 @@ struct RequestCounters {
 enum class Action {
     retry,           // requeue the request after delay_s
     fail,            // request ends failed (job keeps what it has)
-    block,           // request ends blocked (moderation budget used up)
+    block,           // request ends blocked (moderation refusals used up the budget)
     pause_provider,  // auth/quota: requeue without using an attempt, pause the provider lane
     pause_local,     // local error: requeue, pause dispatching for delay_s
 };

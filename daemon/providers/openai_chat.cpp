@@ -179,16 +179,22 @@ ParsedResponse parse_openai_chat(const HttpResponse& response, const GenerationR
     json::value storage;
     const json::object* parsed = success_body(response, storage, out, ErrorObject::reject);
     if (!parsed) return out;
-    const auto& body = *parsed;
+    return read_chat_answer(*parsed, response.status, response.body, std::move(out));
+}
+
+ParsedResponse read_chat_answer(const json::object& body, int status, std::string_view answer_text,
+                                ParsedResponse out) {
     if (auto* usage = body.if_contains("usage"); usage && usage->is_object())
         out.usage_json = json::serialize(*usage);
 
     auto* choices = body.if_contains("choices");
     if (!choices || !choices->is_array() || choices->get_array().empty() ||
         !choices->get_array()[0].is_object()) {
-        out.error =
-            bad_response_error(response.status, "no_choices",
-                               "no choices in the answer: " + body_excerpt(response.body, 200));
+        out.error = bad_response_error(
+            status, "no_choices",
+            "no choices in the answer: " +
+                body_excerpt(answer_text.empty() ? json::serialize(body) : std::string(answer_text),
+                             200));
         return out;
     }
     const auto& choice = choices->get_array()[0].get_object();
@@ -230,21 +236,21 @@ ParsedResponse parse_openai_chat(const HttpResponse& response, const GenerationR
             if (!item) {
                 out.images.clear();
                 out.error =
-                    bad_response_error(response.status, "invalid_base64",
+                    bad_response_error(status, "invalid_base64",
                                        "image " + std::to_string(index) + ": invalid base64");
                 return out;
             }
             out.images.push_back(std::move(*item));
         }
     }
-    if (auto err = drop_invalid_urls(out.images, response.status)) {
+    if (auto err = drop_invalid_urls(out.images, status)) {
         out.error = std::move(err);
         return out;
     }
     if (!out.images.empty()) return out;
 
     jobs::Error err;
-    err.http_status = response.status;
+    err.http_status = status;
     err.cls = jobs::ErrorClass::moderation;
     if (finish == "content_filter") {
         err.code = "content_filter";
@@ -253,7 +259,7 @@ ParsedResponse parse_openai_chat(const HttpResponse& response, const GenerationR
         err.code = "refused";
         err.message = readable(refusal.empty() ? text : refusal, "refused without a reason");
     } else {
-        err = bad_response_error(response.status, "no_image",
+        err = bad_response_error(status, "no_image",
                                  "no image in the message: " + body_excerpt(text, 200));
     }
     out.error = std::move(err);

@@ -5,6 +5,7 @@
 
 #include "daemon/image.hpp"
 #include "daemon/providers/answer_json.hpp"
+#include "daemon/providers/openai_chat.hpp"
 
 namespace imgbatch::daemon {
 namespace json = boost::json;
@@ -121,6 +122,10 @@ ParsedResponse read_answer(json::object& body, int status, std::string_view text
     if (!data || !data->is_array()) {
         if (auto err = error_in_success_body(body, status)) {
             out.error = std::move(err);
+        } else if (body.contains("choices")) {
+            // Relays (seeds 000, 004) answer the images endpoint in the chat-completion shape,
+            // whatever the model: images linked or inline in choices[0].message.
+            return read_chat_answer(body, status, text, std::move(out));
         } else {
             out.error = bad_response_error(
                 status, "no_data",

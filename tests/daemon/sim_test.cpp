@@ -449,3 +449,30 @@ TEST_CASE("sim: fault_rate 1 gives every image request a fault") {
     }
     CHECK(stat(sim.port(), "images") == 0);
 }
+
+TEST_CASE("sim: #chatshape answers the images endpoint like chat completions") {
+    CHECK(parse_directives("a fox #chatshape").chatshape);
+    CHECK_FALSE(parse_directives("a fox #chatshapes").chatshape);
+    SimThread sim;
+    Raw r = raw_request(sim.port(), "POST", kOpenai, openai_body("two dogs #chatshape", 2));
+    REQUIRE(r.status == 200);
+    auto o = json_of(r);
+    CHECK_FALSE(o.contains("data"));
+    CHECK(o.at("object").as_string() == "chat.completion");
+    std::string content(o.at("choices").at(0).at("message").at("content").as_string());
+    std::string base = "http://127.0.0.1:" + std::to_string(sim.port()) + "/sim/files/";
+    CHECK(content.find("![image 1](" + base) != std::string::npos);
+    CHECK(content.find("![image 2](" + base) != std::string::npos);
+    CHECK(content.find("[Download](" + base) != std::string::npos);
+    CHECK(o.at("usage").as_object().contains("prompt_tokens"));
+
+    Raw inline_r =
+        raw_request(sim.port(), "POST", kOpenai, openai_body("two dogs #chatshape #datauri", 2));
+    std::string inline_content(
+        json_of(inline_r).at("choices").at(0).at("message").at("content").as_string());
+    auto data = inline_content.find("](data:image/png;base64,");
+    REQUIRE(data != std::string::npos);
+    CHECK(inline_content.find("](data:image/png;base64,", data + 1) != std::string::npos);
+    auto start = data + 24;
+    check_png(inline_content.substr(start, inline_content.find(')', start) - start), 64);
+}

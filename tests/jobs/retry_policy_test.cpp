@@ -114,7 +114,20 @@ TEST_CASE("partial tops up after the base delay, within the moderation budget") 
     CHECK_FALSE(d.counts_attempt);
     CHECK(d.delay_s == doctest::Approx(1.5));  // base * 0.5, not backoff(2)
     CHECK(decide(err(ErrorClass::partial), {0, 0, 0}, c, 1.0).delay_s == doctest::Approx(3));
-    CHECK(decide(err(ErrorClass::partial), {0, 0, 2}, c, 1.0).action == Action::block);
+    CHECK(decide(err(ErrorClass::partial), {0, 0, 2}, c, 1.0).action == Action::fail);
+}
+
+TEST_CASE("a short answer with its top-ups used up fails; only a moderation refusal blocks") {
+    RetryConfig c = cfg();  // 2 moderation retries
+    auto partial = decide(err(ErrorClass::partial), {0, 0, 2}, c, 1.0);
+    CHECK(partial.action == Action::fail);
+    CHECK_FALSE(partial.counts_moderation);
+    CHECK_FALSE(partial.counts_attempt);
+    auto refusal = decide(err(ErrorClass::moderation), {0, 0, 2}, c, 1.0);
+    CHECK(refusal.action == Action::block);
+    c.moderation_retries = 0;
+    CHECK(decide(err(ErrorClass::partial), {}, c, 1.0).action == Action::fail);
+    CHECK(decide(err(ErrorClass::moderation), {}, c, 1.0).action == Action::block);
 }
 
 TEST_CASE("invalid_request fails at once; auth and quota pause the provider; local pauses all") {

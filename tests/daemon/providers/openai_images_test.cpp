@@ -287,3 +287,83 @@ TEST_CASE("image URLs that are not valid http(s) URLs are bad_response, never do
     REQUIRE(parsed.images.size() == 1);
     CHECK(parsed.images[0].bytes == "xyz");
 }
+
+namespace {
+
+// The images endpoint of a relay answering in the chat-completion shape (seeds 000 and 004).
+std::string chat_shaped(const std::string& content) {
+    json::object message{{"role", "assistant"}, {"content", content}};
+    json::object o{
+        {"id", "chatcmpl-123"},
+        {"object", "chat.completion"},
+        {"created", 1677652288},
+        {"choices", json::array{json::object{
+                        {"index", 0}, {"message", std::move(message)}, {"finish_reason", "stop"}}}},
+        {"usage", {{"prompt_tokens", 9}, {"completion_tokens", 12}, {"total_tokens", 21}}}};
+    return json::serialize(o);
+}
+
+}  // namespace
+
+TEST_CASE("a chat-shaped images answer: markdown image links and data URIs, download links not") {
+    const std::string png = make_png(8, 8, 3);
+    const std::string content =
+        "\xe5\x9b\xbe\xe7\x89\x87\xe5\xb7\xb2\xe7\x94\x9f\xe6\x88\x90\n"  // 图片已生成
+        "![image](https://filesystem.site/cdn/20260401/a.png)\n"
+        "[\xe7\x82\xb9\xe5\x87\xbb\xe4\xb8\x8b\xe8\xbd\xbd](https://filesystem.site/cdn/download/"
+        "20260401/a.png)\n"
+        "![image 2](data:image/png;base64," +
+        base64_encode(png) + ")";
+    for (const char* model : {"gpt-image-1", "imagen-4.0-generate-preview-05-20", "sora_image"}) {
+        CAPTURE(model);
+        auto parsed = parse_openai_images(ok(chat_shaped(content)), request(model, 2));
+        CHECK_FALSE(parsed.error);
+        REQUIRE(parsed.images.size() == 2);
+        CHECK(parsed.images[0].url == "https://filesystem.site/cdn/20260401/a.png");
+        CHECK(parsed.images[0].bytes.empty());
+        CHECK(parsed.images[1].url.empty());
+        CHECK(parsed.images[1].bytes == png);
+        CHECK(parsed.images[1].claimed_mime == "image/png");
+        CHECK(parsed.usage_json.find("\"total_tokens\":21") != std::string::npos);
+
+        HttpResponse owned_response = ok(chat_shaped(content));
+        auto owned = parse_openai_images_owned(std::move(owned_response), request(model, 2));
+        CHECK_FALSE(owned.error);
+        REQUIRE(owned.images.size() == 2);
+        CHECK(owned.images[0].url == parsed.images[0].url);
+        CHECK(owned.images[1].bytes == png);
+        CHECK(owned.usage_json == parsed.usage_json);
+    }
+}
+
+TEST_CASE("a chat-shaped images answer without an image: a refusal or a bad response") {
+    // The seeds' own example: text only, no image.
+    auto text = parse_openai_images(ok(chat_shaped("Hello there, how may I assist you today?")),
+                                    request("gpt-image-1", 1));
+    REQUIRE(text.error);
+    CHECK(text.error->cls == ErrorClass::bad_response);
+    CHECK(text.error->code == "no_image");
+    CHECK(text.images.empty());
+
+    // Only a plain download link: not an image.
+    HttpResponse link = ok(chat_shaped("[download](https://filesystem.site/cdn/a.png)"));
+    auto owned = parse_openai_images_owned(std::move(link), request("gpt-image-1", 1));
+    REQUIRE(owned.error);
+    CHECK(owned.error->cls == ErrorClass::bad_response);
+    CHECK(owned.images.empty());
+
+    auto refusal = parse_openai_images(
+        ok(chat_shaped(
+            "\xe6\x8a\xb1\xe6\xad\x89\xef\xbc\x8c\xe6\x97\xa0\xe6\xb3\x95\xe7\x94\x9f"
+            "\xe6\x88\x90\xe8\xaf\xa5\xe5\x9b\xbe\xe7\x89\x87")),  // 抱歉，无法生成该图片
+        request("gpt-image-1", 1));
+    REQUIRE(refusal.error);
+    CHECK(refusal.error->cls == ErrorClass::moderation);
+    CHECK(refusal.error->code == "refused");
+
+    // A chat-shaped image URL that is no valid URL is never downloaded.
+    auto bad = parse_openai_images(ok(chat_shaped("![x](https://cdn.test/a\x01.png)")),
+                                   request("gpt-image-1", 1));
+    REQUIRE(bad.error);
+    CHECK(bad.images.empty());
+}
