@@ -10,7 +10,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     try {
         const auto c = daemon::parse_config(fuzz::as_text(data, size), "fuzz.json");
         fuzz::require(c.poll_interval_s > 0 && c.poll_interval_s <= 3600, "poll_interval_s");
-        fuzz::require(c.shutdown_grace_s >= 0 && c.shutdown_grace_s <= 86400, "shutdown_grace_s");
+        fuzz::require(
+            !c.shutdown_grace_s || (*c.shutdown_grace_s >= 0 && *c.shutdown_grace_s <= 86400),
+            "shutdown_grace_s");
         fuzz::require(c.retry.max_delay_s <= 86400 && c.retry.auth_probe_s > 0, "retry times");
         for (const auto& p : c.providers) {
             fuzz::require(p.timeout_s > 0 && p.timeout_s <= 86400, "timeout_s");
