@@ -1,4 +1,5 @@
 #include "daemon/attempt.hpp"
+#include "daemon/logfmt.hpp"
 
 #include <spdlog/spdlog.h>
 #include <boost/asio/as_tuple.hpp>
@@ -206,10 +207,9 @@ asio::awaitable<StageResult> stage_until_kept(EngineShared* s, const jobs::Claim
         }
         if (given_back(s, req)) {
             s->local_recovered();
-            spdlog::critical(
-                "event=images_lost job={} request={} images={} error=\"{}\" note=\"{}\"",
-                req.job_id, req.request_id, held->size(), r.error->message,
-                "the daemon stopped before the output directory took them");
+            spdlog::critical("event=images_lost job={} request={} images={} error={} note={}",
+                             req.job_id, req.request_id, held->size(), q(r.error->message),
+                             q("the daemon stopped before the output directory took them"));
             co_return r;
         }
         timer.expires_after(std::chrono::duration_cast<std::chrono::steady_clock::duration>(
@@ -387,14 +387,14 @@ void update_lane(EngineShared* s, ProviderRuntime* p, AttemptResult& r, double n
         double probe_at = now + s->retry.auth_probe_s;
         lane.pause(reason, probe_at);
         ++p->pause_version;
-        spdlog::error("event=provider_paused provider={} reason=\"{}\" probe_in_s={}",
-                      p->config.name, reason, s->retry.auth_probe_s);
+        spdlog::error("event=provider_paused provider={} reason={} probe_in_s={}",
+                      q(p->config.name), q(reason), s->retry.auth_probe_s);
         set_paused(s, p->config.name, true, reason, probe_at);
         return;
     }
     if (err && r.action == jobs::Action::pause_local) {
-        spdlog::error("event=local_pause provider={} seconds={:.1f} error=\"{}\"", p->config.name,
-                      r.delay_s, err->message);
+        spdlog::error("event=local_pause provider={} seconds={:.1f} error={}", q(p->config.name),
+                      r.delay_s, q(err->message));
         for (auto& other : s->providers) other->lane.hold_until(now + r.delay_s);
     } else if (err && err->cls == ErrorClass::rate_limited) {
         // The lane holds for what the provider asked (not for this request's backoff).
@@ -404,15 +404,15 @@ void update_lane(EngineShared* s, ProviderRuntime* p, AttemptResult& r, double n
         lane.on_rate_limited(now, hold, r.completion.started_at);
         if (lane.learned_rpm() != learned)
             spdlog::info("event=rate_learned provider={} requests_per_minute={:.1f}",
-                         p->config.name, lane.learned_rpm());
+                         q(p->config.name), lane.learned_rpm());
     } else if (err && (err->cls == ErrorClass::server || err->cls == ErrorClass::network ||
                        err->cls == ErrorClass::timeout)) {
         double step = s->retry.base_delay_s / 4;
         double max_hold = std::min(s->retry.max_delay_s, 60.0);
         if (lane.on_failure(now, r.completion.request_id, step, max_hold)) {
             blame_provider(r);
-            spdlog::warn("event=breaker_hold provider={} failures={} hold_s={:.2f}", p->config.name,
-                         lane.failure_run(), lane.held_until() - now);
+            spdlog::warn("event=breaker_hold provider={} failures={} hold_s={:.2f}",
+                         q(p->config.name), lane.failure_run(), lane.held_until() - now);
         }
     } else if (!err) {
         lane.on_success(now);
@@ -423,7 +423,7 @@ void update_lane(EngineShared* s, ProviderRuntime* p, AttemptResult& r, double n
         // The provider answered something other than auth/quota: it is usable again.
         lane.resolve_probe(true);
         ++p->pause_version;
-        spdlog::info("event=provider_resumed provider={}", p->config.name);
+        spdlog::info("event=provider_resumed provider={}", q(p->config.name));
         set_paused(s, p->config.name, false, "", 0);
     }
 }
@@ -468,7 +468,7 @@ asio::awaitable<void> run_attempt(EngineShared* s, ProviderRuntime* p, jobs::Cla
             p->lane.resolve_probe(false);  // undecided: a later probe decides
         spdlog::info(
             "event=attempt job={} request={} provider={} attempt={} outcome=abandoned ms={}",
-            req.job_id, req.request_id, p->config.name, req.attempt_no, ms);
+            req.job_id, req.request_id, q(p->config.name), req.attempt_no, ms);
         co_return;
     }
     it->second.state = AttemptState::completing;
@@ -478,21 +478,21 @@ asio::awaitable<void> run_attempt(EngineShared* s, ProviderRuntime* p, jobs::Cla
     spdlog::info(
         "event=attempt job={} request={} provider={} attempt={} outcome={} class={} http={} "
         "ms={} images={}",
-        req.job_id, req.request_id, p->config.name, req.attempt_no, r.outcome, cls, http, ms,
-        images);
+        req.job_id, req.request_id, q(p->config.name), req.attempt_no, q(r.outcome), q(cls), http,
+        ms, images);
     if (r.completion.error && r.outcome == "error")
         spdlog::warn(
             "event=attempt_error job={} request={} provider={} class={} code={} "
-            "next={} message=\"{}\"",
-            req.job_id, req.request_id, p->config.name, cls, r.completion.error->code,
-            next_name(r.completion.next), r.completion.error->message);
+            "next={} message={}",
+            req.job_id, req.request_id, q(p->config.name), q(cls), q(r.completion.error->code),
+            q(next_name(r.completion.next)), q(r.completion.error->message));
     p->wake();  // a slot is free
 
     bool applied = false;
     try {
         applied = co_await s->db.complete(std::move(r.completion));
     } catch (const std::exception& e) {
-        spdlog::error("event=complete_failed request={} error=\"{}\"", req.request_id, e.what());
+        spdlog::error("event=complete_failed request={} error={}", req.request_id, q(e.what()));
     }
     if (applied)
         p->counters.images += images;

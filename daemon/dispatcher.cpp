@@ -1,4 +1,5 @@
 #include "daemon/dispatcher.hpp"
+#include "daemon/logfmt.hpp"
 
 #include <spdlog/spdlog.h>
 #include <boost/asio/as_tuple.hpp>
@@ -123,9 +124,9 @@ void EngineShared::local_failed(const std::string& reason) {
     ++local_failing;
     if (local_pause.empty()) {
         spdlog::error(
-            "event=local_pause error=\"{}\" note=\"{}\"", reason,
-            "dispatching is held; the images received are kept in memory and written as soon "
-            "as a write succeeds");
+            "event=local_pause error={} note={}", q(reason),
+            q("dispatching is held; the images received are kept in memory and written as soon "
+              "as a write succeeds"));
         db.post([owner = owner, reason](jobs::Store& st) {
             st.heartbeat(owner, jobs::unix_now(), reason);
         });
@@ -204,19 +205,19 @@ asio::awaitable<void> give_back(EngineShared* s, std::int64_t request_id) {
         }
         if (std::chrono::steady_clock::now() + delay > give_up) {
             spdlog::error(
-                "event=complete_failed request={} error=\"{}\" note=\"left running until its "
+                "event=complete_failed request={} error={} note=\"left running until its "
                 "lease expires\"",
-                request_id, error);
+                request_id, q(error));
             break;
         }
-        spdlog::warn("event=give_back_retry request={} in_ms={} error=\"{}\"", request_id,
-                     delay.count(), error);
+        spdlog::warn("event=give_back_retry request={} in_ms={} error={}", request_id,
+                     delay.count(), q(error));
         asio::steady_timer wait(s->executor, delay);
         co_await wait.async_wait(asio::as_tuple(asio::use_awaitable));
         delay = std::min(delay * 2, std::chrono::milliseconds(2000));
     }
     spdlog::info("event=attempt job={} request={} provider={} attempt={} outcome=returned", job,
-                 request_id, provider, attempt);
+                 request_id, q(provider), attempt);
     if (auto* p = s->provider(provider)) {
         if (slot) slot->release();
         ++p->counters.attempts["returned"];
@@ -253,9 +254,9 @@ asio::awaitable<void> unclaim(EngineShared* s, std::vector<jobs::ClaimedRequest>
             return st.unclaim(owner, list, jobs::unix_now());
         };
         int n = co_await s->db.call<int>(std::move(back));
-        spdlog::info("event=unclaimed provider={} requests={}", reqs.front().provider, n);
+        spdlog::info("event=unclaimed provider={} requests={}", q(reqs.front().provider), n);
     } catch (const std::exception& e) {
-        spdlog::error("event=db_error op=unclaim error=\"{}\"", e.what());
+        spdlog::error("event=db_error op=unclaim error={}", q(e.what()));
         ok = false;
     }
     --s->claims_pending;
@@ -292,7 +293,7 @@ asio::awaitable<void> claim_more(EngineShared* s, ProviderRuntime* p, int want) 
         };
         claimed = co_await s->db.call<std::vector<jobs::ClaimedRequest>>(std::move(claim));
     } catch (const std::exception& e) {
-        spdlog::error("event=db_error op=claim provider={} error=\"{}\"", name, e.what());
+        spdlog::error("event=db_error op=claim provider={} error={}", q(name), q(e.what()));
         failed = true;
     }
     --s->claims_pending;
@@ -316,7 +317,8 @@ asio::awaitable<void> claim_more(EngineShared* s, ProviderRuntime* p, int want) 
             auto ready = [name, now](jobs::Store& st) { return st.next_ready(name, now); };
             next = co_await s->db.call<std::optional<double>>(std::move(ready));
         } catch (const std::exception& e) {
-            spdlog::error("event=db_error op=next_ready provider={} error=\"{}\"", name, e.what());
+            spdlog::error("event=db_error op=next_ready provider={} error={}", q(name),
+                          q(e.what()));
         }
         double wait = s->poll_interval_s;
         if (next) wait = std::clamp(*next - jobs::unix_now(), 0.001, wait);
