@@ -194,8 +194,8 @@ EnqueueResult insert_items(StoreDb& impl, std::string_view batch,
     result.batch_id = impl.batch_id(batch);
 
     // Items to insert: a key repeated within the call is a duplicate of its first item.
-    std::vector<std::size_t> todo;
-    todo.reserve(items.size());
+    std::vector<std::size_t> fresh;
+    fresh.reserve(items.size());
     {
         std::unordered_set<std::string_view> seen;
         seen.reserve(items.size());
@@ -204,7 +204,7 @@ EnqueueResult insert_items(StoreDb& impl, std::string_view batch,
             if (!key.empty() && !seen.insert(key).second)
                 result.duplicates.push_back({i, 0});
             else
-                todo.push_back(i);
+                fresh.push_back(i);
         }
     }
     // The write lock is held: the ids after the largest are ours to give, in item order.
@@ -213,19 +213,19 @@ EnqueueResult insert_items(StoreDb& impl, std::string_view batch,
         auto q = impl.prep("SELECT max(id) FROM jobs");
         if (q->executeStep() && !q->getColumn(0).isNull()) {
             const auto max = q->getColumn(0).getInt64();
-            if (max > INT64_MAX - static_cast<std::int64_t>(todo.size()) - 1)
+            if (max > INT64_MAX - static_cast<std::int64_t>(fresh.size()) - 1)
                 throw std::runtime_error("enqueue: jobs.id is at its largest value (" +
                                          std::to_string(max) + ")");
             first_id = max + 1;
         }
     }
-    std::vector<char> inserted(todo.size(), 0);
-    for (std::size_t k = 0; k < todo.size();) {
-        const std::size_t g = group_size(todo.size() - k);
+    std::vector<char> inserted(fresh.size(), 0);
+    for (std::size_t k = 0; k < fresh.size();) {
+        const std::size_t g = group_size(fresh.size() - k);
         auto q = impl.prep(multi_insert(true, g));
         int p = 1;
         for (std::size_t j = k; j < k + g; ++j) {
-            const auto& item = items[todo[j]];
+            const auto& item = items[fresh[j]];
             const auto& spec = item.spec;
             q->bind(p++, first_id + static_cast<std::int64_t>(j));
             q->bind(p++, result.batch_id);
@@ -245,7 +245,7 @@ EnqueueResult insert_items(StoreDb& impl, std::string_view batch,
         }
         while (q->executeStep()) {  // the rows inserted: the others' keys are stored already
             const auto at = q->getColumn(0).getInt64() - first_id;
-            if (at < 0 || at >= static_cast<std::int64_t>(todo.size()))
+            if (at < 0 || at >= static_cast<std::int64_t>(fresh.size()))
                 throw std::logic_error("enqueue: an inserted job has an id it was not given");
             inserted[static_cast<std::size_t>(at)] = 1;
         }
@@ -253,11 +253,11 @@ EnqueueResult insert_items(StoreDb& impl, std::string_view batch,
     }
 
     std::vector<RequestRow> requests;
-    result.job_ids.reserve(todo.size());
-    for (std::size_t k = 0; k < todo.size(); ++k) {
-        const auto& item = items[todo[k]];
+    result.job_ids.reserve(fresh.size());
+    for (std::size_t k = 0; k < fresh.size(); ++k) {
+        const auto& item = items[fresh[k]];
         if (!inserted[k]) {
-            result.duplicates.push_back({todo[k], job_by_key(impl, item.spec.key).value_or(0)});
+            result.duplicates.push_back({fresh[k], job_by_key(impl, item.spec.key).value_or(0)});
             continue;
         }
         const auto job_id = first_id + static_cast<std::int64_t>(k);

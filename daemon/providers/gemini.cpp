@@ -75,16 +75,8 @@ HttpRequest build_gemini(const GenerationRequest& req, const ProviderConfig& pro
     body["contents"] = json::array{std::move(user)};
     body["generationConfig"] = std::move(gc);
 
-    HttpRequest http;
-    http.url = join_url(provider.base_url, "/models/" + req.model + ":generateContent");
-    std::string key(api_key);
-    if (provider.auth == "bearer")
-        http.headers =
-            json_request_headers(provider, "Authorization", key.empty() ? "" : "Bearer " + key);
-    else
-        http.headers = json_request_headers(provider, "x-goog-api-key", key);
-    http.body = json::serialize(body);
-    return http;
+    return google_style_request(provider, api_key, "/models/" + req.model + ":generateContent",
+                                body);
 }
 
 namespace {

@@ -44,16 +44,7 @@ HttpRequest build_google_predict(const GenerationRequest& req, const ProviderCon
     body["instances"] = json::array{std::move(instance)};
     body["parameters"] = std::move(parameters);
 
-    HttpRequest http;
-    http.url = join_url(provider.base_url, "/models/" + req.model + ":predict");
-    std::string key(api_key);
-    if (provider.auth == "bearer")
-        http.headers =
-            json_request_headers(provider, "Authorization", key.empty() ? "" : "Bearer " + key);
-    else
-        http.headers = json_request_headers(provider, "x-goog-api-key", key);
-    http.body = json::serialize(body);
-    return http;
+    return google_style_request(provider, api_key, "/models/" + req.model + ":predict", body);
 }
 
 namespace {

@@ -340,3 +340,21 @@ json::object* success_body(const HttpResponse& response, json::value& storage, P
 }
 
 }  // namespace imgbatch::daemon
+
+namespace imgbatch::daemon {
+
+HttpRequest google_style_request(const ProviderConfig& provider, std::string_view api_key,
+                                 const std::string& path, const boost::json::object& body) {
+    HttpRequest http;
+    http.url = join_url(provider.base_url, path);
+    std::string key(api_key);
+    if (provider.auth == "bearer")
+        http.headers =
+            json_request_headers(provider, "Authorization", key.empty() ? "" : "Bearer " + key);
+    else
+        http.headers = json_request_headers(provider, "x-goog-api-key", key);
+    http.body = boost::json::serialize(body);
+    return http;
+}
+
+}  // namespace imgbatch::daemon

@@ -108,6 +108,11 @@ boost::json::object* success_body(const HttpResponse& response, boost::json::val
 Headers json_request_headers(const ProviderConfig& provider, std::string_view auth_name,
                              std::string auth_value);
 
+// A JSON POST to base_url + path with Google's auth: `x-goog-api-key: KEY`, or
+// `Authorization: Bearer KEY` when the provider's auth is "bearer" (relays, Vertex AI).
+HttpRequest google_style_request(const ProviderConfig& provider, std::string_view api_key,
+                                 const std::string& path, const boost::json::object& body);
+
 // A "data:<mime>;base64,<data>" URI as an image item (claimed_mime from the URI); nullopt when
 // it is not a base64 data URI or the data is not valid base64.
 std::optional<ImageItem> decode_data_uri(std::string_view uri);
