@@ -141,10 +141,13 @@ Catalog Catalog::builtin() {
 
     for (const char* name : {"gpt-image-1", "gpt-image-1-mini", "gpt-image-1.5"})
         add(gpt_image(name));
-    ModelInfo g2 = gpt_image("gpt-image-2");
-    g2.family = "gpt-image-2";
-    g2.free_size = true;
-    add(g2);
+    // gpt-image-2 and its dated snapshots share its rules.
+    for (const char* name : {"gpt-image-2", "gpt-image-2-2026-04-21"}) {
+        ModelInfo g2 = gpt_image(name);
+        g2.family = "gpt-image-2";
+        g2.free_size = true;
+        add(g2);
+    }
 
     for (const char* name : {"sora_image", "flux-kontext-pro"}) add(relay(name));
 

@@ -43,6 +43,7 @@ TEST_CASE("the built-in catalog has every model of the SPEC with its limits") {
         {"gpt-image-1-mini", 10, 32000},
         {"gpt-image-1.5", 10, 32000},
         {"gpt-image-2", 10, 32000},
+        {"gpt-image-2-2026-04-21", 10, 32000},
         {"sora_image", 1, 32000},
         {"flux-kontext-pro", 1, 32000},
         {"imagen-3.0-generate-002", 4, 1920},
@@ -197,4 +198,13 @@ TEST_CASE("Gemini image models: one image per call, imageConfig aspect ratios an
     CHECK(flash31->aspect_ratios.size() == 14);
     CHECK(has(flash31->aspect_ratios, "8:1"));
     CHECK(has(flash31->aspect_ratios, "1:4"));
+}
+
+TEST_CASE("gpt-image-2's dated snapshot follows gpt-image-2's rules") {
+    auto c = Catalog::builtin();
+    const auto* snap = c.find("gpt-image-2-2026-04-21");
+    REQUIRE(snap);
+    CHECK(snap->family == "gpt-image-2");
+    CHECK(snap->free_size);
+    CHECK(snap->max_per_request == c.find("gpt-image-2")->max_per_request);
 }
