@@ -10,6 +10,7 @@
 #include <boost/json/basic_parser_impl.hpp>
 #include <boost/json/value_stack.hpp>
 #include <cstdint>
+#include <utility>
 
 #include "daemon/image.hpp"
 
@@ -255,6 +256,19 @@ json::object* success_body_owned(HttpResponse& response, AnswerJson& doc, Parsed
         }
     }
     return &body;
+}
+
+std::optional<std::string> take_base64_image(boost::json::value& v, AnswerJson* doc,
+                                             std::size_t index, ParsedResponse& out) {
+    std::optional<std::string> bytes;
+    if (auto* blob = doc ? doc->blob(v) : nullptr)  // decoded while parsed
+        bytes = std::exchange(*blob, std::nullopt);
+    else if (v.is_string())
+        bytes = base64_decode(v.get_string());
+    v = nullptr;
+    if (!bytes && out.item_error.empty())
+        out.item_error = "image " + std::to_string(index) + ": invalid base64";
+    return bytes;
 }
 
 }  // namespace imgbatch::daemon

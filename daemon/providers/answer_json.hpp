@@ -26,6 +26,13 @@ struct AnswerJson {
     std::string marker;  // prefix of the placeholder strings, unique to this parse
 };
 
+// The bytes of an image's base64 text v in an answer (decoded while parsed when doc holds it
+// as a blob, else now); v is set to null so that the text is not held beside the bytes. When
+// the text is not valid base64, the first such image is named in out.item_error ("image
+// INDEX: invalid base64", INDEX 1-based) and nullopt is returned: the other images are kept.
+std::optional<std::string> take_base64_image(boost::json::value& v, AnswerJson* doc,
+                                             std::size_t index, ParsedResponse& out);
+
 // Strings under blob_keys of at least this many bytes become blobs.
 inline constexpr std::size_t kBlobMinBytes = 64 * 1024;
 

@@ -132,18 +132,8 @@ ParsedResponse read_answer(json::object& body, int status, ParsedResponse out,
                 auto& io = inline_data->get_object();
                 auto* data = io.if_contains("data");
                 if (!data || !data->is_string() || data->get_string().empty()) continue;
-                ++index;
-                std::optional<std::string> bytes;
-                if (auto* blob = doc ? doc->blob(*data) : nullptr)  // decoded while parsed
-                    bytes = std::exchange(*blob, std::nullopt);
-                else
-                    bytes = base64_decode(data->get_string());
-                *data = nullptr;  // decoded: the text is not held beside the bytes
-                if (!bytes) {
-                    if (out.item_error.empty())
-                        out.item_error = "image " + std::to_string(index) + ": invalid base64";
-                    continue;
-                }
+                auto bytes = take_base64_image(*data, doc, ++index, out);
+                if (!bytes) continue;
                 ImageItem item;
                 item.bytes = std::move(*bytes);
                 item.claimed_mime = valid_utf8(string_field(io, "mimeType"));

@@ -69,19 +69,9 @@ ParsedResponse read_answer(json::object& body, int status, ParsedResponse out,
                 }
                 continue;
             }
-            ++index;
-            std::optional<std::string> bytes;
-            if (auto* blob = doc ? doc->blob(*b64) : nullptr)  // decoded while parsed
-                bytes = std::exchange(*blob, std::nullopt);
-            else
-                bytes = base64_decode(b64->get_string());
-            *b64 = nullptr;  // decoded: the text is not held beside the bytes
             // One entry that cannot be decoded does not throw away the others.
-            if (!bytes) {
-                if (out.item_error.empty())
-                    out.item_error = "image " + std::to_string(index) + ": invalid base64";
-                continue;
-            }
+            auto bytes = take_base64_image(*b64, doc, ++index, out);
+            if (!bytes) continue;
             ImageItem item;
             item.bytes = std::move(*bytes);
             item.claimed_mime = valid_utf8(string_field(o, "mimeType"));
