@@ -13,17 +13,7 @@ concurrency=${CONCURRENCY:-64}
 
 start_sim --latency-ms 0 --image-size 16
 
-cat >"$dir/imgbatch.json" <<JSON
-{
-  "database": "$dir/imgbatch.db",
-  "output_dir": "$dir/out",
-  "retry": {"max_attempts": 6, "base_delay_s": 0.1, "max_delay_s": 1},
-  "providers": [
-    {"name": "sim", "api": "openai", "base_url": "http://127.0.0.1:$port/v1",
-     "models": ["gpt-image-1"], "max_concurrency": $concurrency, "timeout_s": 60}
-  ]
-}
-JSON
+sim_config "$concurrency" 60 '"retry": {"max_attempts": 6, "base_delay_s": 0.1, "max_delay_s": 1},'
 
 awk -v jobs="$jobs" -v n="$n" 'BEGIN {
     for (i = 1; i <= jobs; i++)

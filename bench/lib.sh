@@ -28,3 +28,22 @@ start_sim() {
     for _ in $(seq 200); do [[ -s "$dir/port" ]] && break; sleep 0.05; done
     port=$(cat "$dir/port")
 }
+
+# sim_config CONCURRENCY [TIMEOUT_S] [TOP_FIELDS] [PROVIDER_FIELDS]: writes $dir/imgbatch.json,
+# one `openai` provider "sim" serving gpt-image-1 from the started sim. TOP_FIELDS and
+# PROVIDER_FIELDS are extra JSON members (each ending with a comma / starting with one).
+sim_config() {
+    local concurrency=$1 timeout=${2:-60} top=${3:-} provider=${4:-}
+    cat >"$dir/imgbatch.json" <<JSON
+{
+  "database": "$dir/imgbatch.db",
+  "output_dir": "$dir/out",
+  "shutdown_grace_s": 5,
+  $top
+  "providers": [
+    {"name": "sim", "api": "openai", "base_url": "http://127.0.0.1:$port/v1",
+     "models": ["gpt-image-1"], "max_concurrency": $concurrency, "timeout_s": $timeout$provider}
+  ]
+}
+JSON
+}

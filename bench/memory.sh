@@ -16,17 +16,7 @@ seconds=${MAX_SECONDS:-20}
 
 start_sim --latency-ms "$latency" --image-size 16
 
-cat >"$dir/imgbatch.json" <<JSON
-{
-  "database": "$dir/imgbatch.db",
-  "output_dir": "$dir/out",
-  "shutdown_grace_s": 5,
-  "providers": [
-    {"name": "sim", "api": "openai", "base_url": "http://127.0.0.1:$port/v1",
-     "models": ["gpt-image-1"], "max_concurrency": $concurrency, "timeout_s": 60}
-  ]
-}
-JSON
+sim_config "$concurrency"
 
 # The fast path: the schema from `imgbatch init`, then one bulk transaction of queued jobs
 # with one request each (what enqueue would store, without parsing a file).

@@ -18,17 +18,7 @@ interval=${INTERVAL:-10}
 
 start_sim --latency-ms 0 --image-size 16
 
-cat >"$dir/imgbatch.json" <<JSON
-{
-  "database": "$dir/imgbatch.db",
-  "output_dir": "$dir/out",
-  "shutdown_grace_s": 5,
-  "providers": [
-    {"name": "sim", "api": "openai", "base_url": "http://127.0.0.1:$port/v1",
-     "models": ["gpt-image-1"], "max_concurrency": $concurrency, "timeout_s": 60}
-  ]
-}
-JSON
+sim_config "$concurrency"
 
 "$bin" --config "$dir/imgbatch.json" init >/dev/null
 sqlite3 "$dir/imgbatch.db" <<SQL

@@ -15,19 +15,7 @@ latency=${LATENCY_MS:-50}
 
 start_sim --latency-ms "$latency" --image-size 16 --rpm "$rpm"
 
-cat >"$dir/imgbatch.json" <<JSON
-{
-  "database": "$dir/imgbatch.db",
-  "output_dir": "$dir/out",
-  "shutdown_grace_s": 5,
-  "retry": {"base_delay_s": 0.5, "max_delay_s": 5},
-  "providers": [
-    {"name": "sim", "api": "openai", "base_url": "http://127.0.0.1:$port/v1",
-     "models": ["gpt-image-1"], "max_concurrency": 16, "requests_per_minute": $rpm,
-     "timeout_s": 30}
-  ]
-}
-JSON
+sim_config 16 30 '"retry": {"base_delay_s": 0.5, "max_delay_s": 5},' ", \"requests_per_minute\": $rpm"
 
 # More work than the window can take, so the limiter is the only brake.
 jobs=$((rpm * seconds / 60 * 2))

@@ -20,17 +20,7 @@ extra=()
 
 start_sim --latency-ms "$latency" --image-size 16 --rpm "$rpm" "${extra[@]}"
 
-cat >"$dir/imgbatch.json" <<JSON
-{
-  "database": "$dir/imgbatch.db",
-  "output_dir": "$dir/out",
-  "shutdown_grace_s": 5,
-  "providers": [
-    {"name": "sim", "api": "openai", "base_url": "http://127.0.0.1:$port/v1",
-     "models": ["gpt-image-1"], "max_concurrency": $concurrency, "timeout_s": 30}
-  ]
-}
-JSON
+sim_config "$concurrency" 30
 
 # More work than the window can take, so the limit is the only brake.
 jobs=$((rpm * seconds / 60 * 2))
