@@ -17,7 +17,7 @@
 #include <set>
 #include <sstream>
 
-#include "daemon/http.hpp"
+#include "daemon/net/http.hpp"
 #include "jobs/text.hpp"
 
 namespace imgbatch::daemon {

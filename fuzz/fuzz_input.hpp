@@ -8,7 +8,7 @@
 #include <string>
 #include <string_view>
 
-#include "daemon/http.hpp"
+#include "daemon/net/http.hpp"
 #include "jobs/catalog.hpp"
 #include "jobs/job_file.hpp"
 #include "jobs/text.hpp"

@@ -4,7 +4,7 @@
 
 #include <stdexcept>
 
-#include "daemon/http_client.hpp"
+#include "daemon/net/http_client.hpp"
 #include "fuzz/fuzz_input.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {

@@ -1,5 +1,5 @@
 // parse_url: what it accepts can go into a request line and a Host header as it is.
-#include "daemon/http.hpp"
+#include "daemon/net/http.hpp"
 #include "fuzz/fuzz_input.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {

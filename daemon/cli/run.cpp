@@ -2,8 +2,8 @@
 #include <CLI/CLI.hpp>
 
 #include "daemon/cli/commands.hpp"
-#include "daemon/engine.hpp"
-#include "daemon/sim.hpp"
+#include "daemon/engine/engine.hpp"
+#include "daemon/sim/sim.hpp"
 
 namespace imgbatch::daemon::cli {
 namespace {
@@ -41,7 +41,8 @@ void add_run(CLI::App& app, Context& ctx) {
     run->callback([ro, &ctx] { ctx.action = [ro, &ctx] { return run_run(*ro, ctx); }; });
 
     auto so = std::make_shared<SimOptions>();
-    auto* sim = app.add_subcommand("sim", "simulated provider (openai, google, openai-chat, gemini)");
+    auto* sim =
+        app.add_subcommand("sim", "simulated provider (openai, google, openai-chat, gemini)");
     sim->add_option("--listen", so->listen, "ADDR:PORT (port 0: any free port)");
     sim->add_option("--latency-ms", so->latency_ms, "added to every answer")
         ->check(CLI::NonNegativeNumber);

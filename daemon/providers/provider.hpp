@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "daemon/config.hpp"
-#include "daemon/http.hpp"
+#include "daemon/net/http.hpp"
 #include "jobs/error.hpp"
 
 namespace imgbatch::daemon {

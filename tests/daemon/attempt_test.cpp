@@ -1,4 +1,4 @@
-#include "daemon/attempt.hpp"
+#include "daemon/engine/attempt.hpp"
 
 #include <doctest/doctest.h>
 

@@ -1,4 +1,4 @@
-#include "daemon/db_worker.hpp"
+#include "daemon/engine/db_worker.hpp"
 
 #include <doctest/doctest.h>
 #include <unistd.h>

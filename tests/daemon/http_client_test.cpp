@@ -17,9 +17,9 @@
 #include <thread>
 #include <vector>
 
-#include "daemon/content_coding.hpp"
-#include "daemon/http_client.hpp"
-#include "daemon/sim_server.hpp"
+#include "daemon/net/content_coding.hpp"
+#include "daemon/net/http_client.hpp"
+#include "daemon/sim/server.hpp"
 #include "tests/daemon/sim_thread.hpp"
 
 using namespace imgbatch::daemon;

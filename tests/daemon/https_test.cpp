@@ -10,7 +10,7 @@
 #include <string>
 #include <variant>
 
-#include "daemon/http_client.hpp"
+#include "daemon/net/http_client.hpp"
 #include "tests/daemon/tls_fixture.hpp"
 
 using namespace imgbatch::daemon;

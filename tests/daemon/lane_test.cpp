@@ -1,4 +1,4 @@
-#include "daemon/lane.hpp"
+#include "daemon/engine/lane.hpp"
 
 #include <doctest/doctest.h>
 

@@ -1,4 +1,4 @@
-#include "daemon/output_writer.hpp"
+#include "daemon/engine/output_writer.hpp"
 
 #include <doctest/doctest.h>
 #include <sys/file.h>

@@ -7,7 +7,7 @@
 
 #include "daemon/image.hpp"
 #include "daemon/providers/gemini.hpp"
-#include "daemon/sim_state.hpp"
+#include "daemon/sim/state.hpp"
 
 using namespace imgbatch::daemon;
 using imgbatch::jobs::ErrorClass;

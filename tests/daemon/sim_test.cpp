@@ -13,8 +13,8 @@
 #include <thread>
 
 #include "daemon/image.hpp"
-#include "daemon/sim_server.hpp"
-#include "daemon/sim_state.hpp"
+#include "daemon/sim/server.hpp"
+#include "daemon/sim/state.hpp"
 #include "tests/daemon/sim_thread.hpp"
 
 using namespace imgbatch::daemon;

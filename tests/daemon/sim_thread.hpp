@@ -5,7 +5,7 @@
 #include <string>
 #include <thread>
 
-#include "daemon/sim_server.hpp"
+#include "daemon/sim/server.hpp"
 
 namespace imgbatch::daemon::testing {
 

@@ -1,4 +1,4 @@
-#include "daemon/metrics.hpp"
+#include "daemon/engine/metrics.hpp"
 #include "daemon/logfmt.hpp"
 
 #include <spdlog/spdlog.h>

@@ -1,4 +1,4 @@
-#include "daemon/http.hpp"
+#include "daemon/net/http.hpp"
 
 #include <algorithm>
 #include <array>

@@ -1,11 +1,11 @@
-// Simulator behaviour: routing, directives, rate limit, counters. Bodies are in sim_bodies.cpp.
+// Simulator behaviour: routing, directives, rate limit, counters. Bodies are in bodies.cpp.
 #include <algorithm>
 #include <boost/json.hpp>
 #include <cctype>
 #include <charconv>
 #include <cmath>
 
-#include "daemon/sim_state.hpp"
+#include "daemon/sim/state.hpp"
 
 namespace imgbatch::daemon {
 namespace {

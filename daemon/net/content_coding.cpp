@@ -1,5 +1,5 @@
 // Content-Encoding with zlib: bounded inflate for answers, deflate/gzip for the simulator.
-#include "daemon/content_coding.hpp"
+#include "daemon/net/content_coding.hpp"
 
 #include <zlib.h>
 

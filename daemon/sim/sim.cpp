@@ -1,5 +1,5 @@
 // `imgbatch sim`: the simulator as a program, until SIGINT or SIGTERM.
-#include "daemon/sim.hpp"
+#include "daemon/sim/sim.hpp"
 
 #include <spdlog/spdlog.h>
 
@@ -12,7 +12,7 @@
 #include <memory>
 #include <stdexcept>
 
-#include "daemon/sim_server.hpp"
+#include "daemon/sim/server.hpp"
 
 namespace imgbatch::daemon {
 namespace {

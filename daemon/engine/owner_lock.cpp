@@ -1,4 +1,4 @@
-#include "daemon/owner_lock.hpp"
+#include "daemon/engine/owner_lock.hpp"
 
 #include <fcntl.h>
 #include <sys/file.h>

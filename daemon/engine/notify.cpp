@@ -1,4 +1,4 @@
-#include "daemon/notify.hpp"
+#include "daemon/engine/notify.hpp"
 
 #include <systemd/sd-daemon.h>
 

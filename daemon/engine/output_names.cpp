@@ -3,8 +3,8 @@
 #include <string>
 #include <string_view>
 
+#include "daemon/engine/output_writer.hpp"
 #include "daemon/image.hpp"
-#include "daemon/output_writer.hpp"
 #include "jobs/text.hpp"
 
 namespace imgbatch::daemon {

@@ -3,7 +3,7 @@
 #include <boost/asio/awaitable.hpp>
 #include <string>
 
-#include "daemon/dispatcher.hpp"
+#include "daemon/engine/dispatcher.hpp"
 
 namespace imgbatch::daemon {
 

@@ -2,9 +2,9 @@
 #include <boost/json.hpp>
 #include <chrono>
 
-#include "daemon/content_coding.hpp"
 #include "daemon/image.hpp"
-#include "daemon/sim_state.hpp"
+#include "daemon/net/content_coding.hpp"
+#include "daemon/sim/state.hpp"
 
 namespace imgbatch::daemon {
 namespace {

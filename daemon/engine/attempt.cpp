@@ -1,4 +1,4 @@
-#include "daemon/attempt.hpp"
+#include "daemon/engine/attempt.hpp"
 #include "daemon/logfmt.hpp"
 
 #include <spdlog/spdlog.h>
@@ -13,8 +13,8 @@
 #include <chrono>
 #include <exception>
 
-#include "daemon/content_coding.hpp"
 #include "daemon/image.hpp"
+#include "daemon/net/content_coding.hpp"
 
 // GCC 12 reports a false -Wmismatched-new-delete on Asio coroutine frames.
 #if defined(__GNUC__) && !defined(__clang__)

@@ -10,7 +10,7 @@
 #include <string_view>
 #include <variant>
 
-#include "daemon/http.hpp"
+#include "daemon/net/http.hpp"
 #include "jobs/error.hpp"
 
 namespace imgbatch::daemon {

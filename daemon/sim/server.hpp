@@ -1,12 +1,12 @@
 #pragma once
 // The simulator's HTTP/1.1 server: one coroutine per connection, keep-alive, on the executor it
 // is given (run it on a single-threaded io_context). Tests start one on 127.0.0.1:0 and read
-// port(). Beast stays in sim_server.cpp.
+// port(). Beast stays in server.cpp.
 #include <boost/asio/any_io_executor.hpp>
 #include <memory>
 #include <string>
 
-#include "daemon/sim.hpp"
+#include "daemon/sim/sim.hpp"
 
 namespace imgbatch::daemon {
 

@@ -14,8 +14,8 @@
 #include <unordered_map>
 #include <vector>
 
-#include "daemon/http.hpp"
-#include "daemon/sim.hpp"
+#include "daemon/net/http.hpp"
+#include "daemon/sim/sim.hpp"
 
 namespace imgbatch::daemon {
 
@@ -107,7 +107,7 @@ class SimState {
     void add_ratelimit_headers(SimAnswer& answer) const;
     SimAnswer fault(const Call& call, std::string_view kind);
 
-    // Bodies in each API's shape (sim_bodies.cpp).
+    // Bodies in each API's shape (bodies.cpp).
     SimAnswer images(const Call& call, int good, int filtered, Bytes bytes);
     SimAnswer error(SimApi api, int status, std::string_view type, std::string_view code,
                     std::string_view message, std::string_view google_status);

@@ -17,10 +17,10 @@
 #include <vector>
 
 #include "daemon/config.hpp"
-#include "daemon/db_worker.hpp"
-#include "daemon/http_client.hpp"
-#include "daemon/lane.hpp"
-#include "daemon/output_writer.hpp"
+#include "daemon/engine/db_worker.hpp"
+#include "daemon/engine/lane.hpp"
+#include "daemon/engine/output_writer.hpp"
+#include "daemon/net/http_client.hpp"
 #include "daemon/providers/provider.hpp"
 
 namespace imgbatch::daemon {

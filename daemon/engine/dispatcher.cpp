@@ -1,4 +1,4 @@
-#include "daemon/dispatcher.hpp"
+#include "daemon/engine/dispatcher.hpp"
 #include "daemon/logfmt.hpp"
 
 #include <spdlog/spdlog.h>
@@ -11,7 +11,7 @@
 #include <algorithm>
 #include <chrono>
 
-#include "daemon/attempt.hpp"
+#include "daemon/engine/attempt.hpp"
 
 namespace imgbatch::daemon {
 namespace asio = boost::asio;

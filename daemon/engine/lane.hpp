@@ -9,7 +9,7 @@
 #include <string>
 #include <string_view>
 
-#include "daemon/http.hpp"
+#include "daemon/net/http.hpp"
 
 namespace imgbatch::daemon {
 

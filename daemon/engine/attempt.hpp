@@ -7,8 +7,8 @@
 #include <string_view>
 #include <vector>
 
-#include "daemon/dispatcher.hpp"
-#include "daemon/output_writer.hpp"
+#include "daemon/engine/dispatcher.hpp"
+#include "daemon/engine/output_writer.hpp"
 #include "daemon/providers/provider.hpp"
 #include "jobs/retry_policy.hpp"
 #include "jobs/store.hpp"

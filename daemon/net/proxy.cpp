@@ -4,8 +4,8 @@
 #include <cstdlib>
 #include <stdexcept>
 
-#include "daemon/http_client.hpp"
 #include "daemon/image.hpp"
+#include "daemon/net/http_client.hpp"
 
 namespace imgbatch::daemon {
 namespace {

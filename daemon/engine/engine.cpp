@@ -1,6 +1,6 @@
 // `imgbatch run`: wires the DB thread, the writer pool, the provider lanes and the control
 // loops (planner, lease renewal, idle check, progress, signals) on one io_context.
-#include "daemon/engine.hpp"
+#include "daemon/engine/engine.hpp"
 #include "daemon/logfmt.hpp"
 
 #include <signal.h>
@@ -22,10 +22,10 @@
 #include <ctime>
 #include <random>
 
-#include "daemon/dispatcher.hpp"
-#include "daemon/metrics.hpp"
-#include "daemon/notify.hpp"
-#include "daemon/owner_lock.hpp"
+#include "daemon/engine/dispatcher.hpp"
+#include "daemon/engine/metrics.hpp"
+#include "daemon/engine/notify.hpp"
+#include "daemon/engine/owner_lock.hpp"
 #include "jobs/planner.hpp"
 #include "jobs/validate.hpp"
 

@@ -1,4 +1,4 @@
-#include "daemon/output_writer.hpp"
+#include "daemon/engine/output_writer.hpp"
 #include "daemon/logfmt.hpp"
 
 #include <fcntl.h>
@@ -11,7 +11,7 @@
 #include <stdexcept>
 #include <system_error>
 
-#include "daemon/output_files.hpp"
+#include "daemon/engine/output_files.hpp"
 
 namespace imgbatch::daemon {
 namespace fs = std::filesystem;

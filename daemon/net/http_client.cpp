@@ -1,5 +1,5 @@
 // HttpClient: Beast over TCP or TLS, optional proxy, keep-alive pool, deadlines.
-#include "daemon/http_client.hpp"
+#include "daemon/net/http_client.hpp"
 
 #include <openssl/ssl.h>
 #include <openssl/x509_vfy.h>
@@ -19,7 +19,7 @@
 #include <stdexcept>
 #include <vector>
 
-#include "daemon/content_coding.hpp"
+#include "daemon/net/content_coding.hpp"
 
 namespace imgbatch::daemon {
 namespace {

@@ -1,6 +1,6 @@
 // The simulator's Beast server: accept loop, one coroutine per connection, and the transport
 // side of each answer (delay, reset, hold, truncate). What to answer is SimState's business.
-#include "daemon/sim_server.hpp"
+#include "daemon/sim/server.hpp"
 #include "daemon/logfmt.hpp"
 
 #include <spdlog/spdlog.h>
@@ -19,7 +19,7 @@
 #include <stdexcept>
 #include <unordered_set>
 
-#include "daemon/sim_state.hpp"
+#include "daemon/sim/state.hpp"
 
 namespace imgbatch::daemon {
 namespace {

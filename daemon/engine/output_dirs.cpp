@@ -10,8 +10,8 @@
 #include <filesystem>
 #include <system_error>
 
-#include "daemon/output_files.hpp"
-#include "daemon/output_writer.hpp"
+#include "daemon/engine/output_files.hpp"
+#include "daemon/engine/output_writer.hpp"
 
 namespace imgbatch::daemon {
 namespace fs = std::filesystem;
