@@ -219,7 +219,7 @@ asio::awaitable<StageResult> stage_until_kept(EngineShared* s, const jobs::Claim
     }
 }
 
-// Decodes an answer on the writer pool, off the network thread: its Content-Encoding, the
+// Decodes an answer on the decode pool, off the network thread: its Content-Encoding, the
 // JSON and the base64 images. The body is freed there as soon as it is parsed, so that at
 // most the answer and its decoded images are held at once.
 asio::awaitable<ParsedResponse> decode_on_pool(EngineShared* s, const ProviderApi* api,
@@ -227,7 +227,7 @@ asio::awaitable<ParsedResponse> decode_on_pool(EngineShared* s, const ProviderAp
                                                std::size_t max_response_bytes) {
     return asio::async_initiate<const asio::use_awaitable_t<>&, void(ParsedResponse)>(
         [s, api, max_response_bytes](auto handler, HttpResponse resp, GenerationRequest req) {
-            asio::post(s->writer_pool, [api, max_response_bytes, h = std::move(handler),
+            asio::post(s->decode_pool, [api, max_response_bytes, h = std::move(handler),
                                         resp = std::move(resp), req = std::move(req)]() mutable {
                 ParsedResponse parsed;
                 try {
@@ -312,7 +312,7 @@ asio::awaitable<Answer> call_provider(EngineShared* s, ProviderRuntime* p,
         a.error = Error{ErrorClass::invalid_request, "build", 0, e.what(), std::nullopt};
         co_return a;
     }
-    // Gzip, JSON and base64 of a large answer are decoded on the writer pool, not here.
+    // Gzip, JSON and base64 of a large answer are decoded on the decode pool, not here.
     http.defer_decoding = true;
     HttpResult res = co_await p->client->send(std::move(http));
     if (auto* f = std::get_if<HttpFailure>(&res)) {

@@ -100,13 +100,15 @@ void ProviderRuntime::apply_limits(const ProviderConfig& cfg) {
 }
 
 EngineShared::EngineShared(asio::any_io_executor ex, std::string own, jobs::RetryConfig r,
-                           DbWorker& d, OutputWriter& w, asio::thread_pool& pool)
+                           DbWorker& d, OutputWriter& w, asio::thread_pool& decode,
+                           asio::thread_pool& write)
     : executor(ex),
       owner(std::move(own)),
       retry(r),
       db(d),
       writer(w),
-      writer_pool(pool),
+      decode_pool(decode),
+      writer_pool(write),
       rng(std::random_device{}()),
       attempt_ended(ex) {}
 

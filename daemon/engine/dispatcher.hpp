@@ -98,13 +98,17 @@ struct InFlight {
 
 struct EngineShared {
     EngineShared(boost::asio::any_io_executor ex, std::string owner, jobs::RetryConfig retry,
-                 DbWorker& db, OutputWriter& writer, boost::asio::thread_pool& writer_pool);
+                 DbWorker& db, OutputWriter& writer, boost::asio::thread_pool& decode_pool,
+                 boost::asio::thread_pool& writer_pool);
 
     boost::asio::any_io_executor executor;
     std::string owner;
     jobs::RetryConfig retry;
     DbWorker& db;
     OutputWriter& writer;
+    // Answers are decoded (gzip, JSON, base64: CPU) on decode_pool and their images written and
+    // fsynced (waiting on the disk) on writer_pool, so that a decode never waits behind fsyncs.
+    boost::asio::thread_pool& decode_pool;
     boost::asio::thread_pool& writer_pool;
     std::vector<std::unique_ptr<ProviderRuntime>> providers;
     std::unordered_map<std::int64_t, InFlight> in_flight;  // by request id

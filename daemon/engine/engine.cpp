@@ -16,11 +16,13 @@
 #include <boost/asio/thread_pool.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include <algorithm>
 #include <cerrno>
 #include <csignal>
 #include <cstdlib>
 #include <ctime>
 #include <random>
+#include <thread>
 
 #include "daemon/engine/dispatcher.hpp"
 #include "daemon/engine/metrics.hpp"
@@ -88,6 +90,8 @@ int requeue_dead_owners(jobs::Store& store, const std::string& self, const std::
 // a lock file (on another machine) is no longer counted as running.
 constexpr double kHeartbeatS = 5;
 constexpr double kHeartbeatStaleS = 30;
+// Threads that write and fsync staged images (bench/throughput.sh).
+constexpr int kWriterThreads = 16;
 
 Clock::duration secs(double s) {
     return std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(s));
@@ -95,11 +99,11 @@ Clock::duration secs(double s) {
 
 struct Engine {
     Engine(const Config& c, const RunOptions& o, std::string own, DbWorker& d, OutputWriter& w,
-           asio::thread_pool& pool, std::string locks)
+           asio::thread_pool& decode_pool, asio::thread_pool& writer_pool, std::string locks)
         : config(c),
           options(o),
           lock_dir(std::move(locks)),
-          shared(io.get_executor(), std::move(own), c.retry, d, w, pool),
+          shared(io.get_executor(), std::move(own), c.retry, d, w, decode_pool, writer_pool),
           tick(io) {}
 
     asio::io_context io{1};
@@ -523,7 +527,10 @@ int run_daemon(const Config& config, const RunOptions& options) {
     }
     if (writer.stale_removed() > 0)
         spdlog::info("event=temp_files_removed count={}", writer.stale_removed());
-    asio::thread_pool pool(4);
+    // Decoding is CPU work: a thread per core. Writing a staged image is mostly waiting for its
+    // fsync: many writers keep the disk's queue full (the journal commits them together).
+    asio::thread_pool decode_pool(std::max(2U, std::thread::hardware_concurrency()));
+    asio::thread_pool writer_pool(kWriterThreads);
     DbWorker::FileHooks hooks{[&writer](jobs::Completion& c) { writer.place(c); },
                               [&writer] { writer.sync_dirs(); },
                               [&writer](const jobs::Completion& c) { writer.unplace(c); },
@@ -581,7 +588,7 @@ int run_daemon(const Config& config, const RunOptions& options) {
     }
     int code = 0;
     {
-        Engine e(config, options, owner, *db, writer, pool, lock_dir);
+        Engine e(config, options, owner, *db, writer, decode_pool, writer_pool, lock_dir);
         e.shared.poll_interval_s = config.poll_interval_s > 0 ? config.poll_interval_s : 1.0;
         e.shared.shared_limits = options.allow_multiple;
         if (options.until_idle)
@@ -642,7 +649,8 @@ int run_daemon(const Config& config, const RunOptions& options) {
         }
         // Handlers may still be posted to the (stopped) io_context until these are done.
         db->stop();
-        pool.join();
+        decode_pool.join();
+        writer_pool.join();
     }
     return code;
 }

@@ -47,14 +47,20 @@ bool still_there(int fd, const std::string& path) {
            a.st_ino == b.st_ino;
 }
 
+// Removes everything below dir; returns how many files (not directories) went.
 int remove_contents(const std::string& dir) {
-    int removed = 0;
+    int files = 0;
     std::error_code ec;
+    for (auto it = fs::recursive_directory_iterator(dir, ec);
+         !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
+        std::error_code e2;
+        if (!it->is_directory(e2)) ++files;
+    }
     for (const auto& f : fs::directory_iterator(dir, ec)) {
         std::error_code rm;
-        removed += static_cast<int>(fs::remove_all(f.path(), rm));
+        fs::remove_all(f.path(), rm);
     }
-    return removed;
+    return files;
 }
 
 }  // namespace
@@ -109,6 +115,11 @@ std::optional<std::string> OutputWriter::start() {
         owner_dir_ = dir;
         stale_removed_ += remove_contents(dir);  // left by a dead owner with the same tag
         break;
+    }
+    for (int shard = 0; shard < kTmpShards; ++shard) {
+        std::string sub = owner_dir_ + "/" + std::to_string(shard);
+        if (::mkdir(sub.c_str(), 0755) != 0 && errno != EEXIST)
+            return "cannot create " + sub + ": " + errno_text(errno);
     }
 
     // Directories of owners that are gone: their lock is free.

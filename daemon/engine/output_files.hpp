@@ -10,6 +10,10 @@ namespace imgbatch::daemon::output_files {
 
 // The directory of the per-owner temporary directories, below output_dir.
 inline constexpr const char* kTmpDirName = ".imgbatch-tmp";
+// Subdirectories of an owner's temporary directory, chosen by request id: the writer threads
+// create files in one while the DB thread renames out of another, instead of all of them
+// taking the one directory's lock.
+inline constexpr int kTmpShards = 16;
 // How many "~N" names a taken final name may get.
 inline constexpr int kMaxAlternatives = 1000;
 

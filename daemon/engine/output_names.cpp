@@ -3,6 +3,7 @@
 #include <string>
 #include <string_view>
 
+#include "daemon/engine/output_files.hpp"
 #include "daemon/engine/output_writer.hpp"
 #include "daemon/image.hpp"
 #include "jobs/text.hpp"
@@ -112,7 +113,8 @@ std::string OutputWriter::final_path(std::string_view batch, std::string_view ke
 }
 
 std::string OutputWriter::temp_path(std::int64_t request_id, int attempt_no, int idx) const {
-    return owner_dir_ + "/" + std::to_string(request_id) + "-" + std::to_string(attempt_no) + "-" +
+    return owner_dir_ + "/" + std::to_string(request_id % output_files::kTmpShards) + "/" +
+           std::to_string(request_id) + "-" + std::to_string(attempt_no) + "-" +
            std::to_string(idx) + ".tmp";
 }
 

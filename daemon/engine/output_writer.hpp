@@ -56,7 +56,7 @@ class OutputWriter {
     std::string final_path(const jobs::ClaimedRequest& req, int idx, std::string_view ext) const;
     std::string final_path(std::string_view batch, std::string_view key, std::int64_t job_id,
                            int idx, std::string_view ext) const;
-    // "<owner dir>/<request id>-<attempt>-<idx>.tmp".
+    // "<owner dir>/<request id % kTmpShards>/<request id>-<attempt>-<idx>.tmp".
     std::string temp_path(std::int64_t request_id, int attempt_no, int idx) const;
 
     // ---- start-up ----

@@ -33,6 +33,13 @@ struct TempDir {
     std::string path;
 };
 
+// Files (not directories) anywhere below dir.
+int files_below(const std::string& dir) {
+    int n = 0;
+    for (const auto& e : fs::recursive_directory_iterator(dir)) n += e.is_directory() ? 0 : 1;
+    return n;
+}
+
 std::string slurp(const std::string& p) {
     std::ifstream in(p, std::ios::binary);
     std::stringstream ss;
@@ -217,7 +224,7 @@ TEST_CASE("stage writes temporary files; place renames them to the final names")
     CHECK(staged.outputs[0].revised_prompt == "revised");
     CHECK_FALSE(fs::exists(staged.outputs[0].path));
     std::string tmp = w.temp_path(req.request_id, 3, 5);
-    CHECK(tmp == dir.path + "/.imgbatch-tmp/abcd1234/7-3-5.tmp");
+    CHECK(tmp == dir.path + "/.imgbatch-tmp/abcd1234/7/7-3-5.tmp");
     CHECK(fs::exists(tmp));
 
     auto c = completion_for(req, staged);
@@ -279,7 +286,7 @@ TEST_CASE("an unwritable batch directory is a local error and leaves nothing sta
     CHECK(staged.error->cls == jobs::ErrorClass::local);
     CHECK(staged.error->message.find(dir.path + "/b") != std::string::npos);
     CHECK(staged.outputs.empty());
-    CHECK(fs::is_empty(dir.path + "/.imgbatch-tmp/abcd1234"));
+    CHECK(files_below(dir.path + "/.imgbatch-tmp/abcd1234") == 0);
 }
 
 TEST_CASE("start fails with the path and the errno text when output_dir cannot be made") {
@@ -348,7 +355,7 @@ TEST_CASE("a starting instance keeps a live instance's temporary files, removes 
         // Even with the same tag, it takes another directory.
         OutputWriter same_tag(dir.path, "aaaa");
         REQUIRE_FALSE(same_tag.start());
-        CHECK(same_tag.temp_path(1, 1, 0) == dir.path + "/.imgbatch-tmp/aaaa-2/1-1-0.tmp");
+        CHECK(same_tag.temp_path(1, 1, 0) == dir.path + "/.imgbatch-tmp/aaaa-2/1/1-1-0.tmp");
         CHECK(fs::exists(live_tmp));
     }
     live.reset();  // the first instance is gone: its lock is free
