@@ -4,14 +4,24 @@
 # answer's size and the peak RSS (GNU time's maximum resident set) of the run, and the same
 # run with tiny images as the baseline. Target: peak - baseline near one copy of the answer.
 #
+# SHAPE=chat: the same images as inline data URIs in a chat-completion shaped answer
+# (choices[0].message.content, markdown), as relays answer the images endpoint; SHAPE=chat-api:
+# the same answer from a relay's /chat/completions (api "openai-chat").
+#
 # Usage: bench/answer_memory.sh [IMGBATCH_BINARY]
-#   env: SIZE=1900 N=2
+#   env: SIZE=1900 N=2 SHAPE=images|chat|chat-api
 set -euo pipefail
 
 . "$(dirname "$0")/lib.sh"
 bench_init answer-memory "${1:-}"
 size=${SIZE:-1900}
 n=${N:-2}
+case ${SHAPE:-images} in
+images) directives="" api=openai per_answer=$n ;;
+chat) directives="#chatshape #datauri " api=openai per_answer=$n ;;
+chat-api) directives="#datauri " api=openai-chat per_answer=1 ;; # one image a call
+*) echo "SHAPE must be images, chat or chat-api" >&2; exit 2 ;;
+esac
 [[ -x /usr/bin/time ]] || { echo "GNU time (/usr/bin/time) is needed" >&2; exit 2; }
 
 # peak_kb IMAGE_SIZE: the peak RSS in KiB of a run that fetches one answer of that size.
@@ -26,12 +36,12 @@ peak_kb() {
   "output_dir": "$work/out",
   "poll_interval_s": 0.1,
   "providers": [
-    {"name": "sim", "api": "openai", "base_url": "http://127.0.0.1:$port/v1",
+    {"name": "sim", "api": "$api", "base_url": "http://127.0.0.1:$port/v1",
      "models": ["gpt-image-1"], "max_concurrency": 1, "timeout_s": 120}
   ]
 }
 JSON
-    echo "{\"prompt\": \"one large answer\", \"model\": \"gpt-image-1\", \"n\": $n}" |
+    echo "{\"prompt\": \"${directives}one large answer\", \"model\": \"gpt-image-1\", \"n\": $n}" |
         "$bin" --config "$work/imgbatch.json" enqueue - --batch big >/dev/null
     /usr/bin/time -f "%M" -o "$work/rss" "$bin" --config "$work/imgbatch.json" run \
         --until-idle 2>/dev/null
@@ -46,8 +56,8 @@ JSON
 base=$(peak_kb 16)
 peak=$(peak_kb "$size")
 # The answer: n stored PNGs of size^2 * 3 bytes (plus a filter byte per row), base64.
-answer=$(awk -v s="$size" -v n="$n" 'BEGIN { printf "%.1f", n * (s * (3 * s + 1)) * 4 / 3 / 1e6 }')
-awk -v a="$answer" -v b="$base" -v p="$peak" 'BEGIN {
-    printf "answer-memory: answer %.1f MB, peak RSS %.1f MiB, baseline %.1f MiB, " \
+answer=$(awk -v s="$size" -v n="$per_answer" 'BEGIN { printf "%.1f", n * (s * (3 * s + 1)) * 4 / 3 / 1e6 }')
+awk -v shape="${SHAPE:-images}" -v a="$answer" -v b="$base" -v p="$peak" 'BEGIN {
+    printf "answer-memory (%s): answer %.1f MB, peak RSS %.1f MiB, baseline %.1f MiB, " \
            "above baseline %.1f MiB (%.2f copies of the answer)\n",
-           a, p / 1024, b / 1024, (p - b) / 1024, (p - b) * 1024 / (a * 1e6) }'
+           shape, a, p / 1024, b / 1024, (p - b) / 1024, (p - b) * 1024 / (a * 1e6) }'

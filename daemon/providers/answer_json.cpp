@@ -19,6 +19,25 @@ namespace json = boost::json;
 
 namespace {
 
+bool is_base64_char(char c) {
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '+' ||
+           c == '/' || c == '=';
+}
+
+bool is_mime_char(char c) {
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' ||
+           c == '+' || c == '-';
+}
+
+// Whether text ends with a data URI's head, "data:image/<type>;base64,".
+bool ends_with_data_uri_head(std::string_view text) {
+    constexpr std::string_view tail = ";base64,", head = "data:image/";
+    if (!text.ends_with(tail)) return false;
+    std::size_t end = text.size() - tail.size(), i = end;
+    while (i > 0 && is_mime_char(text[i - 1])) --i;
+    return i >= head.size() && text.substr(i - head.size(), head.size()) == head;
+}
+
 struct BlobHandler {
     static constexpr std::size_t max_object_size = json::object::max_size();
     static constexpr std::size_t max_array_size = json::array::max_size();
@@ -38,12 +57,74 @@ struct BlobHandler {
     bool in_blob = false;       // the current string is being decoded into blobs.back()
     std::string pending;        // the start of a candidate string
     Base64Decoder decoder;
+    // Text strings that may hold data URIs (a chat answer's markdown): a large one is kept as
+    // its text with each URI's base64 data decoded into a blob while read and replaced by the
+    // placeholder (the URI's head stays: "data:image/png;base64,<placeholder>").
+    std::vector<std::string_view> uri_keys;
+    bool next_is_text = false;  // the value that follows key may hold data URIs
+    bool text_candidate = false;
+    bool scanning = false;  // the current string is being scanned for data URIs
+    bool in_data = false;   // inside a data URI's base64, decoded into blobs.back()
+    std::size_t data_chars = 0;
+    std::string text;  // the scanned string's text, data replaced by placeholders
 
     void start_string() {
         candidate = next_is_blob;
-        next_is_blob = false;
-        in_blob = false;
+        text_candidate = next_is_text;
+        next_is_blob = next_is_text = false;
+        in_blob = scanning = in_data = false;
         pending.clear();
+    }
+    std::string placeholder() const { return marker + std::to_string(blobs.size() - 1); }
+    void start_scan() {
+        scanning = true;
+        text.clear();
+        scan(pending);
+        std::string().swap(pending);
+    }
+    void scan(std::string_view s) {
+        while (!s.empty()) {
+            if (in_data) {
+                std::size_t n = 0;
+                while (n < s.size() && is_base64_char(s[n])) ++n;
+                feed(s.substr(0, n));
+                data_chars += n;
+                s.remove_prefix(n);
+                if (s.empty()) break;
+                end_data();
+                continue;
+            }
+            const std::size_t comma = s.find(',');
+            if (comma == std::string_view::npos) {
+                text.append(s);
+                break;
+            }
+            text.append(s.substr(0, comma + 1));
+            s.remove_prefix(comma + 1);
+            if (ends_with_data_uri_head(text)) {
+                in_data = true;
+                data_chars = 0;
+                decoder = Base64Decoder{};
+                std::string bytes;
+                bytes.reserve(input_left / 4 * 3 + 3);  // untouched capacity costs no memory
+                blobs.emplace_back(std::move(bytes));
+            }
+        }
+    }
+    void end_data() {
+        in_data = false;
+        if (data_chars == 0) {  // a head with no data: no image, the text stays as it was
+            blobs.pop_back();
+            return;
+        }
+        if (blobs.back() && !decoder.finish()) blobs.back().reset();
+        text += placeholder();
+    }
+    void end_scan() {
+        if (in_data) end_data();
+        st.push_string(text);
+        std::string().swap(text);
+        scanning = false;
     }
     void start_blob() {
         in_blob = true;
@@ -60,10 +141,10 @@ struct BlobHandler {
     }
     void end_blob() {
         if (blobs.back() && !decoder.finish()) blobs.back().reset();
-        st.push_string(marker + std::to_string(blobs.size() - 1));
+        st.push_string(placeholder());
         in_blob = false;
     }
-    void value_seen() { next_is_blob = false; }
+    void value_seen() { next_is_blob = next_is_text = false; }
 
     bool on_document_begin(json::error_code&) { return true; }
     bool on_document_end(json::error_code&) { return true; }
@@ -94,6 +175,7 @@ struct BlobHandler {
         key.append(s.data(), s.size());
         st.push_key(s);
         next_is_blob = std::find(blob_keys.begin(), blob_keys.end(), key) != blob_keys.end();
+        next_is_text = std::find(uri_keys.begin(), uri_keys.end(), key) != uri_keys.end();
         return true;
     }
     bool on_string_part(json::string_view s, std::size_t n, json::error_code&) {
@@ -101,9 +183,11 @@ struct BlobHandler {
         std::string_view part(s.data(), s.size());
         if (in_blob) {
             feed(part);
-        } else if (candidate) {
+        } else if (scanning) {
+            scan(part);
+        } else if (candidate || text_candidate) {
             pending.append(part);
-            if (pending.size() >= blob_min) start_blob();
+            if (pending.size() >= blob_min) candidate ? start_blob() : start_scan();
         } else {
             st.push_chars(s);
         }
@@ -115,6 +199,17 @@ struct BlobHandler {
         if (in_blob) {
             feed(part);
             end_blob();
+        } else if (scanning) {
+            scan(part);
+            end_scan();
+        } else if (text_candidate) {
+            pending.append(part);
+            if (pending.size() >= blob_min) {
+                start_scan();
+                end_scan();
+            } else {
+                st.push_string(pending);
+            }
         } else if (candidate) {
             pending.append(part);
             if (pending.size() >= blob_min) {
@@ -126,7 +221,7 @@ struct BlobHandler {
         } else {
             st.push_string(s);
         }
-        candidate = false;
+        candidate = text_candidate = false;
         return true;
     }
     bool on_number_part(json::string_view, json::error_code&) { return true; }
@@ -182,7 +277,10 @@ std::string new_marker() {
 
 std::optional<std::string>* AnswerJson::blob(const json::value& v) {
     if (!v.is_string()) return nullptr;
-    std::string_view s = v.get_string();
+    return blob(std::string_view(v.get_string()));
+}
+
+std::optional<std::string>* AnswerJson::blob(std::string_view s) {
     if (marker.empty() || !s.starts_with(marker)) return nullptr;
     std::size_t index = 0;
     for (char c : s.substr(marker.size())) {
@@ -196,12 +294,20 @@ std::optional<std::string>* AnswerJson::blob(const json::value& v) {
 std::optional<AnswerJson> parse_answer_json(std::string&& text,
                                             std::initializer_list<std::string_view> blob_keys,
                                             std::size_t blob_min_bytes) {
+    return parse_answer_json(std::move(text), blob_keys, {}, blob_min_bytes);
+}
+
+std::optional<AnswerJson> parse_answer_json(std::string&& text,
+                                            std::initializer_list<std::string_view> blob_keys,
+                                            std::initializer_list<std::string_view> uri_keys,
+                                            std::size_t blob_min_bytes) {
     std::string owned = std::move(text);
     text.clear();
     json::basic_parser<BlobHandler> parser(json::parse_options{});
     auto& h = parser.handler();
     h.st.reset();
     h.blob_keys.assign(blob_keys.begin(), blob_keys.end());
+    h.uri_keys.assign(uri_keys.begin(), uri_keys.end());
     h.blob_min = blob_min_bytes;
     h.marker = new_marker();
 
@@ -233,14 +339,15 @@ std::optional<AnswerJson> parse_answer_json(std::string&& text,
 
 json::object* success_body_owned(HttpResponse& response, AnswerJson& doc, ParsedResponse& out,
                                  ErrorObject error_object,
-                                 std::initializer_list<std::string_view> blob_keys) {
+                                 std::initializer_list<std::string_view> blob_keys,
+                                 std::initializer_list<std::string_view> uri_keys) {
     if (response.status < 200 || response.status > 299) {
         out.error = error_from_response(response);
         return nullptr;
     }
     // Parsed pages are gone afterwards: keep the start for a message.
     const std::string head = response.body.substr(0, 512);
-    auto parsed = parse_answer_json(std::move(response.body), blob_keys);
+    auto parsed = parse_answer_json(std::move(response.body), blob_keys, uri_keys);
     if (!parsed || !parsed->value.is_object()) {
         out.error =
             bad_response_error(response.status, "not_json",

@@ -22,6 +22,8 @@ struct AnswerJson {
     std::vector<std::optional<std::string>> blobs;
     // The blob a string value of the document stands for, or nullptr for an ordinary string.
     std::optional<std::string>* blob(const boost::json::value& v);
+    // The blob a placeholder string stands for (the whole of s), or nullptr.
+    std::optional<std::string>* blob(std::string_view s);
 
     std::string marker;  // prefix of the placeholder strings, unique to this parse
 };
@@ -41,12 +43,21 @@ inline constexpr std::size_t kBlobMinBytes = 64 * 1024;
 std::optional<AnswerJson> parse_answer_json(std::string&& text,
                                             std::initializer_list<std::string_view> blob_keys,
                                             std::size_t blob_min_bytes = kBlobMinBytes);
+// The same, and the string values under uri_keys of at least blob_min_bytes are text that may
+// hold data URIs ("data:image/<type>;base64,<data>", a chat answer's markdown): each URI's data
+// is decoded into a blob while read, and the string keeps its text with the placeholder in
+// place of the data (the URI's head stays). A head with no data stays text.
+std::optional<AnswerJson> parse_answer_json(std::string&& text,
+                                            std::initializer_list<std::string_view> blob_keys,
+                                            std::initializer_list<std::string_view> uri_keys,
+                                            std::size_t blob_min_bytes = kBlobMinBytes);
 
 // success_body (provider.hpp) for a taken answer: an error status goes through
 // error_from_response, a 2xx body through parse_answer_json (response.body is empty after).
 // Returns the body object in doc, or nullptr with out.error set.
 boost::json::object* success_body_owned(HttpResponse& response, AnswerJson& doc,
                                         ParsedResponse& out, ErrorObject error_object,
-                                        std::initializer_list<std::string_view> blob_keys);
+                                        std::initializer_list<std::string_view> blob_keys,
+                                        std::initializer_list<std::string_view> uri_keys = {});
 
 }  // namespace imgbatch::daemon

@@ -7,6 +7,9 @@
 #include <array>
 #include <cctype>
 #include <unordered_set>
+#include <utility>
+
+#include "daemon/providers/answer_json.hpp"
 
 namespace imgbatch::daemon {
 namespace json = boost::json;
@@ -25,9 +28,9 @@ void add_unique(std::vector<std::string>& out, std::string_view ref) {
     if (std::find(out.begin(), out.end(), ref) == out.end()) out.emplace_back(ref);
 }
 
-// Length of a bare "data:image/<type>;base64,<data>" URI at the start of s (with some data), or
-// 0.
-std::size_t data_uri_length(std::string_view s) {
+// Length of a bare "data:image/<type>;base64,<data>" URI at the start of s (with some data, or
+// with a placeholder "<marker><n>" for data decoded while parsed), or 0.
+std::size_t data_uri_length(std::string_view s, std::string_view placeholder_marker) {
     constexpr std::string_view prefix = "data:image/";
     if (!s.starts_with(prefix)) return 0;
     std::size_t i = prefix.size();
@@ -37,6 +40,12 @@ std::size_t data_uri_length(std::string_view s) {
     constexpr std::string_view marker = ";base64,";
     if (s.substr(i, marker.size()) != marker) return 0;
     i += marker.size();
+    if (!placeholder_marker.empty() && s.substr(i).starts_with(placeholder_marker)) {
+        const std::size_t digits = i + placeholder_marker.size();
+        i = digits;
+        while (i < s.size() && s[i] >= '0' && s[i] <= '9') ++i;
+        return i > digits ? i : 0;
+    }
     const std::size_t data = i;
     while (i < s.size() && is_b64_char(s[i])) ++i;
     return i > data ? i : 0;  // no data: no image
@@ -104,9 +113,25 @@ std::string readable(std::string_view text, std::string_view fallback) {
     return std::string(text.substr(0, cut)) + "...";
 }
 
+// A data URI whose data was decoded while the answer was parsed ("<head>,<placeholder>"): its
+// bytes, taken from doc; nullopt when ref is an ordinary URI. Invalid base64 gives an item
+// without bytes, which decode_data_uri then refuses as well.
+std::optional<ImageItem> take_data_uri_blob(std::string_view ref, AnswerJson& doc) {
+    const auto comma = ref.find(',');
+    if (comma == std::string_view::npos) return std::nullopt;
+    auto* blob = doc.blob(ref.substr(comma + 1));
+    if (!blob || !*blob) return std::nullopt;
+    std::string_view meta = ref.substr(5, comma - 5);  // "image/png;base64"
+    ImageItem item;
+    item.bytes = std::exchange(**blob, std::string());
+    blob->reset();
+    item.claimed_mime = std::string(meta.substr(0, meta.size() - 7));
+    return item;
+}
+
 }  // namespace
 
-std::vector<std::string> find_message_images(std::string_view text) {
+std::vector<std::string> find_message_images(std::string_view text, std::string_view marker) {
     std::vector<std::string> out;
     std::unordered_set<std::string_view> seen;  // views into text
     auto add = [&](std::string_view ref) {
@@ -123,7 +148,7 @@ std::vector<std::string> find_message_images(std::string_view text) {
         if (bare != npos && bare < i) bare = text.find("data:image/", i);
         if (md == npos && bare == npos) break;
         if (bare < md) {
-            std::size_t len = data_uri_length(text.substr(bare));
+            std::size_t len = data_uri_length(text.substr(bare), marker);
             if (len > 0) add(text.substr(bare, len));
             i = bare + std::max<std::size_t>(len, 1);
             continue;
@@ -182,8 +207,17 @@ ParsedResponse parse_openai_chat(const HttpResponse& response, const GenerationR
     return read_chat_answer(*parsed, response.status, response.body, std::move(out));
 }
 
+ParsedResponse parse_openai_chat_owned(HttpResponse&& response, const GenerationRequest&) {
+    ParsedResponse out;
+    AnswerJson doc;
+    json::object* body =
+        success_body_owned(response, doc, out, ErrorObject::reject, {}, kChatUriKeys);
+    if (!body) return out;
+    return read_chat_answer(*body, response.status, {}, std::move(out), &doc);
+}
+
 ParsedResponse read_chat_answer(const json::object& body, int status, std::string_view answer_text,
-                                ParsedResponse out) {
+                                ParsedResponse out, AnswerJson* doc) {
     if (auto* usage = body.if_contains("usage"); usage && usage->is_object())
         out.usage_json = json::serialize(*usage);
 
@@ -222,7 +256,8 @@ ParsedResponse read_chat_answer(const json::object& body, int status, std::strin
             }
         }
     }
-    for (auto& ref : find_message_images(text)) add_unique(refs, ref);
+    for (auto& ref : find_message_images(text, doc ? std::string_view(doc->marker) : ""))
+        add_unique(refs, ref);
 
     std::size_t index = 0;
     for (const auto& ref : refs) {
@@ -232,7 +267,8 @@ ParsedResponse read_chat_answer(const json::object& body, int status, std::strin
             item.url = ref;
             out.images.push_back(std::move(item));
         } else if (ref.starts_with("data:")) {
-            auto item = decode_data_uri(ref);
+            auto item = doc ? take_data_uri_blob(ref, *doc) : std::nullopt;
+            if (!item) item = decode_data_uri(ref);
             if (!item) {
                 out.images.clear();
                 out.error =

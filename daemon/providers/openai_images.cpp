@@ -125,7 +125,7 @@ ParsedResponse read_answer(json::object& body, int status, std::string_view text
         } else if (body.contains("choices")) {
             // Relays (seeds 000, 004) answer the images endpoint in the chat-completion shape,
             // whatever the model: images linked or inline in choices[0].message.
-            return read_chat_answer(body, status, text, std::move(out));
+            return read_chat_answer(body, status, text, std::move(out), doc);
         } else {
             out.error = bad_response_error(
                 status, "no_data",
@@ -167,7 +167,9 @@ ParsedResponse parse_openai_images(const HttpResponse& response, const Generatio
 ParsedResponse parse_openai_images_owned(HttpResponse&& response, const GenerationRequest& req) {
     ParsedResponse out;
     AnswerJson doc;
-    json::object* body = success_body_owned(response, doc, out, ErrorObject::keep, {"b64_json"});
+    // A relay's chat-shaped answer holds its images as data URIs in the message text.
+    json::object* body =
+        success_body_owned(response, doc, out, ErrorObject::keep, {"b64_json"}, kChatUriKeys);
     if (!body) return out;
     return read_answer(*body, response.status, {}, req, std::move(out), &doc);
 }

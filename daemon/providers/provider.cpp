@@ -26,7 +26,7 @@ namespace {
 constexpr std::array<ProviderApi, 4> kApis{{
     {"openai", &build_openai_images, &parse_openai_images, &parse_openai_images_owned},
     {"google", &build_google_predict, &parse_google_predict, &parse_google_predict_owned},
-    {"openai-chat", &build_openai_chat, &parse_openai_chat, nullptr},
+    {"openai-chat", &build_openai_chat, &parse_openai_chat, &parse_openai_chat_owned},
     {"gemini", &build_gemini, &parse_gemini, &parse_gemini_owned},
 }};
 

@@ -7,6 +7,7 @@
 
 #include "daemon/image.hpp"
 #include "daemon/providers/google_predict.hpp"
+#include "daemon/providers/openai_chat.hpp"
 #include "daemon/providers/openai_images.hpp"
 
 using namespace imgbatch::daemon;
@@ -102,4 +103,69 @@ TEST_CASE("Base64Decoder decodes in pieces like base64_decode") {
     Base64Decoder cut;
     CHECK(cut.feed("abcde", out));
     CHECK_FALSE(cut.finish());  // one character left over
+}
+
+namespace {
+
+// A chat completion whose message content is the JSON string text (quotes added here).
+std::string chat_answer(const std::string& text) {
+    return "{\"id\":\"chatcmpl-1\",\"object\":\"chat.completion\",\"choices\":[{\"index\":0,"
+           "\"message\":{\"role\":\"assistant\",\"content\":\"" +
+           text + "\"},\"finish_reason\":\"stop\"}],\"usage\":{\"total_tokens\":4}}";
+}
+
+}  // namespace
+
+TEST_CASE("answer json: data URIs in a large message are decoded while read, not held as text") {
+    const std::string a = make_png(200, 200, 4), b = make_png(180, 180, 6);
+    // Markdown with two inline images, a head with no data and a bare URI, as relays answer.
+    auto doc = parse_answer_json(
+        chat_answer("images:\\n![one](data:image/png;base64," + base64_encode(a) +
+                    ")\\nnot one: data:image/png;base64,) and data:image/webp;base64," +
+                    base64_encode(b) + " end"),
+        {}, {"content"});
+    REQUIRE(doc);
+    REQUIRE(doc->blobs.size() == 2);
+    std::string kept(
+        doc->value.at("choices").as_array()[0].at("message").at("content").as_string());
+    // The text stays, the data is gone: what is left is small.
+    CHECK(kept.size() < 300);
+    CHECK(kept.starts_with("images:\n![one](data:image/png;base64," + doc->marker + "0)"));
+    CHECK(kept.find("not one: data:image/png;base64,) and data:image/webp;base64," + doc->marker +
+                    "1 end") != std::string::npos);
+    CHECK(doc->blobs[0].value_or("") == a);
+    CHECK(doc->blobs[1].value_or("") == b);
+
+    // Below the threshold a message is an ordinary string.
+    auto plain = parse_answer_json(
+        chat_answer("![x](data:image/png;base64," + base64_encode(make_png(2, 2, 1)) + ")"), {},
+        {"content"});
+    REQUIRE(plain);
+    CHECK(plain->blobs.empty());
+}
+
+TEST_CASE("answer json: chat-shaped answers through the owned parsers keep every image") {
+    const std::string a = make_png(300, 300, 1), b = make_png(300, 300, 2);
+    const std::string body =
+        chat_answer("done\\n![1](data:image/png;base64," + base64_encode(a) +
+                    ")\\n![2](data:image/png;base64," + base64_encode(b) + ")");
+    GenerationRequest req{"gpt-image-2-all", "x", 2, {}};
+    for (bool images_endpoint : {true, false}) {
+        INFO("images endpoint: " << images_endpoint);
+        HttpResponse resp{200, {{"Content-Type", "application/json"}}, body};
+        auto parsed = images_endpoint ? parse_openai_images_owned(std::move(resp), req)
+                                      : parse_openai_chat_owned(std::move(resp), req);
+        CHECK_FALSE(parsed.error);
+        REQUIRE(parsed.images.size() == 2);
+        CHECK(parsed.images[0].bytes == a);
+        CHECK(parsed.images[0].claimed_mime == "image/png");
+        CHECK(parsed.images[1].bytes == b);
+        CHECK_FALSE(parsed.usage_json.empty());
+    }
+    // One image's data is not valid base64: the answer fails as it did before.
+    HttpResponse bad{
+        200, {}, chat_answer("![1](data:image/png;base64," + base64_encode(a) + "==AAAA)")};
+    auto refused = parse_openai_chat_owned(std::move(bad), req);
+    REQUIRE(refused.error);
+    CHECK(refused.error->message == "image 1: invalid base64");
 }
