@@ -118,6 +118,15 @@ struct BlobHandler {
             return;
         }
         if (blobs.back() && !decoder.finish()) blobs.back().reset();
+        // The same URI again (a relay linking its image twice) is the same image, as it is
+        // for find_message_images.
+        for (std::size_t j = 0; j + 1 < blobs.size(); ++j) {
+            if (blobs[j] && blobs.back() && *blobs[j] == *blobs.back()) {
+                blobs.pop_back();
+                text += marker + std::to_string(j);
+                return;
+            }
+        }
         text += placeholder();
     }
     void end_scan() {

@@ -136,6 +136,14 @@ TEST_CASE("answer json: data URIs in a large message are decoded while read, not
     CHECK(doc->blobs[0].value_or("") == a);
     CHECK(doc->blobs[1].value_or("") == b);
 
+    // The same image linked twice is one image, as when the message is read whole.
+    auto twice = parse_answer_json(
+        chat_answer("![a](data:image/png;base64," + base64_encode(a) +
+                    ") [download](data:image/png;base64," + base64_encode(a) + ")"),
+        {}, {"content"});
+    REQUIRE(twice);
+    CHECK(twice->blobs.size() == 1);
+
     // Below the threshold a message is an ordinary string.
     auto plain = parse_answer_json(
         chat_answer("![x](data:image/png;base64," + base64_encode(make_png(2, 2, 1)) + ")"), {},
