@@ -17,6 +17,7 @@
 #include <filesystem>
 #include <iostream>
 #include <optional>
+#include <set>
 #include <utility>
 
 #include "daemon/cli/commands.hpp"
@@ -100,6 +101,13 @@ class Enqueuer final : public jobs::JobSink {
         note({file_, line}, reason);
         if (chunk_.items.size() + chunk_.messages.size() >= kChunk) flush();
     }
+    // A model's lifecycle warning: in full on the first line that earns it, then counted.
+    void warn(int line, const std::string& text) {
+        if (warned_.insert(text).second)
+            note({file_, line}, "warning: " + text);
+        else
+            ++more_warnings_;
+    }
     bool pending() const { return !chunk_.items.empty() || !chunk_.messages.empty(); }
     void flush();
     std::size_t read_some(int fd, char* buf, std::size_t size);
@@ -115,13 +123,17 @@ class Enqueuer final : public jobs::JobSink {
     Chunk chunk_;  // being read
     SeenKeys seen_;
     std::size_t rejected_ = 0;
+    const std::string today_ = jobs::today_utc();
+    std::set<std::string> warned_;   // lifecycle warnings given
+    std::size_t more_warnings_ = 0;  // lines that repeated one of them
     ChunkStore store_;
 };
 
 void Enqueuer::job(jobs::JobSpec&& spec) {
     const int line = spec.line;
-    auto v = jobs::validate_job(spec, cfg_.catalog, providers_);
-    if (!v.ok) return reject(line, v.error);
+    auto v = jobs::validate_job(spec, cfg_.catalog, providers_, today_);
+    if (!v.ok) return reject(line, v.retired ? "error: " + v.error : v.error);
+    if (!v.warning.empty()) warn(line, v.warning);
     if (!spec.key.empty()) {
         if (auto first = seen_.add(spec.key, {file_, line})) {
             const std::string at = names_[first->file] == names_[file_]
@@ -200,6 +212,9 @@ void Enqueuer::abandon() {
 }
 
 void Enqueuer::print_summary() const {
+    if (more_warnings_ > 0)
+        std::cerr << "imgbatch: warning: " << more_warnings_
+                  << " more lines use a model named in a warning above\n";
     const Counts& c = store_.counts();
     std::cout << "batch " << batch_ << ": " << c.jobs
               << (o_.dry_run ? " jobs would be enqueued (" : " jobs enqueued (") << c.images
