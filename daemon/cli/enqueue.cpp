@@ -99,14 +99,20 @@ class Enqueuer final : public jobs::JobSink {
     void reject(int line, const std::string& reason) {
         ++rejected_;
         note({file_, line}, reason);
-        if (chunk_.items.size() + chunk_.messages.size() >= kChunk) flush();
+        if (chunk_lines() >= kChunk) flush();
     }
     // A model's lifecycle warning: in full on the first line that earns it, then counted.
     void warn(int line, const std::string& text) {
-        if (warned_.insert(text).second)
+        if (warned_.insert(text).second) {
             note({file_, line}, "warning: " + text);
-        else
+            ++chunk_warnings_;
+        } else {
             ++more_warnings_;
+        }
+    }
+    // Lines in the chunk: jobs and rejected lines (a warning goes with a job's line).
+    std::size_t chunk_lines() const {
+        return chunk_.items.size() + chunk_.messages.size() - chunk_warnings_;
     }
     bool pending() const { return !chunk_.items.empty() || !chunk_.messages.empty(); }
     void flush();
@@ -124,8 +130,9 @@ class Enqueuer final : public jobs::JobSink {
     SeenKeys seen_;
     std::size_t rejected_ = 0;
     const std::string today_ = jobs::today_utc();
-    std::set<std::string> warned_;   // lifecycle warnings given
-    std::size_t more_warnings_ = 0;  // lines that repeated one of them
+    std::set<std::string> warned_;    // lifecycle warnings given
+    std::size_t more_warnings_ = 0;   // lines that repeated one of them
+    std::size_t chunk_warnings_ = 0;  // warnings among chunk_.messages
     ChunkStore store_;
 };
 
@@ -145,7 +152,7 @@ void Enqueuer::job(jobs::JobSpec&& spec) {
     auto plan = jobs::plan_requests(spec.n, v.ok->per_request);
     chunk_.where.push_back({file_, line});
     chunk_.items.push_back({std::move(spec), v.ok->provider, std::move(plan)});
-    if (chunk_.items.size() + chunk_.messages.size() >= kChunk) flush();
+    if (chunk_lines() >= kChunk) flush();
 }
 
 void Enqueuer::flush() {
@@ -155,6 +162,7 @@ void Enqueuer::flush() {
     chunk_.write = !o_.dry_run && !chunk_.roll_back;
     chunk_.names = names_;
     store_.submit(std::exchange(chunk_, Chunk{}));
+    chunk_warnings_ = 0;
     chunk_.items.reserve(kChunk);
     chunk_.where.reserve(kChunk);
 }
