@@ -317,8 +317,19 @@ std::vector<jobs::ProviderInfo> Config::provider_infos() const {
     std::vector<jobs::ProviderInfo> out;
     out.reserve(providers.size());
     for (const auto& p : providers)
-        out.push_back({p.name, p.api, p.models, p.max_images_per_request});
+        out.push_back(
+            {p.name, p.api, p.models, p.max_images_per_request, is_vendor_api(p.base_url)});
     return out;
+}
+
+bool is_vendor_api(std::string_view base_url) {
+    Url url;
+    if (!parse_url(base_url, url)) return false;
+    std::string host = url.host;
+    for (auto& ch : host) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+    if (host.ends_with(".")) host.pop_back();
+    return host == "api.openai.com" || host == "generativelanguage.googleapis.com" ||
+           host == "aiplatform.googleapis.com" || host.ends_with("-aiplatform.googleapis.com");
 }
 
 double auto_shutdown_grace_s(const std::vector<ProviderConfig>& providers) {
@@ -354,7 +365,26 @@ Config parse_config(std::string_view text, const std::string& source_name) {
         f.bad("metrics_listen", "\"IP:PORT\" (port 1-65535, e.g. \"127.0.0.1:9464\") or \"\"",
               json::value(c.metrics_listen));
     f.seconds("poll_interval_s", c.poll_interval_s, kMinTime, 3600);
-    // Models first: providers may name the models the config adds.
+    // The catalog first, then its overrides: providers may name the models they add.
+    f.string("catalog_file", c.catalog_file, true);
+    if (!c.catalog_file.empty()) {
+        std::filesystem::path path(c.catalog_file);
+        if (path.is_relative() && !source_name.empty())
+            path = std::filesystem::path(source_name).parent_path() / path;
+        c.catalog_file = path.lexically_normal().string();
+        int err = 0;
+        std::string text = read_whole(c.catalog_file, err);
+        std::error_code dir_ec;
+        if (err == 0 && std::filesystem::is_directory(c.catalog_file, dir_ec)) err = EISDIR;
+        if (err != 0)
+            throw ConfigError(source + ": 'catalog_file': cannot read '" + c.catalog_file +
+                              "': " + std::strerror(err));
+        try {
+            c.catalog = jobs::Catalog::from_json(text, c.catalog_file);
+        } catch (const std::invalid_argument& e) {
+            throw ConfigError(source + ": 'catalog_file': " + e.what());
+        }
+    }
     if (const auto* models = f.object("models")) {
         c.models = *models;
         try {

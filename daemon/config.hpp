@@ -51,6 +51,9 @@ struct Config {
     std::string metrics_listen;  // "host:port", empty: off
     double poll_interval_s = 1.0;
     std::vector<ProviderConfig> providers;
+    // A catalog file that replaces the built-in catalog, resolved against the config file's
+    // directory ("" for the built-in one).
+    std::string catalog_file;
     boost::json::object models;  // catalog overrides/additions (jobs::Catalog::apply_config)
     jobs::Catalog catalog = jobs::Catalog::builtin();  // with the overrides applied
 
@@ -64,6 +67,11 @@ inline constexpr double kShutdownGraceMargin_s = 30;
 // The "auto" shutdown grace for providers: the longest connect_timeout_s + timeout_s, plus
 // kShutdownGraceMargin_s (0 without providers).
 double auto_shutdown_grace_s(const std::vector<ProviderConfig>& providers);
+
+// True when base_url is a vendor's own API (api.openai.com, generativelanguage.googleapis.com,
+// aiplatform.googleapis.com and its regional {location}-aiplatform.googleapis.com hosts), where
+// a retired model is refused at enqueue; any other host is a relay.
+bool is_vendor_api(std::string_view base_url);
 
 // Parses config text. Unknown keys and bad values throw ConfigError naming source and field.
 // Relative database/output_dir paths are kept as written (relative to the working directory).

@@ -1,72 +1,21 @@
 #include "jobs/catalog.hpp"
 
+#include "jobs/catalog_data.hpp"
+
 #include <algorithm>
 #include <boost/json/array.hpp>
+#include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
 #include <boost/json/value.hpp>
 #include <climits>
 #include <cstdint>
+#include <ctime>
 #include <stdexcept>
 
 namespace imgbatch::jobs {
 namespace {
 
 using Strings = std::vector<std::string>;
-
-ModelInfo gpt_image(std::string name) {
-    ModelInfo m;
-    m.name = std::move(name);
-    m.family = "gpt-image";
-    m.max_per_request = 10;
-    m.sizes = {"auto", "1024x1024", "1536x1024", "1024x1536"};
-    m.prompt_limit = 32000;
-    m.enums = {{"quality", {"low", "medium", "high", "auto"}},
-               {"background", {"transparent", "opaque", "auto"}},
-               {"moderation", {"low", "auto"}},
-               {"output_format", {"png", "jpeg", "webp"}}};
-    m.int_ranges = {{"output_compression", {0, 100}}};
-    return m;
-}
-
-// Relays in front of sora_image / flux-kontext-pro refuse an explicit size "auto" (seed 003).
-ModelInfo relay(std::string name) {
-    ModelInfo m;
-    m.name = std::move(name);
-    m.family = "relay";
-    m.max_per_request = 1;
-    m.sizes = {"1024x1024", "1536x1024", "1024x1536"};
-    m.prompt_limit = 32000;
-    m.enums = {{"quality", {"low", "medium", "high"}},
-               {"background", {"transparent", "opaque", "auto"}}};
-    return m;
-}
-
-// Imagen's documented limit is about 480 tokens; at ~4 characters a token that is 1920.
-ModelInfo imagen(std::string name, bool ultra, bool image_size) {
-    ModelInfo m;
-    m.name = std::move(name);
-    m.family = ultra ? "imagen-ultra" : "imagen";
-    m.max_per_request = ultra ? 1 : 4;
-    m.aspect_ratios = {"1:1", "3:4", "4:3", "9:16", "16:9"};
-    if (image_size) m.image_sizes = {"1K", "2K"};
-    m.prompt_limit = 1920;
-    m.prompt_note = "Imagen takes about 480 tokens, counted as 1920 characters";
-    m.enums = {{"person_generation", {"dont_allow", "allow_adult", "allow_all"}}};
-    return m;
-}
-
-// Gemini image models ("Nano Banana", generateContent): one image per call, aspect ratios of
-// imageConfig; image_size only where the model has it.
-ModelInfo gemini_image(std::string name, bool image_size) {
-    ModelInfo m;
-    m.name = std::move(name);
-    m.family = "gemini-image";
-    m.max_per_request = 1;
-    m.aspect_ratios = {"1:1", "2:3", "3:2", "3:4", "4:3", "4:5", "5:4", "9:16", "16:9", "21:9"};
-    if (image_size) m.image_sizes = {"1K", "2K", "4K"};
-    m.prompt_limit = 32000;
-    return m;
-}
 
 [[noreturn]] void bad(std::string_view model, std::string_view field, const std::string& what) {
     throw std::invalid_argument("models." + std::string(model) + "." + std::string(field) + ": " +
@@ -102,7 +51,89 @@ std::string string_of(const boost::json::value& v, std::string_view model, std::
     return std::string(v.get_string());
 }
 
+void apply_free_rules(const boost::json::object& o, std::string_view model, FreeSizeRules& r) {
+    for (const auto& [k, v] : o) {
+        const std::string field = "free_size." + std::string(k);
+        if (k == "multiple")
+            r.multiple = int_of(v, model, field, 1);
+        else if (k == "max_ratio")
+            r.max_ratio = int_of(v, model, field, 1);
+        else if (k == "max_long")
+            r.max_long = int_of(v, model, field, 1);
+        else if (k == "max_short")
+            r.max_short = int_of(v, model, field, 1);
+        else if (k == "min_pixels")
+            r.min_pixels = int_of(v, model, field, 0);
+        else if (k == "max_pixels")
+            r.max_pixels = int_of(v, model, field, 1);
+        else
+            bad(model, field,
+                "unknown rule (known: multiple, max_ratio, max_long, max_short, min_pixels, "
+                "max_pixels)");
+    }
+    if (r.max_short > r.max_long)
+        bad(model, "free_size.max_short", "must be <= free_size.max_long");
+    if (r.min_pixels > r.max_pixels)
+        bad(model, "free_size.min_pixels", "must be <= free_size.max_pixels");
+}
+
 }  // namespace
+
+std::string_view to_string(ModelStatus s) {
+    switch (s) {
+        case ModelStatus::active:
+            return "active";
+        case ModelStatus::deprecated:
+            return "deprecated";
+        case ModelStatus::retired:
+            return "retired";
+    }
+    return "active";
+}
+
+bool is_iso_date(std::string_view s) {
+    if (s.size() != 10 || s[4] != '-' || s[7] != '-') return false;
+    for (std::size_t i : {0, 1, 2, 3, 5, 6, 8, 9})
+        if (s[i] < '0' || s[i] > '9') return false;
+    const int year = std::stoi(std::string(s.substr(0, 4)));
+    const int month = (s[5] - '0') * 10 + (s[6] - '0');
+    const int day = (s[8] - '0') * 10 + (s[9] - '0');
+    if (month < 1 || month > 12 || day < 1) return false;
+    static constexpr int kDays[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    const bool leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+    return day <= kDays[month - 1] + (month == 2 && leap ? 1 : 0);
+}
+
+std::string today_utc() {
+    const std::time_t t = std::time(nullptr);
+    std::tm tm{};
+    gmtime_r(&t, &tm);
+    char buf[16];
+    std::strftime(buf, sizeof buf, "%Y-%m-%d", &tm);
+    return buf;
+}
+
+Lifecycle lifecycle_on(const ModelInfo& m, std::string_view today) {
+    Lifecycle l;
+    l.replacement = m.replacement;
+    l.note = m.note;
+    // ISO dates compare as strings.
+    switch (m.status) {
+        case ModelStatus::active:
+            break;
+        case ModelStatus::deprecated:
+            l.date = m.shutdown;
+            l.status = !m.shutdown.empty() && m.shutdown <= today ? ModelStatus::retired
+                                                                  : ModelStatus::deprecated;
+            break;
+        case ModelStatus::retired:
+            l.date = m.retired;
+            l.status = !m.retired.empty() && m.retired > today ? ModelStatus::deprecated
+                                                               : ModelStatus::retired;
+            break;
+    }
+    return l;
+}
 
 const std::vector<std::string>& generation_fields() {
     static const std::vector<std::string> fields{
@@ -118,59 +149,48 @@ bool is_generation_field(std::string_view name) {
 }
 
 Catalog Catalog::builtin() {
-    Catalog c;
-    auto add = [&c](ModelInfo m) { c.models_[m.name] = std::move(m); };
+    // Parsed once; every caller gets its own copy to override.
+    static const Catalog parsed = from_json(builtin_catalog_json(), "built-in catalog");
+    return parsed;
+}
 
-    ModelInfo d2;
-    d2.name = "dall-e-2";
-    d2.family = "dall-e-2";
-    d2.max_per_request = 10;
-    d2.sizes = {"256x256", "512x512", "1024x1024"};
-    d2.prompt_limit = 1000;
-    d2.enums = {{"quality", {"standard"}}};
-    add(d2);
-
-    ModelInfo d3;
-    d3.name = "dall-e-3";
-    d3.family = "dall-e-3";
-    d3.max_per_request = 1;
-    d3.sizes = {"1024x1024", "1792x1024", "1024x1792"};
-    d3.prompt_limit = 4000;
-    d3.enums = {{"quality", {"standard", "hd"}}, {"style", {"vivid", "natural"}}};
-    add(d3);
-
-    for (const char* name : {"gpt-image-1", "gpt-image-1-mini", "gpt-image-1.5"})
-        add(gpt_image(name));
-    // gpt-image-2 and its dated snapshots share its rules.
-    for (const char* name : {"gpt-image-2", "gpt-image-2-2026-04-21"}) {
-        ModelInfo g2 = gpt_image(name);
-        g2.family = "gpt-image-2";
-        g2.free_size = true;
-        add(g2);
+Catalog Catalog::from_json(std::string_view text, const std::string& source) {
+    boost::json::parse_options opt;
+    opt.allow_comments = true;
+    opt.allow_trailing_commas = true;
+    boost::json::error_code ec;
+    auto root = boost::json::parse(text, ec, {}, opt);
+    if (ec) throw std::invalid_argument(source + ": not valid JSON: " + ec.message());
+    if (!root.is_object())
+        throw std::invalid_argument(source + ": must be a JSON object, got " + shown(root));
+    const auto& o = root.get_object();
+    for (const auto& [k, v] : o) {
+        if (k == "//") continue;  // a comment
+        if (k == "format") {
+            if (!v.is_int64() || v.get_int64() != 1)
+                throw std::invalid_argument(source + ": format: must be 1, got " + shown(v));
+        } else if (k != "models") {
+            throw std::invalid_argument(source + ": unknown key '" + std::string(k) +
+                                        "' (known: format, models)");
+        }
     }
-
-    for (const char* name : {"sora_image", "flux-kontext-pro"}) add(relay(name));
-
-    add(imagen("imagen-3.0-generate-002", false, false));
-    for (const char* name :
-         {"imagen-4.0-generate-001", "imagen-4.0-fast-generate-001",
-          "imagen-4.0-generate-preview-05-20", "imagen-4.0-generate-preview-06-06"})
-        add(imagen(name, false, true));
-    for (const char* name : {"imagen-4.0-ultra-generate-001", "imagen-4.0-ultra-generate-exp-05-20",
-                             "imagen-4.0-ultra-generate-preview-06-06"})
-        add(imagen(name, true, true));
-
-    add(gemini_image("gemini-2.5-flash-image", false));
-    add(gemini_image("gemini-3-pro-image-preview", true));
-    // 3.1 Flash adds a 512 px size and the extreme ratios.
-    ModelInfo flash31 = gemini_image("gemini-3.1-flash-image-preview", true);
-    flash31.image_sizes.insert(flash31.image_sizes.begin(), "512");
-    for (const char* r : {"1:4", "4:1", "1:8", "8:1"}) flash31.aspect_ratios.emplace_back(r);
-    add(flash31);
+    const auto* models = o.if_contains("models");
+    if (!models || !models->is_object())
+        throw std::invalid_argument(source + ": models: required, an object of models");
+    Catalog c;
+    try {
+        c.apply(models->get_object(), true);
+    } catch (const std::invalid_argument& e) {
+        throw std::invalid_argument(source + ": " + e.what());
+    }
     return c;
 }
 
 void Catalog::apply_config(const boost::json::object& models) {
+    apply(models, false);
+}
+
+void Catalog::apply(const boost::json::object& models, bool from_file) {
     for (const auto& [key, val] : models) {
         const std::string name(key);
         if (name.empty()) throw std::invalid_argument("models: a model name is empty");
@@ -187,7 +207,12 @@ void Catalog::apply_config(const boost::json::object& models) {
             if (!base) bad(name, "like", "unknown model '" + other + "'");
             m = *base;
         } else if (const auto* existing = find(name)) {
+            if (from_file)
+                throw std::invalid_argument("models." + name + ": repeats a model above");
             m = *existing;
+        } else if (from_file) {
+            if (!cfg.contains("family")) bad(name, "family", "required for a new model");
+            m.max_per_request = 1;
         } else {
             m.family = "custom";
             m.max_per_request = 1;
@@ -201,13 +226,45 @@ void Catalog::apply_config(const boost::json::object& models) {
                 continue;
             } else if (f == "family") {
                 m.family = string_of(fv, name, f);
+            } else if (f == "api") {
+                m.api = string_of(fv, name, f);
+            } else if (f == "open") {
+                if (!fv.is_bool()) bad(name, f, "must be true or false, got " + shown(fv));
+                m.open = fv.get_bool();
+            } else if (f == "prompt_note") {
+                m.prompt_note = string_of(fv, name, f);
+            } else if (f == "status") {
+                auto st = string_of(fv, name, f);
+                if (st == "active")
+                    m.status = ModelStatus::active;
+                else if (st == "deprecated")
+                    m.status = ModelStatus::deprecated;
+                else if (st == "retired")
+                    m.status = ModelStatus::retired;
+                else
+                    bad(name, f, "must be active, deprecated or retired, got " + shown(fv));
+            } else if (f == "shutdown" || f == "retired") {
+                auto day = string_of(fv, name, f);
+                if (!day.empty() && !is_iso_date(day))
+                    bad(name, f, "must be a date YYYY-MM-DD, got " + shown(fv));
+                (f == "shutdown" ? m.shutdown : m.retired) = std::move(day);
+            } else if (f == "replacement") {
+                m.replacement = string_of(fv, name, f);
+            } else if (f == "note") {
+                m.note = string_of(fv, name, f);
             } else if (f == "max_per_request") {
                 m.max_per_request = int_of(fv, name, f, 1);
             } else if (f == "sizes") {
                 m.sizes = strings_of(fv, name, f);
             } else if (f == "free_size") {
-                if (!fv.is_bool()) bad(name, f, "must be true or false, got " + shown(fv));
-                m.free_size = fv.get_bool();
+                if (fv.is_bool()) {
+                    m.free_size = fv.get_bool();
+                } else if (fv.is_object()) {
+                    m.free_size = true;
+                    apply_free_rules(fv.get_object(), name, m.free_rules);
+                } else {
+                    bad(name, f, "must be true, false or an object of rules, got " + shown(fv));
+                }
             } else if (f == "aspect_ratios") {
                 m.aspect_ratios = strings_of(fv, name, f);
             } else if (f == "image_sizes") {
@@ -240,11 +297,18 @@ void Catalog::apply_config(const boost::json::object& models) {
                 }
             } else {
                 bad(name, f,
-                    "unknown field (known: family, like, max_per_request, sizes, free_size, "
-                    "aspect_ratios, image_sizes, prompt_limit, enums, int_ranges)");
+                    "unknown field (known: family, api, like, open, max_per_request, sizes, "
+                    "free_size, aspect_ratios, image_sizes, prompt_limit, prompt_note, enums, "
+                    "int_ranges, status, shutdown, retired, replacement, note)");
             }
         }
         models_[name] = std::move(m);
+    }
+    // Replacements may name models further down: checked once everything is in.
+    for (const auto& [key, val] : models) {
+        const auto* m = find(key);
+        if (m && !m->replacement.empty() && !find(m->replacement))
+            bad(key, "replacement", "unknown model '" + m->replacement + "'");
     }
 }
 

@@ -49,19 +49,31 @@ std::optional<std::pair<long, long>> parse_wxh(std::string_view s) {
 }
 
 // gpt-image-2's free sizes; returns the rule broken, or empty. The bounds are checked before
-// the ratio, so nothing is multiplied past them.
-std::string free_size_rule_broken(long w, long h) {
+// the ratio and the pixels, so nothing is multiplied past them.
+std::string free_size_rule_broken(const FreeSizeRules& r, long w, long h) {
+    const auto n = [](long v) { return std::to_string(v); };
     if (w <= 0 || h <= 0) return "width and height must be positive";
     const long lo = std::min(w, h), hi = std::max(w, h);
-    if (hi > 3840 || lo > 2160)
-        return "at most 3840x2160 (long side at most 3840, short side at most 2160)";
-    if (w % 16 != 0 || h % 16 != 0) return "width and height must both be multiples of 16";
-    if (hi > 3 * lo) return "the long side may be at most 3 times the short side (3:1)";
+    if (hi > r.max_long || lo > r.max_short)
+        return "at most " + n(r.max_long) + "x" + n(r.max_short) + " (long side at most " +
+               n(r.max_long) + ", short side at most " + n(r.max_short) + ")";
+    if (w % r.multiple != 0 || h % r.multiple != 0)
+        return "width and height must both be multiples of " + n(r.multiple);
+    if (hi > r.max_ratio * lo)
+        return "the long side may be at most " + n(r.max_ratio) + " times the short side (" +
+               n(r.max_ratio) + ":1)";
+    if (w * h < r.min_pixels)
+        return n(w * h) + " pixels; at least " + n(r.min_pixels) + " (e.g. 1024x640)";
+    if (w * h > r.max_pixels) return n(w * h) + " pixels; at most " + n(r.max_pixels);
     return {};
 }
 
-constexpr std::string_view kFreeSizeRules =
-    "or WxH: multiples of 16, long:short at most 3:1, at most 3840x2160";
+std::string free_size_rules(const FreeSizeRules& r) {
+    return "or WxH: multiples of " + std::to_string(r.multiple) + ", long:short at most " +
+           std::to_string(r.max_ratio) + ":1, at most " + std::to_string(r.max_long) + "x" +
+           std::to_string(r.max_short) + ", " + std::to_string(r.min_pixels) + " to " +
+           std::to_string(r.max_pixels) + " pixels";
+}
 
 std::string check_size(const ModelInfo& m, const boost::json::value& v) {
     if (!v.is_string()) return field("size") + "must be a string, got " + shown(v);
@@ -69,9 +81,9 @@ std::string check_size(const ModelInfo& m, const boost::json::value& v) {
     if (contains(m.sizes, s)) return {};
     std::string allowed = join(m.sizes);
     if (m.free_size) {
-        allowed += (allowed.empty() ? "" : ", ") + std::string(kFreeSizeRules);
+        allowed += (allowed.empty() ? "" : ", ") + free_size_rules(m.free_rules);
         if (auto wh = parse_wxh(s)) {
-            auto rule = free_size_rule_broken(wh->first, wh->second);
+            auto rule = free_size_rule_broken(m.free_rules, wh->first, wh->second);
             if (rule.empty()) return {};
             return field("size") + "'" + std::string(s) + "' is not allowed for " + m.name + ": " +
                    rule;
@@ -130,13 +142,27 @@ std::string check_param(const ModelInfo& m, std::string_view name, const boost::
 }
 
 ValidationResult failed(std::string msg) {
-    return {std::nullopt, std::move(msg)};
+    ValidationResult r;
+    r.error = std::move(msg);
+    return r;
 }
 
 }  // namespace
 
+std::string lifecycle_message(const ModelInfo& m, const Lifecycle& l) {
+    if (l.status == ModelStatus::active) return {};
+    std::string msg = "model " + m.name;
+    if (l.status == ModelStatus::deprecated)
+        msg += " is deprecated" + (l.date.empty() ? "" : ", shuts down " + l.date);
+    else
+        msg += l.date.empty() ? " is retired" : " was retired on " + l.date;
+    if (!l.note.empty()) msg += " (" + l.note + ")";
+    if (!l.replacement.empty()) msg += "; use " + l.replacement;
+    return msg;
+}
+
 ValidationResult validate_job(const JobSpec& job, const Catalog& catalog,
-                              const std::vector<ProviderInfo>& providers) {
+                              const std::vector<ProviderInfo>& providers, std::string_view today) {
     if (job.model.empty()) return failed(field("model") + "required");
     const ModelInfo* m = catalog.find(job.model);
     if (!m)
@@ -173,6 +199,21 @@ ValidationResult validate_job(const JobSpec& job, const Catalog& catalog,
         provider = &*it;
     }
 
+    std::string warning;
+    const std::string day = today.empty() ? today_utc() : std::string(today);
+    const Lifecycle life = lifecycle_on(*m, day);
+    if (life.status != ModelStatus::active) {
+        warning = lifecycle_message(*m, life);
+        if (life.status == ModelStatus::retired) {
+            if (provider->vendor) {
+                ValidationResult r = failed(std::move(warning));
+                r.retired = true;
+                return r;
+            }
+            warning += " (provider '" + provider->name + "' is a relay, which may still serve it)";
+        }
+    }
+
     if (job.n < 1 || job.n > kMaxImagesPerJob)
         return failed(field("n") + "must be between 1 and " + std::to_string(kMaxImagesPerJob) +
                       ", got " + std::to_string(job.n));
@@ -195,7 +236,10 @@ ValidationResult validate_job(const JobSpec& job, const Catalog& catalog,
     if (provider->max_images_per_request > 0)
         ok.per_request = std::min(ok.per_request, provider->max_images_per_request);
     ok.per_request = std::max(ok.per_request, 1);
-    return {ok, {}};
+    ValidationResult r;
+    r.ok = ok;
+    r.warning = std::move(warning);
+    return r;
 }
 
 }  // namespace imgbatch::jobs

@@ -17,6 +17,7 @@
 #include <filesystem>
 #include <iostream>
 #include <optional>
+#include <set>
 #include <utility>
 
 #include "daemon/cli/commands.hpp"
@@ -98,7 +99,20 @@ class Enqueuer final : public jobs::JobSink {
     void reject(int line, const std::string& reason) {
         ++rejected_;
         note({file_, line}, reason);
-        if (chunk_.items.size() + chunk_.messages.size() >= kChunk) flush();
+        if (chunk_lines() >= kChunk) flush();
+    }
+    // A model's lifecycle warning: in full on the first line that earns it, then counted.
+    void warn(int line, const std::string& text) {
+        if (warned_.insert(text).second) {
+            note({file_, line}, "warning: " + text);
+            ++chunk_warnings_;
+        } else {
+            ++more_warnings_;
+        }
+    }
+    // Lines in the chunk: jobs and rejected lines (a warning goes with a job's line).
+    std::size_t chunk_lines() const {
+        return chunk_.items.size() + chunk_.messages.size() - chunk_warnings_;
     }
     bool pending() const { return !chunk_.items.empty() || !chunk_.messages.empty(); }
     void flush();
@@ -115,13 +129,18 @@ class Enqueuer final : public jobs::JobSink {
     Chunk chunk_;  // being read
     SeenKeys seen_;
     std::size_t rejected_ = 0;
+    const std::string today_ = jobs::today_utc();
+    std::set<std::string> warned_;    // lifecycle warnings given
+    std::size_t more_warnings_ = 0;   // lines that repeated one of them
+    std::size_t chunk_warnings_ = 0;  // warnings among chunk_.messages
     ChunkStore store_;
 };
 
 void Enqueuer::job(jobs::JobSpec&& spec) {
     const int line = spec.line;
-    auto v = jobs::validate_job(spec, cfg_.catalog, providers_);
-    if (!v.ok) return reject(line, v.error);
+    auto v = jobs::validate_job(spec, cfg_.catalog, providers_, today_);
+    if (!v.ok) return reject(line, v.retired ? "error: " + v.error : v.error);
+    if (!v.warning.empty()) warn(line, v.warning);
     if (!spec.key.empty()) {
         if (auto first = seen_.add(spec.key, {file_, line})) {
             const std::string at = names_[first->file] == names_[file_]
@@ -133,7 +152,7 @@ void Enqueuer::job(jobs::JobSpec&& spec) {
     auto plan = jobs::plan_requests(spec.n, v.ok->per_request);
     chunk_.where.push_back({file_, line});
     chunk_.items.push_back({std::move(spec), v.ok->provider, std::move(plan)});
-    if (chunk_.items.size() + chunk_.messages.size() >= kChunk) flush();
+    if (chunk_lines() >= kChunk) flush();
 }
 
 void Enqueuer::flush() {
@@ -143,6 +162,7 @@ void Enqueuer::flush() {
     chunk_.write = !o_.dry_run && !chunk_.roll_back;
     chunk_.names = names_;
     store_.submit(std::exchange(chunk_, Chunk{}));
+    chunk_warnings_ = 0;
     chunk_.items.reserve(kChunk);
     chunk_.where.reserve(kChunk);
 }
@@ -200,6 +220,9 @@ void Enqueuer::abandon() {
 }
 
 void Enqueuer::print_summary() const {
+    if (more_warnings_ > 0)
+        std::cerr << "imgbatch: warning: " << more_warnings_
+                  << " more lines use a model named in a warning above\n";
     const Counts& c = store_.counts();
     std::cout << "batch " << batch_ << ": " << c.jobs
               << (o_.dry_run ? " jobs would be enqueued (" : " jobs enqueued (") << c.images

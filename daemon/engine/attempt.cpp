@@ -335,6 +335,10 @@ asio::awaitable<Answer> call_provider(EngineShared* s, ProviderRuntime* p,
     CheckedImages checked = check_images(std::move(parsed), g.n, status, download_error);
     a.error = std::move(checked.error);
     make_valid_utf8(a.error);
+    if (a.error && says_model_gone(*a.error, g.model)) {
+        const auto* m = s->catalog ? s->catalog->find(g.model) : nullptr;
+        mark_model_gone(*a.error, m ? m->replacement : "");
+    }
     for (auto& image : checked.images) image.revised_prompt = valid_utf8(image.revised_prompt);
     if (!checked.images.empty()) {
         answer_received(s, req);  // the lane's slot frees now, not after the files and records

@@ -130,6 +130,8 @@ struct EngineShared {
     // Started with --allow-multiple: the providers' concurrency is enforced in the claim (over
     // every daemon) and their rates are split between the daemons running.
     bool shared_limits = false;
+    // The config's catalog: names the replacement when a provider says a model is gone.
+    const jobs::Catalog* catalog = nullptr;
     // Signalled (cancelled) whenever an attempt ends: shutdown waits on it.
     boost::asio::steady_timer attempt_ended;
 

@@ -22,6 +22,7 @@
 #include <cstdlib>
 #include <ctime>
 #include <random>
+#include <set>
 #include <thread>
 
 #include "daemon/engine/dispatcher.hpp"
@@ -136,6 +137,9 @@ std::size_t plan_pending(jobs::Store& store, const Config* config) {
     constexpr int kBatch = 1000;
     constexpr int kUnplannedPerPass = 50000;  // rows checked per pass: bounded work per poll
     auto infos = config->provider_infos();
+    const std::string today = jobs::today_utc();
+    // A model's lifecycle warning is logged once per model (this thread plans every row).
+    thread_local std::set<std::string> warned;
     std::size_t total = 0;
     for (const auto& r : store.reject_unplanned(kUnplannedPerPass)) {
         spdlog::warn("event=job_rejected job={} reason={}", r.job_id, q(r.reason));
@@ -153,10 +157,13 @@ std::size_t plan_pending(jobs::Store& store, const Config* config) {
                 if (!row.parse_error.empty()) {
                     d.error = row.parse_error;
                 } else {
-                    auto v = jobs::validate_job(row.spec, config->catalog, infos);
+                    auto v = jobs::validate_job(row.spec, config->catalog, infos, today);
                     if (!v.ok) {
                         d.error = v.error;
                     } else {
+                        if (!v.warning.empty() && warned.insert(v.warning).second)
+                            spdlog::warn("event=model_lifecycle job={} model={} message={}", row.id,
+                                         q(row.spec.model), q(v.warning));
                         d.provider = v.ok->provider;
                         d.plan = jobs::plan_requests(row.spec.n, v.ok->per_request);
                     }
@@ -591,6 +598,7 @@ int run_daemon(const Config& config, const RunOptions& options) {
         Engine e(config, options, owner, *db, writer, decode_pool, writer_pool, lock_dir);
         e.shared.poll_interval_s = config.poll_interval_s > 0 ? config.poll_interval_s : 1.0;
         e.shared.shared_limits = options.allow_multiple;
+        e.shared.catalog = &config.catalog;
         if (options.until_idle)
             e.shared.drained = [&e] {
                 e.idle_check_due = true;

@@ -315,6 +315,35 @@ std::optional<jobs::Error> drop_invalid_urls(std::vector<ImageItem>& images, int
     return err;
 }
 
+bool says_model_gone(const jobs::Error& error, std::string_view model) {
+    const auto lower = [](std::string_view s) {
+        std::string out(s);
+        for (auto& ch : out) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+        return out;
+    };
+    const int status = error.http_status;
+    if (status == 0 || status == 401 || status == 429) return false;
+    if (lower(error.code) == "model_not_found") return true;
+    const bool client_error = status == 400 || status == 403 || status == 404 || status == 410;
+    const bool body_error = status >= 200 && status <= 299;
+    if (!client_error && !body_error) return false;
+    const std::string msg = lower(error.message);
+    if (model.empty() || msg.find(lower(model)) == std::string::npos) return false;
+    for (std::string_view phrase :
+         {"does not exist", "not found", "has been deprecated", "was deprecated", "was retired",
+          "has been retired", "has been shut down", "was shut down", "no longer available",
+          "no longer supported"})
+        if (msg.find(phrase) != std::string::npos) return true;
+    return false;
+}
+
+void mark_model_gone(jobs::Error& error, std::string_view replacement) {
+    error.cls = jobs::ErrorClass::invalid_request;
+    error.retry_after_s.reset();
+    if (!replacement.empty())
+        error.message += "; the catalog's replacement: " + std::string(replacement);
+}
+
 json::object* success_body(const HttpResponse& response, json::value& storage, ParsedResponse& out,
                            ErrorObject error_object) {
     if (response.status < 200 || response.status > 299) {

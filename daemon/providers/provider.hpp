@@ -94,6 +94,17 @@ jobs::Error bad_response_error(int http_status, std::string code, std::string me
 // message says so, else bad_response. nullopt when the body has no such error.
 std::optional<jobs::Error> error_in_success_body(const boost::json::object& body, int http_status);
 
+// True when an error answer says the model does not exist or was retired: the provider's code
+// model_not_found (any status but 401 and 429), or a 400, 403, 404 or 410 answer (or an error
+// object in a 2xx body) whose message names the model and says it "does not exist", "is not
+// found", "has been deprecated", "was retired", "has been shut down" or "is no longer
+// available" (OpenAI's model_not_found, Gemini's 404 NOT_FOUND "models/X is not found ...").
+bool says_model_gone(const jobs::Error& error, std::string_view model);
+
+// Makes such an error fail the request at once (invalid_request, no retry), with
+// "; the catalog's replacement: R" appended to the provider's message when R is not empty.
+void mark_model_gone(jobs::Error& error, std::string_view replacement);
+
 // The start every parser shares: a non-2xx answer becomes error_from_response, a body that is
 // not a JSON object becomes bad_response "not_json", and (with ErrorObject::reject) an error
 // object inside a 2xx body becomes that error. Returns the body object, held in storage, or

@@ -317,6 +317,33 @@ SimAnswer SimState::fault(const Call& call, std::string_view kind) {
                      "Invalid value for 'size': supported values are '1024x1024', '1024x1536', "
                      "'1536x1024' and 'auto'.",
                      "INVALID_ARGUMENT");
+    if (kind == "nomodel" || kind == "modelgone") {
+        // Google says the same for a model that never was and for one shut down.
+        if (google)
+            return error(api, 404, "", "",
+                         "models/" + call.model + " is not found for API version v1beta, or is " +
+                             "not supported for " +
+                             (api == SimApi::gemini ? "generateContent" : "predict") +
+                             ". Call ListModels to see the list of available models and their "
+                             "supported methods.",
+                         "NOT_FOUND");
+        return error(api, 404, "invalid_request_error", "model_not_found",
+                     kind == "nomodel" ? "The model `" + call.model +
+                                             "` does not exist or you do not have access to it."
+                                       : "The model `" + call.model +
+                                             "` has been deprecated, learn more here: "
+                                             "https://platform.openai.com/docs/deprecations",
+                     "");
+    }
+    if (kind == "relaynomodel")  // a new-api relay without a channel for the model
+        return body_answer(
+            503, "application/json",
+            json::serialize(json::object{
+                {"error", json::object{{"message", "No available channel for model " + call.model +
+                                                       " under group default"},
+                                       {"type", "new_api_error"},
+                                       {"param", ""},
+                                       {"code", "model_not_found"}}}}));
     if (kind == "auth")
         return error(api, 401, "invalid_request_error", "invalid_api_key",
                      "Incorrect API key provided.", "UNAUTHENTICATED");

@@ -420,3 +420,46 @@ TEST_CASE("api gemini: x-goog-api-key by default, bearer for relays and Vertex A
                        "models": ["gpt-image-1"]}]})")
               .find("one of openai, google, openai-chat, gemini") != std::string::npos);
 }
+
+TEST_CASE("catalog_file replaces the built-in catalog, relative to the config's directory") {
+    TempFile catalog(R"({"format": 1, "models": {
+        "house-model": {"api": "openai", "family": "gpt-image", "max_per_request": 3}}})");
+    const auto name = std::filesystem::path(catalog.path).filename().string();
+    TempFile cfg(R"({"catalog_file": ")" + name + R"(",
+        "models": {"house-model": {"status": "deprecated", "replacement": "house-model-2"},
+                   "house-model-2": {"like": "house-model"}},
+        "providers": [{"name": "p", "api": "openai", "base_url": "https://api.openai.com/v1",
+                       "models": ["house-model"]}]})");
+    Config c = load_config(cfg.path);
+    CHECK(c.catalog_file == catalog.path);
+    CHECK(c.catalog.names() == std::vector<std::string>{"house-model", "house-model-2"});
+    CHECK(c.catalog.find("house-model")->status == imgbatch::jobs::ModelStatus::deprecated);
+    CHECK(c.catalog.find("gpt-image-2") == nullptr);  // replaced, not merged
+    REQUIRE(c.provider_infos().size() == 1);
+    CHECK(c.provider_infos()[0].vendor);
+
+    // A provider may only name the file's models.
+    TempFile other(R"({"catalog_file": ")" + name + R"(", "providers": [{"name": "p",
+        "api": "openai", "base_url": "http://127.0.0.1:1/v1", "models": ["gpt-image-2"]}]})");
+    CHECK_THROWS_WITH_AS(load_config(other.path),
+                         doctest::Contains("names unknown model 'gpt-image-2'"), ConfigError);
+    CHECK(error_of(R"({"catalog_file": ""})").find("'catalog_file'") != std::string::npos);
+    CHECK(error_of(R"({"catalog_file": "/nonexistent/models.json"})") ==
+          "cfg.json: 'catalog_file': cannot read '/nonexistent/models.json': No such file or "
+          "directory");
+}
+
+TEST_CASE("is_vendor_api: the vendors' own hosts, anything else is a relay") {
+    using imgbatch::daemon::is_vendor_api;
+    CHECK(is_vendor_api("https://api.openai.com/v1"));
+    CHECK(is_vendor_api("https://API.OpenAI.com/v1/"));
+    CHECK(is_vendor_api("https://generativelanguage.googleapis.com/v1beta"));
+    CHECK(is_vendor_api("https://aiplatform.googleapis.com/v1/projects/p/locations/global"));
+    CHECK(is_vendor_api(
+        "https://europe-west4-aiplatform.googleapis.com/v1/projects/p/locations/europe-west4"));
+    CHECK_FALSE(is_vendor_api("https://relay.example.com/v1"));
+    CHECK_FALSE(is_vendor_api("https://api.openai.com.evil.example/v1"));
+    CHECK_FALSE(is_vendor_api("https://myaiplatform.googleapis.com.example/v1"));
+    CHECK_FALSE(is_vendor_api("http://127.0.0.1:8080/v1"));
+    CHECK_FALSE(is_vendor_api("not a url"));
+}

@@ -26,6 +26,12 @@ struct Cli {
         write_file(dir.file("imgbatch.json"), R"({
             // test configuration
             "database": "t.db", "output_dir": "out",
+            // These tests are about input: the models' lifecycle (warnings) is left out here
+            // and tested in daemon_catalog_test.
+            "models": {"gpt-image-1": {"status": "active"}, "dall-e-3": {"status": "active"},
+                       "dall-e-2": {"status": "active"},
+                       "imagen-4.0-generate-001": {"status": "active"},
+                       "imagen-3.0-generate-002": {"status": "active"}},
             "providers": [
               {"name": "oa", "api": "openai", "base_url": "http://127.0.0.1:9/v1",
                "models": ["gpt-image-1", "dall-e-3", "dall-e-2"]},

@@ -57,6 +57,8 @@ TEST_CASE("the built-in catalog has every model of the SPEC with its limits") {
         {"gemini-2.5-flash-image", 1, 32000},
         {"gemini-3.1-flash-image-preview", 1, 32000},
         {"gemini-3-pro-image-preview", 1, 32000},
+        {"chatgpt-image-latest", 10, 32000},
+        {"gpt-image-2-all", 1, 32000},
     };
     for (const auto& r : rows) {
         CAPTURE(r.name);
@@ -207,4 +209,166 @@ TEST_CASE("gpt-image-2's dated snapshot follows gpt-image-2's rules") {
     CHECK(snap->family == "gpt-image-2");
     CHECK(snap->free_size);
     CHECK(snap->max_per_request == c.find("gpt-image-2")->max_per_request);
+}
+
+namespace {
+std::string file_error(const std::string& json) {
+    try {
+        Catalog::from_json(json, "cat.json");
+    } catch (const std::invalid_argument& e) {
+        return e.what();
+    }
+    return "(no error)";
+}
+}  // namespace
+
+TEST_CASE("the built-in catalog is catalog/models.json: lifecycle of every model as announced") {
+    auto c = Catalog::builtin();
+    struct Row {
+        const char* name;
+        ModelStatus status;
+        const char* date;
+        const char* replacement;
+    };
+    const Row rows[] = {
+        {"dall-e-2", ModelStatus::retired, "2026-05-12", "gpt-image-2"},
+        {"dall-e-3", ModelStatus::retired, "2026-05-12", "gpt-image-2"},
+        {"gpt-image-1", ModelStatus::retired, "2026-10-23", "gpt-image-2"},
+        {"gpt-image-1.5", ModelStatus::deprecated, "2026-12-01", "gpt-image-2"},
+        {"gpt-image-1-mini", ModelStatus::deprecated, "2026-12-01", "gpt-image-2"},
+        {"chatgpt-image-latest", ModelStatus::deprecated, "2026-12-01", "gpt-image-2"},
+        {"gpt-image-2", ModelStatus::active, "", ""},
+        {"gpt-image-2-2026-04-21", ModelStatus::active, "", ""},
+        {"gpt-image-2-all", ModelStatus::active, "", ""},
+        {"sora_image", ModelStatus::deprecated, "", "gpt-image-2-all"},
+        {"flux-kontext-pro", ModelStatus::active, "", ""},
+        {"imagen-3.0-generate-002", ModelStatus::retired, "2026-08-17", "gemini-2.5-flash-image"},
+        {"imagen-4.0-generate-001", ModelStatus::retired, "2026-08-17", "gemini-2.5-flash-image"},
+        {"imagen-4.0-ultra-generate-001", ModelStatus::retired, "2026-08-17",
+         "gemini-3-pro-image-preview"},
+        {"gemini-2.5-flash-image", ModelStatus::active, "", ""},
+        {"gemini-3.1-flash-image-preview", ModelStatus::active, "", ""},
+        {"gemini-3-pro-image-preview", ModelStatus::active, "", ""},
+    };
+    for (const auto& r : rows) {
+        CAPTURE(r.name);
+        const auto* m = c.find(r.name);
+        REQUIRE(m);
+        auto l = lifecycle_on(*m, "2026-11-21");
+        CHECK(l.status == r.status);
+        CHECK(l.date == r.date);
+        CHECK(l.replacement == r.replacement);
+    }
+    // Every replacement is a model of the catalog, and every model names its API style.
+    for (const auto& name : c.names()) {
+        CAPTURE(name);
+        const auto* m = c.find(name);
+        CHECK_FALSE(m->api.empty());
+        if (!m->replacement.empty()) CHECK(c.find(m->replacement));
+    }
+    CHECK(c.find("gpt-image-2")->api == "openai");
+    CHECK(c.find("imagen-4.0-generate-001")->api == "google");
+    CHECK(c.find("gemini-2.5-flash-image")->api == "gemini");
+    const auto& rules = c.find("gpt-image-2")->free_rules;
+    CHECK(rules.multiple == 16);
+    CHECK(rules.max_ratio == 3);
+    CHECK(rules.max_long == 3840);
+    CHECK(rules.max_short == 2160);
+    CHECK(rules.min_pixels == 655360);
+    CHECK(rules.max_pixels == 8294400);
+}
+
+TEST_CASE("lifecycle_on: dates decide against the day asked") {
+    ModelInfo m;
+    m.name = "m";
+    m.replacement = "n";
+    CHECK(lifecycle_on(m, "2026-11-21").status == ModelStatus::active);
+    m.status = ModelStatus::deprecated;
+    m.shutdown = "2026-12-01";
+    CHECK(lifecycle_on(m, "2026-11-30").status == ModelStatus::deprecated);
+    CHECK(lifecycle_on(m, "2026-12-01").status == ModelStatus::retired);  // the day it stops
+    CHECK(lifecycle_on(m, "2027-01-01").date == "2026-12-01");
+    m.shutdown.clear();  // deprecated without a day: deprecated whatever the day
+    CHECK(lifecycle_on(m, "2999-01-01").status == ModelStatus::deprecated);
+    m.status = ModelStatus::retired;
+    m.retired = "2026-05-12";
+    CHECK(lifecycle_on(m, "2026-05-12").status == ModelStatus::retired);
+    CHECK(lifecycle_on(m, "2026-05-11").status == ModelStatus::deprecated);  // not yet
+    CHECK(lifecycle_on(m, "2026-05-11").replacement == "n");
+    m.retired.clear();
+    CHECK(lifecycle_on(m, "2000-01-01").status == ModelStatus::retired);
+    CHECK(today_utc().size() == 10);
+    CHECK(is_iso_date(today_utc()));
+}
+
+TEST_CASE("is_iso_date") {
+    CHECK(is_iso_date("2026-12-01"));
+    CHECK(is_iso_date("2028-02-29"));
+    CHECK_FALSE(is_iso_date("2026-02-29"));
+    CHECK_FALSE(is_iso_date("2026-13-01"));
+    CHECK_FALSE(is_iso_date("2026-00-10"));
+    CHECK_FALSE(is_iso_date("2026-1-01"));
+    CHECK_FALSE(is_iso_date("2026/12/01"));
+    CHECK_FALSE(is_iso_date("tomorrow"));
+}
+
+TEST_CASE("from_json: a catalog file replaces the built-in one; bad entries named") {
+    auto c = Catalog::from_json(R"({
+        // comments are allowed
+        "format": 1,
+        "models": {
+          "base": {"family": "gpt-image", "api": "openai", "max_per_request": 2,
+                   "sizes": ["1024x1024"], "status": "deprecated", "shutdown": "2030-01-01",
+                   "replacement": "next"},
+          "next": {"like": "base", "status": "active", "free_size": {"multiple": 8,
+                   "max_long": 2048, "max_short": 1024, "min_pixels": 0,
+                   "max_pixels": 2097152}},
+        }})",
+                                "cat.json");
+    CHECK(c.names() == std::vector<std::string>{"base", "next"});
+    const auto* base = c.find("base");
+    CHECK_FALSE(base->open);  // a file's model takes only what it describes
+    CHECK(base->max_per_request == 2);
+    CHECK(lifecycle_on(*base, "2029-12-31").status == ModelStatus::deprecated);
+    const auto* next = c.find("next");
+    CHECK(next->free_size);
+    CHECK(next->free_rules.multiple == 8);
+    CHECK(next->free_rules.max_ratio == 3);  // not given: gpt-image-2's
+    CHECK(lifecycle_on(*next, "2040-01-01").status == ModelStatus::active);
+
+    CHECK(file_error("[]").starts_with("cat.json: must be a JSON object"));
+    CHECK(file_error("{").starts_with("cat.json: not valid JSON"));
+    CHECK(file_error(R"({"format": 2, "models": {}})") == "cat.json: format: must be 1, got 2");
+    CHECK(file_error(R"({"format": 1})") == "cat.json: models: required, an object of models");
+    CHECK(file_error(R"({"models": {}, "prices": {}})")
+              .starts_with("cat.json: unknown key 'prices'"));
+    CHECK(file_error(R"({"models": {"x": {"max_per_request": 1}}})") ==
+          "cat.json: models.x.family: required for a new model");
+    CHECK(file_error(R"({"models": {"x": {"family": "f", "status": "gone"}}})")
+              .starts_with("cat.json: models.x.status: must be active, deprecated or retired"));
+    CHECK(file_error(R"({"models": {"x": {"family": "f", "shutdown": "2026-12-32"}}})")
+              .starts_with("cat.json: models.x.shutdown: must be a date YYYY-MM-DD"));
+    CHECK(file_error(R"({"models": {"x": {"family": "f", "replacement": "y"}}})") ==
+          "cat.json: models.x.replacement: unknown model 'y'");
+    CHECK(file_error(R"({"models": {"x": {"family": "f", "free_size": {"max_long": 100,
+          "max_short": 200}}}})")
+              .starts_with("cat.json: models.x.free_size.max_short: must be <="));
+    CHECK(file_error(R"({"models": {"x": {"family": "f", "free_size": {"side": 1}}}})")
+              .starts_with("cat.json: models.x.free_size.side: unknown rule"));
+}
+
+TEST_CASE("apply_config overrides a model's lifecycle (an operator's update)") {
+    auto c = Catalog::builtin();
+    c.apply_config(obj(R"({"gpt-image-2": {"status": "deprecated", "shutdown": "2027-06-01",
+                                            "replacement": "gemini-3-pro-image-preview"},
+                          "dall-e-3": {"status": "active"}})"));
+    auto l = lifecycle_on(*c.find("gpt-image-2"), "2026-11-21");
+    CHECK(l.status == ModelStatus::deprecated);
+    CHECK(l.date == "2027-06-01");
+    CHECK(l.replacement == "gemini-3-pro-image-preview");
+    CHECK(lifecycle_on(*c.find("dall-e-3"), "2026-11-21").status == ModelStatus::active);
+    // The snapshot was copied when the catalog was read: it keeps its own lifecycle.
+    CHECK(lifecycle_on(*c.find("gpt-image-2-2026-04-21"), "2026-11-21").status ==
+          ModelStatus::active);
+    CHECK(config_error(R"({"x": {"open": "yes"}})").starts_with("models.x.open: "));
 }

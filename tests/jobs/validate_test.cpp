@@ -60,7 +60,8 @@ TEST_CASE("a valid job resolves its provider and images per request") {
 TEST_CASE("model and provider errors name the field and the choices") {
     CHECK(error_of(job("")) == "field 'model': required");
     auto unknown = error_of(job("dalle-3"));
-    CHECK(unknown.starts_with("field 'model': unknown model 'dalle-3' (known: dall-e-2, dall-e-3"));
+    CHECK(unknown.starts_with(
+        "field 'model': unknown model 'dalle-3' (known: chatgpt-image-latest, dall-e-2, dall-e-3"));
     CHECK(error_of(job("gpt-image-1-mini")) ==
           "field 'model': no configured provider serves 'gpt-image-1-mini'");
 
@@ -248,4 +249,108 @@ TEST_CASE("Gemini image jobs: one image per request, imageConfig values checked"
     CHECK(check("gemini-3-pro-image-preview", R"({"aspect_ratio": "8:1"})") != "(ok)");
     // Native generateContent fields pass through.
     CHECK(check("gemini-2.5-flash-image", R"({"temperature": 0.5, "seed": 3})") == "(ok)");
+}
+
+TEST_CASE("gpt-image-2 free sizes: total pixels within the model's limits") {
+    const auto g2 = [](const char* size) {
+        return error_of(
+            job("gpt-image-2", "x", (std::string(R"({"size": ")") + size + "\"}").c_str()));
+    };
+    CHECK(g2("1024x640") == "(ok)");  // 655,360 pixels: the least
+    CHECK(g2("1008x640") ==
+          "field 'size': '1008x640' is not allowed for gpt-image-2: 645120 pixels; at least "
+          "655360 (e.g. 1024x640)");
+    CHECK(g2("512x512").find("at least 655360") != std::string::npos);
+    CHECK(g2("3840x2160") == "(ok)");  // 8,294,400 pixels: the most
+    auto words = g2("big");
+    CHECK(words.find("655360 to 8294400 pixels") != std::string::npos);
+    // A catalog that lowers the ceiling is obeyed.
+    auto c = Catalog::builtin();
+    c.apply_config(boost::json::parse(R"({"gpt-image-2": {"free_size": {"max_pixels": 4000000}}})")
+                       .as_object());
+    CHECK(error_of(job("gpt-image-2", "x", R"({"size": "2048x2048"})"), c) ==
+          "field 'size': '2048x2048' is not allowed for gpt-image-2: 4194304 pixels; at most "
+          "4000000");
+}
+
+TEST_CASE("lifecycle: retired refused on the vendor's API, warned on a relay; deprecated warned") {
+    auto c = Catalog::builtin();
+    const std::vector<ProviderInfo> providers = {
+        {"openai", "openai", {"dall-e-3", "gpt-image-1.5", "gpt-image-2", "sora_image"}, 0, true},
+        {"relay", "openai", {"dall-e-3", "gpt-image-1.5", "imagen-4.0-generate-001"}, 0, false},
+        {"google", "google", {"imagen-4.0-generate-001"}, 0, true},
+    };
+    auto on = [&](const char* model, const char* provider, const char* today = "2026-11-21") {
+        JobSpec j = job(model);
+        j.provider = provider;
+        return validate_job(j, c, providers, today);
+    };
+
+    auto r = on("dall-e-3", "openai");
+    CHECK_FALSE(r.ok);
+    CHECK(r.retired);
+    CHECK(r.error == "model dall-e-3 was retired on 2026-05-12; use gpt-image-2");
+
+    r = on("dall-e-3", "relay");
+    REQUIRE(r.ok);
+    CHECK(r.warning ==
+          "model dall-e-3 was retired on 2026-05-12; use gpt-image-2 (provider 'relay' is a "
+          "relay, which may still serve it)");
+
+    r = on("imagen-4.0-generate-001", "google");
+    CHECK_FALSE(r.ok);
+    CHECK(r.error ==
+          "model imagen-4.0-generate-001 was retired on 2026-08-17 (shut down on Google's "
+          "endpoints; relays may still serve it); use gemini-2.5-flash-image");
+    r = on("imagen-4.0-generate-001", "relay");
+    REQUIRE(r.ok);
+    CHECK(r.ok->per_request == 4);  // Imagen's own maximum through a relay
+
+    r = on("gpt-image-1.5", "openai");
+    REQUIRE(r.ok);
+    CHECK_FALSE(r.retired);
+    CHECK(r.warning == "model gpt-image-1.5 is deprecated, shuts down 2026-12-01; use gpt-image-2");
+    // From its shutdown day on, the deprecated model counts as retired.
+    r = on("gpt-image-1.5", "openai", "2026-12-01");
+    CHECK_FALSE(r.ok);
+    CHECK(r.error == "model gpt-image-1.5 was retired on 2026-12-01; use gpt-image-2");
+
+    r = on("sora_image", "openai");
+    REQUIRE(r.ok);
+    CHECK(r.warning ==
+          "model sora_image is deprecated (relay name; retired by relays in favour of "
+          "gpt-image-2-all); use gpt-image-2-all");
+
+    r = on("gpt-image-2", "openai");
+    REQUIRE(r.ok);
+    CHECK(r.warning.empty());
+
+    // Without a day, today's (UTC) is used: dall-e-3 retired in the past stays retired.
+    JobSpec j = job("dall-e-3");
+    j.provider = "openai";
+    CHECK(validate_job(j, c, providers).retired);
+}
+
+TEST_CASE("Imagen through an OpenAI-compatible relay keeps Imagen's limits") {
+    auto c = Catalog::builtin();
+    const std::vector<ProviderInfo> relay = {
+        {"relay",
+         "openai",
+         {"imagen-4.0-generate-preview-06-06", "imagen-4.0-ultra-generate-exp-05-20"},
+         0}};
+    auto check = [&](const char* model, const char* params, int n = 1) {
+        JobSpec j = job(model, "a fox", params);
+        j.n = n;
+        return validate_job(j, c, relay, "2026-11-21");
+    };
+    auto r = check("imagen-4.0-generate-preview-06-06", R"({"aspect_ratio": "16:9"})", 6);
+    REQUIRE(r.ok);
+    CHECK(r.ok->per_request == 4);
+    CHECK(check("imagen-4.0-ultra-generate-exp-05-20", "{}").ok->per_request == 1);
+    CHECK(check("imagen-4.0-generate-preview-06-06", R"({"aspect_ratio": "2:3"})").error ==
+          "field 'aspect_ratio': '2:3' is not allowed for imagen-4.0-generate-preview-06-06 "
+          "(allowed: 1:1, 3:4, 4:3, 9:16, 16:9)");
+    CHECK(check("imagen-4.0-generate-preview-06-06", R"({"size": "1024x1024"})").error ==
+          "field 'size': not accepted by imagen-4.0-generate-preview-06-06 (use aspect_ratio: "
+          "1:1, 3:4, 4:3, 9:16, 16:9)");
 }

@@ -1,5 +1,6 @@
 #include <doctest/doctest.h>
 
+#include <boost/json/parse.hpp>
 #include <chrono>
 
 #include "daemon/providers/provider.hpp"
@@ -278,4 +279,77 @@ TEST_CASE("valid_utf8 replaces each invalid byte and NUL with U+FFFD") {
     CHECK(valid_utf8("\xc0\xaf") == "\xef\xbf\xbd\xef\xbf\xbd");                  // overlong
     CHECK(valid_utf8("\xed\xa0\x80") == "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd");  // a surrogate
     CHECK(valid_utf8("cut \xe7\x8c") == "cut \xef\xbf\xbd\xef\xbf\xbd");
+}
+
+TEST_CASE("an answer that the model does not exist or was retired: invalid_request at once") {
+    // OpenAI: 404 model_not_found, for a model that never was and for one retired.
+    auto nomodel = error_from_response(
+        answer(
+            404,
+            R"({"error":{"message":"The model `dall-e-3` does not exist or you do not have access to it.","type":"invalid_request_error","param":null,"code":"model_not_found"}})"),
+        kNow);
+    CHECK(says_model_gone(nomodel, "dall-e-3"));
+    mark_model_gone(nomodel, "gpt-image-2");
+    CHECK(nomodel.cls == ErrorClass::invalid_request);
+    CHECK(nomodel.code == "model_not_found");
+    CHECK(nomodel.message ==
+          "The model `dall-e-3` does not exist or you do not have access to it.; the catalog's "
+          "replacement: gpt-image-2");
+
+    // "has been deprecated" in a 400 without a code.
+    auto gone = error_from_response(
+        answer(
+            400,
+            R"({"error":{"message":"The model `gpt-image-1` has been deprecated, learn more here: https://platform.openai.com/docs/deprecations","type":"invalid_request_error","param":null,"code":null}})"),
+        kNow);
+    CHECK(says_model_gone(gone, "gpt-image-1"));
+    CHECK_FALSE(says_model_gone(gone, "gpt-image-2"));  // about another model
+
+    // Gemini / Imagen: 404 NOT_FOUND naming models/X.
+    auto google = error_from_response(
+        answer(
+            404,
+            R"({"error":{"code":404,"message":"models/imagen-3.0-generate-002 is not found for API version v1beta, or is not supported for predict. Call ListModels to see the list of available models and their supported methods.","status":"NOT_FOUND"}})"),
+        kNow);
+    CHECK(says_model_gone(google, "imagen-3.0-generate-002"));
+    mark_model_gone(google, "");
+    CHECK(google.message.ends_with("supported methods."));  // no replacement: nothing added
+
+    // A relay (new-api) without a channel for the model: 503 with code model_not_found.
+    auto relay = error_from_response(
+        answer(
+            503,
+            R"({"error":{"message":"No available channel for model sora_image under group default","type":"new_api_error","param":"","code":"model_not_found"}})"),
+        kNow);
+    CHECK(relay.cls == ErrorClass::server);
+    CHECK(says_model_gone(relay, "sora_image"));
+    mark_model_gone(relay, "gpt-image-2-all");
+    CHECK(relay.cls == ErrorClass::invalid_request);
+
+    // An error object in a 200 body (relays).
+    auto in_body = error_in_success_body(
+        boost::json::parse(
+            R"({"error":{"message":"model gpt-image-2-all not found","type":"upstream_error"}})")
+            .as_object(),
+        200);
+    REQUIRE(in_body);
+    CHECK(says_model_gone(*in_body, "gpt-image-2-all"));
+
+    // Not about the model: a wrong URL's 404 page, a 500 that names the model, a 401.
+    CHECK_FALSE(says_model_gone(error_from_response(answer(404, "404 page not found"), kNow),
+                                "gpt-image-2"));
+    CHECK_FALSE(says_model_gone(
+        error_from_response(
+            answer(500, R"({"error":{"message":"gpt-image-2 not found upstream"}})"), kNow),
+        "gpt-image-2"));
+    CHECK_FALSE(says_model_gone(
+        error_from_response(
+            answer(
+                401,
+                R"({"error":{"message":"model gpt-image-2 not found","code":"model_not_found"}})"),
+            kNow),
+        "gpt-image-2"));
+    imgbatch::jobs::Error network;
+    network.code = "model_not_found";  // no HTTP answer at all
+    CHECK_FALSE(says_model_gone(network, "gpt-image-2"));
 }
