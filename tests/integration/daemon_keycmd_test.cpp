@@ -6,6 +6,8 @@
 #include <doctest/doctest.h>
 #include <sys/stat.h>
 
+#include <csignal>
+
 #include "tests/integration/daemon_fixture.hpp"
 
 using namespace imgbatch::test;
@@ -190,4 +192,45 @@ TEST_CASE("examples: the Vertex AI config and the full example load, Vertex with
     // One provider per API style in the full example.
     for (const char* api : {"openai", "google", "openai-chat", "gemini"})
         CHECK(r.out.find(api) != std::string::npos);
+}
+
+TEST_CASE("api_key_command: SIGHUP runs the command again and the paused provider resumes") {
+    Sim sim({"--api-key", "right-key"});
+    TempDir keys;
+    const std::string source = keys.file("source");
+    write_file(source, "wrong-key\n");
+    // Prints whatever the source file holds (a credential store being fixed by hand).
+    const std::string script = token_script(keys, "cat " + source + "; exit 0\n");
+    DaemonEnv env({openai_provider(
+        sim, "p", "\"max_concurrency\": 1, \"api_key_command\": [" + json_str(script) + "]")});
+    std::string lines;
+    for (int i = 0; i < 3; ++i)
+        lines += job_line("k" + std::to_string(i), "a kite " + std::to_string(i), "gpt-image-1", 1);
+    env.enqueue(lines);
+
+    auto daemon = env.start_run();
+    INFO("daemon stderr: " << DaemonEnv::tail(daemon->err()));
+    // The start's token and the one fetched after the 401 are both refused: paused.
+    REQUIRE(wait_for(
+        [&] {
+            return env.value("SELECT paused FROM provider_state WHERE name = 'p'") == "1" &&
+                   env.number("SELECT count(*) FROM jobs WHERE state = 'queued'") == 3;
+        },
+        20));
+    CHECK(runs(keys) == 2);
+
+    write_file(source, "right-key\n");
+    daemon->signal(SIGHUP);
+    CHECK(wait_for(
+        [&] { return env.number("SELECT count(*) FROM jobs WHERE state = 'succeeded'") == 3; },
+        20));
+    daemon->signal(SIGTERM);
+    auto code = daemon->wait(30);
+    REQUIRE(code.has_value());
+    CHECK(*code == 0);
+    CHECK(runs(keys) == 3);  // the reload's run
+    for (int i = 0; i < 3; ++i) env.check_outputs("k" + std::to_string(i), 1);
+    CHECK(env.value("SELECT paused FROM provider_state WHERE name = 'p'") == "0");
+    CHECK(sim.stat("images") == env.number("SELECT count(*) FROM outputs"));
+    CHECK(daemon->err().find("right-key") == std::string::npos);
 }
