@@ -293,6 +293,14 @@ ProviderConfig parse_provider(const json::value& v, const std::string& source,
     return p;
 }
 
+// A key goes into a header: it may not carry a line break or another control character.
+std::string checked_key(std::string key, const std::string& who, const std::string& where) {
+    if (!is_header_value(key))
+        throw ConfigError(who + ": the API key from " + where +
+                          " contains control characters (a line break inside it?)");
+    return key;
+}
+
 // "IP:PORT" (IPv6 in brackets or not), as serve_metrics binds it: an IPv4 or IPv6 address
 // and a port from 1 to 65535.
 bool is_listen_address(std::string_view s) {
@@ -334,18 +342,10 @@ std::string trim_newlines(std::string s) {
     return s;
 }
 
-std::string checked_key(std::string key, const std::string& who, const std::string& where) {
-    return checked_api_key(std::move(key), who, where);
-}
-
 }  // namespace
 
-// A key goes into a header: it may not carry a line break or another control character.
 std::string checked_api_key(std::string key, const std::string& who, const std::string& where) {
-    if (!is_header_value(key))
-        throw ConfigError(who + ": the API key from " + where +
-                          " contains control characters (a line break inside it?)");
-    return key;
+    return checked_key(std::move(key), who, where);
 }
 
 bool is_vertex_ai_url(std::string_view base_url) {
