@@ -36,6 +36,13 @@ int runs(const TempDir& dir) {
 void check_no_token(const DaemonEnv& env, const RunResult& r) {
     CHECK(r.err.find(kMark) == std::string::npos);
     CHECK(r.out.find(kMark) == std::string::npos);
+    for (const auto& args : std::vector<std::vector<std::string>>{
+             {"providers", "--json"}, {"providers"}, {"status"}}) {
+        RunResult shown = env.cli(args);
+        INFO(args.at(0) << ": " << shown.err);
+        CHECK(shown.code == 0);
+        CHECK(shown.out.find(kMark) == std::string::npos);
+    }
     for (const char* suffix : {"", "-wal", "-journal"}) {
         std::string bytes = read_file(env.db + suffix);
         INFO("database file " << env.db << suffix);
