@@ -210,6 +210,41 @@ ProviderConfig parse_provider(const json::value& v, const std::string& source,
     f.string("api_key_file", p.api_key_file);
     if (!p.api_key_env.empty() && !p.api_key_file.empty())
         f.fail("api_key_file", "cannot be combined with api_key_env (choose one)");
+    if (const auto* cmd = f.get("api_key_command")) {
+        const char* expected =
+            "a non-empty string (run by /bin/sh -c) or a non-empty array of "
+            "strings (program and arguments)";
+        if (cmd->is_string()) {
+            if (cmd->get_string().empty()) f.bad("api_key_command", expected, *cmd);
+            p.api_key_command = {"/bin/sh", "-c", std::string(cmd->get_string())};
+        } else if (cmd->is_array() && !cmd->get_array().empty()) {
+            for (const auto& a : cmd->get_array()) {
+                if (!a.is_string()) f.bad("api_key_command", expected, *cmd);
+                p.api_key_command.emplace_back(a.get_string());
+            }
+            if (p.api_key_command.front().empty()) f.bad("api_key_command", expected, *cmd);
+        } else {
+            f.bad("api_key_command", expected, *cmd);
+        }
+        for (const auto& a : p.api_key_command)
+            if (a.find('\0') != std::string::npos)
+                f.bad("api_key_command", "free of NUL characters", *cmd);
+        if (!p.api_key_env.empty() || !p.api_key_file.empty())
+            f.fail("api_key_command",
+                   "cannot be combined with " +
+                       std::string(p.api_key_env.empty() ? "api_key_file" : "api_key_env") +
+                       " (choose one)");
+    }
+    f.seconds("api_key_refresh_s", p.api_key_refresh_s, 0);
+    if (p.api_key_refresh_s > 0 && p.api_key_refresh_s < 1)
+        f.fail("api_key_refresh_s", "must be 0 (refresh only after a 401) or >= 1");
+    f.seconds("api_key_command_timeout_s", p.api_key_command_timeout_s, kMinTime, 3600);
+    if (p.api_key_command.empty()) {
+        if (f.get("api_key_refresh_s") && p.api_key_refresh_s > 0)
+            f.fail("api_key_refresh_s", "needs api_key_command");
+        if (f.get("api_key_command_timeout_s"))
+            f.fail("api_key_command_timeout_s", "needs api_key_command");
+    }
 
     const auto* models = f.get("models");
     if (!models) f.fail("models", "is required");
@@ -238,7 +273,9 @@ ProviderConfig parse_provider(const json::value& v, const std::string& source,
     const bool google_key = p.api == "google" || p.api == "gemini";
     if (!google_key && p.auth == "x-goog-api-key")
         f.fail("auth", "may be \"x-goog-api-key\" only for api \"google\" or \"gemini\"");
-    if (p.auth.empty()) p.auth = google_key ? "x-goog-api-key" : "bearer";
+    // Vertex AI takes OAuth access tokens (Bearer), not API keys.
+    if (p.auth.empty())
+        p.auth = google_key && !is_vertex_ai_url(p.base_url) ? "x-goog-api-key" : "bearer";
     f.string("image_size_key", p.image_size_key, true);
     if (const auto* headers = f.object("headers")) {
         for (const auto& [k, hv] : *headers) {
@@ -306,6 +343,20 @@ std::string trim_newlines(std::string s) {
 }
 
 }  // namespace
+
+std::string checked_api_key(std::string key, const std::string& who, const std::string& where) {
+    return checked_key(std::move(key), who, where);
+}
+
+bool is_vertex_ai_url(std::string_view base_url) {
+    Url url;
+    if (!parse_url(std::string(base_url), url)) return false;
+    std::string host = url.host;
+    for (auto& c : host) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    // aiplatform.googleapis.com (global) or LOCATION-aiplatform.googleapis.com.
+    return host == "aiplatform.googleapis.com" || host.ends_with("-aiplatform.googleapis.com") ||
+           host.ends_with(".aiplatform.googleapis.com");
+}
 
 const ProviderConfig* Config::provider(std::string_view name) const {
     for (const auto& p : providers)
@@ -423,6 +474,7 @@ Config load_config(const std::string& path) {
 
 std::string resolve_api_key(const ProviderConfig& provider) {
     const std::string who = "provider '" + provider.name + "'";
+    if (!provider.api_key_command.empty()) return {};
     if (!provider.api_key_env.empty()) {
         const char* v = std::getenv(provider.api_key_env.c_str());
         if (!v || !*v)

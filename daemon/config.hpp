@@ -24,6 +24,13 @@ struct ProviderConfig {
     std::string base_url;  // ends in /v1 (openai, openai-chat) or /v1beta (google)
     std::string api_key_env;
     std::string api_key_file;
+    // api_key_command: the program (argv) whose standard output, trimmed, is the key or token.
+    // A string in the config is run as {"/bin/sh", "-c", string}. Empty: no command.
+    std::vector<std::string> api_key_command;
+    // With api_key_command: the command runs again when the key is this old (0: only after a
+    // 401), and is killed after api_key_command_timeout_s.
+    double api_key_refresh_s = 0;
+    double api_key_command_timeout_s = 30;
     std::vector<std::string> models;
     int max_concurrency = 4;
     double requests_per_minute = 0;  // 0: unlimited
@@ -32,7 +39,8 @@ struct ProviderConfig {
     double connect_timeout_s = 30;   // connect + TLS deadline
     int max_images_per_request = 0;  // 0: the model's maximum
     std::size_t max_response_bytes = 512u << 20;
-    // google: "x-goog-api-key" (default) or "bearer"; others always bearer.
+    // google, gemini: "x-goog-api-key" (default) or "bearer" (the default for Vertex AI hosts,
+    // *aiplatform.googleapis.com); others always bearer.
     std::string auth;
     // google: the parameters key that image_size maps to ("sampleImageSize"; new-api relays
     // read "imageSize").
@@ -82,6 +90,15 @@ Config load_config(const std::string& path);
 // The provider's API key: from api_key_env, api_key_file, or $CREDENTIALS_DIRECTORY/<name>
 // (systemd LoadCredential=). Empty when none is configured (allowed for local relays/sim).
 // Throws ConfigError when a configured source is missing. Never logged.
+// A provider with api_key_command gets "" here: the command is run by daemon/engine/credentials
+// (run_key_command), once at start and on refresh, not on every call of this function.
 std::string resolve_api_key(const ProviderConfig& provider);
+
+// Checks a key read from a command, file or variable: no control characters (it goes into a
+// header). Throws ConfigError naming who and where, never the key.
+std::string checked_api_key(std::string key, const std::string& who, const std::string& where);
+
+// A Vertex AI endpoint (host ends in aiplatform.googleapis.com): OAuth access tokens, Bearer.
+bool is_vertex_ai_url(std::string_view base_url);
 
 }  // namespace imgbatch::daemon

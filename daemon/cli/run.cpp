@@ -57,6 +57,9 @@ void add_run(CLI::App& app, Context& ctx) {
     sim->add_option("--seed", so->seed, "random seed");
     sim->add_option("--port-file", so->port_file, "write the bound port to this file");
     sim->add_option("--api-key", so->api_key, "answer 401 to calls without this key");
+    sim->add_option("--token-uses", so->token_uses,
+                    "accept each Bearer token / x-goog-api-key for N calls, then 401 (0: off)")
+        ->check(CLI::NonNegativeNumber);
     sim->add_option("--max-files", so->max_files, "image URLs kept for download")
         ->check(CLI::PositiveNumber);
     sim->add_flag("--ratelimit-headers", so->ratelimit_headers,

@@ -305,16 +305,45 @@ asio::awaitable<Answer> call_provider(EngineShared* s, ProviderRuntime* p,
                         std::string("params: ") + e.what(), std::nullopt};
         co_return a;
     }
-    HttpRequest http;
-    try {
-        http = p->api->build(g, p->config, p->api_key);
-    } catch (const std::exception& e) {
-        a.error = Error{ErrorClass::invalid_request, "build", 0, e.what(), std::nullopt};
-        co_return a;
+    HttpResult res;
+    // A key from api_key_command that the provider refused (401) is replaced and the call
+    // sent again, within this attempt: once with a key this attempt waited for, and again
+    // whenever another attempt replaced the key meanwhile (at most kMaxAuthSends calls).
+    constexpr int kMaxAuthSends = 4;
+    bool refreshed = false;
+    std::string key_error;  // the command's failure, added to the 401's message
+    for (int sends = 1;; ++sends) {
+        const std::uint64_t used = p->keys.generation();
+        HttpRequest http;
+        try {
+            http = p->api->build(g, p->config, p->keys.key());
+        } catch (const std::exception& e) {
+            a.error = Error{ErrorClass::invalid_request, "build", 0, e.what(), std::nullopt};
+            co_return a;
+        }
+        // Gzip, JSON and base64 of a large answer are decoded on the decode pool, not here.
+        http.defer_decoding = true;
+        res = co_await p->client->send(std::move(http));
+        auto* answer = std::get_if<HttpResponse>(&res);
+        if (!answer || answer->status != 401 || !p->keys.refreshable() || sends >= kMaxAuthSends)
+            break;
+        if (p->keys.generation() == used) {
+            if (refreshed) break;  // refused a key fresh for this call: the provider pauses
+            refreshed = true;
+            if (auto err = co_await p->keys.refresh_after(used, "401")) {
+                key_error = std::move(*err);
+                break;
+            }
+        }
+        if (given_back(s, req)) {
+            // A stop gave the request back while the key was refreshed: nothing is sent.
+            a.error = Error{ErrorClass::auth, "returned", 401, "given back", std::nullopt};
+            co_return a;
+        }
+        spdlog::info("event=auth_retry job={} request={} provider={} attempt={} note={}",
+                     req.job_id, req.request_id, q(p->config.name), req.attempt_no,
+                     q("HTTP 401: sent again with the refreshed key"));
     }
-    // Gzip, JSON and base64 of a large answer are decoded on the decode pool, not here.
-    http.defer_decoding = true;
-    HttpResult res = co_await p->client->send(std::move(http));
     if (auto* f = std::get_if<HttpFailure>(&res)) {
         a.error = Error{f->cls, f->code, 0, f->message, std::nullopt};
         make_valid_utf8(a.error);
@@ -334,6 +363,7 @@ asio::awaitable<Answer> call_provider(EngineShared* s, ProviderRuntime* p,
         download_error = co_await download_images(p, &parsed);
     CheckedImages checked = check_images(std::move(parsed), g.n, status, download_error);
     a.error = std::move(checked.error);
+    if (a.error && !key_error.empty()) a.error->message += " (" + key_error + ")";
     make_valid_utf8(a.error);
     if (a.error && says_model_gone(*a.error, g.model)) {
         const auto* m = s->catalog ? s->catalog->find(g.model) : nullptr;

@@ -46,7 +46,7 @@ ProviderRuntime::ProviderRuntime(asio::any_io_executor ex, const ProviderConfig&
                                  const ProviderApi* a, std::string key)
     : config(cfg),
       api(a),
-      api_key(std::move(key)),
+      keys(ex, cfg, std::move(key)),
       lane(cfg.name, lane_limits(cfg)),
       client(std::make_unique<HttpClient>(ex, client_options(cfg))),
       download(std::make_unique<HttpClient>(ex, client_options(cfg))),

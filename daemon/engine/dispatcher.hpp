@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "daemon/config.hpp"
+#include "daemon/engine/credentials.hpp"
 #include "daemon/engine/db_worker.hpp"
 #include "daemon/engine/lane.hpp"
 #include "daemon/engine/output_writer.hpp"
@@ -37,7 +38,7 @@ struct ProviderRuntime {
 
     ProviderConfig config;
     const ProviderApi* api = nullptr;
-    std::string api_key;  // never logged
+    KeySource keys;  // the key or token (never logged), refreshed by api_key_command
     Lane lane;
     std::unique_ptr<HttpClient> client;    // the provider's API calls
     std::unique_ptr<HttpClient> download;  // image URLs of its answers

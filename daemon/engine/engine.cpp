@@ -463,9 +463,10 @@ void reload(Engine* e) {
             spdlog::info("event=reloaded provider={} max_concurrency={} rpm={} ipm={} timeout_s={}",
                          q(p->config.name), pc->max_concurrency, pc->requests_per_minute,
                          pc->images_per_minute, pc->timeout_s);
-            // Keys are read again (api_key_env, api_key_file, credentials directory).
+            // Keys are read again (api_key_env, api_key_file, credentials directory), or
+            // api_key_command runs again (off this thread).
             try {
-                p->api_key = resolve_api_key(*pc);
+                p->keys.reconfigure(*pc, resolve_api_key(*pc));
             } catch (const std::exception& ex) {
                 spdlog::error("event=reload_key_failed provider={} error={} note=\"old key kept\"",
                               q(p->config.name), q(ex.what()));
@@ -509,7 +510,7 @@ int run_daemon(const Config& config, const RunOptions& options) {
             return 2;
         }
         try {
-            keys.push_back(resolve_api_key(p));
+            keys.push_back(initial_api_key(p));
         } catch (const std::exception& ex) {
             spdlog::error("event=config_error provider={} error={}", q(p.name), q(ex.what()));
             return 2;
@@ -626,8 +627,10 @@ int run_daemon(const Config& config, const RunOptions& options) {
             options.until_idle, options.max_seconds);
         asio::co_spawn(e.io, signal_loop(&e), asio::detached);
         asio::co_spawn(e.io, control_loop(&e), asio::detached);
-        for (auto& p : e.shared.providers)
+        for (auto& p : e.shared.providers) {
             asio::co_spawn(e.io, dispatch_loop(&e.shared, p.get()), asio::detached);
+            if (p->keys.refreshable()) asio::co_spawn(e.io, p->keys.refresh_loop(), asio::detached);
+        }
         if (options.max_seconds > 0)
             asio::co_spawn(e.io, stop_after(&e, options.max_seconds), asio::detached);
         if (!config.metrics_listen.empty())

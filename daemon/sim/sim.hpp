@@ -22,6 +22,9 @@ struct SimOptions {
     // A gateway in front of the API like nginx's default limit_req: above this many requests
     // per minute (no burst) it answers 503 with an HTML page and no Retry-After. 0: off.
     double gateway_rpm = 0;
+    // Short-lived tokens: each Bearer token (or x-goog-api-key) is accepted for this many API
+    // calls, then it has expired: 401 for it from then on (and for calls without one). 0: off.
+    int token_uses = 0;
 };
 
 // Runs the simulator until SIGINT/SIGTERM. Returns the exit code.

@@ -187,7 +187,27 @@ SimAnswer SimState::handle(const SimRequest& request) {
     return answer;
 }
 
+std::optional<SimAnswer> SimState::expired_token(SimApi api, const SimRequest& request) {
+    std::string token;
+    if (request.authorization.starts_with("Bearer "))
+        token = request.authorization.substr(7);
+    else if (api == SimApi::google || api == SimApi::gemini)
+        token = request.goog_api_key;
+    if (!token.empty() && token_calls_[token] < options_.token_uses) {
+        ++token_calls_[token];
+        return std::nullopt;
+    }
+    ++tokens_expired_;
+    // As Google answers an expired OAuth access token (the token is not echoed).
+    return error(api, 401, "invalid_request_error", "invalid_api_key",
+                 "Request had invalid authentication credentials. Expected OAuth 2 access "
+                 "token, login cookie or other valid authentication credential.",
+                 "UNAUTHENTICATED");
+}
+
 SimAnswer SimState::api_call(SimApi api, const SimRequest& request, std::string_view path) {
+    if (options_.token_uses > 0)
+        if (auto expired = expired_token(api, request)) return std::move(*expired);
     if (!options_.api_key.empty()) {
         const std::string bearer = "Bearer " + options_.api_key;
         bool ok = request.authorization == bearer ||
@@ -413,6 +433,8 @@ std::string SimState::stats_json() const {
     o["max_in_flight"] = max_in_flight_;
     o["rate_limited"] = rate_limited_;
     o["gateway_refused"] = gateway_refused_;
+    o["tokens"] = token_calls_.size();
+    o["tokens_expired"] = tokens_expired_;
     o["images"] = images_;
     o["connections"] = connections_;
     o["files_served"] = files_served_;
@@ -422,6 +444,7 @@ std::string SimState::stats_json() const {
 
 void SimState::reset_counters() {
     requests_ = rate_limited_ = gateway_refused_ = images_ = connections_ = files_served_ = 0;
+    tokens_expired_ = 0;
     max_in_flight_ = in_flight_;  // requests still running stay counted
     by_status_.clear();
     by_path_.clear();

@@ -167,6 +167,11 @@ class SimState {
     std::uint64_t files_served_ = 0;
     std::map<std::string, std::uint64_t> by_status_;
     std::map<std::string, std::uint64_t> by_path_;
+
+    // token_uses: API calls accepted so far per token; tokens_expired_: 401s for expiry.
+    std::unordered_map<std::string, int> token_calls_;
+    std::uint64_t tokens_expired_ = 0;
+    std::optional<SimAnswer> expired_token(SimApi api, const SimRequest& request);
 };
 
 }  // namespace imgbatch::daemon

@@ -463,3 +463,59 @@ TEST_CASE("is_vendor_api: the vendors' own hosts, anything else is a relay") {
     CHECK_FALSE(is_vendor_api("http://127.0.0.1:8080/v1"));
     CHECK_FALSE(is_vendor_api("not a url"));
 }
+
+TEST_CASE("api_key_command: a string runs with /bin/sh -c, an array as argv; exclusive") {
+    Config c = parse_config(provider_json(R"(, "api_key_command": "gcloud auth print-access-token",
+                                           "api_key_refresh_s": 3000)"),
+                            "cfg.json");
+    const auto& p = c.providers.at(0);
+    CHECK(p.api_key_command ==
+          std::vector<std::string>{"/bin/sh", "-c", "gcloud auth print-access-token"});
+    CHECK(p.api_key_refresh_s == 3000);
+    CHECK(p.api_key_command_timeout_s == 30);
+    // The command is not run by resolve_api_key (it runs once at the daemon's start).
+    CHECK(resolve_api_key(p) == "");
+
+    c = parse_config(provider_json(R"(, "api_key_command": ["/usr/bin/vault", "read", "-field=key"],
+                                      "api_key_command_timeout_s": 5)"),
+                     "cfg.json");
+    CHECK(c.providers.at(0).api_key_command ==
+          std::vector<std::string>{"/usr/bin/vault", "read", "-field=key"});
+    CHECK(c.providers.at(0).api_key_refresh_s == 0);  // only after a 401
+    CHECK(c.providers.at(0).api_key_command_timeout_s == 5);
+
+    CHECK(error_of(provider_json(R"(, "api_key_command": "x", "api_key_env": "K")")) ==
+          "cfg.json: 'providers[0].api_key_command' cannot be combined with api_key_env (choose "
+          "one)");
+    CHECK(error_of(provider_json(R"(, "api_key_command": "x", "api_key_file": "/k")"))
+              .find("cannot be combined with api_key_file") != std::string::npos);
+    for (const char* bad : {R"("")", "[]", R"([""])", "[1]", "3", R"({"a": 1})"})
+        CHECK(error_of(provider_json(std::string(R"(, "api_key_command": )") + bad))
+                  .find("'providers[0].api_key_command' must be a non-empty string") !=
+              std::string::npos);
+    CHECK(error_of(provider_json(R"(, "api_key_refresh_s": 60)")) ==
+          "cfg.json: 'providers[0].api_key_refresh_s' needs api_key_command");
+    CHECK(error_of(provider_json(R"(, "api_key_command": "x", "api_key_refresh_s": 0.5)"))
+              .find("must be 0 (refresh only after a 401) or >= 1") != std::string::npos);
+    CHECK(error_of(provider_json(R"(, "api_key_command": "x", "api_key_refresh_s": 0)")) == "");
+}
+
+TEST_CASE("Vertex AI hosts default to Bearer auth; the Gemini API to x-goog-api-key") {
+    auto auth_of = [](const std::string& url, const std::string& extra = "") {
+        Config c =
+            parse_config(R"({"providers": [{"name": "g", "api": "gemini", "base_url": ")" + url +
+                             R"(", "models": ["gemini-2.5-flash-image"])" + extra + "}]}",
+                         "cfg.json");
+        return c.providers.at(0).auth;
+    };
+    CHECK(auth_of("https://generativelanguage.googleapis.com/v1beta") == "x-goog-api-key");
+    CHECK(auth_of("https://us-central1-aiplatform.googleapis.com/v1/projects/p/locations/"
+                  "us-central1/publishers/google") == "bearer");
+    CHECK(auth_of("https://aiplatform.googleapis.com/v1/projects/p/locations/global/publishers/"
+                  "google") == "bearer");
+    CHECK(auth_of("https://relay.example/v1beta") == "x-goog-api-key");
+    CHECK(auth_of("https://notaiplatform.googleapis.com/v1") == "x-goog-api-key");
+    // An explicit auth wins.
+    CHECK(auth_of("https://us-central1-aiplatform.googleapis.com/v1",
+                  R"(, "auth": "x-goog-api-key")") == "x-goog-api-key");
+}

@@ -476,3 +476,26 @@ TEST_CASE("sim: #chatshape answers the images endpoint like chat completions") {
     auto start = data + 24;
     check_png(inline_content.substr(start, inline_content.find(')', start) - start), 64);
 }
+
+TEST_CASE("sim: token_uses expires each token after N calls, and calls without one") {
+    SimOptions opt;
+    opt.token_uses = 2;
+    SimThread sim(opt);
+    auto call = [&](const std::string& header) {
+        return raw_request(sim.port(), "POST", kOpenai, openai_body("fox"), header).status;
+    };
+    CHECK(call("") == 401);
+    CHECK(call("Authorization: Bearer t1\r\n") == 200);
+    CHECK(call("Authorization: Bearer t1\r\n") == 200);
+    Raw expired = raw_request(sim.port(), "POST", kOpenai, openai_body("fox"),
+                              "Authorization: Bearer t1\r\n");
+    CHECK(expired.status == 401);
+    CHECK(expired.body.find("t1") == std::string::npos);  // the token is not echoed
+    CHECK(call("Authorization: Bearer t2\r\n") == 200);
+    CHECK(call("Authorization: Bearer t1\r\n") == 401);  // expired stays expired
+    // x-goog-api-key counts for the Google styles.
+    CHECK(raw_request(sim.port(), "POST", kGoogle, google_body("cat"), "x-goog-api-key: g1\r\n")
+              .status == 200);
+    CHECK(stat(sim.port(), "tokens") == 3);
+    CHECK(stat(sim.port(), "tokens_expired") == 3);
+}
