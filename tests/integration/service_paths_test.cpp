@@ -4,6 +4,11 @@
 // creates nothing; configuration errors exit 78 (EX_CONFIG), which the unit does not restart.
 #include <doctest/doctest.h>
 
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <SQLiteCpp/Database.h>
+
 #include <filesystem>
 #include <string>
 #include <vector>
@@ -111,4 +116,46 @@ TEST_CASE("exit codes: configuration errors exit 78 (EX_CONFIG), other start err
     CHECK(nokey.err.find("IMGBATCH_TEST_UNSET_KEY") != std::string::npos);
     // Usage errors stay 2.
     CHECK(run({"frobnicate"}, "", {}, dir.path()).code == 2);
+}
+
+TEST_CASE(
+    "layout: in a setgid group directory with umask 0007, the database and its -wal and "
+    "-shm files are the group's and group-writable") {
+    // README "Sharing the database with other users": what the unit's StateDirectoryMode=2770
+    // and UMask=0007 give the daemon, and a user of the group with umask 0007.
+    if (::geteuid() != 0) {
+        MESSAGE("skipped: needs root to give the directory another group");
+        return;
+    }
+    TempDir dir;
+    const std::string state = dir.file("state");
+    fs::create_directory(state);
+    // A group that is not root's own: files inherit it only through the setgid bit.
+    REQUIRE(::chown(state.c_str(), 0, 65534) == 0);
+    REQUIRE(::chmod(state.c_str(), 02770) == 0);
+    write_file(dir.file("imgbatch.json"),
+               "{\"database\": \"state/imgbatch.db\", \"output_dir\": \"state/out\", "
+               "\"providers\": [" +
+                   provider_json("p", "openai", "http://127.0.0.1:9/v1", {"gpt-image-1"}) + "]}\n");
+    write_file(dir.file("jobs.jsonl"), job_line("a", "a fox", "gpt-image-1", 1));
+    // An open connection keeps -wal and -shm while another process enqueues.
+    const std::string cmd = "umask 0007 && cd / && " + imgbatch_bin() + " --config " +
+                            dir.file("imgbatch.json") + " init >/dev/null && sqlite3 " + state +
+                            "/imgbatch.db 'PRAGMA journal_mode' >/dev/null";
+    REQUIRE(run_shell(cmd) == 0);
+    SQLite::Database reader(state + "/imgbatch.db", SQLite::OPEN_READONLY);
+    reader.exec("BEGIN");
+    reader.exec("SELECT count(*) FROM jobs");  // holds a read snapshot: the WAL stays
+    REQUIRE(run_shell("umask 0007 && cd / && " + imgbatch_bin() + " --config " +
+                      dir.file("imgbatch.json") + " enqueue " + dir.file("jobs.jsonl") +
+                      " >/dev/null 2>&1") == 0);
+    for (const std::string name : {"imgbatch.db", "imgbatch.db-wal", "imgbatch.db-shm", "out"}) {
+        CAPTURE(name);
+        struct stat st {};
+        REQUIRE(::stat((state + "/" + name).c_str(), &st) == 0);
+        CHECK(st.st_gid == 65534);
+        CHECK((st.st_mode & 0060) == 0060);  // group read and write
+        CHECK((st.st_mode & 0007) == 0);     // nothing for others
+    }
+    reader.exec("COMMIT");
 }
