@@ -68,6 +68,15 @@ if echo "$out" | grep -v -e '/proc/1/root' -e 'running in chroot' | grep .; then
   fail "systemd-analyze verify complains"
 fi
 
+# `cmake --install --prefix /usr` (what a package does) gets a unit running /usr/bin/imgbatch,
+# in Debian 12's /lib/systemd/system, and its sysusers.d/tmpfiles.d files under /usr/lib.
+usr=$root/usr-prefix
+DESTDIR=$usr command cmake --install "$build" --prefix /usr >/dev/null
+grep -qx 'ExecStart=/usr/bin/imgbatch run' "$usr/lib/systemd/system/imgbatch.service" ||
+  fail "--prefix /usr: the unit does not run /usr/bin/imgbatch"
+[ -f "$usr/usr/lib/sysusers.d/imgbatch.conf" ] && [ -f "$usr/usr/lib/tmpfiles.d/imgbatch.conf" ] ||
+  fail "--prefix /usr: no sysusers.d/tmpfiles.d files under /usr/lib"
+
 # The installed example configuration loads.
 "$bin" --config "$root/etc/imgbatch/imgbatch.json" providers >/dev/null ||
   fail "the installed configuration does not load"
