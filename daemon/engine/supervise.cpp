@@ -1,5 +1,6 @@
 #include "daemon/engine/supervise.hpp"
 
+#include <SQLiteCpp/Statement.h>
 #include <spdlog/spdlog.h>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -13,13 +14,26 @@
 namespace imgbatch::daemon {
 namespace asio = boost::asio;
 
-std::string service_status(const EngineShared& shared, const jobs::OpenWork& work,
+QueueCounts read_queue(jobs::Store& store) {
+    SQLite::Statement q(store.db(),
+                        "SELECT (SELECT count(*) FROM requests WHERE state = 'queued'), "
+                        "(SELECT count(*) FROM requests WHERE state = 'running'), "
+                        "(SELECT count(*) FROM jobs WHERE state = 'pending')");
+    QueueCounts c;
+    if (q.executeStep()) {
+        c.queued = q.getColumn(0).getInt64();
+        c.running = q.getColumn(1).getInt64();
+        c.pending = q.getColumn(2).getInt64();
+    }
+    return c;
+}
+
+std::string service_status(const EngineShared& shared, const QueueCounts& queue,
                            std::uint64_t images) {
-    std::int64_t open = 0;
-    for (const auto& [provider, n] : work.requests_by_provider) open += n;
+    const std::int64_t open = queue.queued + queue.running;
     const auto in_flight = static_cast<std::int64_t>(shared.in_flight.size());
     std::string s = "queue " + std::to_string(std::max<std::int64_t>(open - in_flight, 0));
-    if (work.pending > 0) s += " (+" + std::to_string(work.pending) + " jobs to plan)";
+    if (queue.pending > 0) s += " (+" + std::to_string(queue.pending) + " jobs to plan)";
     s += ", in flight " + std::to_string(in_flight) + ", images " + std::to_string(images);
     std::string paused;
     for (const auto& p : shared.providers) {
@@ -73,10 +87,10 @@ asio::awaitable<void> status_loop(EngineShared* shared, std::chrono::millisecond
     asio::steady_timer t(shared->executor);
     while (!shared->stopping) {
         try {
-            auto read = [](jobs::Store& st) { return st.open_work(); };
-            auto work = co_await shared->db.call<jobs::OpenWork>(std::move(read));
+            auto read = [](jobs::Store& st) { return read_queue(st); };
+            auto queue = co_await shared->db.call<QueueCounts>(std::move(read));
             if (shared->stopping) break;
-            notify_status(service_status(*shared, work, images(*shared)));
+            notify_status(service_status(*shared, queue, images(*shared)));
         } catch (const std::exception& ex) {
             spdlog::debug("event=status_failed error={}", q(ex.what()));
         }

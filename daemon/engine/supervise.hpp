@@ -12,10 +12,19 @@
 
 namespace imgbatch::daemon {
 
+// The queue as STATUS= shows it, read through partial indexes only (requests_claim,
+// requests_running, jobs_state): its cost follows the open work, not the table's history.
+struct QueueCounts {
+    std::int64_t queued = 0;   // requests waiting for a slot
+    std::int64_t running = 0;  // requests leased by any daemon
+    std::int64_t pending = 0;  // jobs inserted by SQL, not yet planned
+};
+QueueCounts read_queue(jobs::Store& store);
+
 // The STATUS= text: "queue 12, in flight 4, images 56, paused: relay (auth: ...)". queue is
-// the requests queued or running (work.requests_by_provider) less this daemon's in flight,
-// plus the jobs still to plan; images those this daemon wrote.
-std::string service_status(const EngineShared& shared, const jobs::OpenWork& work,
+// the requests queued or running less this daemon's in flight, plus "(+N jobs to plan)";
+// images are those this daemon wrote.
+std::string service_status(const EngineShared& shared, const QueueCounts& queue,
                            std::uint64_t images);
 
 // Whether the DB thread made progress since the last look (last_steps): it is waiting for
