@@ -1,8 +1,25 @@
 # bash completion for imgbatch(1). Installed as
 # <prefix>/share/bash-completion/completions/imgbatch.
+# Works with the bash-completion package (_init_completion, _filedir) and without it.
+_imgbatch_files() {
+    if declare -F _filedir >/dev/null; then
+        _filedir "$@"
+    else
+        local IFS=$'\n'
+        COMPREPLY=($(compgen -f -- "$cur"))
+    fi
+}
+
 _imgbatch() {
     local cur prev words cword
-    _init_completion || return
+    if declare -F _init_completion >/dev/null; then
+        _init_completion || return
+    else
+        words=("${COMP_WORDS[@]}")
+        cword=$COMP_CWORD
+        cur=${COMP_WORDS[COMP_CWORD]}
+        prev=${COMP_WORDS[COMP_CWORD - 1]}
+    fi
 
     local global="--config --db -v --verbose --log-level --help --version"
     local commands="init enqueue run status jobs show export cancel retry providers pause resume sim"
@@ -16,8 +33,8 @@ _imgbatch() {
     done
 
     case "$prev" in
-        --config | -o | --output | --port-file) _filedir; return ;;
-        --db) _filedir 'db'; return ;;
+        --config | -o | --output | --port-file) _imgbatch_files; return ;;
+        --db) _imgbatch_files 'db'; return ;;
         --log-level)
             COMPREPLY=($(compgen -W "trace debug info warn error critical off" -- "$cur"))
             return ;;
@@ -61,6 +78,6 @@ _imgbatch() {
     if [[ $cur == -* ]]; then
         COMPREPLY=($(compgen -W "$opts $global" -- "$cur"))
     elif [[ $cmd == enqueue ]]; then
-        _filedir '@(jsonl|csv|txt|json)'
+        _imgbatch_files '@(jsonl|csv|txt|json)'
     fi
 } && complete -F _imgbatch imgbatch

@@ -40,7 +40,15 @@ if readelf -S "$bin" | grep -qE '\.symtab|\.debug_info'; then fail "$bin is not 
 [ -f "$root$prefix/share/man/man1/imgbatch.1.gz" ] || fail "no man page"
 zcat "$root$prefix/share/man/man1/imgbatch.1.gz" | grep -q '^\.TH IMGBATCH 1' || fail "bad man page"
 [ -f "$root$prefix/share/bash-completion/completions/imgbatch" ] || fail "no bash completion"
-bash -n "$root$prefix/share/bash-completion/completions/imgbatch" || fail "completion syntax"
+# The completion completes commands, a command's options and option values.
+complete_words() { # WORD... (the last one is completed)
+  bash -c 'source "$1"; shift; COMP_WORDS=("$@"); COMP_CWORD=$(($# - 1)); _imgbatch
+    echo "${COMPREPLY[*]}"' _ "$root$prefix/share/bash-completion/completions/imgbatch" "$@"
+}
+[ "$(complete_words imgbatch st)" = status ] || fail "completion: imgbatch st -> $(complete_words imgbatch st)"
+complete_words imgbatch --config x.json run --a | grep -qw -- --allow-multiple ||
+  fail "completion: run options"
+[ "$(complete_words imgbatch jobs --state fa)" = failed ] || fail "completion: --state values"
 
 # sysusers.d and tmpfiles.d did their part.
 grep -q '^imgbatch:' "$root/etc/passwd" || fail "no user imgbatch in $root/etc/passwd"
