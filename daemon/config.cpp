@@ -469,7 +469,16 @@ Config load_config(const std::string& path) {
     std::error_code ec;
     if (std::filesystem::is_directory(path, ec))
         throw ConfigError("cannot read config file '" + path + "': " + std::strerror(EISDIR));
-    return parse_config(text, path);
+    Config c = parse_config(text, path);
+    // Relative paths are the config file's business, not the caller's working directory.
+    const auto base = std::filesystem::absolute(path, ec).parent_path();
+    auto anchor = [&base](std::string& p) {
+        if (p != ":memory:" && std::filesystem::path(p).is_relative())
+            p = (base / p).lexically_normal().string();
+    };
+    anchor(c.database);
+    anchor(c.output_dir);
+    return c;
 }
 
 std::string resolve_api_key(const ProviderConfig& provider) {
@@ -492,9 +501,12 @@ std::string resolve_api_key(const ProviderConfig& provider) {
                            "api_key_file '" + provider.api_key_file + "'");
     }
     if (const char* dir = std::getenv("CREDENTIALS_DIRECTORY"); dir && *dir) {
-        const std::string path = std::string(dir) + "/" + provider.name;
-        std::error_code ec;
-        if (std::filesystem::is_regular_file(path, ec)) {
+        // <name>: a LoadCredential=NAME:FILE line of its own; imgbatch_<name>: a file of the
+        // directory the shipped unit loads (LoadCredential=imgbatch:/etc/imgbatch/credentials).
+        for (const std::string& id : {provider.name, "imgbatch_" + provider.name}) {
+            const std::string path = std::string(dir) + "/" + id;
+            std::error_code ec;
+            if (!std::filesystem::is_regular_file(path, ec)) continue;
             int err = 0;
             std::string key = read_whole(path, err);
             if (err != 0)

@@ -13,7 +13,11 @@
 
 namespace imgbatch::daemon {
 
-// A configuration problem: the message names the file and the field. Exit code 2.
+// The exit code of a configuration error: EX_CONFIG of sysexits.h. The unit does not restart
+// on it (RestartPreventExitStatus=78): the same configuration would fail again.
+inline constexpr int kExitConfig = 78;
+
+// A configuration problem: the message names the file and the field. Exit code kExitConfig.
 struct ConfigError : std::runtime_error {
     using std::runtime_error::runtime_error;
 };
@@ -82,14 +86,18 @@ double auto_shutdown_grace_s(const std::vector<ProviderConfig>& providers);
 bool is_vendor_api(std::string_view base_url);
 
 // Parses config text. Unknown keys and bad values throw ConfigError naming source and field.
-// Relative database/output_dir paths are kept as written (relative to the working directory).
+// Relative database/output_dir paths are kept as written.
 Config parse_config(std::string_view text, const std::string& source);
-// Reads and parses a file; a missing or unreadable file throws ConfigError.
+// Reads and parses a file; a missing or unreadable file throws ConfigError. Relative
+// database/output_dir paths are made absolute against the file's directory (never the
+// working directory of the caller).
 Config load_config(const std::string& path);
 
 // The provider's API key: from api_key_env, api_key_file, or $CREDENTIALS_DIRECTORY/<name>
-// (systemd LoadCredential=). Empty when none is configured (allowed for local relays/sim).
-// Throws ConfigError when a configured source is missing. Never logged.
+// or $CREDENTIALS_DIRECTORY/imgbatch_<name> (systemd LoadCredential=, the second from the
+// directory /etc/imgbatch/credentials loaded by the shipped unit). Empty when none is configured
+// (allowed for local relays/sim). Throws ConfigError when a configured source is missing. Never
+// logged.
 // A provider with api_key_command gets "" here: the command is run by daemon/engine/credentials
 // (run_key_command), once at start and on refresh, not on every call of this function.
 std::string resolve_api_key(const ProviderConfig& provider);

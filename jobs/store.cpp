@@ -1,6 +1,8 @@
 // The store's connection: open, migrate, the statement cache, enqueue, provider state and the
 // small scheduling queries.
+#include <fcntl.h>
 #include <sqlite3.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <array>
@@ -102,8 +104,23 @@ std::int64_t StoreDb::batch_id(std::string_view name) {
     return *find_batch(name);
 }
 
+namespace {
+
+// A new database file is created here with mode 0666 less the umask, as programs create files,
+// before SQLite would create it with 0644 less the umask: under umask 0007 (the unit's UMask=,
+// README "Sharing the database with other users") it is group-writable, and so are the -wal
+// and -shm files, which SQLite creates with the database's mode.
+void create_database_file(const std::string& path) {
+    if (path.empty() || path == ":memory:" || path.rfind("file:", 0) == 0) return;
+    int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+    if (fd >= 0) ::close(fd);  // else it exists, or SQLite reports why it cannot be opened
+}
+
+}  // namespace
+
 Store::Store(const std::string& path) {
     try {
+        create_database_file(path);
         impl_ = std::make_unique<Impl>(path);
         auto& db = impl_->db;
         db.setBusyTimeout(10000);

@@ -56,7 +56,7 @@ int run(int argc, char** argv) {
         return ctx.action();
     } catch (const ConfigError& e) {
         std::cerr << "imgbatch: " << e.what() << '\n';
-        return 2;
+        return kExitConfig;
     } catch (const UsageError& e) {
         std::cerr << "imgbatch: " << e.what() << '\n';
         return 2;

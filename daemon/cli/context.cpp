@@ -47,9 +47,19 @@ jobs::Store& Context::existing_store() {
     if (!store_) {
         const std::string path = database();
         std::error_code ec;
-        if (path != ":memory:" && !std::filesystem::exists(path, ec))
-            throw UsageError("database '" + path +
-                             "' does not exist (run 'imgbatch init' or 'imgbatch enqueue')");
+        if (path != ":memory:" && !std::filesystem::exists(path, ec)) {
+            // Name the file looked at and what chose it; never offer to create another one.
+            std::string from;
+            if (!options.db.empty()) {
+                from = "--db or $IMGBATCH_DB";
+            } else if (const std::string cfg = config_path(); !cfg.empty()) {
+                from = "'database' of " + cfg;
+            } else {
+                from = "the default: no --db, no $IMGBATCH_DB, no --config, no ./imgbatch.json";
+            }
+            throw UsageError("no database at " + std::filesystem::absolute(path, ec).string() +
+                             " (from " + from + ")");
+        }
     }
     return store();
 }

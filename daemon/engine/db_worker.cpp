@@ -161,6 +161,7 @@ void DbWorker::thread_main() {
                                    [now](const Held& h) { return h.retry_at <= now; });
             };
             auto ready = [&] { return stopping_ || !queue_.empty() || due(); };
+            busy_.store(false, std::memory_order_relaxed);
             if (held_.empty()) {
                 cv_.wait(lock, ready);
             } else {
@@ -185,6 +186,7 @@ void DbWorker::thread_main() {
                 lock.lock();
             }
             work.swap(queue_);
+            busy_.store(true, std::memory_order_relaxed);
         }
         // Held groups whose time has come, each in its own transaction (one that keeps
         // failing must not hold back new completions).
@@ -202,14 +204,23 @@ void DbWorker::thread_main() {
                 ++it;
             }
         }
-        for (auto& h : due_now) apply_group(std::move(h.items), h.failures, h.delay);
+        for (auto& h : due_now) {
+            apply_group(std::move(h.items), h.failures, h.delay);
+            steps_.fetch_add(1, std::memory_order_relaxed);
+        }
         // New completions in one transaction; then the other items in order.
         Group group;
         for (auto& item : work)
             if (item->completion()) group.push_back(std::move(item));
-        if (!group.empty()) apply_group(std::move(group));
-        for (auto& item : work)
-            if (item) item->run(*store_);
+        if (!group.empty()) {
+            apply_group(std::move(group));
+            steps_.fetch_add(1, std::memory_order_relaxed);
+        }
+        for (auto& item : work) {
+            if (!item) continue;
+            item->run(*store_);
+            steps_.fetch_add(1, std::memory_order_relaxed);
+        }
         work.clear();
     }
 }

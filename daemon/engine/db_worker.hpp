@@ -3,6 +3,7 @@
 // queue. Completions are group-committed: every completion queued when the thread wakes goes
 // into ONE Store::apply call. Results are handed back with asio::post to the executor of
 // the waiting coroutine, so the network thread never blocks on SQLite.
+#include <atomic>
 #include <boost/asio/associated_executor.hpp>
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/awaitable.hpp>
@@ -10,6 +11,7 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <chrono>
 #include <condition_variable>
+#include <cstdint>
 #include <deque>
 #include <exception>
 #include <functional>
@@ -106,6 +108,12 @@ class DbWorker {
     std::size_t failed_commits() const;
     std::size_t held() const;
 
+    // For the watchdog: steps the thread has finished (an item run, a group committed or
+    // failed), and whether it is inside one now (false while it waits for work). A thread
+    // that stays busy() with steps() unchanged is stuck.
+    std::uint64_t steps() const { return steps_.load(std::memory_order_relaxed); }
+    bool busy() const { return busy_.load(std::memory_order_relaxed); }
+
     struct Item {
         virtual ~Item() = default;
         virtual void run(jobs::Store& store) = 0;
@@ -167,6 +175,8 @@ class DbWorker {
     std::size_t failed_commits_ = 0;
     std::size_t held_count_ = 0;
     std::vector<Held> held_;  // DB thread only
+    std::atomic<std::uint64_t> steps_{0};
+    std::atomic<bool> busy_{false};
     std::thread thread_;
 };
 

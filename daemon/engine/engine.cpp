@@ -29,6 +29,7 @@
 #include "daemon/engine/metrics.hpp"
 #include "daemon/engine/notify.hpp"
 #include "daemon/engine/owner_lock.hpp"
+#include "daemon/engine/supervise.hpp"
 #include "jobs/planner.hpp"
 #include "jobs/validate.hpp"
 
@@ -123,10 +124,14 @@ struct Engine {
     Clock::time_point last_progress = Clock::now();
 };
 
-std::uint64_t images_total(Engine* e) {
+std::uint64_t images_written(const EngineShared& shared) {
     std::uint64_t n = 0;
-    for (auto& p : e->shared.providers) n += p->counters.images;
+    for (const auto& p : shared.providers) n += p->counters.images;
     return n;
+}
+
+std::uint64_t images_total(Engine* e) {
+    return images_written(e->shared);
 }
 
 // Validates and plans pending rows (inserted by SQL) on the DB thread, and rejects rows that
@@ -249,8 +254,6 @@ void log_progress(Engine* e) {
     }
     spdlog::info("event=progress in_flight={} images={} images_per_s={:.1f} lanes:{}",
                  e->shared.in_flight.size(), images, rate, lanes);
-    notify_status("in flight " + std::to_string(e->shared.in_flight.size()) + ", " +
-                  std::to_string(images) + " images written");
     e->images_at_last_progress = images;
     e->last_progress = now;
 }
@@ -507,13 +510,13 @@ int run_daemon(const Config& config, const RunOptions& options) {
         if (!find_provider_api(p.api)) {
             spdlog::error("event=config_error provider={} error=\"unknown api '{}'\"", q(p.name),
                           p.api);
-            return 2;
+            return kExitConfig;
         }
         try {
             keys.push_back(initial_api_key(p));
         } catch (const std::exception& ex) {
             spdlog::error("event=config_error provider={} error={}", q(p.name), q(ex.what()));
-            return 2;
+            return kExitConfig;
         }
     }
     // This daemon's proof of life, then its row in the database: a second daemon is refused
@@ -531,7 +534,7 @@ int run_daemon(const Config& config, const RunOptions& options) {
     OutputWriter writer(config.output_dir, OutputWriter::tag_for(owner));
     if (auto err = writer.start()) {
         spdlog::error("event=config_error output_dir={} error={}", q(config.output_dir), q(*err));
-        return 2;
+        return kExitConfig;
     }
     if (writer.stale_removed() > 0)
         spdlog::info("event=temp_files_removed count={}", writer.stale_removed());
@@ -643,6 +646,12 @@ int run_daemon(const Config& config, const RunOptions& options) {
                                    spdlog::error("event=metrics_error error={}", q(ex.what()));
                                }
                            });
+        // STATUS= from the start (queue, in flight, images, paused providers), and the
+        // watchdog when the unit asks for one (WatchdogSec=).
+        asio::co_spawn(e.io, status_loop(&e.shared, std::chrono::seconds(5), images_written),
+                       asio::detached);
+        if (auto interval = watchdog_interval())
+            asio::co_spawn(e.io, watchdog_loop(&e.shared, *interval), asio::detached);
         notify_ready();
         try {
             e.io.run();

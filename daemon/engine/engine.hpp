@@ -16,7 +16,9 @@ struct RunOptions {
 };
 
 // Runs the daemon on config (config.database is the database path to use). Returns the
-// process exit code: 0 after a clean stop, 2 for configuration errors found at start.
+// process exit code: 0 after a clean stop, kExitConfig (78) for configuration errors found
+// at start (a provider's key, an unwritable output directory), 2 for other start errors (the
+// database cannot be opened, another daemon runs on it).
 int run_daemon(const Config& config, const RunOptions& options);
 
 }  // namespace imgbatch::daemon

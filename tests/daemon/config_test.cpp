@@ -233,8 +233,31 @@ TEST_CASE("load_config: missing file, and a real file") {
     }
     TempFile f(R"({"database": "from-file.db"})");
     Config c = load_config(f.path);
-    CHECK(c.database == "from-file.db");
+    // Relative paths resolve against the file's directory.
+    const auto dir = std::filesystem::path(f.path).parent_path();
+    CHECK(c.database == (dir / "from-file.db").string());
+    CHECK(c.output_dir == (dir / "out").string());
     CHECK(c.source == f.path);
+}
+
+TEST_CASE("load_config: relative paths follow the file; absolute ones and :memory: stay") {
+    TempFile sub("");
+    std::filesystem::remove(sub.path);
+    std::filesystem::create_directories(sub.path + "/etc");
+    std::ofstream(sub.path + "/etc/a.json")
+        << R"({"database": "../var/j.db", "output_dir": "img"})";
+    std::ofstream(sub.path + "/etc/b.json")
+        << R"({"database": "/srv/j.db", "output_dir": "/srv/o"})";
+    std::ofstream(sub.path + "/etc/c.json") << R"({"database": ":memory:"})";
+    Config a = load_config(sub.path + "/etc/a.json");
+    CHECK(a.database == sub.path + "/var/j.db");
+    CHECK(a.output_dir == sub.path + "/etc/img");
+    Config b = load_config(sub.path + "/etc/b.json");
+    CHECK(b.database == "/srv/j.db");
+    CHECK(b.output_dir == "/srv/o");
+    CHECK(load_config(sub.path + "/etc/c.json").database == ":memory:");
+    // parse_config has no file: it keeps what it is given.
+    CHECK(parse_config(R"({"database": "rel.db"})", "x").database == "rel.db");
 }
 
 TEST_CASE("API keys: env, file, credentials directory, none") {
@@ -278,6 +301,12 @@ TEST_CASE("API keys: env, file, credentials directory, none") {
     CHECK(resolve_api_key(p) == "sk-cred");
     p.name = "other";  // no credential file for it
     CHECK(resolve_api_key(p) == "");
+    // The shipped unit's directory form: LoadCredential=imgbatch:/etc/imgbatch/credentials
+    // gives imgbatch_<file name>; a credential of the provider's own name comes first.
+    std::ofstream(dir.path + "/imgbatch_other") << "sk-dir\n";
+    CHECK(resolve_api_key(p) == "sk-dir");
+    std::ofstream(dir.path + "/other") << "sk-own\n";
+    CHECK(resolve_api_key(p) == "sk-own");
 }
 
 TEST_CASE("shutdown_grace_s: \"auto\" by default covers the slowest provider's call") {

@@ -1,4 +1,5 @@
 #include "daemon/engine/db_worker.hpp"
+#include "daemon/engine/supervise.hpp"
 
 #include <doctest/doctest.h>
 #include <unistd.h>
@@ -10,6 +11,7 @@
 
 #include <atomic>
 #include <filesystem>
+#include <functional>
 #include <future>
 #include <thread>
 
@@ -337,4 +339,48 @@ TEST_CASE("a sync error stops the group's commit until a sync succeeds") {
         return st.db().execAndGet("SELECT count(*) FROM attempts").getInt();
     });
     CHECK(recorded == 2);  // once each: the failed tries left nothing behind
+}
+
+namespace {
+
+bool wait_until(const std::function<bool()>& cond) {
+    for (int i = 0; i < 1000; ++i) {
+        if (cond()) return true;
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    return cond();
+}
+
+}  // namespace
+
+TEST_CASE("watchdog: a DB thread stuck in one step is not alive; waiting for work is") {
+    using imgbatch::daemon::db_thread_alive;
+    TempDb t;
+    DbWorker w(t.path);
+    std::uint64_t last = w.steps();
+    // Idle (waiting for work): alive, look after look.
+    REQUIRE(wait_until([&] { return !w.busy(); }));
+    CHECK(db_thread_alive(w, last));
+    CHECK(db_thread_alive(w, last));
+
+    std::promise<void> release;
+    std::atomic<bool> entered{false};
+    w.post([&entered, gate = release.get_future().share()](imgbatch::jobs::Store&) {
+        entered = true;
+        gate.wait();  // a step that does not end (a hung disk, a lock never granted)
+    });
+    REQUIRE(wait_until([&] { return entered.load(); }));
+    db_thread_alive(w, last);  // the look that sees the step begin may count earlier steps
+    CHECK(w.busy());
+    CHECK(!db_thread_alive(w, last));
+    CHECK(!db_thread_alive(w, last));  // still the same step
+
+    release.set_value();
+    REQUIRE(wait_until([&] { return !w.busy(); }));
+    CHECK(db_thread_alive(w, last));  // it moved
+    // Later steps count too (the call's result comes back just before its step is counted).
+    const std::uint64_t before = w.steps();
+    CHECK(w.call_sync([](imgbatch::jobs::Store&) { return 7; }) == 7);
+    REQUIRE(wait_until([&] { return w.steps() > before; }));
+    CHECK(db_thread_alive(w, last));
 }

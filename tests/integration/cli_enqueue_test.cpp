@@ -63,7 +63,9 @@ TEST_CASE("init creates the database and the output directory") {
     auto r = cli({"init"});
     CHECK(r.code == 0);
     const std::string latest = std::to_string(imgbatch::jobs::migrations().size());
-    CHECK(r.out == "database t.db (schema version " + latest + ")\noutput directory out\n");
+    // ./imgbatch.json names t.db and out: relative to the config file's directory.
+    CHECK(r.out == "database " + cli.db + " (schema version " + latest + ")\noutput directory " +
+                       cli.dir.file("out") + "\n");
     CHECK(sql_value(cli.db, "PRAGMA user_version") == latest);
     CHECK(cli({"init"}).code == 0);  // again: nothing to migrate
 }
@@ -216,21 +218,21 @@ TEST_CASE("--strict enqueues nothing when a line is rejected; --dry-run enqueues
     CHECK(cli.count() == "1");
 }
 
-TEST_CASE("configuration errors exit 2") {
+TEST_CASE("configuration errors exit 78 (EX_CONFIG), usage errors 2") {
     Cli cli;
     cli.file("a.txt", "x\n");
     auto r = cli({"--config", "nope.json", "enqueue", "a.txt"});
-    CHECK(r.code == 2);
+    CHECK(r.code == 78);
     CHECK(has(r.err, "cannot read config file 'nope.json': No such file or directory"));
 
     cli.file("bad.json", R"({"providers": [{"name": "p", "api": "openai",
         "base_url": "http://h/v1", "models": ["dall-e-3"], "max_conc": 2}]})");
     r = cli({"--config", "bad.json", "enqueue", "a.txt"});
-    CHECK(r.code == 2);
+    CHECK(r.code == 78);
     CHECK(has(r.err, "bad.json: unknown key 'providers[0].max_conc' (known: "));
 
     r = run({"enqueue", "a.txt"}, "", {"IMGBATCH_CONFIG=nope.json"}, cli.dir.path());
-    CHECK(r.code == 2);
+    CHECK(r.code == 78);
     CHECK(has(r.err, "'nope.json'"));
 
     CHECK(cli({"enqueue"}).code == 2);                       // no FILE

@@ -151,7 +151,7 @@ TEST_CASE("files: run refuses an output directory it cannot write, before any ca
 
     RunResult r = env.cli({"run", "--until-idle"}, "", 30);
     INFO("run stderr: " << r.err);
-    CHECK(r.code == 2);
+    CHECK(r.code == 78);  // a configuration error: EX_CONFIG
     CHECK(r.err.find(bad) != std::string::npos);
     CHECK(r.err.find("Not a directory") != std::string::npos);
     CHECK(sim.stat("requests") == 0);

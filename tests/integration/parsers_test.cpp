@@ -112,7 +112,7 @@ TEST_CASE("configuration numbers out of range are refused at load, naming the fi
          }) {
         auto r = config_with(c.top, c.provider);
         INFO("stderr: " << r.err);
-        CHECK(r.code == 2);
+        CHECK(r.code == 78);
         CHECK(has(r.err, c.field + " must be"));
     }
 }
