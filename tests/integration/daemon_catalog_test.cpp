@@ -127,13 +127,13 @@ TEST_CASE("catalog: a bad catalog_file is a configuration error naming file and 
                R"({"format": 1, "models": {"m": {"family": "f", "status": "gone"}}})");
     write_file(dir.file("imgbatch.json"), R"({"database": "t.db", "catalog_file": "models.json"})");
     auto r = run({"enqueue", "-", "--batch", "b"}, "", {}, dir.path());
-    CHECK(r.code == 2);
+    CHECK(r.code == 78);
     CHECK(has(r.err, "'catalog_file': "));
     CHECK(has(r.err, "models.json: models.m.status: must be active, deprecated or retired"));
 
     write_file(dir.file("imgbatch.json"), R"({"database": "t.db", "catalog_file": "none.json"})");
     r = run({"enqueue", "-", "--batch", "b"}, "", {}, dir.path());
-    CHECK(r.code == 2);
+    CHECK(r.code == 78);
     CHECK(has(r.err, "'catalog_file': cannot read '"));
     CHECK(has(r.err, "none.json"));
 }

@@ -157,7 +157,7 @@ TEST_CASE("api_key_command: a failure at start is a configuration error, without
     ::chmod(script.c_str(), 0755);
     DaemonEnv env({openai_provider(sim, "oa", "\"api_key_command\": [" + json_str(script) + "]")});
     RunResult r = env.cli({"run", "--until-idle"});
-    CHECK(r.code == 2);
+    CHECK(r.code == 78);
     CHECK(r.err.find("provider 'oa': api_key_command failed: exit status 3: ERROR: (gcloud) You "
                      "do not currently have an active account") != std::string::npos);
     CHECK(r.err.find(kMark) == std::string::npos);
