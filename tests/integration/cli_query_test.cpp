@@ -168,12 +168,14 @@ TEST_CASE("show: a job with its requests, attempts and outputs") {
     r = p({"show", "2", "--json"});
     auto o = json::parse(r.out).as_object();
     CHECK(o.at("state") == "failed");
-    REQUIRE(o.at("attempts").as_array().size() == 1);
-    auto a = o.at("attempts").as_array()[0].as_object();
-    CHECK(a.at("error_class") == "server");
-    CHECK(a.at("error_code") == "boom");
-    CHECK(a.at("http_status") == 500);
+    CHECK(o.at("attempts") == 1);
+    REQUIRE(o.at("attempt_log").as_array().size() == 1);
+    auto a = o.at("attempt_log").as_array()[0].as_object();
+    CHECK(a.at("error") == json::parse(R"({"class": "server", "code": "boom", "http_status": 500,
+                                           "message": "upstream \"bad\", really"})"));
+    CHECK(a.at("started_at") == "1970-01-01T00:01:40.000Z");
     CHECK(a.at("duration_ms") == 200);
+    CHECK(o.at("last_error") == a.at("error"));
     CHECK(o.at("requests").as_array().size() == 1);
 
     r = p({"show", "99"});
