@@ -3,6 +3,7 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <boost/json.hpp>
 #include <cctype>
 #include <string>
 #include <vector>
@@ -117,6 +118,15 @@ TEST_CASE("status --watch through a pipe: one plain line per interval, ending wh
     CHECK(has(lines.back(), "finished"));
     CHECK(has(lines.back(), "lanes: oa "));
     check_kept(env, sim, 6);
+
+    // --json: one status object a line, with the same end once the batch is final.
+    auto r = env.cli({"status", "--watch", "--json", "--batch", "b", "--interval", "0.2"});
+    CHECK(r.code == 0);
+    const auto objects = lines_of(r.out);
+    REQUIRE(objects.size() == 1);
+    auto o = boost::json::parse(objects[0]).as_object();
+    CHECK(o.at("batches").at(0).at("state") == "finished");
+    CHECK(o.at("batches").at(0).at("progress") == 1);
 }
 
 TEST_CASE("wait: blocks until the batch is final; exit 0, 1, 2 and 124") {
