@@ -235,6 +235,13 @@ std::vector<std::string> render_frame(const Snapshot& s, const FrameStyle& style
     return lines;
 }
 
+std::string batch_line(const BatchView& b) {
+    const Paint plain{false};
+    return b.p.name + " " + percent(b.fraction) + " " + std::to_string(b.p.images_done) + "/" +
+           std::to_string(b.p.images_wanted) + " images, " + counts_text(b, plain) + ", " +
+           timing_text(b, plain);
+}
+
 std::string render_lines(const Snapshot& s) {
     const Paint plain{false};
     std::string tail = "; daemon: " + daemon_text(s, plain);
@@ -243,10 +250,7 @@ std::string render_lines(const Snapshot& s) {
     tail = lanes + tail;
     const std::string stamp = rfc3339(s.now);
     std::string out;
-    for (const auto& b : s.batches)
-        out += stamp + " " + b.p.name + " " + percent(b.fraction) + " " +
-               std::to_string(b.p.images_done) + "/" + std::to_string(b.p.images_wanted) +
-               " images, " + counts_text(b, plain) + ", " + timing_text(b, plain) + tail + "\n";
+    for (const auto& b : s.batches) out += stamp + " " + batch_line(b) + tail + "\n";
     if (s.batches.empty()) out = stamp + " no unfinished batch" + tail + "\n";
     return out;
 }

@@ -69,6 +69,8 @@ struct FrameStyle {
 };
 // The lines of one --watch frame on a terminal.
 std::vector<std::string> render_frame(const Snapshot& s, const FrameStyle& style);
+// "night 42.5% 170/400 images, jobs 200: ..., ETA 2m21s, elapsed 1m44s, 98.1 images/min".
+std::string batch_line(const BatchView& b);
 // One plain line per batch (or one line when there is none): --watch when not on a terminal.
 std::string render_lines(const Snapshot& s);
 boost::json::object batch_json(const BatchView& b);

@@ -162,6 +162,14 @@ std::string status_text(const std::optional<std::string>& batch, const jobs::Sta
     return out;
 }
 
+// Each batch shown (the one asked for, else those not final) with its rate and ETA since it
+// started.
+std::string progress_text(const Snapshot& progress) {
+    std::string out;
+    for (const auto& b : progress.batches) out += "progress: " + batch_line(b) + "\n";
+    return out;
+}
+
 // One status (text, or JSON with --json); stamp: start the text with the time.
 void print_once(const StatusOptions& o, Context& ctx, ProgressReader& reader, bool stamp,
                 Snapshot& progress) {
@@ -175,7 +183,8 @@ void print_once(const StatusOptions& o, Context& ctx, ProgressReader& reader, bo
     auto daemons = store.running_daemons();
     std::string text =
         o.json ? json::serialize(status_json(batch, stats, lines, daemons, now, progress)) + "\n"
-               : status_text(batch, stats, lines) + daemons_text(daemons, now);
+               : status_text(batch, stats, lines) + progress_text(progress) +
+                     daemons_text(daemons, now);
     if (stamp && !o.json) text = "--- " + format_time(now) + "\n" + text;
     std::cout << text << std::flush;
 }

@@ -99,6 +99,11 @@ TEST_CASE("status: counts, images, providers, throughput and ETA, as text and JS
     CHECK(has(r.out, "images: 2/5 done"));
     CHECK(has(r.out, "throughput: 0.4 images/min (last 5 min), ETA 5m00s"));
     CHECK(has(r.out, "PROVIDER"));
+    // The batches not final, with the rate and ETA since each started (no daemon: no ETA).
+    CHECK(has(r.out,
+              "progress: q 75.0% 2/4 images, jobs 3: succeeded 1, failed 1, blocked 0, "
+              "retrying 0, queued 1, ETA - (no daemon alive), elapsed "));
+    CHECK(has(r.out, "progress: other 0.0% 0/1 images"));
 
     CHECK(p({"status", "--batch", "nope"}).code == 1);
 }
