@@ -161,11 +161,43 @@ struct Stats {
     std::map<std::string, ProviderStats> providers;
 };
 
+// Progress of one batch (status --watch, wait).
+struct BatchProgress {
+    std::string name;
+    double created_at = 0;
+    std::map<std::string, std::int64_t> jobs_by_state;  // every state, 0 included
+    std::int64_t jobs = 0;
+    std::int64_t images_done = 0, images_wanted = 0;  // as in Stats
+    std::int64_t images_remaining = 0;  // still missing from pending/queued/running jobs
+    std::int64_t retrying = 0;          // queued requests that already used an attempt
+    // No job pending, queued or running (a batch without jobs is final).
+    bool final() const;
+    std::int64_t count(JobState s) const;
+};
+// When a batch's work started and ended.
+struct BatchTimes {
+    double started_at = 0;   // the first attempt's start; 0 before any
+    double finished_at = 0;  // the latest finished_at of its jobs (the end, once it is final)
+};
+// What a provider's lane has to do, over every batch.
+struct LaneLoad {
+    std::string provider;
+    std::int64_t queued = 0;     // requests queued
+    std::int64_t due = 0;        // of them, claimable now (not_before <= now)
+    double next_due = 0;         // earliest not_before of the queued ones (0: none)
+    std::int64_t in_flight = 0;  // running under a live lease
+};
+
 struct JobRow {
     std::int64_t id = 0;
     std::string key, batch, state, prompt, model, provider, params_json, metadata_json, error;
     int n = 0, priority = 0, images_done = 0;
     double created_at = 0, updated_at = 0, finished_at = 0;
+    // Attempts that used the provider (attempts returned at shutdown are not counted).
+    int attempts = 0;
+    // Rejected: the reason (class invalid_request, code "rejected"); else, unless succeeded,
+    // the most recent failed attempt's error.
+    std::optional<Error> last_error;
 };
 struct RequestRow {
     std::int64_t id = 0;
@@ -335,6 +367,12 @@ class Store {
     void export_jobs(const std::optional<std::string>& batch,
                      const std::function<void(const ExportRecord&)>& sink);
     std::vector<std::string> batch_names();
+    // Every batch (oldest first), or the one named (none if unknown). Reads the indexes only,
+    // plus the queued requests for `retrying`.
+    std::vector<BatchProgress> batch_progress(const std::optional<std::string>& batch);
+    BatchTimes batch_times(std::string_view batch);
+    // Every provider with queued or running requests, by name.
+    std::vector<LaneLoad> lane_loads(double now);
 
   private:
     struct Impl;

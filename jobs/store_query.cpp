@@ -56,6 +56,33 @@ std::vector<OutputRecord> read_outputs(StoreDb& impl, std::int64_t job_id) {
     return out;
 }
 
+// The job's attempts count and last error (see JobRow).
+void read_summary(StoreDb& impl, JobRow& job) {
+    {
+        auto q =
+            impl.prep("SELECT COUNT(*) FROM attempts WHERE job_id = ? AND outcome <> 'returned'");
+        q->bind(1, job.id);
+        q->executeStep();
+        job.attempts = q->getColumn(0).getInt();
+    }
+    if (job.state == "rejected") {
+        job.last_error = Error{ErrorClass::invalid_request, "rejected", 0, job.error, std::nullopt};
+    } else if (job.state != "succeeded") {
+        auto q = impl.prep(
+            "SELECT error_class, error_code, http_status, message FROM attempts "
+            "WHERE job_id = ? AND error_class IS NOT NULL ORDER BY id DESC LIMIT 1");
+        q->bind(1, job.id);
+        if (q->executeStep()) {
+            Error e;
+            e.cls = error_class_from(text(*q, 0)).value_or(ErrorClass::network);
+            e.code = text(*q, 1);
+            e.http_status = q->getColumn(2).getInt();
+            e.message = text(*q, 3);
+            job.last_error = std::move(e);
+        }
+    }
+}
+
 // Adds (count, n, images_done) of one state row to the totals.
 void count_state(Stats& st, std::int64_t& remaining, const std::string& state, std::int64_t count,
                  std::int64_t n, std::int64_t done) {
@@ -152,6 +179,7 @@ std::vector<JobRow> Store::list_jobs(const JobFilter& filter) {
     bind_filter(q, index, filter);
     std::vector<JobRow> out;
     while (q.executeStep()) out.push_back(read_job(q));
+    for (auto& job : out) read_summary(*impl_, job);
     return out;
 }
 
@@ -163,6 +191,7 @@ std::optional<JobDetail> Store::job_detail(std::int64_t job_id) {
         if (!q->executeStep()) return std::nullopt;
         d.job = read_job(*q);
     }
+    read_summary(*impl_, d.job);
     {
         auto q = impl_->prep(
             "SELECT id, seq, first_index, n, images_done, attempts, rate_limited, moderation, "
@@ -229,13 +258,9 @@ void Store::export_jobs(const std::optional<std::string>& batch,
         ExportRecord rec;
         rec.job = read_job(*jobs);
         rec.images = read_outputs(*impl_, rec.job.id);
-        {
-            auto q = impl_->prep(
-                "SELECT COUNT(*) FROM attempts WHERE job_id = ? AND outcome <> 'returned'");
-            q->bind(1, rec.job.id);
-            q->executeStep();
-            rec.attempts = q->getColumn(0).getInt();
-        }
+        read_summary(*impl_, rec.job);
+        rec.attempts = rec.job.attempts;
+        rec.last_error = rec.job.last_error;
         {
             auto q = impl_->prep(
                 "SELECT usage FROM attempts WHERE job_id = ? AND usage IS NOT NULL ORDER BY id");
@@ -244,23 +269,6 @@ void Store::export_jobs(const std::optional<std::string>& batch,
                 boost::json::error_code ec;
                 auto v = boost::json::parse(text(*q, 0), ec);
                 if (!ec && v.is_object()) add_usage(rec.usage, v.get_object());
-            }
-        }
-        if (rec.job.state == "rejected") {
-            rec.last_error =
-                Error{ErrorClass::invalid_request, "rejected", 0, rec.job.error, std::nullopt};
-        } else if (rec.job.state != "succeeded") {
-            auto q = impl_->prep(
-                "SELECT error_class, error_code, http_status, message FROM attempts "
-                "WHERE job_id = ? AND error_class IS NOT NULL ORDER BY id DESC LIMIT 1");
-            q->bind(1, rec.job.id);
-            if (q->executeStep()) {
-                Error e;
-                e.cls = error_class_from(text(*q, 0)).value_or(ErrorClass::network);
-                e.code = text(*q, 1);
-                e.http_status = q->getColumn(2).getInt();
-                e.message = text(*q, 3);
-                rec.last_error = std::move(e);
             }
         }
         sink(rec);
@@ -294,6 +302,124 @@ std::vector<std::string> Store::batch_names() {
     std::vector<std::string> out;
     auto q = impl_->prep("SELECT name FROM batches ORDER BY id");
     while (q->executeStep()) out.push_back(text(*q, 0));
+    return out;
+}
+
+bool BatchProgress::final() const {
+    return count(JobState::pending) + count(JobState::queued) + count(JobState::running) == 0;
+}
+
+std::int64_t BatchProgress::count(JobState s) const {
+    auto it = jobs_by_state.find(std::string(to_string(s)));
+    return it == jobs_by_state.end() ? 0 : it->second;
+}
+
+std::vector<BatchProgress> Store::batch_progress(const std::optional<std::string>& batch) {
+    std::vector<BatchProgress> out;
+    std::map<std::int64_t, std::size_t> index;  // batch id -> out
+    {
+        auto q = impl_->prep(batch ? "SELECT id, name, created_at FROM batches WHERE name = ?"
+                                   : "SELECT id, name, created_at FROM batches ORDER BY id");
+        if (batch) q->bind(1, *batch);
+        while (q->executeStep()) {
+            BatchProgress p;
+            p.name = text(*q, 1);
+            p.created_at = q->getColumn(2).getDouble();
+            for (auto st :
+                 {JobState::pending, JobState::queued, JobState::running, JobState::succeeded,
+                  JobState::failed, JobState::blocked, JobState::cancelled, JobState::rejected})
+                p.jobs_by_state[std::string(to_string(st))] = 0;
+            index[q->getColumn(0).getInt64()] = out.size();
+            out.push_back(std::move(p));
+        }
+    }
+    if (out.empty()) return out;
+    const bool one = batch.has_value();
+    const std::int64_t bid = one ? index.begin()->first : 0;
+    {
+        // Covered by the index jobs_batch_state.
+        auto q = impl_->prep(one ? "SELECT batch_id, state, COUNT(*), SUM(n), SUM(images_done) "
+                                   "FROM jobs WHERE batch_id = ? GROUP BY batch_id, state"
+                                 : "SELECT batch_id, state, COUNT(*), SUM(n), SUM(images_done) "
+                                   "FROM jobs WHERE batch_id IS NOT NULL "
+                                   "GROUP BY batch_id, state");
+        if (one) q->bind(1, bid);
+        while (q->executeStep()) {
+            auto it = index.find(q->getColumn(0).getInt64());
+            if (it == index.end()) continue;  // a batch created since the first query
+            Stats st;
+            std::int64_t remaining = 0;
+            count_state(st, remaining, text(*q, 1), q->getColumn(2).getInt64(),
+                        q->getColumn(3).getInt64(), q->getColumn(4).getInt64());
+            auto& p = out[it->second];
+            for (const auto& [state, n] : st.jobs_by_state) p.jobs_by_state[state] += n;
+            p.jobs += st.jobs;
+            p.images_done += st.images_done;
+            p.images_wanted += st.images_wanted;
+            p.images_remaining += remaining;
+        }
+    }
+    {
+        auto q = impl_->prep(one ? "SELECT j.batch_id, COUNT(*) FROM requests r "
+                                   "JOIN jobs j ON j.id = r.job_id WHERE r.state = 'queued' "
+                                   "AND r.attempts > 0 AND j.batch_id = ? GROUP BY j.batch_id"
+                                 : "SELECT j.batch_id, COUNT(*) FROM requests r "
+                                   "JOIN jobs j ON j.id = r.job_id WHERE r.state = 'queued' "
+                                   "AND r.attempts > 0 GROUP BY j.batch_id");
+        if (one) q->bind(1, bid);
+        while (q->executeStep()) {
+            auto it = index.find(q->getColumn(0).getInt64());
+            if (it != index.end()) out[it->second].retrying = q->getColumn(1).getInt64();
+        }
+    }
+    return out;
+}
+
+BatchTimes Store::batch_times(std::string_view batch) {
+    BatchTimes t;
+    auto bid = impl_->find_batch(std::string(batch));
+    if (!bid) return t;
+    {
+        auto q = impl_->prep(
+            "SELECT MIN(a.started_at) FROM jobs j JOIN attempts a ON a.job_id = j.id "
+            "WHERE j.batch_id = ?");
+        q->bind(1, *bid);
+        if (q->executeStep()) t.started_at = q->getColumn(0).getDouble();  // NULL reads as 0
+    }
+    {
+        auto q = impl_->prep("SELECT MAX(finished_at) FROM jobs WHERE batch_id = ?");
+        q->bind(1, *bid);
+        if (q->executeStep()) t.finished_at = q->getColumn(0).getDouble();
+    }
+    return t;
+}
+
+std::vector<LaneLoad> Store::lane_loads(double now) {
+    std::map<std::string, LaneLoad> by_name;
+    {
+        auto q = impl_->prep(
+            "SELECT provider, COUNT(*), SUM(not_before <= ?), MIN(not_before) FROM requests "
+            "WHERE state = 'queued' GROUP BY provider");
+        q->bind(1, now);
+        while (q->executeStep()) {
+            auto& l = by_name[text(*q, 0)];
+            l.queued = q->getColumn(1).getInt64();
+            l.due = q->getColumn(2).getInt64();
+            l.next_due = q->getColumn(3).getDouble();
+        }
+    }
+    {
+        auto q = impl_->prep(
+            "SELECT provider, COUNT(*) FROM requests WHERE state = 'running' AND lease_until > ? "
+            "GROUP BY provider");
+        q->bind(1, now);
+        while (q->executeStep()) by_name[text(*q, 0)].in_flight = q->getColumn(1).getInt64();
+    }
+    std::vector<LaneLoad> out;
+    for (auto& [name, l] : by_name) {
+        l.provider = name;
+        out.push_back(std::move(l));
+    }
     return out;
 }
 

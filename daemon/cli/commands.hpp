@@ -14,5 +14,6 @@ void add_export(CLI::App& app, Context& ctx);     // export.cpp
 void add_ops(CLI::App& app, Context& ctx);        // ops.cpp: init, cancel, retry
 void add_providers(CLI::App& app, Context& ctx);  // providers.cpp: providers, pause, resume
 void add_run(CLI::App& app, Context& ctx);        // run.cpp: run, sim
+void add_wait(CLI::App& app, Context& ctx);       // wait.cpp
 
 }  // namespace imgbatch::daemon::cli

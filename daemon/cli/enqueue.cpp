@@ -11,6 +11,7 @@
 
 #include <spdlog/spdlog.h>
 #include <CLI/CLI.hpp>
+#include <boost/json/serialize.hpp>
 #include <cerrno>
 #include <cstring>
 #include <ctime>
@@ -22,6 +23,7 @@
 
 #include "daemon/cli/commands.hpp"
 #include "daemon/cli/enqueue_store.hpp"
+#include "daemon/cli/format.hpp"
 #include "daemon/logfmt.hpp"
 #include "jobs/job_file.hpp"
 #include "jobs/planner.hpp"
@@ -38,7 +40,7 @@ struct EnqueueOptions {
     int n = 1, priority = 0;
     CLI::Option* n_opt = nullptr;
     CLI::Option* priority_opt = nullptr;
-    bool strict = false, dry_run = false;
+    bool strict = false, dry_run = false, json = false;
 };
 
 std::string default_batch_name(const std::string& first_file) {
@@ -69,7 +71,7 @@ class Enqueuer final : public jobs::JobSink {
           cfg_(ctx.config()),
           providers_(cfg_.provider_infos()),
           batch_(batch),
-          store_(ctx, batch, o.strict, o.dry_run) {
+          store_(ctx, batch, o.strict, o.dry_run, o.json) {
         defaults_.model = o.model;
         defaults_.provider = o.provider;
         if (o.n_opt->count()) defaults_.n = o.n;
@@ -83,7 +85,8 @@ class Enqueuer final : public jobs::JobSink {
     // After an error: keeps what was committed (drops the --strict transaction) and prints
     // the messages so far.
     void abandon();
-    void print_summary() const;
+    void print_summary();  // the summary line, or with --json the JSON object
+    void print_json_summary();
     int exit_code() const { return rejected_ > 0 ? 1 : 0; }
 
     void job(jobs::JobSpec&& spec) override;
@@ -92,9 +95,10 @@ class Enqueuer final : public jobs::JobSink {
   private:
     void note(Where at, const std::string& text) {
         const std::string& name = names_[at.file];
-        chunk_.messages.push_back({at, at.line > 0
-                                           ? name + ":" + std::to_string(at.line) + ": " + text
-                                           : name + ": " + text});
+        chunk_.messages.push_back(
+            {at,
+             at.line > 0 ? name + ":" + std::to_string(at.line) + ": " + text : name + ": " + text,
+             text, 0, ""});
     }
     void reject(int line, const std::string& reason) {
         ++rejected_;
@@ -216,10 +220,57 @@ void Enqueuer::finish() {
 void Enqueuer::abandon() {
     store_.wait(false);
     store_.roll_back();
-    print_messages(chunk_.messages);
+    print_messages(chunk_.messages, o_.json ? &store_.messages() : nullptr);
 }
 
-void Enqueuer::print_summary() const {
+// "field 'n': must be ..." -> ("n", "must be ..."); "unknown field 'x' (known: ...)" -> ("x",
+// the whole reason); anything else -> ("", the reason).
+std::pair<std::string, std::string> split_field(const std::string& reason) {
+    for (std::string_view lead : {"field '", "unknown field '"}) {
+        if (reason.rfind(lead, 0) != 0) continue;
+        const auto end = reason.find('\'', lead.size());
+        if (end == std::string::npos) break;
+        std::string field = reason.substr(lead.size(), end - lead.size());
+        if (lead == "field '" && reason.compare(end, 3, "': ") == 0)
+            return {std::move(field), reason.substr(end + 3)};
+        return {std::move(field), reason};
+    }
+    return {"", reason};
+}
+
+void Enqueuer::print_json_summary() {
+    namespace json = boost::json;
+    const Counts& c = store_.counts();
+    json::array rejections, duplicates;
+    for (const auto& m : store_.messages()) {
+        const json::value file = json::string(names_.at(m.at.file));
+        const json::value line = m.at.line > 0 ? json::value(m.at.line) : json::value(nullptr);
+        if (m.job > 0) {
+            duplicates.push_back(
+                json::object{{"file", file}, {"line", line}, {"key", m.key}, {"job", m.job}});
+            continue;
+        }
+        auto [field, message] = split_field(m.reason);
+        rejections.push_back(json::object{{"file", file},
+                                          {"line", line},
+                                          {"field", string_or_null(field)},
+                                          {"message", message}});
+    }
+    json::object o{{"batch", batch_},
+                   {"dry_run", o_.dry_run},
+                   {"enqueued", !o_.dry_run && !(o_.strict && rejected_ > 0)},
+                   {"jobs", c.jobs},
+                   {"images", c.images},
+                   {"requests", c.requests},
+                   {"rejected", rejected_},
+                   {"duplicates", c.duplicates},
+                   {"rejections", std::move(rejections)},
+                   {"duplicate_keys", std::move(duplicates)}};
+    std::cout << json::serialize(o) << '\n';
+}
+
+void Enqueuer::print_summary() {
+    if (o_.json) return print_json_summary();
     if (more_warnings_ > 0)
         std::cerr << "imgbatch: warning: " << more_warnings_
                   << " more lines use a model named in a warning above\n";
@@ -271,6 +322,9 @@ void add_enqueue(CLI::App& app, Context& ctx) {
         cmd->add_option("--priority", o->priority, "priority for lines that say none");
     cmd->add_flag("--strict", o->strict, "enqueue nothing if any line is rejected");
     cmd->add_flag("--dry-run", o->dry_run, "validate and report only");
+    cmd->add_flag("--json", o->json,
+                  "print one JSON object (batch, counts, rejections, duplicate keys) on stdout "
+                  "instead of the summary line and the messages on stderr");
     cmd->add_option("--format", o->format, "input format (default: from the file extension)")
         ->check(CLI::IsMember({"jsonl", "csv", "txt"}));
     cmd->callback([o, &ctx] { ctx.action = [o, &ctx] { return run_enqueue(*o, ctx); }; });

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <iostream>
+#include <iterator>
 
 namespace imgbatch::daemon::cli {
 
@@ -42,20 +43,29 @@ void SeenKeys::open() {
     find_ = std::make_unique<SQLite::Statement>(*db_, "SELECT file, line FROM seen WHERE key = ?");
 }
 
-void print_messages(std::vector<Message>& messages) {
+void print_messages(std::vector<Message>& messages, std::vector<Message>* keep) {
     std::stable_sort(messages.begin(), messages.end(), [](const Message& a, const Message& b) {
         return a.at.file != b.at.file ? a.at.file < b.at.file : a.at.line < b.at.line;
     });
+    if (keep) {
+        std::move(messages.begin(), messages.end(), std::back_inserter(*keep));
+        messages.clear();
+        return;
+    }
     std::string out;
     for (const auto& m : messages) (out += m.text) += '\n';
     std::cerr << out << std::flush;
     messages.clear();
 }
 
-ChunkStore::ChunkStore(Context& ctx, std::string batch, bool strict, bool dry_run)
-    : ctx_(ctx), batch_(std::move(batch)), strict_(strict), dry_run_(dry_run), thread_([this] {
-          run();
-      }) {}
+ChunkStore::ChunkStore(Context& ctx, std::string batch, bool strict, bool dry_run,
+                       bool keep_messages)
+    : ctx_(ctx),
+      batch_(std::move(batch)),
+      strict_(strict),
+      dry_run_(dry_run),
+      keep_messages_(keep_messages),
+      thread_([this] { run(); }) {}
 
 ChunkStore::~ChunkStore() {
     {
@@ -127,18 +137,19 @@ void ChunkStore::process(Chunk& c) {
         }
         if (c.roll_back) roll_back();  // all or nothing
     } catch (...) {
-        print_messages(c.messages);  // the lines' own errors stand
+        print_messages(c.messages, keep_messages_ ? &kept_ : nullptr);  // their errors stand
         throw;
     }
-    print_messages(c.messages);
+    print_messages(c.messages, keep_messages_ ? &kept_ : nullptr);
 }
 
 void ChunkStore::duplicate(Chunk& c, std::size_t item, std::int64_t existing_job) {
     ++counts_.duplicates;
     const Where at = c.where[item];
-    c.messages.push_back({at, c.names[at.file] + ":" + std::to_string(at.line) + ": key '" +
-                                  c.items[item].spec.key + "' already enqueued as job " +
-                                  std::to_string(existing_job) + "; skipped"});
+    const std::string reason = "key '" + c.items[item].spec.key + "' already enqueued as job " +
+                               std::to_string(existing_job) + "; skipped";
+    c.messages.push_back({at, c.names[at.file] + ":" + std::to_string(at.line) + ": " + reason,
+                          reason, existing_job, c.items[item].spec.key});
 }
 
 void ChunkStore::count(const jobs::EnqueueItem& item) {

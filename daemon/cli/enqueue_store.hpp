@@ -43,11 +43,15 @@ class SeenKeys {
 
 struct Message {
     Where at;
-    std::string text;  // "FILE:LINE: reason"
+    std::string text;      // "FILE:LINE: reason"
+    std::string reason;    // the reason alone
+    std::int64_t job = 0;  // a duplicate key: the job that holds it
+    std::string key;       // and the key
 };
 
-// The messages in file and line order, on stderr; clears them.
-void print_messages(std::vector<Message>& messages);
+// The messages in file and line order, on stderr, or (keep: enqueue --json) moved to the end
+// of *keep; clears them.
+void print_messages(std::vector<Message>& messages, std::vector<Message>* keep = nullptr);
 
 // Lines read and checked, to be stored together.
 struct Chunk {
@@ -70,7 +74,9 @@ struct Counts {
 class ChunkStore {
   public:
     // strict: one transaction for everything; dry_run: nothing is written.
-    ChunkStore(Context& ctx, std::string batch, bool strict, bool dry_run);
+    // keep_messages: the messages are kept (messages()) instead of printed.
+    ChunkStore(Context& ctx, std::string batch, bool strict, bool dry_run,
+               bool keep_messages = false);
     ~ChunkStore();
     ChunkStore(const ChunkStore&) = delete;
     ChunkStore& operator=(const ChunkStore&) = delete;
@@ -84,6 +90,8 @@ class ChunkStore {
     void roll_back();
     // After wait(): what was stored (or, with dry_run, would be).
     const Counts& counts() const { return counts_; }
+    // After wait(), with keep_messages: every message so far, in order.
+    std::vector<Message>& messages() { return kept_; }
 
   private:
     void run();
@@ -95,7 +103,8 @@ class ChunkStore {
 
     Context& ctx_;
     const std::string batch_;
-    const bool strict_, dry_run_;
+    const bool strict_, dry_run_, keep_messages_;
+    std::vector<Message> kept_;
     std::optional<SQLite::Transaction> strict_txn_;
     bool tuned_ = false;
     Counts counts_;

@@ -23,12 +23,6 @@ json::object record_json(const jobs::ExportRecord& r) {
     for (const auto& img : r.images)
         images.push_back(json::object{
             {"path", img.path}, {"sha256", img.sha256}, {"bytes", img.bytes}, {"mime", img.mime}});
-    json::value last_error = nullptr;
-    if (r.last_error)
-        last_error = json::object{{"class", jobs::to_string(r.last_error->cls)},
-                                  {"code", string_or_null(r.last_error->code)},
-                                  {"http_status", r.last_error->http_status},
-                                  {"message", r.last_error->message}};
     return json::object{{"id", j.id},
                         {"key", string_or_null(j.key)},
                         {"batch", string_or_null(j.batch)},
@@ -40,7 +34,7 @@ json::object record_json(const jobs::ExportRecord& r) {
                         {"images_done", j.images_done},
                         {"images", std::move(images)},
                         {"attempts", r.attempts},
-                        {"last_error", std::move(last_error)},
+                        {"last_error", json_error(r.last_error)},
                         {"metadata", json_or_null(j.metadata_json)},
                         {"usage", r.usage.empty() ? json::value(nullptr) : json::value(r.usage)}};
 }
@@ -66,7 +60,9 @@ std::string record_csv(const jobs::ExportRecord& r) {
                                std::to_string(r.attempts),
                                r.last_error ? std::string(jobs::to_string(r.last_error->cls)) : "",
                                r.last_error ? r.last_error->code : "",
-                               r.last_error ? std::to_string(r.last_error->http_status) : "",
+                               r.last_error && r.last_error->http_status > 0
+                                   ? std::to_string(r.last_error->http_status)
+                                   : "",
                                r.last_error ? r.last_error->message : "",
                                j.metadata_json,
                                r.usage.empty() ? "" : json::serialize(r.usage)};

@@ -118,6 +118,44 @@ boost::json::value string_or_null(std::string_view s) {
     return boost::json::string(s);
 }
 
+std::string rfc3339(double unix_s) {
+    auto ms = static_cast<long long>(std::llround(unix_s * 1000.0));
+    long long secs = ms / 1000, frac = ms % 1000;
+    if (frac < 0) {
+        frac += 1000;
+        --secs;
+    }
+    std::time_t t = static_cast<std::time_t>(secs);
+    std::tm tm{};
+    gmtime_r(&t, &tm);
+    char buf[40];
+    std::size_t len = std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
+    std::snprintf(buf + len, sizeof buf - len, ".%03lldZ", frac);
+    return buf;
+}
+
+boost::json::value json_time(double unix_s) {
+    if (!(unix_s > 0)) return nullptr;
+    return boost::json::string(rfc3339(unix_s));
+}
+
+boost::json::value json_error(std::string_view cls, std::string_view code, int http_status,
+                              std::string_view message) {
+    return boost::json::object{
+        {"class", cls},
+        {"code", string_or_null(code)},
+        {"http_status", http_status > 0 ? boost::json::value(http_status) : nullptr},
+        {"message", message}};
+}
+
+boost::json::value json_error(const jobs::Error& e) {
+    return json_error(jobs::to_string(e.cls), e.code, e.http_status, e.message);
+}
+
+boost::json::value json_error(const std::optional<jobs::Error>& e) {
+    return e ? json_error(*e) : boost::json::value(nullptr);
+}
+
 AtomicFile::AtomicFile(std::string path) : path_(std::move(path)) {
     tmp_ = path_ + ".tmp." + std::to_string(::getpid());
     out_.open(tmp_, std::ios::binary | std::ios::trunc);

@@ -3,9 +3,12 @@
 // files written atomically.
 #include <boost/json/value.hpp>
 #include <fstream>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
+
+#include "jobs/error.hpp"
 
 namespace imgbatch::daemon::cli {
 
@@ -27,6 +30,18 @@ boost::json::value json_or_null(std::string_view text);
 boost::json::value json_number(double v);
 // A string, or null when empty.
 boost::json::value string_or_null(std::string_view s);
+
+// ---- the JSON vocabulary shared by jobs, show, export, status, providers, enqueue ----
+// A time as RFC 3339 in UTC with milliseconds: "2026-11-21T21:09:49.250Z".
+std::string rfc3339(double unix_s);
+// A time as an RFC 3339 string, or null for 0 (no time).
+boost::json::value json_time(double unix_s);
+// An error as {"class", "code", "http_status", "message"}: code null when there is none,
+// http_status null when there was no HTTP answer.
+boost::json::value json_error(std::string_view cls, std::string_view code, int http_status,
+                              std::string_view message);
+boost::json::value json_error(const jobs::Error& e);
+boost::json::value json_error(const std::optional<jobs::Error>& e);  // null when none
 
 // A file written to a temporary name next to it and renamed into place on commit(), so a
 // reader never sees half of it. Without commit() the temporary file is removed.

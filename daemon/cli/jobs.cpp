@@ -25,23 +25,23 @@ struct ShowOptions {
 };
 
 json::object job_json(const jobs::JobRow& j) {
-    return json::object{
-        {"id", j.id},
-        {"key", string_or_null(j.key)},
-        {"batch", string_or_null(j.batch)},
-        {"state", j.state},
-        {"prompt", j.prompt},
-        {"model", j.model},
-        {"provider", string_or_null(j.provider)},
-        {"n", j.n},
-        {"images_done", j.images_done},
-        {"priority", j.priority},
-        {"params", json_or_null(j.params_json)},
-        {"metadata", json_or_null(j.metadata_json)},
-        {"error", string_or_null(j.error)},
-        {"created_at", j.created_at},
-        {"updated_at", j.updated_at},
-        {"finished_at", j.finished_at > 0 ? json::value(j.finished_at) : json::value(nullptr)}};
+    return json::object{{"id", j.id},
+                        {"key", string_or_null(j.key)},
+                        {"batch", string_or_null(j.batch)},
+                        {"state", j.state},
+                        {"prompt", j.prompt},
+                        {"model", j.model},
+                        {"provider", string_or_null(j.provider)},
+                        {"n", j.n},
+                        {"images_done", j.images_done},
+                        {"priority", j.priority},
+                        {"params", json_or_null(j.params_json)},
+                        {"metadata", json_or_null(j.metadata_json)},
+                        {"attempts", j.attempts},
+                        {"last_error", json_error(j.last_error)},
+                        {"created_at", json_time(j.created_at)},
+                        {"updated_at", json_time(j.updated_at)},
+                        {"finished_at", json_time(j.finished_at)}};
 }
 
 int run_jobs(const JobsOptions& o, Context& ctx) {
@@ -80,22 +80,22 @@ json::object detail_json(const jobs::JobDetail& d) {
                                         {"attempts", r.attempts},
                                         {"rate_limited", r.rate_limited},
                                         {"moderation", r.moderation},
-                                        {"not_before", r.not_before}});
+                                        {"not_before", json_time(r.not_before)}});
     for (const auto& a : d.attempts)
-        attempts.push_back(json::object{{"id", a.id},
-                                        {"request_id", a.request_id},
-                                        {"attempt_no", a.attempt_no},
-                                        {"provider", a.provider},
-                                        {"started_at", a.started_at},
-                                        {"finished_at", a.finished_at},
-                                        {"duration_ms", a.duration_ms},
-                                        {"outcome", a.outcome},
-                                        {"images", a.images},
-                                        {"error_class", string_or_null(a.error_class)},
-                                        {"error_code", string_or_null(a.error_code)},
-                                        {"http_status", a.http_status},
-                                        {"message", string_or_null(a.message)},
-                                        {"usage", json_or_null(a.usage_json)}});
+        attempts.push_back(json::object{
+            {"id", a.id},
+            {"request_id", a.request_id},
+            {"attempt_no", a.attempt_no},
+            {"provider", a.provider},
+            {"started_at", json_time(a.started_at)},
+            {"finished_at", json_time(a.finished_at)},
+            {"duration_ms", a.duration_ms},
+            {"outcome", a.outcome},
+            {"images", a.images},
+            {"error", a.error_class.empty()
+                          ? json::value(nullptr)
+                          : json_error(a.error_class, a.error_code, a.http_status, a.message)},
+            {"usage", json_or_null(a.usage_json)}});
     for (const auto& out : d.outputs)
         outputs.push_back(json::object{{"idx", out.idx},
                                        {"path", out.path},
@@ -107,7 +107,7 @@ json::object detail_json(const jobs::JobDetail& d) {
                                        {"revised_prompt", string_or_null(out.revised_prompt)}});
     auto o = job_json(d.job);
     o["requests"] = std::move(requests);
-    o["attempts"] = std::move(attempts);
+    o["attempt_log"] = std::move(attempts);
     o["outputs"] = std::move(outputs);
     return o;
 }

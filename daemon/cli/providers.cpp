@@ -66,7 +66,7 @@ int run_providers(const ProvidersOptions& o, Context& ctx) {
                 {"timeout_s", json_number(p.timeout_s)},
                 {"paused", paused},
                 {"reason", paused ? string_or_null(st->reason) : json::value(nullptr)},
-                {"paused_at", paused ? json::value(st->paused_at) : json::value(nullptr)},
+                {"paused_at", paused ? json_time(st->paused_at) : json::value(nullptr)},
                 {"queued", ps.queued},
                 {"in_flight", ps.in_flight},
                 {"images_last_min", ps.images_last_min}});

@@ -1,20 +1,15 @@
-// `imgbatch status`: jobs by state, images, per-provider activity, throughput and ETA;
-// once, as JSON, or redrawn until SIGINT/SIGTERM (--watch).
-#include <signal.h>
-#include <unistd.h>
-
+// `imgbatch status`: jobs by state, images, per-provider activity, throughput and ETA, once or
+// as JSON; `--watch` is the progress display of watch.cpp (or one JSON object per interval).
 #include <CLI/CLI.hpp>
-#include <atomic>
 #include <boost/json/serialize.hpp>
-#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <iostream>
 #include <set>
-#include <thread>
 
 #include "daemon/cli/commands.hpp"
 #include "daemon/cli/format.hpp"
+#include "daemon/cli/progress.hpp"
 #include "jobs/state.hpp"
 
 namespace imgbatch::daemon::cli {
@@ -71,17 +66,20 @@ std::int64_t count(const jobs::Stats& s, jobs::JobState st) {
     return it == s.jobs_by_state.end() ? 0 : it->second;
 }
 
-// A daemon counts as running while its heartbeat (every 5 s) is fresh.
-constexpr double kHeartbeatFreshS = 30;
-
 json::object status_json(const std::optional<std::string>& batch, const jobs::Stats& s,
                          const std::vector<ProviderLine>& providers,
-                         const std::vector<jobs::DaemonRow>& daemons, double now) {
+                         const std::vector<jobs::DaemonRow>& daemons, double now,
+                         const Snapshot& progress) {
     json::object by_state;
     for (auto st : kStates) by_state[jobs::to_string(st)] = count(s, st);
     json::array provs;
     for (const auto& p : providers) {
+        const LaneView* lane = nullptr;
+        for (const auto& l : progress.lanes)
+            if (l.load.provider == p.name) lane = &l;
         provs.push_back(json::object{{"name", p.name},
+                                     {"lane", lane ? json::value(lane->state) : nullptr},
+                                     {"lane_detail", lane ? string_or_null(lane->detail) : nullptr},
                                      {"configured", p.configured},
                                      {"paused", p.paused},
                                      {"reason", string_or_null(p.reason)},
@@ -90,7 +88,7 @@ json::object status_json(const std::optional<std::string>& batch, const jobs::St
                                      {"images_last_min", p.stats.images_last_min}});
     }
     json::object o;
-    o["time"] = now;
+    o["time"] = rfc3339(now);
     o["batch"] = batch ? json::value(*batch) : json::value(nullptr);
     o["jobs"] = s.jobs;
     o["by_state"] = std::move(by_state);
@@ -99,13 +97,16 @@ json::object status_json(const std::optional<std::string>& batch, const jobs::St
     o["images_per_min"] = json_number(std::round(s.images_per_min * 100) / 100);
     o["eta_s"] = s.eta_s ? json_number(std::round(*s.eta_s)) : json::value(nullptr);
     o["providers"] = std::move(provs);
+    json::array batches;
+    for (const auto& b : progress.batches) batches.push_back(batch_json(b));
+    o["batches"] = std::move(batches);
     json::array ds;
     for (const auto& d : daemons)
         ds.push_back(json::object{{"owner", d.owner},
                                   {"host", d.host},
                                   {"pid", d.pid},
-                                  {"started_at", d.started_at},
-                                  {"heartbeat_at", d.heartbeat_at},
+                                  {"started_at", json_time(d.started_at)},
+                                  {"heartbeat_at", json_time(d.heartbeat_at)},
                                   {"alive", d.heartbeat_at > now - kHeartbeatFreshS},
                                   {"local_pause", string_or_null(d.local_pause)}});
     o["daemons"] = std::move(ds);
@@ -161,51 +162,55 @@ std::string status_text(const std::optional<std::string>& batch, const jobs::Sta
     return out;
 }
 
-std::atomic<bool> g_stop{false};
-extern "C" void on_stop_signal(int) {
-    g_stop = true;
+// Each batch shown (the one asked for, else those not final) with its rate and ETA since it
+// started.
+std::string progress_text(const Snapshot& progress) {
+    std::string out;
+    for (const auto& b : progress.batches) out += "progress: " + batch_line(b) + "\n";
+    return out;
 }
 
-// clear: clear the terminal first; stamp: start with the time (--watch snapshots).
-void print_once(const StatusOptions& o, Context& ctx, bool clear, bool stamp) {
+// One status (text, or JSON with --json); stamp: start the text with the time.
+void print_once(const StatusOptions& o, Context& ctx, ProgressReader& reader, bool stamp,
+                Snapshot& progress) {
     auto& store = ctx.existing_store();
     std::optional<std::string> batch;
     if (!o.batch.empty()) batch = o.batch;
-    const double now = jobs::unix_now();
+    progress = reader.read();
+    const double now = progress.now;
     auto stats = store.stats(batch, now);
     auto lines = provider_lines(ctx.config(), stats, store.provider_states());
     auto daemons = store.running_daemons();
-    std::string text = o.json
-                           ? json::serialize(status_json(batch, stats, lines, daemons, now)) + "\n"
-                           : status_text(batch, stats, lines) + daemons_text(daemons, now);
+    std::string text =
+        o.json ? json::serialize(status_json(batch, stats, lines, daemons, now, progress)) + "\n"
+               : status_text(batch, stats, lines) + progress_text(progress) +
+                     daemons_text(daemons, now);
     if (stamp && !o.json) text = "--- " + format_time(now) + "\n" + text;
-    if (clear) text = "\x1b[H\x1b[2J" + text;
     std::cout << text << std::flush;
 }
 
 int run_status(const StatusOptions& o, Context& ctx) {
+    std::optional<std::string> batch;
     if (!o.batch.empty()) {
         auto names = ctx.existing_store().batch_names();
         if (std::find(names.begin(), names.end(), o.batch) == names.end())
             throw OperationError("no batch '" + o.batch + "'");
+        batch = o.batch;
     }
+    if (o.watch && !o.json) return run_watch(ctx, batch, o.interval);
+    ProgressReader reader(ctx, batch);
+    Snapshot progress;
     if (!o.watch) {
-        print_once(o, ctx, false, false);
+        print_once(o, ctx, reader, false, progress);
         return 0;
     }
-    struct sigaction sa {};
-    sa.sa_handler = on_stop_signal;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, nullptr);
-    sigaction(SIGTERM, &sa, nullptr);
-    const bool tty = !o.json && ::isatty(STDOUT_FILENO);
-    while (!g_stop) {
-        print_once(o, ctx, tty, true);
-        auto until = std::chrono::steady_clock::now() + std::chrono::duration<double>(o.interval);
-        while (!g_stop && std::chrono::steady_clock::now() < until)
-            std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    // --watch --json: one object a line; with --batch, until the batch is final.
+    catch_stop_signals();
+    for (;;) {
+        print_once(o, ctx, reader, true, progress);
+        if (batch && progress.all_final()) return 0;
+        if (!sleep_unless_stopped(o.interval)) return 0;
     }
-    return 0;
 }
 
 }  // namespace
@@ -215,7 +220,9 @@ void add_status(CLI::App& app, Context& ctx) {
     auto* cmd = app.add_subcommand("status", "jobs by state, images, providers, throughput, ETA");
     cmd->add_option("--batch", o->batch, "only this batch");
     cmd->add_flag("--json", o->json, "one JSON object (one per interval with --watch)");
-    auto* watch = cmd->add_flag("--watch", o->watch, "redraw until SIGINT/SIGTERM");
+    auto* watch = cmd->add_flag("--watch", o->watch,
+                                "progress display redrawn every interval; with --batch it ends "
+                                "when the batch is final, else at SIGINT/SIGTERM");
     cmd->add_option("--interval", o->interval, "seconds between redraws (default 2)")
         ->check(CLI::Range(0.1, 3600.0))
         ->needs(watch);

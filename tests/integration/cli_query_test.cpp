@@ -99,6 +99,11 @@ TEST_CASE("status: counts, images, providers, throughput and ETA, as text and JS
     CHECK(has(r.out, "images: 2/5 done"));
     CHECK(has(r.out, "throughput: 0.4 images/min (last 5 min), ETA 5m00s"));
     CHECK(has(r.out, "PROVIDER"));
+    // The batches not final, with the rate and ETA since each started (no daemon: no ETA).
+    CHECK(has(r.out,
+              "progress: q 75.0% 2/4 images, jobs 3: succeeded 1, failed 1, blocked 0, "
+              "retrying 0, queued 1, ETA - (no daemon alive), elapsed "));
+    CHECK(has(r.out, "progress: other 0.0% 0/1 images"));
 
     CHECK(p({"status", "--batch", "nope"}).code == 1);
 }
@@ -168,12 +173,14 @@ TEST_CASE("show: a job with its requests, attempts and outputs") {
     r = p({"show", "2", "--json"});
     auto o = json::parse(r.out).as_object();
     CHECK(o.at("state") == "failed");
-    REQUIRE(o.at("attempts").as_array().size() == 1);
-    auto a = o.at("attempts").as_array()[0].as_object();
-    CHECK(a.at("error_class") == "server");
-    CHECK(a.at("error_code") == "boom");
-    CHECK(a.at("http_status") == 500);
+    CHECK(o.at("attempts") == 1);
+    REQUIRE(o.at("attempt_log").as_array().size() == 1);
+    auto a = o.at("attempt_log").as_array()[0].as_object();
+    CHECK(a.at("error") == json::parse(R"({"class": "server", "code": "boom", "http_status": 500,
+                                           "message": "upstream \"bad\", really"})"));
+    CHECK(a.at("started_at") == "1970-01-01T00:01:40.000Z");
     CHECK(a.at("duration_ms") == 200);
+    CHECK(o.at("last_error") == a.at("error"));
     CHECK(o.at("requests").as_array().size() == 1);
 
     r = p({"show", "99"});

@@ -210,3 +210,82 @@ TEST_CASE("provider pauses: the daemon never changes a pause made by the user") 
     for (const auto& x : s.provider_states())
         if (x.name == "p") CHECK_FALSE(x.paused);
 }
+
+TEST_CASE("batch_progress: per batch states, images, remaining and retrying") {
+    Store s(":memory:");
+    s.enqueue("b1", {item("a", 4, 2), item("b", 2, 1), item("c", 1, 1, "", 0, "p2")});
+    s.enqueue("b2", {item("d", 3, 3)});
+    s.enqueue("empty", {});
+    s.db().exec("INSERT INTO jobs(prompt, model, n) VALUES ('no batch yet', 'm', 5)");
+    auto c = s.claim("p1", kOwner, 3, 100, 1e12);  // a#0, a#1, b#0
+    REQUIRE(c.size() == 3);
+    std::vector<Completion> v{completion(c[0], kOwner, 2), completion(c[1], kOwner, 1),
+                              completion(c[2], kOwner, 0, Next::retry)};
+    v[2].not_before = 1e12;
+    s.apply(v);  // a fails with 3 of 4; b#0 waits for a retry
+
+    auto all = s.batch_progress(std::nullopt);
+    REQUIRE(all.size() == 3);
+    const auto& b1 = all[0];
+    CHECK(b1.name == "b1");
+    CHECK(b1.jobs == 3);
+    CHECK(b1.count(JobState::failed) == 1);
+    CHECK(b1.count(JobState::queued) == 2);  // b (retrying), c
+    CHECK(b1.images_wanted == 7);
+    CHECK(b1.images_done == 3);
+    CHECK(b1.images_remaining == 3);  // b 2 + c 1; a is final
+    CHECK(b1.retrying == 1);
+    CHECK_FALSE(b1.final());
+    CHECK(all[1].name == "b2");
+    CHECK(all[1].retrying == 0);
+    CHECK(all[2].name == "empty");
+    CHECK(all[2].jobs == 0);
+    CHECK(all[2].final());
+
+    auto one = s.batch_progress(std::string("b2"));
+    REQUIRE(one.size() == 1);
+    CHECK(one[0].jobs == 1);
+    CHECK(one[0].images_remaining == 3);
+    CHECK(s.batch_progress(std::string("nope")).empty());
+
+    auto t = s.batch_times("b1");
+    CHECK(t.started_at == 1000);  // the first attempt
+    CHECK(s.batch_times("b2").started_at == 0);
+
+    // Lanes: p1 has b#1 and d due, b#0 not due until 1e12; p2 has c.
+    auto lanes = s.lane_loads(unix_now());
+    REQUIRE(lanes.size() == 2);
+    CHECK(lanes[0].provider == "p1");
+    CHECK(lanes[0].queued == 3);
+    CHECK(lanes[0].due == 2);
+    CHECK(lanes[0].in_flight == 0);
+    CHECK(lanes[1].provider == "p2");
+    CHECK(lanes[1].queued == 1);
+}
+
+TEST_CASE("list_jobs and job_detail carry attempts and the last error, as export does") {
+    Store s(":memory:");
+    s.enqueue("b", {item("a", 1), item("b", 1)});
+    auto c = s.claim("p1", kOwner, 2, 100, 1e12);
+    REQUIRE(c.size() == 2);
+    std::vector<Completion> v{completion(c[0], kOwner, 1), completion(c[1], kOwner, 0, Next::fail)};
+    v[1].error = Error{ErrorClass::server, "boom", 502, "bad gateway", std::nullopt};
+    s.apply(v);
+    auto rows = s.list_jobs({});
+    REQUIRE(rows.size() == 2);
+    CHECK(rows[0].attempts == 1);
+    CHECK_FALSE(rows[0].last_error);
+    CHECK(rows[1].attempts == 1);
+    REQUIRE(rows[1].last_error);
+    CHECK(rows[1].last_error->cls == ErrorClass::server);
+    CHECK(rows[1].last_error->http_status == 502);
+    auto d = s.job_detail(rows[1].id);
+    REQUIRE(d);
+    REQUIRE(d->job.last_error);
+    CHECK(d->job.last_error->code == "boom");
+    std::vector<ExportRecord> recs;
+    s.export_jobs(std::nullopt, [&](const ExportRecord& r) { recs.push_back(r); });
+    REQUIRE(recs.size() == 2);
+    CHECK(recs[1].attempts == rows[1].attempts);
+    CHECK(recs[1].last_error->message == "bad gateway");
+}
