@@ -93,12 +93,12 @@ class Enqueuer final : public jobs::JobSink {
     void error(jobs::LineError&& e) override { reject(e.line, std::move(e.reason)); }
 
   private:
-    void note(Where at, const std::string& text) {
+    void note(Where at, const std::string& text, bool warning = false) {
         const std::string& name = names_[at.file];
         chunk_.messages.push_back(
             {at,
              at.line > 0 ? name + ":" + std::to_string(at.line) + ": " + text : name + ": " + text,
-             text, 0, ""});
+             warning ? text.substr(std::string_view("warning: ").size()) : text, 0, "", warning});
     }
     void reject(int line, const std::string& reason) {
         ++rejected_;
@@ -108,7 +108,7 @@ class Enqueuer final : public jobs::JobSink {
     // A model's lifecycle warning: in full on the first line that earns it, then counted.
     void warn(int line, const std::string& text) {
         if (warned_.insert(text).second) {
-            note({file_, line}, "warning: " + text);
+            note({file_, line}, "warning: " + text, true);
             ++chunk_warnings_;
         } else {
             ++more_warnings_;
@@ -241,10 +241,14 @@ std::pair<std::string, std::string> split_field(const std::string& reason) {
 void Enqueuer::print_json_summary() {
     namespace json = boost::json;
     const Counts& c = store_.counts();
-    json::array rejections, duplicates;
+    json::array rejections, duplicates, warnings;
     for (const auto& m : store_.messages()) {
         const json::value file = json::string(names_.at(m.at.file));
         const json::value line = m.at.line > 0 ? json::value(m.at.line) : json::value(nullptr);
+        if (m.warning) {
+            warnings.push_back(json::object{{"file", file}, {"line", line}, {"message", m.reason}});
+            continue;
+        }
         if (m.job > 0) {
             duplicates.push_back(
                 json::object{{"file", file}, {"line", line}, {"key", m.key}, {"job", m.job}});
@@ -265,7 +269,9 @@ void Enqueuer::print_json_summary() {
                    {"rejected", rejected_},
                    {"duplicates", c.duplicates},
                    {"rejections", std::move(rejections)},
-                   {"duplicate_keys", std::move(duplicates)}};
+                   {"duplicate_keys", std::move(duplicates)},
+                   {"warnings", std::move(warnings)},
+                   {"more_warnings", more_warnings_}};
     std::cout << json::serialize(o) << '\n';
 }
 

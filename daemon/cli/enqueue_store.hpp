@@ -47,6 +47,7 @@ struct Message {
     std::string reason;    // the reason alone
     std::int64_t job = 0;  // a duplicate key: the job that holds it
     std::string key;       // and the key
+    bool warning = false;  // a warning (the line was accepted), not a rejection
 };
 
 // The messages in file and line order, on stderr, or (keep: enqueue --json) moved to the end

@@ -163,6 +163,13 @@ not json
     CHECK_FALSE(has(std::string(rej[0].at("message").as_string()), "field 'n'"));
     CHECK(rej[1].at("line") == 3);
     CHECK(rej[1].at("field").is_null());
+    // gpt-image-1 is retired; on a relay that is a warning, once, then counted.
+    const auto& warn = o.at("warnings").as_array();
+    REQUIRE(warn.size() == 1);
+    CHECK(warn[0].at("line") == 1);
+    CHECK(has(std::string(warn[0].at("message").as_string()), "gpt-image-1"));
+    CHECK_FALSE(has(std::string(warn[0].at("message").as_string()), "warning:"));
+    CHECK(o.at("more_warnings") == 1);
 
     // Again: k1 is a duplicate key, reported with the job that holds it.
     write_file(dir.file("b.jsonl"), R"({"prompt": "one", "model": "gpt-image-1", "key": "k1"}
