@@ -5,6 +5,7 @@
 
 #include "daemon/logfmt.hpp"
 
+#include <cstdlib>
 #include <filesystem>
 
 namespace imgbatch::daemon::cli {
@@ -55,8 +56,10 @@ jobs::Store& Context::existing_store() {
 }
 
 void setup_logging(const GlobalOptions& options) {
-    auto logger = spdlog::stderr_color_mt("imgbatch");
-    install_log_pattern(*logger, "%Y-%m-%d %H:%M:%S.%e %^%l%$ %v");
+    LogStyle style = log_style(std::getenv("JOURNAL_STREAM"), std::getenv("NO_COLOR"), 2);
+    auto logger = spdlog::stderr_color_mt(
+        "imgbatch", style.color ? spdlog::color_mode::automatic : spdlog::color_mode::never);
+    install_log_pattern(*logger, log_pattern(style));
     spdlog::set_default_logger(logger);
     auto level = spdlog::level::info;
     if (options.verbose) level = spdlog::level::debug;

@@ -24,7 +24,8 @@ TEST_CASE("logs: a newline or a quote in a row's model stays inside one field") 
     // a line of its own.
     std::istringstream lines(r.err);
     std::regex ours(
-        "^[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9:.]+ (trace|debug|info|warning|error|critical) event=");
+        "^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:.]+[+-][0-9]{2}:[0-9]{2} "
+        "(trace|debug|info|warning|error|critical) event=");
     std::string line;
     int count = 0;
     while (std::getline(lines, line)) {
