@@ -5,7 +5,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cmath>
 #include <cstdio>
+#include <ctime>
 
 namespace imgbatch::daemon {
 
@@ -147,6 +149,23 @@ LogStyle log_style(const char* journal_stream, const char* no_color, int stderr_
     bool no_color_set = no_color && *no_color;
     style.color = !style.journal && !no_color_set && ::isatty(stderr_fd) == 1;
     return style;
+}
+
+std::string log_time(double unix_s) {
+    double whole = std::floor(unix_s);
+    auto t = static_cast<std::time_t>(whole);
+    int ms = static_cast<int>((unix_s - whole) * 1000);
+    if (ms > 999) ms = 999;
+    std::tm tm{};
+    ::localtime_r(&t, &tm);
+    char date[32];
+    std::strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%S", &tm);
+    long off = tm.tm_gmtoff / 60;
+    char sign = off < 0 ? '-' : '+';
+    off = off < 0 ? -off : off;
+    char buf[64];
+    std::snprintf(buf, sizeof buf, "%s.%03d%c%02ld:%02ld", date, ms, sign, off / 60, off % 60);
+    return buf;
 }
 
 std::string log_pattern(const LogStyle& style) {

@@ -51,6 +51,10 @@ LogStyle log_style(const char* journal_stream, const char* no_color, int stderr_
 // The pattern of a style (spdlog syntax).
 std::string log_pattern(const LogStyle& style);
 
+// unix_s as an RFC 3339 time in the local zone, to the millisecond:
+// "2026-11-21T21:09:49.123+01:00".
+std::string log_time(double unix_s);
+
 // The syslog priority prefix of an spdlog level ("<3>" ...).
 const char* journal_priority(int spdlog_level);
 

@@ -12,6 +12,7 @@
 #include <map>
 #include <memory>
 #include <random>
+#include <set>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -94,6 +95,7 @@ struct InFlight {
     AttemptState state = AttemptState::running;
     std::shared_ptr<LaneSlot> slot;  // null while claimed
     bool probe = false;              // the one request let through a paused lane
+    std::string batch, key;          // for the log lines of a give-back
 };
 
 struct EngineShared {
@@ -126,6 +128,9 @@ struct EngineShared {
     // Started with --allow-multiple: the providers' concurrency is enforced in the claim (over
     // every daemon) and their rates are split between the daemons running.
     bool shared_limits = false;
+    // Batches whose jobs had a completion recorded since the control loop last looked: it
+    // logs a summary of each that has nothing left to do.
+    std::set<std::string> batches_touched;
     // Signalled (cancelled) whenever an attempt ends: shutdown waits on it.
     boost::asio::steady_timer attempt_ended;
 

@@ -21,6 +21,7 @@
 #include <cstdlib>
 #include <ctime>
 #include <random>
+#include <set>
 
 #include "daemon/engine/dispatcher.hpp"
 #include "daemon/engine/metrics.hpp"
@@ -226,10 +227,16 @@ asio::awaitable<bool> check_idle(Engine* e) {
     co_return true;
 }
 
+// Every 10 s while there is work: an idle daemon (nothing in flight, no image since the last
+// line) stays silent.
 void log_progress(Engine* e) {
     auto now = Clock::now();
     double dt = std::chrono::duration<double>(now - e->last_progress).count();
     std::uint64_t images = images_total(e);
+    if (e->shared.in_flight.empty() && images == e->images_at_last_progress) {
+        e->last_progress = now;
+        return;
+    }
     double rate = dt > 0 ? double(images - e->images_at_last_progress) / dt : 0;
     std::string lanes;
     for (auto& p : e->shared.providers) {
@@ -285,6 +292,36 @@ asio::awaitable<void> heartbeat(Engine* e) {
     }
 }
 
+// One line for each batch that had completions recorded and has nothing left to do (no job
+// pending, queued or running): how its jobs ended and the images they have.
+asio::awaitable<void> report_batches(Engine* e) {
+    if (e->shared.batches_touched.empty()) co_return;
+    std::set<std::string> touched;
+    touched.swap(e->shared.batches_touched);
+    auto read = [touched](jobs::Store& st) {
+        std::vector<std::pair<std::string, jobs::Stats>> done;
+        double now = jobs::unix_now();
+        for (const auto& b : touched) {
+            jobs::Stats stats = st.stats(b, now);
+            auto& by = stats.jobs_by_state;
+            if (by["pending"] + by["queued"] + by["running"] == 0 && stats.jobs > 0)
+                done.emplace_back(b, std::move(stats));
+        }
+        return done;
+    };
+    auto done = co_await e->shared.db.call<std::vector<std::pair<std::string, jobs::Stats>>>(
+        std::move(read));
+    for (auto& [batch, st] : done) {
+        auto& by = st.jobs_by_state;
+        auto level = by["failed"] + by["blocked"] > 0 ? spdlog::level::warn : spdlog::level::info;
+        spdlog::log(level,
+                    "event=batch_done batch={} jobs={} succeeded={} failed={} blocked={} "
+                    "cancelled={} rejected={} images={} images_wanted={}",
+                    q(batch), st.jobs, by["succeeded"], by["failed"], by["blocked"],
+                    by["cancelled"], by["rejected"], st.images_done, st.images_wanted);
+    }
+}
+
 asio::awaitable<void> plan(Engine* e) {
     auto plan = [cfg = &e->config](jobs::Store& st) { return plan_pending(st, cfg); };
     std::size_t planned = co_await e->shared.db.call<std::size_t>(std::move(plan));
@@ -336,6 +373,11 @@ asio::awaitable<void> control_loop(Engine* e) {
             co_await sync_pauses(e);
         } catch (const std::exception& ex) {
             step("sync_pauses", ex);
+        }
+        try {
+            co_await report_batches(e);
+        } catch (const std::exception& ex) {
+            step("report_batches", ex);
         }
         try {
             if (e->options.until_idle && !e->shutting_down && co_await check_idle(e)) {

@@ -101,3 +101,14 @@ TEST_CASE("logfmt: NO_COLOR turns colour off on a terminal") {
     ::close(tty);
     ::close(master);
 }
+
+TEST_CASE("logfmt: log_time is RFC 3339 with the zone offset") {
+    setenv("TZ", "UTC", 1);
+    tzset();
+    CHECK(imgbatch::daemon::log_time(1'800'000'000.25) == "2027-01-15T08:00:00.250+00:00");
+    setenv("TZ", "America/New_York", 1);  // EST: -05:00 in January
+    tzset();
+    CHECK(imgbatch::daemon::log_time(1'800'000'000.25) == "2027-01-15T03:00:00.250-05:00");
+    unsetenv("TZ");
+    tzset();
+}
