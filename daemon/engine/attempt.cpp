@@ -364,6 +364,32 @@ const char* next_name(jobs::Next n) {
     return "?";
 }
 
+// Adds the tokens of a provider's usage object (OpenAI images and chat: input_tokens /
+// prompt_tokens, output_tokens / completion_tokens, total_tokens; Gemini: promptTokenCount,
+// candidatesTokenCount, totalTokenCount) to the provider's counters.
+void add_tokens(ProviderCounters& c, const std::string& usage_json) {
+    if (usage_json.empty()) return;
+    boost::system::error_code ec;
+    auto v = boost::json::parse(usage_json, ec);
+    if (ec || !v.is_object()) return;
+    const auto& u = v.as_object();
+    auto number = [&u](std::initializer_list<const char*> names) -> std::uint64_t {
+        for (const char* n : names)
+            if (auto* x = u.if_contains(n)) {
+                if (x->is_int64() && x->as_int64() > 0) return x->as_int64();
+                if (x->is_uint64()) return x->as_uint64();
+            }
+        return 0;
+    };
+    std::uint64_t in = number({"input_tokens", "prompt_tokens", "promptTokenCount"});
+    std::uint64_t out = number({"output_tokens", "completion_tokens", "candidatesTokenCount"});
+    std::uint64_t total = number({"total_tokens", "totalTokenCount"});
+    if (total == 0) total = in + out;
+    c.tokens["input"] += in;
+    c.tokens["output"] += out;
+    c.tokens["total"] += total;
+}
+
 // What an operator does about a provider paused by auth (401/403) or quota errors.
 std::string pause_fix(const std::string& provider, bool quota) {
     std::string what = quota ? "add credit or raise the quota of the provider's account"
@@ -501,6 +527,7 @@ asio::awaitable<void> run_attempt(EngineShared* s, ProviderRuntime* p, jobs::Cla
         // files are not wanted. Its own slot is freed here (a give-back freed it already).
         s->writer.discard(r.completion);
         if (slot->release()) p->wake();
+        p->counters.count_attempt("abandoned", "");
         if (it != s->in_flight.end() && it->second.attempt_no == req.attempt_no && it->second.probe)
             p->lane.resolve_probe(false);  // undecided: a later probe decides
         spdlog::info(
@@ -512,7 +539,11 @@ asio::awaitable<void> run_attempt(EngineShared* s, ProviderRuntime* p, jobs::Cla
     }
     it->second.state = AttemptState::completing;
     update_lane(s, p, r, finished, *slot, it->second.probe);
-    ++p->counters.attempts[r.outcome];
+    p->counters.count_attempt(r.outcome, cls);
+    p->counters.duration.observe(static_cast<double>(ms) / 1000.0);
+    add_tokens(p->counters, r.completion.usage_json);
+    std::uint64_t bytes = 0;
+    for (const auto& o : r.completion.outputs) bytes += static_cast<std::uint64_t>(o.bytes);
 
     // When the request is tried again: at not_before (a paused provider's requests wait for
     // its probe instead).
@@ -545,6 +576,7 @@ asio::awaitable<void> run_attempt(EngineShared* s, ProviderRuntime* p, jobs::Cla
     }
     if (applied) {
         p->counters.images += images;
+        p->counters.bytes += bytes;
         s->batches_touched.insert(req.batch);
     } else
         spdlog::warn("event=stale_completion job={} request={} attempt={}", req.job_id,

@@ -22,6 +22,7 @@
 #include <utility>
 #include <vector>
 
+#include "daemon/engine/histogram.hpp"
 #include "jobs/store.hpp"
 
 namespace imgbatch::daemon {
@@ -105,6 +106,9 @@ class DbWorker {
     std::size_t completions() const;
     std::size_t failed_commits() const;
     std::size_t held() const;
+    // How long the group commits that succeeded took (seconds), for metrics.
+    Histogram commit_seconds() const;
+    static std::vector<double> commit_buckets();
 
     struct Item {
         virtual ~Item() = default;
@@ -166,6 +170,7 @@ class DbWorker {
     std::size_t completions_ = 0;
     std::size_t failed_commits_ = 0;
     std::size_t held_count_ = 0;
+    Histogram commit_seconds_{commit_buckets()};
     std::vector<Held> held_;  // DB thread only
     std::thread thread_;
 };

@@ -222,7 +222,7 @@ asio::awaitable<void> give_back(EngineShared* s, std::int64_t request_id) {
         job, q(batch), q(key), request_id, q(provider), attempt);
     if (auto* p = s->provider(provider)) {
         if (slot) slot->release();
-        ++p->counters.attempts["returned"];
+        p->counters.count_attempt("returned", "");
         p->wake();
     }
     s->forget(request_id, attempt);

@@ -89,6 +89,8 @@ int requeue_dead_owners(jobs::Store& store, const std::string& self, const std::
 // a lock file (on another machine) is no longer counted as running.
 constexpr double kHeartbeatS = 5;
 constexpr double kHeartbeatStaleS = 30;
+// How often the database's counts are read for the metrics (only with metrics_listen).
+constexpr double kStatsS = 5;
 
 Clock::duration secs(double s) {
     return std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(s));
@@ -266,6 +268,7 @@ asio::awaitable<void> renew_leases(Engine* e, double lease_s) {
     };
     int expired = co_await e->shared.db.call<int>(std::move(renew));
     if (expired > 0) {
+        e->shared.leases_expired += static_cast<std::uint64_t>(expired);
         spdlog::warn("event=leases_expired requeued={}", expired);
         e->shared.wake_all();
     }
@@ -322,6 +325,13 @@ asio::awaitable<void> report_batches(Engine* e) {
     }
 }
 
+// The database's counts for the metrics (jobs by state, open requests by provider).
+asio::awaitable<void> read_db_stats(Engine* e) {
+    auto read = [](jobs::Store& st) { return st.stats(std::nullopt, jobs::unix_now()); };
+    e->shared.db_stats = co_await e->shared.db.call<jobs::Stats>(std::move(read));
+    e->shared.db_stats_read = true;
+}
+
 asio::awaitable<void> plan(Engine* e) {
     auto plan = [cfg = &e->config](jobs::Store& st) { return plan_pending(st, cfg); };
     std::size_t planned = co_await e->shared.db.call<std::size_t>(std::move(plan));
@@ -339,6 +349,7 @@ asio::awaitable<void> control_loop(Engine* e) {
     double min_lease = 1e9;
     auto last_renew = Clock::now();
     auto last_heartbeat = Clock::time_point{};  // at once: the rates' share is known early
+    auto last_stats = Clock::time_point{};      // metrics: at once, then every kStatsS
     auto step = [](const char* op, const std::exception& ex) {
         spdlog::error("event=db_error op={} error={}", op, q(ex.what()));
     };
@@ -373,6 +384,14 @@ asio::awaitable<void> control_loop(Engine* e) {
             co_await sync_pauses(e);
         } catch (const std::exception& ex) {
             step("sync_pauses", ex);
+        }
+        if (!e->config.metrics_listen.empty() && Clock::now() - last_stats >= secs(kStatsS)) {
+            try {
+                co_await read_db_stats(e);
+                last_stats = Clock::now();
+            } catch (const std::exception& ex) {
+                step("stats", ex);
+            }
         }
         try {
             co_await report_batches(e);
@@ -531,6 +550,11 @@ asio::awaitable<void> stop_after(Engine* e, double seconds) {
 }  // namespace
 
 int run_daemon(const Config& config, const RunOptions& options) {
+    const double process_start = jobs::unix_now();
+    // An address that cannot be bound is a configuration error, found before anything starts.
+    std::unique_ptr<MetricsSocket> metrics_socket;
+    if (!config.metrics_listen.empty())
+        metrics_socket = std::make_unique<MetricsSocket>(config.metrics_listen);
     std::string owner = make_owner();
     std::vector<std::string> keys;
     for (const auto& p : config.providers) {
@@ -626,6 +650,8 @@ int run_daemon(const Config& config, const RunOptions& options) {
         Engine e(config, options, owner, *db, writer, pool, lock_dir);
         e.shared.poll_interval_s = config.poll_interval_s > 0 ? config.poll_interval_s : 1.0;
         e.shared.shared_limits = options.allow_multiple;
+        e.shared.started_at = process_start;
+        e.shared.leases_expired = static_cast<std::uint64_t>(requeued);
         if (options.until_idle)
             e.shared.drained = [&e] {
                 e.idle_check_due = true;
@@ -657,8 +683,8 @@ int run_daemon(const Config& config, const RunOptions& options) {
             asio::co_spawn(e.io, dispatch_loop(&e.shared, p.get()), asio::detached);
         if (options.max_seconds > 0)
             asio::co_spawn(e.io, stop_after(&e, options.max_seconds), asio::detached);
-        if (!config.metrics_listen.empty())
-            asio::co_spawn(e.io, serve_metrics(&e.shared, config.metrics_listen),
+        if (metrics_socket)
+            asio::co_spawn(e.io, serve_metrics(&e.shared, metrics_socket.get()),
                            [](std::exception_ptr ep) {
                                if (!ep) return;
                                try {
