@@ -162,3 +162,21 @@ TEST_CASE("logs: an idle daemon does not log every 10 s") {
         CHECK(std::regex_search(line, std::regex("event=(provider|start|stopping|stopped) ")));
     }
 }
+
+TEST_CASE("logs: a lane hold and its slow-down are logged once, not per request") {
+    Sim sim({"--latency-ms", "300"});
+    DaemonEnv env({openai_provider(sim, "p", R"("requests_per_minute": 6000)")});
+    // Four calls in flight at once, each answered 429 (Retry-After: 1); then they succeed.
+    std::string jobs;
+    for (int i = 0; i < 4; ++i)
+        jobs += job_line("k" + std::to_string(i), "a sea #fail=429*4", "gpt-image-1", 1);
+    env.enqueue(jobs);
+    RunResult r = env.run_until_idle(60);
+    INFO("stderr: " << r.err);
+    CHECK(sim.stat("max_in_flight") == 4);
+    CHECK(count_lines(r.err, "class=rate_limited") >= 4);
+    CHECK(count_lines(r.err, "event=lane_hold provider=p cause=rate_limited hold_s=") == 1);
+    CHECK(count_lines(r.err, "event=lane_slowdown provider=p rate_factor=0.75") == 1);
+    CHECK(count_lines(r.err, "event=lane_") == 2);
+    CHECK(env.number("SELECT count(*) FROM jobs WHERE state = 'succeeded'") == 4);
+}
