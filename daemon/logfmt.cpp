@@ -106,7 +106,32 @@ class EscapingFormatter final : public spdlog::formatter {
     std::unique_ptr<spdlog::pattern_formatter> inner_;
 };
 
+class PrefixingBuf final : public std::streambuf {
+  public:
+    PrefixingBuf(std::streambuf* dest, std::string prefix)
+        : dest_(dest), prefix_(std::move(prefix)) {}
+
+  protected:
+    int overflow(int c) override {
+        if (traits_type::eq_int_type(c, traits_type::eof())) return traits_type::not_eof(c);
+        if (at_line_start_)
+            dest_->sputn(prefix_.data(), static_cast<std::streamsize>(prefix_.size()));
+        at_line_start_ = c == '\n';
+        return dest_->sputc(static_cast<char>(c));
+    }
+    int sync() override { return dest_->pubsync(); }
+
+  private:
+    std::streambuf* dest_;
+    std::string prefix_;
+    bool at_line_start_ = true;
+};
+
 }  // namespace
+
+std::unique_ptr<std::streambuf> prefix_lines(std::streambuf* dest, std::string prefix) {
+    return std::make_unique<PrefixingBuf>(dest, std::move(prefix));
+}
 
 std::string logfmt_value(std::string_view s) {
     if (!needs_quotes(s)) return std::string(s);

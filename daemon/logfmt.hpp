@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 
 #include <memory>
+#include <streambuf>
 #include <string>
 #include <string_view>
 
@@ -54,6 +55,11 @@ std::string log_pattern(const LogStyle& style);
 // unix_s as an RFC 3339 time in the local zone, to the millisecond:
 // "2026-11-21T21:09:49.123+01:00".
 std::string log_time(double unix_s);
+
+// A stream buffer that writes prefix at the start of every line it passes on to dest. Under
+// the journal, std::cerr gets one with "<3>": the command line's error messages
+// ("imgbatch: ...", a configuration error) are then errors for `journalctl -p err` too.
+std::unique_ptr<std::streambuf> prefix_lines(std::streambuf* dest, std::string prefix);
 
 // The syslog priority prefix of an spdlog level ("<3>" ...).
 const char* journal_priority(int spdlog_level);

@@ -112,3 +112,12 @@ TEST_CASE("logfmt: log_time is RFC 3339 with the zone offset") {
     unsetenv("TZ");
     tzset();
 }
+
+TEST_CASE("logfmt: prefix_lines puts the priority before every line") {
+    std::ostringstream out;
+    auto buf = imgbatch::daemon::prefix_lines(out.rdbuf(), "<3>");
+    std::ostream err(buf.get());
+    err << "imgbatch: bad config\nsecond";
+    err << " line\n" << std::flush;
+    CHECK(out.str() == "<3>imgbatch: bad config\n<3>second line\n");
+}

@@ -180,3 +180,23 @@ TEST_CASE("logs: a lane hold and its slow-down are logged once, not per request"
     CHECK(count_lines(r.err, "event=lane_") == 2);
     CHECK(env.number("SELECT count(*) FROM jobs WHERE state = 'succeeded'") == 4);
 }
+
+TEST_CASE("logs: under the journal a configuration error is an error line") {
+    DaemonEnv env({}, fast_retry(), 10, "\"no_such_key\": 1");
+    Process cli({"/bin/sh", "-c",
+                 "JOURNAL_STREAM=$(stat -L -c %d:%i /proc/self/fd/2) && export JOURNAL_STREAM "
+                 "&& exec \"$0\" --config \"$1\" run --until-idle",
+                 imgbatch_bin(), env.config},
+                {}, env.dir.path(), "", /*raw=*/true);
+    auto code = cli.wait(30);
+    REQUIRE(code.has_value());
+    CHECK(*code != 0);
+    std::string err = cli.err();
+    INFO("stderr: " << err);
+    REQUIRE(!err.empty());
+    for (const auto& line : lines_of(err)) {
+        CAPTURE(line);
+        CHECK(line.starts_with("<3>imgbatch: "));
+    }
+    CHECK(err.find("no_such_key") != std::string::npos);
+}
