@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 
 #include <memory>
+#include <streambuf>
 #include <string>
 #include <string_view>
 
@@ -29,6 +30,39 @@ std::string logfmt_value(std::string_view s);
 
 // Sets logger's pattern and escapes any line break in its messages.
 void install_log_pattern(spdlog::logger& logger, const std::string& pattern);
+
+// Where log lines go and how they look.
+// - journal: stderr is connected to the systemd journal (JOURNAL_STREAM names stderr's
+//   device and inode, as sd-daemon(3) and systemd.exec(5) describe): each line starts with
+//   its syslog priority ("<3>" error and critical, "<4>" warning, "<6>" info, "<7>" debug
+//   and trace) and carries no time stamp (the journal adds its own), so that
+//   `journalctl -p err` selects by level.
+// - otherwise: "2026-11-21T21:09:49.123+00:00 info event=...": RFC 3339 time with the
+//   local zone offset, the level, the message; the level is coloured only on a terminal and
+//   never when NO_COLOR is set (non-empty, https://no-color.org).
+struct LogStyle {
+    bool journal = false;
+    bool color = false;
+};
+
+// The style for a process whose stderr is stderr_fd, from JOURNAL_STREAM and NO_COLOR
+// (nullptr: unset) and whether stderr is a terminal.
+LogStyle log_style(const char* journal_stream, const char* no_color, int stderr_fd);
+
+// The pattern of a style (spdlog syntax).
+std::string log_pattern(const LogStyle& style);
+
+// unix_s as an RFC 3339 time in the local zone, to the millisecond:
+// "2026-11-21T21:09:49.123+01:00".
+std::string log_time(double unix_s);
+
+// A stream buffer that writes prefix at the start of every line it passes on to dest. Under
+// the journal, std::cerr gets one with "<3>": the command line's error messages
+// ("imgbatch: ...", a configuration error) are then errors for `journalctl -p err` too.
+std::unique_ptr<std::streambuf> prefix_lines(std::streambuf* dest, std::string prefix);
+
+// The syslog priority prefix of an spdlog level ("<3>" ...).
+const char* journal_priority(int spdlog_level);
 
 }  // namespace imgbatch::daemon
 

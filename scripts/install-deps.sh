@@ -8,6 +8,7 @@ packages=(
   libspdlog-dev doctest-dev libssl-dev libcli11-dev libsystemd-dev zlib1g-dev ca-certificates curl
   clang libclang-rt-14-dev
   systemd lintian
+  prometheus  # promtool: the metrics and alert rules tests
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -5,7 +5,9 @@
 
 #include "daemon/logfmt.hpp"
 
+#include <cstdlib>
 #include <filesystem>
+#include <iostream>
 
 namespace imgbatch::daemon::cli {
 
@@ -65,8 +67,17 @@ jobs::Store& Context::existing_store() {
 }
 
 void setup_logging(const GlobalOptions& options) {
-    auto logger = spdlog::stderr_color_mt("imgbatch");
-    install_log_pattern(*logger, "%Y-%m-%d %H:%M:%S.%e %^%l%$ %v");
+    LogStyle style = log_style(std::getenv("JOURNAL_STREAM"), std::getenv("NO_COLOR"), 2);
+    auto logger = spdlog::stderr_color_mt(
+        "imgbatch", style.color ? spdlog::color_mode::automatic : spdlog::color_mode::never);
+    install_log_pattern(*logger, log_pattern(style));
+    if (style.journal) {
+        // Never freed: std::cerr writes through it until the very end of the process (its
+        // final flush runs after static destructors).
+        static std::streambuf* errors =
+            prefix_lines(std::cerr.rdbuf(), journal_priority(spdlog::level::err)).release();
+        std::cerr.rdbuf(errors);
+    }
     spdlog::set_default_logger(logger);
     auto level = spdlog::level::info;
     if (options.verbose) level = spdlog::level::debug;

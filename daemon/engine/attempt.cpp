@@ -398,6 +398,43 @@ const char* next_name(jobs::Next n) {
     return "?";
 }
 
+// Adds the tokens of a provider's usage object (OpenAI images and chat: input_tokens /
+// prompt_tokens, output_tokens / completion_tokens, total_tokens; Gemini: promptTokenCount,
+// candidatesTokenCount, totalTokenCount) to the provider's counters.
+void add_tokens(ProviderCounters& c, const std::string& usage_json) {
+    if (usage_json.empty()) return;
+    boost::system::error_code ec;
+    auto v = boost::json::parse(usage_json, ec);
+    if (ec || !v.is_object()) return;
+    const auto& u = v.as_object();
+    auto number = [&u](std::initializer_list<const char*> names) -> std::uint64_t {
+        for (const char* n : names)
+            if (auto* x = u.if_contains(n)) {
+                if (x->is_int64() && x->as_int64() > 0) return x->as_int64();
+                if (x->is_uint64()) return x->as_uint64();
+            }
+        return 0;
+    };
+    std::uint64_t in = number({"input_tokens", "prompt_tokens", "promptTokenCount"});
+    std::uint64_t out = number({"output_tokens", "completion_tokens", "candidatesTokenCount"});
+    std::uint64_t total = number({"total_tokens", "totalTokenCount"});
+    if (total == 0) total = in + out;
+    c.tokens["input"] += in;
+    c.tokens["output"] += out;
+    c.tokens["total"] += total;
+}
+
+// What an operator does about a provider paused by auth (401/403) or quota errors.
+std::string pause_fix(const std::string& provider, bool quota) {
+    std::string what = quota ? "add credit or raise the quota of the provider's account"
+                             : "fix the provider's API key (api_key_env, api_key_file or its "
+                               "file in the credentials directory)";
+    return what +
+           ", then reload the daemon (SIGHUP, `systemctl reload imgbatch`) to probe at once, "
+           "or run `imgbatch resume " +
+           provider + "`";
+}
+
 void set_paused(EngineShared* s, const std::string& provider, bool paused, std::string reason,
                 double probe_at) {
     s->db.post([provider, paused, reason = std::move(reason), probe_at](jobs::Store& store) {
@@ -414,15 +451,22 @@ void update_lane(EngineShared* s, ProviderRuntime* p, AttemptResult& r, double n
                  bool was_probe) {
     Lane& lane = p->lane;
     slot.release();  // if the answer did not free it already
+    // A hold or a slow-down is logged when it begins, not for each request it concerns.
+    const bool was_held = lane.held_until() > now;
     const auto& err = r.completion.error;
     if (err && r.action == jobs::Action::pause_provider) {
-        std::string reason =
-            std::string(err->cls == ErrorClass::quota ? "quota: " : "auth: ") + err->message;
+        const bool quota = err->cls == ErrorClass::quota;
+        std::string reason = std::string(quota ? "quota: " : "auth: ") + err->message;
         double probe_at = now + s->retry.auth_probe_s;
+        // The other requests in flight get the same answer: the pause is logged once, by the
+        // first of them (and again when a probe finds the provider still refusing).
+        const bool first = !lane.paused() || was_probe;
         lane.pause(reason, probe_at);
         ++p->pause_version;
-        spdlog::error("event=provider_paused provider={} reason={} probe_in_s={}",
-                      q(p->config.name), q(reason), s->retry.auth_probe_s);
+        if (first)
+            spdlog::error("event=provider_paused provider={} reason={} probe_at={} fix={}",
+                          q(p->config.name), q(reason), q(log_time(probe_at)),
+                          q(pause_fix(p->config.name, quota)));
         set_paused(s, p->config.name, true, reason, probe_at);
         return;
     }
@@ -435,18 +479,37 @@ void update_lane(EngineShared* s, ProviderRuntime* p, AttemptResult& r, double n
         std::optional<double> hold = err->retry_after_s;
         if (hold) hold = std::min(*hold, s->retry.max_delay_s);
         double learned = lane.learned_rpm();
+        double factor = lane.rate_factor();
         lane.on_rate_limited(now, hold, r.completion.started_at);
-        if (lane.learned_rpm() != learned)
-            spdlog::info("event=rate_learned provider={} requests_per_minute={:.1f}",
-                         q(p->config.name), lane.learned_rpm());
+        if (!was_held && lane.held_until() > now)
+            spdlog::warn("event=lane_hold provider={} cause=rate_limited hold_s={:.2f} until={}",
+                         q(p->config.name), lane.held_until() - now,
+                         q(log_time(lane.held_until())));
+        if (learned == 0 && lane.learned_rpm() > 0)
+            spdlog::warn("event=rate_learned provider={} requests_per_minute={:.1f} note={}",
+                         q(p->config.name), lane.learned_rpm(),
+                         q("the provider refuses requests: the lane slows down to the rate it "
+                           "accepts and adjusts it from now on"));
+        else if (lane.learned_rpm() != learned)
+            spdlog::debug("event=rate_learned provider={} requests_per_minute={:.1f}",
+                          q(p->config.name), lane.learned_rpm());
+        if (factor == 1.0 && lane.rate_factor() < 1.0)
+            spdlog::warn("event=lane_slowdown provider={} rate_factor={:.2f} note={}",
+                         q(p->config.name), lane.rate_factor(),
+                         q("429s at the configured rate: the lane sends slower until requests "
+                           "succeed again"));
     } else if (err && (err->cls == ErrorClass::server || err->cls == ErrorClass::network ||
                        err->cls == ErrorClass::timeout)) {
         double step = s->retry.base_delay_s / 4;
         double max_hold = std::min(s->retry.max_delay_s, 60.0);
         if (lane.on_failure(now, r.completion.request_id, step, max_hold)) {
             blame_provider(r);
-            spdlog::warn("event=breaker_hold provider={} failures={} hold_s={:.2f}",
-                         q(p->config.name), lane.failure_run(), lane.held_until() - now);
+            if (!was_held)
+                spdlog::warn(
+                    "event=lane_hold provider={} cause=failures failures={} hold_s={:.2f} "
+                    "until={}",
+                    q(p->config.name), lane.failure_run(), lane.held_until() - now,
+                    q(log_time(lane.held_until())));
         }
     } else if (!err) {
         lane.on_success(now);
@@ -498,28 +561,45 @@ asio::awaitable<void> run_attempt(EngineShared* s, ProviderRuntime* p, jobs::Cla
         // files are not wanted. Its own slot is freed here (a give-back freed it already).
         s->writer.discard(r.completion);
         if (slot->release()) p->wake();
+        p->counters.count_attempt("abandoned", "");
         if (it != s->in_flight.end() && it->second.attempt_no == req.attempt_no && it->second.probe)
             p->lane.resolve_probe(false);  // undecided: a later probe decides
         spdlog::info(
-            "event=attempt job={} request={} provider={} attempt={} outcome=abandoned ms={}",
-            req.job_id, req.request_id, q(p->config.name), req.attempt_no, ms);
+            "event=attempt job={} batch={} key={} request={} provider={} attempt={} "
+            "outcome=abandoned ms={}",
+            req.job_id, q(req.batch), q(req.key), req.request_id, q(p->config.name), req.attempt_no,
+            ms);
         co_return;
     }
     it->second.state = AttemptState::completing;
     update_lane(s, p, r, finished, *slot, it->second.probe);
-    ++p->counters.attempts[r.outcome];
+    p->counters.count_attempt(r.outcome, cls);
+    p->counters.duration.observe(static_cast<double>(ms) / 1000.0);
+    add_tokens(p->counters, r.completion.usage_json);
+    std::uint64_t bytes = 0;
+    for (const auto& o : r.completion.outputs) bytes += static_cast<std::uint64_t>(o.bytes);
 
+    // When the request is tried again: at not_before (a paused provider's requests wait for
+    // its probe instead).
+    std::string retry;
+    if (r.completion.next == jobs::Next::retry && r.action != jobs::Action::pause_provider)
+        retry = fmt::format(" retry_at={} retry_in_s={:.2f}", q(log_time(r.completion.not_before)),
+                            std::max(0.0, r.completion.not_before - finished));
+    else if (r.completion.next == jobs::Next::retry)
+        retry = " retry_at=\"after the provider's pause\"";
     spdlog::info(
-        "event=attempt job={} request={} provider={} attempt={} outcome={} class={} http={} "
-        "ms={} images={}",
-        req.job_id, req.request_id, q(p->config.name), req.attempt_no, q(r.outcome), q(cls), http,
-        ms, images);
-    if (r.completion.error && r.outcome == "error")
+        "event=attempt job={} batch={} key={} request={} provider={} attempt={} outcome={} "
+        "class={} http={} ms={} images={} next={}{}",
+        req.job_id, q(req.batch), q(req.key), req.request_id, q(p->config.name), req.attempt_no,
+        q(r.outcome), q(cls), http, ms, images, q(next_name(r.completion.next)), retry);
+    // An auth or quota refusal is told once, by the provider_paused line.
+    if (r.completion.error && r.outcome == "error" && r.action != jobs::Action::pause_provider)
         spdlog::warn(
-            "event=attempt_error job={} request={} provider={} class={} code={} "
-            "next={} message={}",
-            req.job_id, req.request_id, q(p->config.name), q(cls), q(r.completion.error->code),
-            q(next_name(r.completion.next)), q(r.completion.error->message));
+            "event=attempt_error job={} batch={} key={} request={} provider={} class={} code={} "
+            "next={}{} message={}",
+            req.job_id, q(req.batch), q(req.key), req.request_id, q(p->config.name), q(cls),
+            q(r.completion.error->code), q(next_name(r.completion.next)), retry,
+            q(r.completion.error->message));
     p->wake();  // a slot is free
 
     bool applied = false;
@@ -528,9 +608,11 @@ asio::awaitable<void> run_attempt(EngineShared* s, ProviderRuntime* p, jobs::Cla
     } catch (const std::exception& e) {
         spdlog::error("event=complete_failed request={} error={}", req.request_id, q(e.what()));
     }
-    if (applied)
+    if (applied) {
         p->counters.images += images;
-    else
+        p->counters.bytes += bytes;
+        s->batches_touched.insert(req.batch);
+    } else
         spdlog::warn("event=stale_completion job={} request={} attempt={}", req.job_id,
                      req.request_id, req.attempt_no);
     s->attempt_ended.cancel();

@@ -225,6 +225,15 @@ void DbWorker::thread_main() {
     }
 }
 
+Histogram DbWorker::commit_seconds() const {
+    std::lock_guard lock(mutex_);
+    return commit_seconds_;
+}
+
+std::vector<double> DbWorker::commit_buckets() {
+    return {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
+}
+
 std::string DbWorker::try_apply(Group& group, bool& per_item) {
     std::vector<jobs::Completion> comps;
     comps.reserve(group.size());
@@ -238,6 +247,7 @@ std::string DbWorker::try_apply(Group& group, bool& per_item) {
         };
     std::exception_ptr ep;
     std::vector<bool> results;
+    const auto t0 = std::chrono::steady_clock::now();
     try {
         results = store_->apply(comps, place, hooks_.sync);
     } catch (...) {
@@ -259,6 +269,8 @@ std::string DbWorker::try_apply(Group& group, bool& per_item) {
         std::lock_guard lock(mutex_);
         ++groups_;
         completions_ += comps.size();
+        commit_seconds_.observe(
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
     }
     for (std::size_t i = 0; i < comps.size(); ++i) {
         bool ok = i < results.size() && results[i];

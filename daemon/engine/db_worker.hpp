@@ -24,6 +24,7 @@
 #include <utility>
 #include <vector>
 
+#include "daemon/engine/histogram.hpp"
 #include "jobs/store.hpp"
 
 namespace imgbatch::daemon {
@@ -107,6 +108,9 @@ class DbWorker {
     std::size_t completions() const;
     std::size_t failed_commits() const;
     std::size_t held() const;
+    // How long the group commits that succeeded took (seconds), for metrics.
+    Histogram commit_seconds() const;
+    static std::vector<double> commit_buckets();
 
     // For the watchdog: steps the thread has finished (an item run, a group committed or
     // failed), and whether it is inside one now (false while it waits for work). A thread
@@ -174,6 +178,7 @@ class DbWorker {
     std::size_t completions_ = 0;
     std::size_t failed_commits_ = 0;
     std::size_t held_count_ = 0;
+    Histogram commit_seconds_{commit_buckets()};
     std::vector<Held> held_;  // DB thread only
     std::atomic<std::uint64_t> steps_{0};
     std::atomic<bool> busy_{false};

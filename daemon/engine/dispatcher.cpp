@@ -191,6 +191,7 @@ asio::awaitable<void> give_back(EngineShared* s, std::int64_t request_id) {
     c.next = jobs::Next::returned;
     std::string provider = it->second.provider;
     std::int64_t job = it->second.job_id;
+    std::string batch = it->second.batch, key = it->second.key;
     auto slot = it->second.slot;
     int attempt = c.attempt_no;
     // The stop waits for this commit: a request left `running` would wait for its lease.
@@ -218,11 +219,12 @@ asio::awaitable<void> give_back(EngineShared* s, std::int64_t request_id) {
         co_await wait.async_wait(asio::as_tuple(asio::use_awaitable));
         delay = std::min(delay * 2, std::chrono::milliseconds(2000));
     }
-    spdlog::info("event=attempt job={} request={} provider={} attempt={} outcome=returned", job,
-                 request_id, q(provider), attempt);
+    spdlog::info(
+        "event=attempt job={} batch={} key={} request={} provider={} attempt={} outcome=returned",
+        job, q(batch), q(key), request_id, q(provider), attempt);
     if (auto* p = s->provider(provider)) {
         if (slot) slot->release();
-        ++p->counters.attempts["returned"];
+        p->counters.count_attempt("returned", "");
         p->wake();
     }
     s->forget(request_id, attempt);
@@ -239,6 +241,8 @@ void start_attempt(EngineShared* s, ProviderRuntime* p, jobs::ClaimedRequest req
     s->in_flight[req.request_id] = InFlight{req.job_id,     req.attempt_no,        jobs::unix_now(),
                                             p->config.name, AttemptState::running, slot,
                                             probe};
+    s->in_flight[req.request_id].batch = req.batch;
+    s->in_flight[req.request_id].key = req.key;
     asio::co_spawn(s->executor, run_attempt(s, p, std::move(req), std::move(slot)), asio::detached);
 }
 
@@ -302,6 +306,8 @@ asio::awaitable<void> claim_more(EngineShared* s, ProviderRuntime* p, int want) 
     for (auto& req : claimed) {
         s->in_flight[req.request_id] =
             InFlight{req.job_id, req.attempt_no, now, name, AttemptState::claimed, nullptr};
+        s->in_flight[req.request_id].batch = req.batch;
+        s->in_flight[req.request_id].key = req.key;
         p->ready.push_back(std::move(req));
     }
     if (s->stopping || !p->loop_running) {

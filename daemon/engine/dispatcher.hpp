@@ -12,6 +12,7 @@
 #include <map>
 #include <memory>
 #include <random>
+#include <set>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -19,6 +20,7 @@
 #include "daemon/config.hpp"
 #include "daemon/engine/credentials.hpp"
 #include "daemon/engine/db_worker.hpp"
+#include "daemon/engine/histogram.hpp"
 #include "daemon/engine/lane.hpp"
 #include "daemon/engine/output_writer.hpp"
 #include "daemon/net/http_client.hpp"
@@ -28,8 +30,21 @@ namespace imgbatch::daemon {
 
 // Counters for progress lines and metrics.
 struct ProviderCounters {
-    std::uint64_t images = 0;
-    std::map<std::string, std::uint64_t> attempts;  // by outcome: ok, partial, error, returned
+    std::uint64_t images = 0;  // images written and recorded
+    std::uint64_t bytes = 0;   // their bytes
+    // Attempts ended, by outcome (ok, partial, error, returned, abandoned) and error class
+    // ("" for none).
+    std::map<std::pair<std::string, std::string>, std::uint64_t> attempts;
+    void count_attempt(const std::string& outcome, const std::string& cls) {
+        ++attempts[{outcome, cls}];
+    }
+    // Seconds from sending a request to its answer being decoded and written.
+    Histogram duration{duration_buckets()};
+    static std::vector<double> duration_buckets() {
+        return {0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600};
+    }
+    // Tokens the provider reported in its usage objects: input, output, total.
+    std::map<std::string, std::uint64_t> tokens;
 };
 
 struct ProviderRuntime {
@@ -95,6 +110,7 @@ struct InFlight {
     AttemptState state = AttemptState::running;
     std::shared_ptr<LaneSlot> slot;  // null while claimed
     bool probe = false;              // the one request let through a paused lane
+    std::string batch, key;          // for the log lines of a give-back
 };
 
 struct EngineShared {
@@ -133,6 +149,15 @@ struct EngineShared {
     bool shared_limits = false;
     // The config's catalog: names the replacement when a provider says a model is gone.
     const jobs::Catalog* catalog = nullptr;
+    // Batches whose jobs had a completion recorded since the control loop last looked: it
+    // logs a summary of each that has nothing left to do.
+    std::set<std::string> batches_touched;
+    // For metrics: requests whose lease expired (requeued by this daemon), when the daemon
+    // started (Unix seconds), and the database's counts as last read by the control loop.
+    std::uint64_t leases_expired = 0;
+    double started_at = 0;
+    jobs::Stats db_stats;
+    bool db_stats_read = false;
     // Signalled (cancelled) whenever an attempt ends: shutdown waits on it.
     boost::asio::steady_timer attempt_ended;
 

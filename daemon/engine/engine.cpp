@@ -94,6 +94,8 @@ constexpr double kHeartbeatS = 5;
 constexpr double kHeartbeatStaleS = 30;
 // Threads that write and fsync staged images (bench/throughput.sh).
 constexpr int kWriterThreads = 16;
+// How often the database's counts are read for the metrics (only with metrics_listen).
+constexpr double kStatsS = 5;
 
 Clock::duration secs(double s) {
     return std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(s));
@@ -242,10 +244,16 @@ asio::awaitable<bool> check_idle(Engine* e) {
     co_return true;
 }
 
+// Every 10 s while there is work: an idle daemon (nothing in flight, no image since the last
+// line) stays silent.
 void log_progress(Engine* e) {
     auto now = Clock::now();
     double dt = std::chrono::duration<double>(now - e->last_progress).count();
     std::uint64_t images = images_total(e);
+    if (e->shared.in_flight.empty() && images == e->images_at_last_progress) {
+        e->last_progress = now;
+        return;
+    }
     double rate = dt > 0 ? double(images - e->images_at_last_progress) / dt : 0;
     std::string lanes;
     for (auto& p : e->shared.providers) {
@@ -273,6 +281,7 @@ asio::awaitable<void> renew_leases(Engine* e, double lease_s) {
     };
     int expired = co_await e->shared.db.call<int>(std::move(renew));
     if (expired > 0) {
+        e->shared.leases_expired += static_cast<std::uint64_t>(expired);
         spdlog::warn("event=leases_expired requeued={}", expired);
         e->shared.wake_all();
     }
@@ -299,6 +308,43 @@ asio::awaitable<void> heartbeat(Engine* e) {
     }
 }
 
+// One line for each batch that had completions recorded and has nothing left to do (no job
+// pending, queued or running): how its jobs ended and the images they have.
+asio::awaitable<void> report_batches(Engine* e) {
+    if (e->shared.batches_touched.empty()) co_return;
+    std::set<std::string> touched;
+    touched.swap(e->shared.batches_touched);
+    auto read = [touched](jobs::Store& st) {
+        std::vector<std::pair<std::string, jobs::Stats>> done;
+        double now = jobs::unix_now();
+        for (const auto& b : touched) {
+            jobs::Stats stats = st.stats(b, now);
+            auto& by = stats.jobs_by_state;
+            if (by["pending"] + by["queued"] + by["running"] == 0 && stats.jobs > 0)
+                done.emplace_back(b, std::move(stats));
+        }
+        return done;
+    };
+    auto done = co_await e->shared.db.call<std::vector<std::pair<std::string, jobs::Stats>>>(
+        std::move(read));
+    for (auto& [batch, st] : done) {
+        auto& by = st.jobs_by_state;
+        auto level = by["failed"] + by["blocked"] > 0 ? spdlog::level::warn : spdlog::level::info;
+        spdlog::log(level,
+                    "event=batch_done batch={} jobs={} succeeded={} failed={} blocked={} "
+                    "cancelled={} rejected={} images={} images_wanted={}",
+                    q(batch), st.jobs, by["succeeded"], by["failed"], by["blocked"],
+                    by["cancelled"], by["rejected"], st.images_done, st.images_wanted);
+    }
+}
+
+// The database's counts for the metrics (jobs by state, open requests by provider).
+asio::awaitable<void> read_db_stats(Engine* e) {
+    auto read = [](jobs::Store& st) { return st.stats(std::nullopt, jobs::unix_now()); };
+    e->shared.db_stats = co_await e->shared.db.call<jobs::Stats>(std::move(read));
+    e->shared.db_stats_read = true;
+}
+
 asio::awaitable<void> plan(Engine* e) {
     auto plan = [cfg = &e->config](jobs::Store& st) { return plan_pending(st, cfg); };
     std::size_t planned = co_await e->shared.db.call<std::size_t>(std::move(plan));
@@ -316,6 +362,7 @@ asio::awaitable<void> control_loop(Engine* e) {
     double min_lease = 1e9;
     auto last_renew = Clock::now();
     auto last_heartbeat = Clock::time_point{};  // at once: the rates' share is known early
+    auto last_stats = Clock::time_point{};      // metrics: at once, then every kStatsS
     auto step = [](const char* op, const std::exception& ex) {
         spdlog::error("event=db_error op={} error={}", op, q(ex.what()));
     };
@@ -350,6 +397,19 @@ asio::awaitable<void> control_loop(Engine* e) {
             co_await sync_pauses(e);
         } catch (const std::exception& ex) {
             step("sync_pauses", ex);
+        }
+        if (!e->config.metrics_listen.empty() && Clock::now() - last_stats >= secs(kStatsS)) {
+            try {
+                co_await read_db_stats(e);
+                last_stats = Clock::now();
+            } catch (const std::exception& ex) {
+                step("stats", ex);
+            }
+        }
+        try {
+            co_await report_batches(e);
+        } catch (const std::exception& ex) {
+            step("report_batches", ex);
         }
         try {
             if (e->options.until_idle && !e->shutting_down && co_await check_idle(e)) {
@@ -504,6 +564,11 @@ asio::awaitable<void> stop_after(Engine* e, double seconds) {
 }  // namespace
 
 int run_daemon(const Config& config, const RunOptions& options) {
+    const double process_start = jobs::unix_now();
+    // An address that cannot be bound is a configuration error, found before anything starts.
+    std::unique_ptr<MetricsSocket> metrics_socket;
+    if (!config.metrics_listen.empty())
+        metrics_socket = std::make_unique<MetricsSocket>(config.metrics_listen);
     std::string owner = make_owner();
     std::vector<std::string> keys;
     for (const auto& p : config.providers) {
@@ -603,6 +668,8 @@ int run_daemon(const Config& config, const RunOptions& options) {
         e.shared.poll_interval_s = config.poll_interval_s > 0 ? config.poll_interval_s : 1.0;
         e.shared.shared_limits = options.allow_multiple;
         e.shared.catalog = &config.catalog;
+        e.shared.started_at = process_start;
+        e.shared.leases_expired = static_cast<std::uint64_t>(requeued);
         if (options.until_idle)
             e.shared.drained = [&e] {
                 e.idle_check_due = true;
@@ -636,8 +703,8 @@ int run_daemon(const Config& config, const RunOptions& options) {
         }
         if (options.max_seconds > 0)
             asio::co_spawn(e.io, stop_after(&e, options.max_seconds), asio::detached);
-        if (!config.metrics_listen.empty())
-            asio::co_spawn(e.io, serve_metrics(&e.shared, config.metrics_listen),
+        if (metrics_socket)
+            asio::co_spawn(e.io, serve_metrics(&e.shared, metrics_socket.get()),
                            [](std::exception_ptr ep) {
                                if (!ep) return;
                                try {

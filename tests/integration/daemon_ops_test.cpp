@@ -69,7 +69,7 @@ TEST_CASE("metrics: GET /metrics serves Prometheus text while the daemon runs") 
     CHECK(m.body.find("# TYPE imgbatch_requests_in_flight gauge") != std::string::npos);
     CHECK(m.body.find("imgbatch_requests_in_flight{provider=\"p\"}") != std::string::npos);
     CHECK(m.body.find("imgbatch_images_total{provider=\"p\"}") != std::string::npos);
-    CHECK(m.body.find("imgbatch_attempts_total{provider=\"p\",outcome=\"ok\"}") !=
+    CHECK(m.body.find("imgbatch_attempts_total{provider=\"p\",outcome=\"ok\",class=\"\"}") !=
           std::string::npos);
     CHECK(http_request("GET", port, "/other").status == 404);
     auto code = daemon->wait(60);
