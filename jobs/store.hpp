@@ -82,6 +82,7 @@ struct ClaimedRequest {
     std::string params_json;  // the job's params object as JSON text
     std::string key;          // job key, or empty
     std::string batch;        // batch name
+    double created_at = 0;    // when the job was enqueued
 };
 
 // A request the daemon has claimed, at the attempt it claimed it for.
@@ -197,6 +198,18 @@ struct ExportRecord {
     // The providers' usage objects of the job's attempts, summed field by field (tokens: what
     // the job cost); empty when no provider reported usage.
     boost::json::object usage;
+};
+
+// One exported image (`export --per-image`, the report): the job, the output, and the
+// attempt that produced it.
+struct ImageRecord {
+    JobRow job;
+    OutputRecord image;
+    std::string provider;          // provider of the producing attempt (else the job's)
+    double recorded_at = 0;        // outputs.created_at: when the image was recorded
+    double started_at = 0;         // the producing attempt's start (0: unknown)
+    std::int64_t duration_ms = 0;  // the producing attempt's call time
+    int attempt_no = 0;
 };
 
 // Adds every number of `more` to the same field of `total`, recursing into objects (usage
@@ -334,6 +347,9 @@ class Store {
     // Streams one record per job, in job id order.
     void export_jobs(const std::optional<std::string>& batch,
                      const std::function<void(const ExportRecord&)>& sink);
+    // Streams one record per recorded image, in (job id, idx) order.
+    void export_images(const std::optional<std::string>& batch,
+                       const std::function<void(const ImageRecord&)>& sink);
     std::vector<std::string> batch_names();
 
   private:
