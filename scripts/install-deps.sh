@@ -7,6 +7,7 @@ packages=(
   libboost1.81-dev libboost-json1.81-dev libsqlitecpp-dev libsqlite3-dev sqlite3
   libspdlog-dev doctest-dev libssl-dev libcli11-dev libsystemd-dev zlib1g-dev ca-certificates curl
   clang libclang-rt-14-dev
+  libvips-dev chromium
 )
 missing=()
 for p in "${packages[@]}"; do
