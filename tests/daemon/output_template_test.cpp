@@ -46,7 +46,7 @@ OutputWriter writer(const std::string& dir, const std::string& tmpl, bool sideca
     return OutputWriter(dir, "abcd1234", OutputOptions{NameTemplate::parse(tmpl), sidecar});
 }
 
-constexpr double kDay = 1795305600;  // 2026-11-21T00:00:00Z
+constexpr double kDay = 1795219200;  // 2026-11-21T00:00:00Z
 
 }  // namespace
 
