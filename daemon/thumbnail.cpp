@@ -37,8 +37,11 @@ std::string vips_error_text() {
 // Makes one thumbnail; returns an error text or "".
 std::string make_one(const ThumbnailJob& job, int size) {
     VipsImage* thumb = nullptr;
-    // Decodes at reduced size where the format allows (shrink-on-load), keeps the aspect.
-    if (vips_thumbnail(job.source.c_str(), &thumb, size, nullptr) != 0) return vips_error_text();
+    // Fits in size x size, keeping the aspect, never enlarged; decodes at reduced size where
+    // the format allows (shrink-on-load).
+    if (vips_thumbnail(job.source.c_str(), &thumb, size, "height", size, "size", VIPS_SIZE_DOWN,
+                       nullptr) != 0)
+        return vips_error_text();
     // A temporary name unique over threads and processes, in the target's directory.
     auto ext = std::filesystem::path(job.target).extension().string();
     std::string tmp = job.target + ".tmp-" + std::to_string(::getpid()) + "-" +
