@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `imgbatch report` on a 10,000-image batch: time to build it cold (every thumbnail made)
 # and warm (every thumbnail reused), and the time headless Chromium takes to load the page
-# and run its script (targets: warm < 5 s, page < 3 s on 2 cores).
+# and run its script (targets: warm < 5 s, page < 3 s more than an empty page, on 2 cores).
 #
 # Usage: bench/report.sh [IMGBATCH_BINARY]   (env: JOBS=1000 N=10 IMAGE_SIZE=128)
 set -euo pipefail
