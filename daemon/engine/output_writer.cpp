@@ -110,6 +110,16 @@ std::string OutputWriter::tmp_root() const {
     return output_dir_ + "/" + kTmpDirName;
 }
 
+bool OutputWriter::make_dirs(const std::string& dir) const {
+    std::error_code ec;
+    if (fs::is_directory(dir, ec)) return true;
+    if (dir.size() <= output_dir_.size()) return false;  // output_dir itself is made at start
+    if (!make_dirs(dir_of(dir))) return false;
+    if (::mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) return false;
+    mark_dirty(dir_of(dir));
+    return fs::is_directory(dir, ec);
+}
+
 void OutputWriter::mark_dirty(const std::string& dir) const {
     std::lock_guard lock(dirs_mutex_);
     dirty_dirs_.insert(dir);
@@ -149,21 +159,28 @@ StageResult OutputWriter::stage(const jobs::ClaimedRequest& req,
     StageResult result;
     if (images.empty()) return result;
     if (owner_fd_ < 0) throw std::logic_error("OutputWriter::stage before start()");
-    std::string dir = output_dir_ + "/" + name_component(req.batch, false);
-    std::error_code ec;
-    bool created = fs::create_directories(dir, ec);
-    if (ec) {
-        result.error = jobs::Error{jobs::ErrorClass::local, "mkdir", 0,
-                                   "create " + dir + ": " + ec.message(), std::nullopt};
-        return result;
-    }
-    if (created) mark_dirty(output_dir_);  // the new directory's entry must be durable too
     for (std::size_t i = 0; i < images.size(); ++i) {
         const auto& img = images[i];
         int idx = req.first_index + req.images_done + static_cast<int>(i);
         jobs::OutputRecord rec;
         rec.idx = idx;
         rec.path = final_path(req, idx, img.info.ext);
+        // The directory of the final name (a template may give each image its own): each
+        // level created here has its entry in the level above, which must be durable too.
+        if (std::string dir = dir_of(rec.path); !make_dirs(dir)) {
+            std::error_code ec;
+            fs::create_directories(dir, ec);
+            std::string why = ec ? ec.message() : "not a directory";
+            for (const auto& done : result.outputs) {
+                std::string t = temp_path(req.request_id, req.attempt_no, done.idx);
+                ::unlink(t.c_str());
+                if (options_.sidecar) ::unlink(sidecar_path(t).c_str());
+            }
+            result.outputs.clear();
+            result.error = jobs::Error{jobs::ErrorClass::local, "mkdir", 0,
+                                       "create " + dir + ": " + why, std::nullopt};
+            return result;
+        }
         rec.bytes = static_cast<std::int64_t>(img.bytes.size());
         rec.sha256 = sha256_hex(img.bytes);
         rec.mime = img.info.mime;

@@ -130,6 +130,9 @@ class OutputWriter {
   private:
     std::string tmp_root() const;
     void mark_dirty(const std::string& dir) const;
+    // Creates dir and the levels above it up to output_dir, marking the parent of each level
+    // it created dirty; false if one cannot be made.
+    bool make_dirs(const std::string& dir) const;
 
     std::string templated_path(const NameFields& f, std::string_view ext) const;
 

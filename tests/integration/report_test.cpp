@@ -30,12 +30,13 @@ std::string chromium() {
 // enough for every tile to be in view, so lazy images load.
 std::string dump_dom(const TempDir& dir, const std::string& url) {
     std::string out = dir.file("dom.html");
-    std::string cmd = chromium() +
+    // In a subshell: run_shell sends the command's own output to /dev/null.
+    std::string cmd = "(" + chromium() +
                       " --headless --disable-gpu --no-sandbox --no-first-run "
                       "--disable-dev-shm-usage --user-data-dir=" +
                       dir.file("chrome") +
                       " --window-size=1280,4000 --virtual-time-budget=5000 --dump-dom '" + url +
-                      "' > " + out + " 2>/dev/null";
+                      "' > " + out + " 2>/dev/null)";
     REQUIRE(run_shell(cmd) == 0);
     return read_file(out);
 }
