@@ -168,6 +168,14 @@ int run_report(const ReportOptions& o, Context& ctx) {
                       : static_cast<int>(std::clamp(std::thread::hardware_concurrency(), 1u, 8u));
     auto made = make_thumbnails(thumbs, o.thumb_size, threads);
     for (const auto& f : made.failed) std::cerr << "thumbnail: " << f << '\n';
+    if (!made.failed.empty())  // those images show as "no thumbnail", not as a broken image
+        for (auto& v : images) {
+            auto& thumb = v.as_object()["thumb"];
+            std::error_code exists_ec;
+            if (!thumb.as_string().empty() &&
+                !fs::exists(dir / std::string(thumb.as_string()), exists_ec))
+                thumb = "";
+        }
 
     json::object page_data{{"generated_at", iso_time(jobs::unix_now())},
                            {"database", ctx.database()},

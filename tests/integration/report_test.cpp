@@ -109,6 +109,23 @@ TEST_CASE(
     CHECK(count(dom, R"(class="tile")") == 0);
     CHECK(count(dom, R"(class="failure")") == 1);
 
+    // An image whose file is gone has no thumbnail; one libvips cannot read is named.
+    fs::remove(
+        env.value("SELECT path FROM outputs o JOIN jobs j ON j.id = o.job_id "
+                  "WHERE j.key = 'cat'"));
+    const std::string owl = env.value(
+        "SELECT path FROM outputs o JOIN jobs j ON j.id = o.job_id WHERE j.key = 'owl' AND idx = "
+        "1");
+    write_file(owl, "not an image");
+    fs::remove_all(report + "/thumbs");
+    r = env.cli({"report", "-o", report, "--thumb-size", "32"});
+    CHECK(r.code == 0);
+    CHECK(r.err.find("thumbnail: " + owl) != std::string::npos);
+    CHECK(r.err.find("3 thumbnails made, 0 reused, 1 failed") != std::string::npos);
+    std::string page = read_file(report + "/index.html");
+    CHECK(count(page, R"("thumb":"")") == 2);  // the missing file, the unreadable one
+    CHECK(count(page, R"("thumb":"thumbs/)") == 3);
+
     // One batch only; an unknown batch is an error.
     CHECK(env.cli({"report", "--batch", "nope", "-o", report}).code == 1);
 }
