@@ -411,6 +411,19 @@ Config parse_config(std::string_view text, const std::string& source_name) {
             c.shutdown_grace_s = seconds;
         }
     }
+    {
+        std::string name;
+        f.string("output_name", name);
+        try {
+            c.output_name = NameTemplate::parse(name);
+        } catch (const std::invalid_argument& e) {
+            throw ConfigError(source + ": '" + f.name("output_name") + "': " + e.what());
+        }
+    }
+    if (const auto* sidecar = f.get("sidecar")) {
+        if (!sidecar->is_bool()) f.bad("sidecar", "true or false", *sidecar);
+        c.sidecar = sidecar->get_bool();
+    }
     f.string("metrics_listen", c.metrics_listen);
     if (!c.metrics_listen.empty() && !is_listen_address(c.metrics_listen))
         f.bad("metrics_listen", "\"IP:PORT\" (port 1-65535, e.g. \"127.0.0.1:9464\") or \"\"",

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "daemon/output_template.hpp"
 #include "jobs/catalog.hpp"
 #include "jobs/retry_policy.hpp"
 #include "jobs/validate.hpp"
@@ -68,6 +69,10 @@ struct Config {
     std::string catalog_file;
     boost::json::object models;  // catalog overrides/additions (jobs::Catalog::apply_config)
     jobs::Catalog catalog = jobs::Catalog::builtin();  // with the overrides applied
+    // File names from a template (empty: {batch}/{key or job-<id>}-{index}), and a JSON
+    // sidecar beside each image (see "Output files" in the README).
+    NameTemplate output_name;
+    bool sidecar = false;
 
     const ProviderConfig* provider(std::string_view name) const;
     std::vector<jobs::ProviderInfo> provider_infos() const;

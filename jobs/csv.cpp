@@ -4,6 +4,7 @@
 #include <optional>
 #include <set>
 
+#include "jobs/catalog.hpp"
 #include "jobs/job_line.hpp"
 #include "jobs/job_readers.hpp"
 #include "jobs/text.hpp"
@@ -217,6 +218,35 @@ std::string read_record(const std::vector<std::string>& cols, const Record& r, J
     return {};
 }
 
+// A record of an `imgbatch export --format csv` file as the JSON row export writes: params
+// and metadata parsed, numbers as numbers; the per-parameter columns are left out (params
+// holds them all).
+std::string export_record(const std::vector<std::string>& cols, const Record& r,
+                          boost::json::object& row) {
+    for (std::size_t i = 0; i < r.cells.size(); ++i) {
+        std::string_view text = r.cells[i].text;
+        const std::string& col = cols[i];
+        if (text.empty() || is_generation_field(col)) continue;
+        if (!is_clean_utf8(text)) return std::string(kNotUtf8);
+        if (col == "params" || col == "metadata") {
+            boost::system::error_code ec;
+            auto v = boost::json::parse(text, ec);
+            if (ec || !v.is_object())
+                return "field '" + col + "': must be a JSON object, got " + std::string(text);
+            row[col] = std::move(v);
+        } else if (col == "n" || col == "priority" || col == "id" || col == "job" || col == "idx") {
+            std::int64_t x = 0;
+            auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), x);
+            if (ec != std::errc{} || p != text.data() + text.size())
+                return "field '" + col + "': must be an integer, got \"" + std::string(text) + "\"";
+            row[col] = x;
+        } else {
+            row[col] = text;
+        }
+    }
+    return {};
+}
+
 bool all_empty(const Record& r) {
     for (const auto& c : r.cells)
         if (!(c.quoted ? c.text.empty() : trim(c.text).empty())) return false;
@@ -237,10 +267,15 @@ void read_csv(Input& in, ReadContext& ctx) {
             if (!is_clean_utf8(c.text)) return ctx.error(r.line, std::string(kNotUtf8));
             cols.emplace_back(trim(c.text));
         }
-        if (auto err = check_header(cols); !err.empty()) return ctx.error(r.line, err);
         break;
     }
     if (cols.empty()) return;  // empty file
+    auto has = [&](std::string_view c) {
+        return std::find(cols.begin(), cols.end(), c) != cols.end();
+    };
+    const bool exported = has("state") && (has("id") || has("job"));
+    if (!exported)
+        if (auto err = check_header(cols); !err.empty()) return ctx.error(r.line, err);
 
     while (tok.next(r)) {
         if (!r.error.empty()) {
@@ -256,8 +291,15 @@ void read_csv(Input& in, ReadContext& ctx) {
         }
         // Fewer cells than columns: the missing trailing cells are not given.
         JobDraft d;
-        auto err = read_record(cols, r, d);
-        if (err.empty()) err = finish_job(d, ctx.defaults);
+        std::string err;
+        if (exported) {
+            boost::json::object row;
+            err = export_record(cols, r, row);
+            if (err.empty()) err = read_export_row(row, d, ctx.defaults);
+        } else {
+            err = read_record(cols, r, d);
+            if (err.empty()) err = finish_job(d, ctx.defaults);
+        }
         if (!err.empty()) {
             ctx.error(r.line, std::move(err));
             continue;

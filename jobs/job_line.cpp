@@ -126,4 +126,34 @@ std::string finish_job(JobDraft& d, const JobDefaults& defaults) {
     return {};
 }
 
+bool is_export_row(const boost::json::object& row) {
+    return row.contains("state") && (row.contains("id") || row.contains("job"));
+}
+
+std::string read_export_row(const boost::json::object& row, JobDraft& d,
+                            const JobDefaults& defaults) {
+    const bool per_image = !row.contains("id");
+    for (const char* name : {"prompt", "model", "provider", "priority", "params", "metadata"})
+        if (const auto* v = row.if_contains(name))
+            if (auto err = set_job_field(d, name, *v); !err.empty()) return err;
+    if (!per_image)
+        if (const auto* v = row.if_contains("n"))
+            if (auto err = set_job_field(d, "n", *v); !err.empty()) return err;
+    // Another model: the row's provider may not serve it, so the provider is chosen again
+    // (the first serving the model) unless one is given too.
+    if (!defaults.model.empty() && defaults.model != d.spec.model) {
+        d.spec.model = defaults.model;
+        d.spec.provider.clear();
+    }
+    if (!defaults.provider.empty()) d.spec.provider = defaults.provider;
+    boost::json::object from;
+    for (const char* name : {"job", "id", "key", "batch", "idx"}) {
+        const auto* v = row.if_contains(name);
+        if (!v || v->is_null()) continue;
+        from[std::string_view(name) == "id" ? "job" : name] = *v;
+    }
+    d.spec.metadata["rerun_of"] = std::move(from);
+    return finish_job(d, defaults);
+}
+
 }  // namespace imgbatch::jobs

@@ -30,6 +30,18 @@ std::string set_job_field(JobDraft& d, std::string_view name, const boost::json:
 // or empty.
 std::string finish_job(JobDraft& d, const JobDefaults& defaults);
 
+// Rows written by `imgbatch export` (job rows: "id" and "state"; per-image rows: "job" and
+// "state"), fed back to run those jobs again.
+bool is_export_row(const boost::json::object& row);
+// Reads an export row into d and finishes it: prompt, model, provider, n (1 for a per-image
+// row), priority, params and metadata; a model or provider in defaults replaces the row's
+// (another model without a provider: the provider is chosen again).
+// The row's key is not reused (it is taken); metadata.rerun_of records where the job came
+// from ({"job", "key", "batch", and "idx" for an image}). Other fields are ignored.
+// Returns an error message, or empty.
+std::string read_export_row(const boost::json::object& row, JobDraft& d,
+                            const JobDefaults& defaults);
+
 // "field 'n': must be an integer, got \"3\"" and friends.
 std::string field_error(std::string_view name, std::string_view what);
 std::string type_error(std::string_view name, std::string_view type, const boost::json::value& v);

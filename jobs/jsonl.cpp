@@ -80,8 +80,13 @@ void read_jsonl(Input& in, ReadContext& ctx) {
         if (!v.is_object()) return ctx.error(no, "line is not a JSON object");
         const auto& obj = v.get_object();
         JobDraft d;
-        auto err = obj.contains("custom_id") ? read_batch_line(obj, d) : read_job_line(obj, d);
-        if (err.empty()) err = finish_job(d, ctx.defaults);
+        std::string err;
+        if (is_export_row(obj)) {
+            err = read_export_row(obj, d, ctx.defaults);
+        } else {
+            err = obj.contains("custom_id") ? read_batch_line(obj, d) : read_job_line(obj, d);
+            if (err.empty()) err = finish_job(d, ctx.defaults);
+        }
         if (!err.empty()) return ctx.error(no, std::move(err));
         d.spec.source = ctx.file;
         d.spec.line = no;

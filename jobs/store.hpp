@@ -82,6 +82,7 @@ struct ClaimedRequest {
     std::string params_json;  // the job's params object as JSON text
     std::string key;          // job key, or empty
     std::string batch;        // batch name
+    double created_at = 0;    // when the job was enqueued
 };
 
 // A request the daemon has claimed, at the attempt it claimed it for.
@@ -231,6 +232,18 @@ struct ExportRecord {
     boost::json::object usage;
 };
 
+// One exported image (`export --per-image`, the report): the job, the output, and the
+// attempt that produced it.
+struct ImageRecord {
+    JobRow job;
+    OutputRecord image;
+    std::string provider;          // provider of the producing attempt (else the job's)
+    double recorded_at = 0;        // outputs.created_at: when the image was recorded
+    double started_at = 0;         // the producing attempt's start (0: unknown)
+    std::int64_t duration_ms = 0;  // the producing attempt's call time
+    int attempt_no = 0;
+};
+
 // Adds every number of `more` to the same field of `total`, recursing into objects (usage
 // objects such as {"total_tokens": 10, "input_tokens_details": {"text_tokens": 4}}).
 void add_usage(boost::json::object& total, const boost::json::object& more);
@@ -366,6 +379,9 @@ class Store {
     // Streams one record per job, in job id order.
     void export_jobs(const std::optional<std::string>& batch,
                      const std::function<void(const ExportRecord&)>& sink);
+    // Streams one record per recorded image, in (job id, idx) order.
+    void export_images(const std::optional<std::string>& batch,
+                       const std::function<void(const ImageRecord&)>& sink);
     std::vector<std::string> batch_names();
     // Every batch (oldest first), or the one named (none if unknown). Reads the indexes only,
     // plus the queued requests for `retrying`.

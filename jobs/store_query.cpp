@@ -423,4 +423,49 @@ std::vector<LaneLoad> Store::lane_loads(double now) {
     return out;
 }
 
+void Store::export_images(const std::optional<std::string>& batch,
+                          const std::function<void(const ImageRecord&)>& sink) {
+    std::optional<std::int64_t> bid;
+    if (batch) {
+        bid = impl_->find_batch(*batch);
+        if (!bid) return;
+    }
+    // The producing attempt: the request's last attempt with images that finished before the
+    // output was recorded (a request topped up over several attempts has several).
+    // kJobColumns' 16 columns, then the output's and the attempt's.
+    std::string sql = kJobColumns;
+    sql.insert(sql.find(" FROM jobs j"),
+               ", o.idx, o.path, o.bytes, o.sha256, o.mime, o.width, o.height, "
+               "o.revised_prompt, o.created_at, a.provider, a.started_at, a.duration_ms, "
+               "a.attempt_no");
+    sql +=
+        " JOIN outputs o ON o.job_id = j.id"
+        " LEFT JOIN attempts a ON a.id = (SELECT x.id FROM attempts x WHERE x.request_id = "
+        "o.request_id AND x.images > 0 AND x.finished_at <= o.created_at + 1 "
+        "ORDER BY x.id DESC LIMIT 1)";
+    sql += bid ? " WHERE j.batch_id = ? ORDER BY j.id, o.idx" : " ORDER BY j.id, o.idx";
+    auto s = impl_->prep(sql);
+    if (bid) s->bind(1, *bid);
+    while (s->executeStep()) {
+        ImageRecord r;
+        r.job = read_job(*s);
+        auto& o = r.image;
+        o.idx = s->getColumn(16).getInt();
+        o.path = text(*s, 17);
+        o.bytes = s->getColumn(18).getInt64();
+        o.sha256 = text(*s, 19);
+        o.mime = text(*s, 20);
+        o.width = s->getColumn(21).getInt();
+        o.height = s->getColumn(22).getInt();
+        o.revised_prompt = text(*s, 23);
+        r.recorded_at = s->getColumn(24).getDouble();
+        r.provider = text(*s, 25);
+        if (r.provider.empty()) r.provider = r.job.provider;
+        r.started_at = s->getColumn(26).getDouble();
+        r.duration_ms = s->getColumn(27).getInt64();
+        r.attempt_no = s->getColumn(28).getInt();
+        sink(r);
+    }
+}
+
 }  // namespace imgbatch::jobs

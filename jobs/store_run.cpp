@@ -146,7 +146,7 @@ std::vector<ClaimedRequest> Store::claim(std::string_view provider, std::string_
     for (auto& r : sorted) {
         {
             auto q = impl_->prep(
-                "SELECT j.prompt, j.model, j.params, j.key, b.name FROM jobs j "
+                "SELECT j.prompt, j.model, j.params, j.key, b.name, j.created_at FROM jobs j "
                 "LEFT JOIN batches b ON b.id = j.batch_id WHERE j.id = ?");
             q->bind(1, r.job_id);
             if (q->executeStep()) {
@@ -155,6 +155,7 @@ std::vector<ClaimedRequest> Store::claim(std::string_view provider, std::string_
                 r.params_json = text(*q, 2);
                 r.key = text(*q, 3);
                 r.batch = text(*q, 4);
+                r.created_at = q->getColumn(5).getDouble();
             }
         }
         auto q = impl_->prep(

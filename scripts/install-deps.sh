@@ -9,6 +9,7 @@ packages=(
   clang libclang-rt-14-dev
   systemd lintian
   prometheus  # promtool: the metrics and alert rules tests
+  libvips-dev chromium
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -91,6 +91,7 @@ int run(int argc, char** argv) {
     add_status(app, ctx);
     add_jobs(app, ctx);
     add_export(app, ctx);
+    add_report(app, ctx);
     add_providers(app, ctx);
     add_run(app, ctx);
     add_wait(app, ctx);

@@ -25,6 +25,18 @@ std::string format_time(double unix_s) {
     return buf;
 }
 
+std::string iso_time(double unix_s) {
+    if (unix_s <= 0) return {};
+    auto ms = static_cast<long long>(std::llround(unix_s * 1000));
+    std::time_t t = static_cast<std::time_t>(ms / 1000);
+    std::tm tm{};
+    gmtime_r(&t, &tm);
+    char buf[40];
+    std::size_t n = std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
+    std::snprintf(buf + n, sizeof buf - n, ".%03lldZ", ms % 1000);
+    return buf;
+}
+
 std::string format_duration(double seconds) {
     if (!(seconds >= 0)) return "?";
     auto s = static_cast<long long>(std::llround(seconds));

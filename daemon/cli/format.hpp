@@ -14,6 +14,8 @@ namespace imgbatch::daemon::cli {
 
 // "2026-11-21 11:42:06" in local time; "" for 0.
 std::string format_time(double unix_s);
+// "2026-11-21T11:42:06.250Z" (UTC, milliseconds); "" for 0.
+std::string iso_time(double unix_s);
 // "45s", "3m20s", "2h05m", "3d04h".
 std::string format_duration(double seconds);
 // The first max_chars code points of text on one line (control characters as spaces),

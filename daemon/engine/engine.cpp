@@ -596,7 +596,8 @@ int run_daemon(const Config& config, const RunOptions& options) {
     }
     // The output directory must be writable before any call. Starting the writer takes this
     // daemon's temporary directory (flock) and removes only those of daemons that are gone.
-    OutputWriter writer(config.output_dir, OutputWriter::tag_for(owner));
+    OutputWriter writer(config.output_dir, OutputWriter::tag_for(owner),
+                        OutputOptions{config.output_name, config.sidecar});
     if (auto err = writer.start()) {
         spdlog::error("event=config_error output_dir={} error={}", q(config.output_dir), q(*err));
         return kExitConfig;

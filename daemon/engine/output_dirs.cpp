@@ -165,7 +165,8 @@ int OutputWriter::remove_orphans(jobs::Store& store) {
     SQLite::Statement open_requests(
         db,
         "SELECT r.job_id, r.first_index + r.images_done, r.first_index + r.n, "
-        "coalesce(j.key, ''), coalesce(b.name, '') FROM requests r "
+        "coalesce(j.key, ''), coalesce(b.name, ''), j.model, j.prompt, j.created_at "
+        "FROM requests r "
         "JOIN jobs j ON j.id = r.job_id LEFT JOIN batches b ON b.id = j.batch_id "
         "WHERE r.state = 'queued' AND r.attempt_no > 0 AND r.images_done < r.n");
     SQLite::Statement recorded(
@@ -176,9 +177,13 @@ int OutputWriter::remove_orphans(jobs::Store& store) {
         const int to = open_requests.getColumn(2).getInt();
         const std::string key = open_requests.getColumn(3).getString();
         const std::string batch = open_requests.getColumn(4).getString();
+        const std::string model = open_requests.getColumn(5).getString();
+        const std::string prompt = open_requests.getColumn(6).getString();
+        const double created_at = open_requests.getColumn(7).getDouble();
         for (int idx = from; idx < to; ++idx) {
             for (const char* ext : {"png", "jpg", "webp"}) {
-                const std::string base = final_path(batch, key, job_id, idx, ext);
+                const std::string base =
+                    final_path(NameFields{batch, key, model, prompt, job_id, idx, created_at}, ext);
                 for (int k = 1; k <= kMaxAlternatives; ++k) {
                     std::string path = k == 1 ? base : alternative(base, k);
                     struct stat st {};
@@ -190,6 +195,7 @@ int OutputWriter::remove_orphans(jobs::Store& store) {
                     recorded.bind(3, idx);
                     if (recorded.executeStep()) continue;
                     if (::unlink(path.c_str()) == 0) {
+                        ::unlink(sidecar_path(path).c_str());  // its sidecar, if any
                         ++removed;
                         mark_dirty(dir_of(path));
                     }

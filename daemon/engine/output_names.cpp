@@ -1,5 +1,6 @@
 // Output file names: the one place that decides them (OutputWriter::final_path).
 #include <cstdint>
+#include <ctime>
 #include <string>
 #include <string_view>
 
@@ -38,8 +39,28 @@ namespace imgbatch::daemon {
 //
 // The same holds for names recorded by versions before this scheme (e.g. "a_b-0.png" for
 // the key "a b"): place() never renames over them.
+//
+// With an output_name template the path is D/C1/.../Ck where C1..Ck-1 are the template's
+// directory components rendered and Ck = P + sep + job + "-" + idx + "." + ext: P is the
+// rest of the last component rendered (without a trailing "{job}-{index}" and the '-' before
+// it, which the template may write itself), cut to kMaxStem bytes, sep is "-" when P is not
+// empty. Every component goes through escape() (no '/', no leading dot: nothing leaves D,
+// nothing lands in D/.imgbatch-tmp) and is never empty. Ck determines (job, idx): ext
+// follows the last '.', idx is the digits after the last '-' before it, job the digits
+// between the '-' before those and that '-' (job and idx are decimal numbers: no '-', no
+// '.'). Job ids are unique, so two different (job, idx) never share Ck, whatever the
+// directories and P are. The "~k" names place() falls back to end in "-<idx>~<k>.<ext>",
+// which no rendered name does (the template may not contain '~'; tokens are digits there).
 
 namespace {
+
+// s cut to at most max bytes, never inside a UTF-8 sequence (s is valid UTF-8).
+std::string cut_at_char(std::string s, std::size_t max) {
+    if (s.size() <= max) return s;
+    while (max > 0 && (static_cast<unsigned char>(s[max]) & 0xC0) == 0x80) --max;
+    s.resize(max);
+    return s;
+}
 
 bool is_job_name(std::string_view s) {
     if (!s.starts_with("job-") || s.size() == 4) return false;
@@ -102,11 +123,78 @@ std::string OutputWriter::tag_for(std::string_view owner) {
 
 std::string OutputWriter::final_path(const jobs::ClaimedRequest& req, int idx,
                                      std::string_view ext) const {
-    return final_path(req.batch, req.key, req.job_id, idx, ext);
+    return final_path(
+        NameFields{req.batch, req.key, req.model, req.prompt, req.job_id, idx, req.created_at},
+        ext);
 }
 
 std::string OutputWriter::final_path(std::string_view batch, std::string_view key,
                                      std::int64_t job_id, int idx, std::string_view ext) const {
+    return final_path(NameFields{batch, key, {}, {}, job_id, idx, 0}, ext);
+}
+
+std::string OutputWriter::prompt_slug(std::string_view prompt) {
+    std::string out;
+    bool dash = false;
+    for (char ch : prompt) {
+        auto c = static_cast<unsigned char>(ch);
+        if ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || (c >= 'A' && c <= 'Z')) {
+            if (dash && !out.empty()) out += '-';
+            if (out.size() >= 60) break;
+            out += static_cast<char>(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c);
+            dash = false;
+        } else {
+            dash = true;
+        }
+    }
+    while (!out.empty() && out.back() == '-') out.pop_back();
+    return out.empty() ? "prompt" : out;
+}
+
+std::string OutputWriter::templated_path(const NameFields& f, std::string_view ext) const {
+    const auto& t = options_.name_template;
+    auto token = [&](const std::string& name) -> std::string {
+        if (name == "batch") return name_component(f.batch, false);
+        if (name == "key")
+            return f.key.empty() ? "job-" + std::to_string(f.job_id) : name_component(f.key, true);
+        if (name == "job") return std::to_string(f.job_id);
+        if (name == "index") return std::to_string(f.idx);
+        if (name == "model") return name_component(f.model, false);
+        if (name == "prompt_slug") return prompt_slug(f.prompt);
+        // date: the job's enqueue day, so that every attempt of a job names the same file.
+        std::time_t t = static_cast<std::time_t>(f.created_at);
+        std::tm tm{};
+        gmtime_r(&t, &tm);
+        char buf[16];
+        std::strftime(buf, sizeof buf, "%Y-%m-%d", &tm);
+        return buf;
+    };
+    auto render = [&](const std::vector<NameTemplate::Part>& parts, std::size_t count) {
+        std::string s;
+        for (std::size_t i = 0; i < count; ++i)
+            s += parts[i].token ? token(parts[i].text) : parts[i].text;
+        return s;
+    };
+    std::string path = output_dir_;
+    for (std::size_t c = 0; c + 1 < t.components.size(); ++c) {
+        std::string comp = escape(render(t.components[c], t.components[c].size()));
+        if (comp.size() > kMaxStem) comp = cut_at_char(comp, kMaxStem);
+        path += "/" + (comp.empty() ? std::string("_") : comp);
+    }
+    const auto& last = t.components.back();
+    std::string prefix = render(last, t.ends_with_job_index ? last.size() - 3 : last.size());
+    if (t.ends_with_job_index && !prefix.empty()) prefix.pop_back();  // the '-' before {job}
+    prefix = cut_at_char(escape(prefix), kMaxStem);
+    if (!prefix.empty()) prefix += '-';
+    return path + "/" + prefix + std::to_string(f.job_id) + "-" + std::to_string(f.idx) + "." +
+           std::string(ext);
+}
+
+std::string OutputWriter::final_path(const NameFields& f, std::string_view ext) const {
+    if (!options_.name_template.empty()) return templated_path(f, ext);
+    std::string_view batch = f.batch, key = f.key;
+    std::int64_t job_id = f.job_id;
+    int idx = f.idx;
     std::string stem = key.empty() ? "job-" + std::to_string(job_id) : name_component(key, true);
     return output_dir_ + "/" + name_component(batch, false) + "/" + stem + "-" +
            std::to_string(idx) + "." + std::string(ext);

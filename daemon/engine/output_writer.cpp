@@ -6,6 +6,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <boost/json/parse.hpp>
+#include <boost/json/serialize.hpp>
 #include <cerrno>
 #include <filesystem>
 #include <stdexcept>
@@ -90,8 +92,10 @@ bool same_content(const std::string& path, const jobs::OutputRecord& out) {
 
 }  // namespace output_files
 
-OutputWriter::OutputWriter(std::string output_dir, std::string owner_tag)
-    : output_dir_(std::move(output_dir)), owner_tag_(std::move(owner_tag)) {
+OutputWriter::OutputWriter(std::string output_dir, std::string owner_tag, OutputOptions options)
+    : output_dir_(std::move(output_dir)),
+      owner_tag_(std::move(owner_tag)),
+      options_(std::move(options)) {
     if (output_dir_.empty()) output_dir_ = ".";
     while (output_dir_.size() > 1 && output_dir_.back() == '/') output_dir_.pop_back();
     owner_dir_ = tmp_root() + "/" + owner_tag_;
@@ -106,31 +110,77 @@ std::string OutputWriter::tmp_root() const {
     return output_dir_ + "/" + kTmpDirName;
 }
 
+bool OutputWriter::make_dirs(const std::string& dir) const {
+    std::error_code ec;
+    if (fs::is_directory(dir, ec)) return true;
+    if (dir.size() <= output_dir_.size()) return false;  // output_dir itself is made at start
+    if (!make_dirs(dir_of(dir))) return false;
+    if (::mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) return false;
+    mark_dirty(dir_of(dir));
+    return fs::is_directory(dir, ec);
+}
+
 void OutputWriter::mark_dirty(const std::string& dir) const {
     std::lock_guard lock(dirs_mutex_);
     dirty_dirs_.insert(dir);
 }
+
+namespace {
+
+// The sidecar of one image: what made it (the output's final name may still change to a
+// "~k" form, so the file names no path; it sits beside its image).
+std::string sidecar_json(const jobs::ClaimedRequest& req, const jobs::OutputRecord& rec) {
+    boost::json::error_code ec;
+    auto params = boost::json::parse(req.params_json, ec);
+    boost::json::object o{
+        {"job", req.job_id},
+        {"key", req.key.empty() ? boost::json::value(nullptr) : boost::json::value(req.key)},
+        {"batch", req.batch},
+        {"index", rec.idx},
+        {"prompt", req.prompt},
+        {"model", req.model},
+        {"provider", req.provider},
+        {"params", !ec && params.is_object() ? params : boost::json::object{}},
+        {"revised_prompt", rec.revised_prompt.empty() ? boost::json::value(nullptr)
+                                                      : boost::json::value(rec.revised_prompt)},
+        {"sha256", rec.sha256},
+        {"bytes", rec.bytes},
+        {"mime", rec.mime},
+        {"width", rec.width},
+        {"height", rec.height},
+        {"attempt", req.attempt_no}};
+    return boost::json::serialize(o) + "\n";
+}
+
+}  // namespace
 
 StageResult OutputWriter::stage(const jobs::ClaimedRequest& req,
                                 const std::vector<StagedImage>& images) const {
     StageResult result;
     if (images.empty()) return result;
     if (owner_fd_ < 0) throw std::logic_error("OutputWriter::stage before start()");
-    std::string dir = output_dir_ + "/" + name_component(req.batch, false);
-    std::error_code ec;
-    bool created = fs::create_directories(dir, ec);
-    if (ec) {
-        result.error = jobs::Error{jobs::ErrorClass::local, "mkdir", 0,
-                                   "create " + dir + ": " + ec.message(), std::nullopt};
-        return result;
-    }
-    if (created) mark_dirty(output_dir_);  // the new directory's entry must be durable too
     for (std::size_t i = 0; i < images.size(); ++i) {
         const auto& img = images[i];
         int idx = req.first_index + req.images_done + static_cast<int>(i);
         jobs::OutputRecord rec;
         rec.idx = idx;
         rec.path = final_path(req, idx, img.info.ext);
+        // The directory of the final name (a template may give each image its own): each
+        // level created here has its entry in the level above, which must be durable too.
+        if (std::string dir = dir_of(rec.path); !make_dirs(dir)) {
+            std::error_code ec;
+            fs::create_directories(dir, ec);
+            std::string why = ec ? ec.message() : "not a directory";
+            for (const auto& done : result.outputs) {
+                std::string t = temp_path(req.request_id, req.attempt_no, done.idx);
+                ::unlink(t.c_str());
+                if (options_.sidecar) ::unlink(sidecar_path(t).c_str());
+            }
+            result.outputs.clear();
+            result.error = jobs::Error{jobs::ErrorClass::local, "mkdir", 0,
+                                       "create " + dir + ": " + why, std::nullopt};
+            return result;
+        }
         rec.bytes = static_cast<std::int64_t>(img.bytes.size());
         rec.sha256 = sha256_hex(img.bytes);
         rec.mime = img.info.mime;
@@ -138,9 +188,20 @@ StageResult OutputWriter::stage(const jobs::ClaimedRequest& req,
         rec.height = img.info.height;
         rec.revised_prompt = img.revised_prompt;
         std::string tmp = temp_path(req.request_id, req.attempt_no, idx);
-        if (int err = write_synced(tmp, img.bytes); err != 0) {
-            for (const auto& done : result.outputs)
-                ::unlink(temp_path(req.request_id, req.attempt_no, done.idx).c_str());
+        int err = write_synced(tmp, img.bytes);
+        if (err == 0 && options_.sidecar) {
+            err = write_synced(sidecar_path(tmp), sidecar_json(req, rec));
+            if (err != 0) {
+                ::unlink(tmp.c_str());
+                tmp = sidecar_path(tmp);  // named in the error
+            }
+        }
+        if (err != 0) {
+            for (const auto& done : result.outputs) {
+                std::string t = temp_path(req.request_id, req.attempt_no, done.idx);
+                ::unlink(t.c_str());
+                if (options_.sidecar) ::unlink(sidecar_path(t).c_str());
+            }
             result.outputs.clear();
             result.error = jobs::Error{jobs::ErrorClass::local, "write", 0,
                                        "write " + tmp + ": " + errno_text(err), std::nullopt};
@@ -162,6 +223,15 @@ void OutputWriter::place(jobs::Completion& c) {
             if (err != EEXIST || k > kMaxAlternatives) break;
             target = alternative(out.path, k);
         }
+        // The sidecar follows its image (replacing a stale one: only a recorded image's
+        // sidecar is kept, and this name belongs to no recorded image).
+        std::string failed = tmp;
+        if (err == 0 && options_.sidecar &&
+            ::rename(sidecar_path(tmp).c_str(), sidecar_path(target).c_str()) != 0) {
+            err = errno;
+            failed = sidecar_path(tmp);
+            ::rename(target.c_str(), tmp.c_str());
+        }
         if (err == 0) {
             if (target != out.path)
                 spdlog::warn("event=output_name_taken request={} path={} written={}", c.request_id,
@@ -172,10 +242,13 @@ void OutputWriter::place(jobs::Completion& c) {
         }
         // Nothing of this completion may look placed: what was renamed goes back, and every
         // image stays staged under its temporary name for the next try.
-        for (std::size_t j = 0; j < i; ++j)
-            ::rename(c.outputs[j].path.c_str(),
-                     temp_path(c.request_id, c.attempt_no, c.outputs[j].idx).c_str());
-        throw std::runtime_error("rename " + tmp + " -> " + out.path + ": " + errno_text(err));
+        for (std::size_t j = 0; j < i; ++j) {
+            std::string back = temp_path(c.request_id, c.attempt_no, c.outputs[j].idx);
+            ::rename(c.outputs[j].path.c_str(), back.c_str());
+            if (options_.sidecar)
+                ::rename(sidecar_path(c.outputs[j].path).c_str(), sidecar_path(back).c_str());
+        }
+        throw std::runtime_error("rename " + failed + " -> " + out.path + ": " + errno_text(err));
     }
 }
 
@@ -185,7 +258,8 @@ void OutputWriter::unplace(const jobs::Completion& c) {
         struct stat st {};
         if (::stat(tmp.c_str(), &st) == 0) continue;  // not placed
         if (!same_content(out.path, out)) continue;   // not ours
-        rename_noreplace(out.path, tmp);
+        if (rename_noreplace(out.path, tmp) == 0 && options_.sidecar)
+            ::rename(sidecar_path(out.path).c_str(), sidecar_path(tmp).c_str());
     }
 }
 
@@ -213,8 +287,11 @@ void OutputWriter::sync_dirs() {
 }
 
 void OutputWriter::discard(const jobs::Completion& c) const {
-    for (const auto& out : c.outputs)
-        ::unlink(temp_path(c.request_id, c.attempt_no, out.idx).c_str());
+    for (const auto& out : c.outputs) {
+        std::string tmp = temp_path(c.request_id, c.attempt_no, out.idx);
+        ::unlink(tmp.c_str());
+        if (options_.sidecar) ::unlink(sidecar_path(tmp).c_str());
+    }
 }
 
 }  // namespace imgbatch::daemon

@@ -1,6 +1,8 @@
 #pragma once
 // Image files: {output_dir}/{batch}/{key, or job-<id>}-{idx}.{ext}, names made readable and
-// injective by name_component() (see output_names.cpp for the rules and the proof). Staged in
+// injective by name_component() (see output_names.cpp for the rules and the proof), or named
+// by the config's output_name template (always ending in -{job}-{idx}), with an optional
+// sidecar {image}.json beside each (staged and renamed with its image). Staged in
 // this instance's own temporary directory {output_dir}/.imgbatch-tmp/<owner tag>/ (held with
 // flock for the process lifetime, on the same file system as the final files) and fsynced on
 // the writer pool; renamed into place, never over an existing file, inside the transaction
@@ -14,6 +16,7 @@
 #include <vector>
 
 #include "daemon/image.hpp"
+#include "daemon/output_template.hpp"
 #include "jobs/error.hpp"
 #include "jobs/store.hpp"
 
@@ -31,10 +34,24 @@ struct StageResult {
     std::optional<jobs::Error> error;         // local error: nothing is left staged
 };
 
+// How files are named and what goes beside them (config: output_name, sidecar).
+struct OutputOptions {
+    NameTemplate name_template;  // empty: the default names
+    bool sidecar = false;        // write {image path}.json beside each image
+};
+
+// What a file name may be made of: the job's facts and the image index.
+struct NameFields {
+    std::string_view batch, key, model, prompt;
+    std::int64_t job_id = 0;
+    int idx = 0;
+    double created_at = 0;  // the job's enqueue time ({date}, UTC)
+};
+
 class OutputWriter {
   public:
     // owner_tag: a short token of this daemon instance, the name of its temporary directory.
-    OutputWriter(std::string output_dir, std::string owner_tag);
+    OutputWriter(std::string output_dir, std::string owner_tag, OutputOptions options = {});
     ~OutputWriter();  // releases the locks
     OutputWriter(const OutputWriter&) = delete;
     OutputWriter& operator=(const OutputWriter&) = delete;
@@ -56,8 +73,15 @@ class OutputWriter {
     std::string final_path(const jobs::ClaimedRequest& req, int idx, std::string_view ext) const;
     std::string final_path(std::string_view batch, std::string_view key, std::int64_t job_id,
                            int idx, std::string_view ext) const;
+    std::string final_path(const NameFields& f, std::string_view ext) const;
+    // "a-red-fox-at-dawn": lower-case ASCII letters and digits of the prompt, words joined
+    // by '-', at most 60 bytes; "prompt" when none is left.
+    static std::string prompt_slug(std::string_view prompt);
+    // The sidecar of an image: "<image path>.json".
+    static std::string sidecar_path(const std::string& image_path) { return image_path + ".json"; }
     // "<owner dir>/<request id % kTmpShards>/<request id>-<attempt>-<idx>.tmp".
     std::string temp_path(std::int64_t request_id, int attempt_no, int idx) const;
+    bool sidecars() const { return options_.sidecar; }
 
     // ---- start-up ----
     // Checks that output_dir exists or can be created and is writable (a probe file is
@@ -106,9 +130,15 @@ class OutputWriter {
   private:
     std::string tmp_root() const;
     void mark_dirty(const std::string& dir) const;
+    // Creates dir and the levels above it up to output_dir, marking the parent of each level
+    // it created dirty; false if one cannot be made.
+    bool make_dirs(const std::string& dir) const;
+
+    std::string templated_path(const NameFields& f, std::string_view ext) const;
 
     std::string output_dir_;
     std::string owner_tag_;
+    OutputOptions options_;
     std::string owner_dir_;
     int owner_fd_ = -1;  // flock LOCK_EX on owner_dir_, for the process lifetime
     int live_fd_ = -1;   // flock on .imgbatch-tmp: LOCK_EX while exclusive_, then LOCK_SH

@@ -213,29 +213,31 @@ TEST_CASE("export: JSON lines and CSV with every field") {
     CHECK(a.at("last_error").is_null());
     CHECK(a.at("metadata").is_null());
     REQUIRE(a.at("images").as_array().size() == 2);
+    // Paths are absolute (recorded relative to the working directory).
     CHECK(a.at("images").as_array()[1] ==
-          json::parse(R"({"path": "out/q/a-1.png", "sha256": "bb22", "bytes": 2345,
-                          "mime": "image/png"})"));
+          json::parse(R"({"path": ")" + p.dir.file("out/q/a-1.png") +
+                      R"(", "sha256": "bb22", "bytes": 2345, "mime": "image/png"})"));
     CHECK(recs[1].at("last_error") ==
           json::parse(R"({"class": "server", "code": "boom", "http_status": 500,
                           "message": "upstream \"bad\", really"})"));
     CHECK(recs[2].at("metadata") == json::parse(R"({"row": 3})"));
     CHECK(recs[2].at("key").is_null());
 
-    r = p({"export", "--batch", "q", "--format", "csv", "-o", "q.csv"});
+    r = p({"export", "--batch", "q", "--format", "csv", "-o", "q.csv", "--relative-to", "."});
     CHECK(r.code == 0);
     CHECK(r.out == "");
     std::string csv = read_file(p.dir.file("q.csv"));
-    CHECK(csv.rfind("id,key,batch,state,prompt,model,provider,n,images_done,images,attempts,"
-                    "last_error_class,last_error_code,last_error_http_status,"
+    // A column per generation parameter (none given here), params, priority and times.
+    CHECK(csv.rfind("id,key,batch,state,prompt,model,provider,n,size,aspect_ratio,quality,"
+                    "style,background,moderation,output_format,output_compression,image_size,"
+                    "person_generation,params,priority,created_at,finished_at,images_done,"
+                    "images,attempts,last_error_class,last_error_code,last_error_http_status,"
                     "last_error_message,metadata,usage\r\n",
                     0) == 0);
-    CHECK(has(csv,
-              "1,a,q,succeeded,two cats,gpt-image-1,oa,2,2,out/q/a-0.png;out/q/a-1.png,1,"
-              ",,,,,\r\n"));
-    CHECK(has(csv,
-              "2,b,q,failed,a dog,dall-e-3,oa,1,0,,1,server,boom,500,"
-              "\"upstream \"\"bad\"\", really\",,\r\n"));
+    CHECK(has(csv, "1,a,q,succeeded,two cats,gpt-image-1,oa,2,,,,,,,,,,,,0,"));
+    CHECK(has(csv, ",2,out/q/a-0.png;out/q/a-1.png,1,,,,,,\r\n"));
+    CHECK(has(csv, "2,b,q,failed,a dog,dall-e-3,oa,1,,,,,,,,,,,,0,"));
+    CHECK(has(csv, ",0,,1,server,boom,500,\"upstream \"\"bad\"\", really\",,\r\n"));
     CHECK(has(csv, ",\"say \"\"hi\"\", twice\",dall-e-3,"));
     CHECK(has(csv, ",\"{\"\"row\"\":3}\",\r\n"));
 
