@@ -238,11 +238,9 @@ void start_attempt(EngineShared* s, ProviderRuntime* p, jobs::ClaimedRequest req
     const bool probe = p->lane.paused();
     p->lane.on_start(now, req.n - req.images_done);
     auto slot = std::make_shared<LaneSlot>(&p->lane);
-    s->in_flight[req.request_id] = InFlight{req.job_id,     req.attempt_no,        jobs::unix_now(),
-                                            p->config.name, AttemptState::running, slot,
-                                            probe};
-    s->in_flight[req.request_id].batch = req.batch;
-    s->in_flight[req.request_id].key = req.key;
+    s->in_flight[req.request_id] = InFlight{
+        req.job_id, req.attempt_no, jobs::unix_now(), p->config.name, AttemptState::running,
+        slot,       probe,          req.batch,        req.key};
     asio::co_spawn(s->executor, run_attempt(s, p, std::move(req), std::move(slot)), asio::detached);
 }
 
@@ -305,9 +303,8 @@ asio::awaitable<void> claim_more(EngineShared* s, ProviderRuntime* p, int want) 
     --s->claims_pending;
     for (auto& req : claimed) {
         s->in_flight[req.request_id] =
-            InFlight{req.job_id, req.attempt_no, now, name, AttemptState::claimed, nullptr};
-        s->in_flight[req.request_id].batch = req.batch;
-        s->in_flight[req.request_id].key = req.key;
+            InFlight{req.job_id, req.attempt_no, now,       name,   AttemptState::claimed,
+                     nullptr,    false,          req.batch, req.key};
         p->ready.push_back(std::move(req));
     }
     if (s->stopping || !p->loop_running) {

@@ -68,6 +68,6 @@ TEST_CASE("output_name: a template that could leave output_dir is a configuratio
     Sim sim;
     DaemonEnv env({openai_provider(sim)}, fast_retry(), 10, R"("output_name": "../{key}")");
     auto r = env.cli({"run", "--until-idle"});
-    CHECK(r.code == 2);
+    CHECK(r.code == 78);
     CHECK(r.err.find("output_name") != std::string::npos);
 }
