@@ -22,6 +22,9 @@ struct SimOptions {
     // A gateway in front of the API like nginx's default limit_req: above this many requests
     // per minute (no burst) it answers 503 with an HTML page and no Retry-After. 0: off.
     double gateway_rpm = 0;
+    // Batch APIs (OpenAI Batch, Gemini Batch Mode): how long a batch takes from create to
+    // completed (validating for the first quarter, then in_progress).
+    int batch_ms = 500;
 };
 
 // Runs the simulator until SIGINT/SIGTERM. Returns the exit code.

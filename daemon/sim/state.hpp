@@ -7,12 +7,15 @@
 #include <cstdint>
 #include <list>
 #include <map>
+#include <memory>
 #include <optional>
 #include <random>
 #include <string>
 #include <string_view>
 #include <unordered_map>
 #include <vector>
+
+#include <boost/json/object.hpp>
 
 #include "daemon/net/http.hpp"
 #include "daemon/sim/sim.hpp"
@@ -167,6 +170,15 @@ class SimState {
     std::uint64_t files_served_ = 0;
     std::map<std::string, std::uint64_t> by_status_;
     std::map<std::string, std::uint64_t> by_path_;
+
+    // Batch APIs (batch.cpp): OpenAI Files and Batches, Gemini batchGenerateContent and
+    // batches/{id}. Each line runs through api_call as a direct call would (its #fail
+    // directives included), outside the rate limit (batches have their own pool).
+    struct Batches;
+    std::shared_ptr<Batches> batches_;
+    bool batch_line_ = false;  // api_call runs a batch line: no rate limit
+    std::optional<SimAnswer> batch_api(const SimRequest& request, std::string_view path);
+    void batch_stats(boost::json::object& stats) const;
 };
 
 }  // namespace imgbatch::daemon
