@@ -1,4 +1,5 @@
 #include "daemon/engine/metrics.hpp"
+#include "daemon/engine/batch_runner.hpp"
 #include "daemon/logfmt.hpp"
 
 #include <spdlog/spdlog.h>
@@ -53,6 +54,7 @@ std::string render_metrics(const EngineShared& s) {
         "a write to succeed.\n";
     out += "# TYPE imgbatch_images_waiting_for_disk gauge\n";
     out += "imgbatch_images_waiting_for_disk " + std::to_string(s.local_failing) + "\n";
+    out += render_vendor_batch_metrics();
     return out;
 }
 
