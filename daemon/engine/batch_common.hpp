@@ -100,6 +100,10 @@ struct Runner {
     std::set<std::int64_t> maybe_created;  // uploaded rows whose create may have happened
     std::set<std::int64_t> cancel_sent;
     std::map<std::int64_t, std::string> logged;  // state/status last logged
+    // After an upload or create that failed (vendor down, bad key): no submission before
+    // hold_until; hold_s grows from batch_poll_s, doubling up to batch_poll_max_s.
+    double hold_until = 0;
+    double hold_s = 0;
 };
 
 const std::string& name(Runner* r);

@@ -96,10 +96,36 @@ asio::awaitable<void> poll(Runner* r, VendorBatchRow& row) {
     if (row.vendor_status != before) co_await save(r, row);
 }
 
+// A submission step ended: a failure holds the next ones back (growing), a success clears that.
+void submitted(Runner* r, bool ok) {
+    if (ok) {
+        r->hold_s = 0;
+        r->hold_until = 0;
+        return;
+    }
+    const auto& c = r->p->config;
+    r->hold_s = r->hold_s > 0 ? std::min(r->hold_s * 2, c.batch_poll_max_s) : c.batch_poll_s;
+    r->hold_until = jobs::unix_now() + r->hold_s;
+}
+
+bool held(Runner* r) {
+    return jobs::unix_now() < r->hold_until;
+}
+
 asio::awaitable<void> step(Runner* r, VendorBatchRow row) {
     log_state(r, row);
-    if (row.state == jobs::kVbPreparing && !co_await upload(r, row, {})) co_return;
-    if (row.state == jobs::kVbUploaded && !co_await create(r, row)) co_return;
+    const bool submitting = row.state == jobs::kVbPreparing || row.state == jobs::kVbUploaded;
+    if (submitting && held(r)) co_return;
+    if (row.state == jobs::kVbPreparing) {
+        const bool ok = co_await upload(r, row, {});
+        submitted(r, ok || row.state != jobs::kVbPreparing);
+        if (!ok) co_return;
+    }
+    if (row.state == jobs::kVbUploaded) {
+        const bool ok = co_await create(r, row);
+        submitted(r, ok || row.state != jobs::kVbUploaded);
+        if (!ok) co_return;
+    }
     if (row.state == jobs::kVbSubmitted) co_await poll(r, row);
     if (row.state == jobs::kVbApplying) {
         // After a restart: the batch ended; its files are recorded again (lines recorded
@@ -132,8 +158,12 @@ asio::awaitable<bool> open_new(Runner* r) {
     if (!opened) co_return false;
     VendorBatchRow row = opened->batch;
     log_state(r, row);
-    if (!co_await upload(r, row, std::move(opened->requests))) co_return true;
-    if (!co_await create(r, row)) co_return true;
+    const bool uploaded = co_await upload(r, row, std::move(opened->requests));
+    submitted(r, uploaded || row.state != jobs::kVbPreparing);
+    if (!uploaded) co_return true;
+    const bool created = co_await create(r, row);
+    submitted(r, created || row.state != jobs::kVbUploaded);
+    if (!created) co_return true;
     r->polls[row.id] =
         Poll{jobs::unix_now() + r->p->config.batch_poll_s, r->p->config.batch_poll_s};
     co_return true;
@@ -175,7 +205,7 @@ asio::awaitable<void> batch_loop(EngineShared* s, ProviderRuntime* p) {
                 co_await step(r, row);
                 ++open;
             }
-            while (!s->stopping && !p->lane.paused() &&
+            while (!s->stopping && !p->lane.paused() && !held(r) &&
                    open < static_cast<std::size_t>(p->config.batch_max_open) &&
                    co_await open_new(r))
                 ++open;

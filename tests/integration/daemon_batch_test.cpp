@@ -69,6 +69,10 @@ TEST_CASE("batch mode: requests go through one vendor batch and are recorded as 
     // No direct call was made.
     CHECK(sim.stats_json().find("/images/generations") == std::string::npos);
     CHECK(r.err.find("event=vendor_batch ") != std::string::npos);
+    // show names the vendor batch of each attempt.
+    RunResult show = env.cli({"show", env.job_id("k0")});
+    CHECK(show.out.find("vendor batches of the attempts:") != std::string::npos);
+    CHECK(show.out.find(env.value("SELECT vendor_id FROM vendor_batches")) != std::string::npos);
     check_kept(env, sim);
 }
 
@@ -232,7 +236,12 @@ TEST_CASE("batch mode: cancel cancels the vendor batch and keeps what it made") 
     auto daemon = env.start_run({"--until-idle"});
     REQUIRE(
         wait_for([&] { return env.value("SELECT state FROM vendor_batches") == "submitted"; }, 30));
-    sleep_s(0.3);
+    // status and providers list the open vendor batch.
+    RunResult status = env.cli({"status"});
+    CHECK(status.out.find("vendor batches:") != std::string::npos);
+    CHECK(status.out.find(env.value("SELECT vendor_id FROM vendor_batches")) != std::string::npos);
+    RunResult providers = env.cli({"providers", "--json"});
+    CHECK(providers.out.find("\"vendor_batches\":[{") != std::string::npos);
     RunResult c = env.cli({"cancel", "--batch", "b"});
     INFO(c.err);
     REQUIRE(c.code == 0);
