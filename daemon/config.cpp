@@ -277,6 +277,18 @@ ProviderConfig parse_provider(const json::value& v, const std::string& source,
     if (p.auth.empty())
         p.auth = google_key && !is_vertex_ai_url(p.base_url) ? "x-goog-api-key" : "bearer";
     f.string("image_size_key", p.image_size_key, true);
+    f.string("mode", p.mode);
+    if (p.mode != "direct" && p.mode != "batch")
+        f.bad("mode", "\"direct\" or \"batch\"", json::value(p.mode));
+    if (p.mode == "batch" && p.api != "openai")
+        f.fail("mode", "\"batch\" is available for api \"openai\" only");
+    f.integer("batch_max_requests", p.batch_max_requests, 1, kVendorBatchMaxRequests);
+    f.size("batch_max_bytes", p.batch_max_bytes, 1024, kVendorBatchMaxBytes);
+    f.seconds("batch_poll_s", p.batch_poll_s, kMinTime);
+    f.seconds("batch_poll_max_s", p.batch_poll_max_s, kMinTime);
+    if (p.batch_poll_max_s < p.batch_poll_s)
+        f.fail("batch_poll_max_s", "must be >= batch_poll_s");
+    f.integer("batch_max_open", p.batch_max_open, 1, 1000);
     if (const auto* headers = f.object("headers")) {
         for (const auto& [k, hv] : *headers) {
             if (!is_header_name(k))

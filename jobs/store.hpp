@@ -17,6 +17,7 @@
 #include "jobs/job_spec.hpp"
 #include "jobs/planner.hpp"
 #include "jobs/state.hpp"
+#include "jobs/vendor_batch.hpp"
 
 namespace imgbatch::jobs {
 
@@ -389,6 +390,44 @@ class Store {
     BatchTimes batch_times(std::string_view batch);
     // Every provider with queued or running requests, by name.
     std::vector<LaneLoad> lane_loads(double now);
+
+    // ---- vendor batches (store_batches.cpp) ----
+    // This database's instance id (database_instance.id).
+    std::string database_instance();
+    // Records a new vendor batch of provider (state preparing, chunk "<instance>-<id>") and
+    // claims into it, in the same transaction, up to limit queued requests of provider whose
+    // not_before <= now (claim order): running, leased by vendor_batch_owner(id) until
+    // now + lease_s, attempt_no + 1, mapped in vendor_batch_requests. nullopt (nothing
+    // recorded) when no request is ready.
+    struct OpenedVendorBatch {
+        VendorBatchRow batch;
+        std::vector<ClaimedRequest> requests;
+    };
+    std::optional<OpenedVendorBatch> open_vendor_batch(std::string_view provider, int limit,
+                                                       double now, double lease_s);
+    // Takes requests out of a vendor batch that is still preparing (over its byte limit): back
+    // to queued as if never claimed, unmapped, the row's request count lowered.
+    void drop_from_vendor_batch(std::int64_t id, const std::vector<LeasedAttempt>& attempts,
+                                double now);
+    // Writes state, vendor_id, vendor_status, counts, bytes, file ids and message of row
+    // (updated_at now; finished_at when done or abandoned).
+    void update_vendor_batch(const VendorBatchRow& row);
+    std::optional<VendorBatchRow> vendor_batch(std::int64_t id);
+    // Vendor batches not done nor abandoned, of provider (every provider when empty), oldest
+    // first.
+    std::vector<VendorBatchRow> open_vendor_batches(std::string_view provider = {});
+    // The lines of vendor batch id whose request still runs under the batch at the mapped
+    // attempt (those not recorded yet), request id > after, in request id order, at most
+    // limit; with the job's prompt, model, params, key and batch as a claim has them.
+    std::vector<ClaimedRequest> vendor_batch_lines(std::int64_t id, std::int64_t after, int limit);
+    // The same for the given request ids only (the lines of one group of results).
+    std::vector<ClaimedRequest> vendor_batch_lines(std::int64_t id,
+                                                   const std::vector<std::int64_t>& request_ids);
+    // True when vendor batch id has lines not recorded yet and every one of them belongs to a
+    // cancelled job.
+    bool vendor_batch_cancelled(std::int64_t id);
+    // The vendor batches of a job's attempts.
+    std::vector<AttemptVendorBatch> job_vendor_batches(std::int64_t job_id);
 
   private:
     struct Impl;

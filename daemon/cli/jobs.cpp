@@ -4,6 +4,7 @@
 #include <boost/json/serialize.hpp>
 #include <iostream>
 
+#include "daemon/cli/batch_view.hpp"
 #include "daemon/cli/commands.hpp"
 #include "daemon/cli/format.hpp"
 #include "jobs/state.hpp"
@@ -167,7 +168,14 @@ std::string detail_text(const jobs::JobDetail& d) {
 int run_show(const ShowOptions& o, Context& ctx) {
     auto detail = ctx.existing_store().job_detail(o.id);
     if (!detail) throw OperationError("no job " + std::to_string(o.id));
-    std::cout << (o.json ? json::serialize(detail_json(*detail)) + "\n" : detail_text(*detail));
+    auto vendor = ctx.existing_store().job_vendor_batches(o.id);
+    if (o.json) {
+        auto obj = detail_json(*detail);
+        obj["vendor_batches"] = attempt_batches_json(vendor);
+        std::cout << json::serialize(obj) + "\n";
+    } else {
+        std::cout << detail_text(*detail) << attempt_batches_text(vendor);
+    }
     return 0;
 }
 

@@ -4,6 +4,7 @@
 #include <filesystem>
 #include <iostream>
 
+#include "daemon/cli/batch_view.hpp"
 #include "daemon/cli/commands.hpp"
 #include "daemon/cli/format.hpp"
 #include "jobs/text.hpp"
@@ -30,6 +31,7 @@ int run_providers(const ProvidersOptions& o, Context& ctx) {
     const Config& cfg = ctx.config();
     // Counts and pauses come from the database when there is one; no database is no activity.
     std::vector<jobs::ProviderState> states;
+    std::vector<jobs::VendorBatchRow> vendor;
     jobs::Stats stats;
     std::error_code ec;
     const std::string db = ctx.database();
@@ -37,6 +39,7 @@ int run_providers(const ProvidersOptions& o, Context& ctx) {
         auto& store = ctx.store();
         states = store.provider_states();
         stats = store.stats(std::nullopt, jobs::unix_now());
+        vendor = store.open_vendor_batches();
     }
     auto state_of = [&](const std::string& name) -> const jobs::ProviderState* {
         for (const auto& s : states)
@@ -69,7 +72,14 @@ int run_providers(const ProvidersOptions& o, Context& ctx) {
                 {"paused_at", paused ? json_time(st->paused_at) : json::value(nullptr)},
                 {"queued", ps.queued},
                 {"in_flight", ps.in_flight},
-                {"images_last_min", ps.images_last_min}});
+                {"images_last_min", ps.images_last_min},
+                {"mode", p.mode},
+                {"vendor_batches", [&] {
+                     std::vector<jobs::VendorBatchRow> mine;
+                     for (const auto& v : vendor)
+                         if (v.provider == p.name) mine.push_back(v);
+                     return vendor_batches_json(mine, jobs::unix_now());
+                 }()}});
         } else {
             table.push_back({p.name, p.api, p.base_url, jobs::join(p.models, ","),
                              std::to_string(p.max_concurrency),
@@ -85,7 +95,7 @@ int run_providers(const ProvidersOptions& o, Context& ctx) {
         std::cout << "no providers configured ("
                   << (cfg.source.empty() ? std::string("built-in defaults") : cfg.source) << ")\n";
     else
-        std::cout << render_table(table);
+        std::cout << render_table(table) << vendor_batches_text(vendor, jobs::unix_now());
     return 0;
 }
 

@@ -68,6 +68,8 @@ void add_run(CLI::App& app, Context& ctx) {
                     "a gateway (nginx limit_req) refusing more than N requests/minute with 503 "
                     "(HTML, no Retry-After); 0: off")
         ->check(CLI::NonNegativeNumber);
+    sim->add_option("--batch-ms", so->batch_ms, "time a vendor batch takes to complete")
+        ->check(CLI::NonNegativeNumber);
     // The simulator needs neither config nor database.
     sim->callback([so, &ctx] { ctx.action = [so] { return run_sim(*so); }; });
 }

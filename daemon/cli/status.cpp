@@ -2,10 +2,14 @@
 // as JSON; `--watch` is the progress display of watch.cpp (or one JSON object per interval).
 #include <CLI/CLI.hpp>
 #include <boost/json/serialize.hpp>
+
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <iostream>
 #include <set>
+#include <thread>
+#include "daemon/cli/batch_view.hpp"
 
 #include "daemon/cli/commands.hpp"
 #include "daemon/cli/format.hpp"
@@ -181,10 +185,16 @@ void print_once(const StatusOptions& o, Context& ctx, ProgressReader& reader, bo
     auto stats = store.stats(batch, now);
     auto lines = provider_lines(ctx.config(), stats, store.provider_states());
     auto daemons = store.running_daemons();
-    std::string text =
-        o.json ? json::serialize(status_json(batch, stats, lines, daemons, now, progress)) + "\n"
-               : status_text(batch, stats, lines) + progress_text(progress) +
-                     daemons_text(daemons, now);
+    auto vendor = store.open_vendor_batches();
+    std::string text;
+    if (o.json) {
+        auto obj = status_json(batch, stats, lines, daemons, now, progress);
+        obj["vendor_batches"] = vendor_batches_json(vendor, now);
+        text = json::serialize(obj) + "\n";
+    } else {
+        text = status_text(batch, stats, lines) + progress_text(progress) +
+               vendor_batches_text(vendor, now) + daemons_text(daemons, now);
+    }
     if (stamp && !o.json) text = "--- " + format_time(now) + "\n" + text;
     std::cout << text << std::flush;
 }

@@ -25,6 +25,7 @@
 #include <set>
 #include <thread>
 
+#include "daemon/engine/batch_runner.hpp"
 #include "daemon/engine/dispatcher.hpp"
 #include "daemon/engine/metrics.hpp"
 #include "daemon/engine/notify.hpp"
@@ -699,7 +700,10 @@ int run_daemon(const Config& config, const RunOptions& options) {
         asio::co_spawn(e.io, signal_loop(&e), asio::detached);
         asio::co_spawn(e.io, control_loop(&e), asio::detached);
         for (auto& p : e.shared.providers) {
-            asio::co_spawn(e.io, dispatch_loop(&e.shared, p.get()), asio::detached);
+            asio::co_spawn(e.io,
+                           p->config.mode == "batch" ? batch_loop(&e.shared, p.get())
+                                                     : dispatch_loop(&e.shared, p.get()),
+                           asio::detached);
             if (p->keys.refreshable()) asio::co_spawn(e.io, p->keys.refresh_loop(), asio::detached);
         }
         if (options.max_seconds > 0)

@@ -1,4 +1,5 @@
 #include "daemon/engine/metrics.hpp"
+#include "daemon/engine/batch_runner.hpp"
 #include "daemon/logfmt.hpp"
 
 #include <spdlog/spdlog.h>
@@ -221,6 +222,7 @@ std::string render_metrics(const EngineShared& s) {
     o.head("imgbatch_images_waiting_for_disk", "gauge",
            "Attempts whose images wait in memory for a write to succeed.");
     o.sample("imgbatch_images_waiting_for_disk", "", s.local_failing);
+    o.text += render_vendor_batch_metrics();
     return o.text;
 }
 

@@ -160,7 +160,8 @@ int OutputWriter::remove_orphans(jobs::Store& store) {
             }
         }
     }
-    // Final files of indexes still to produce, of requests already attempted.
+    // Final files of indexes still to produce, of requests already attempted (queued again, or
+    // still in a vendor batch whose output is applied again: no daemon applies it now).
     auto& db = store.db();
     SQLite::Statement open_requests(
         db,
@@ -168,7 +169,8 @@ int OutputWriter::remove_orphans(jobs::Store& store) {
         "coalesce(j.key, ''), coalesce(b.name, ''), j.model, j.prompt, j.created_at "
         "FROM requests r "
         "JOIN jobs j ON j.id = r.job_id LEFT JOIN batches b ON b.id = j.batch_id "
-        "WHERE r.state = 'queued' AND r.attempt_no > 0 AND r.images_done < r.n");
+        "WHERE (r.state = 'queued' OR (r.state = 'running' AND r.lease_owner LIKE 'vbatch:%')) "
+        "AND r.attempt_no > 0 AND r.images_done < r.n");
     SQLite::Statement recorded(
         db, "SELECT 1 FROM outputs WHERE path = ?1 OR (job_id = ?2 AND idx = ?3) LIMIT 1");
     while (open_requests.executeStep()) {

@@ -97,9 +97,10 @@ class OutputWriter {
     bool exclusive() const { return exclusive_; }
     // Only when exclusive(): removes final files left by a crash between the rename and the
     // commit (the request was run again): files at the final names of queued requests that
-    // were already attempted, for indexes no output records, and no output records their
-    // path. Also removes temporary files of versions before the per-owner directories. Then
-    // lets other instances start (share()). Returns how many files. Call on the DB thread.
+    // were already attempted (or still running in a vendor batch), for indexes no output
+    // records, and no output records their path. Also removes temporary files of versions
+    // before the per-owner directories. Then lets other instances start (share()). Returns how
+    // many files. Call on the DB thread.
     int remove_orphans(jobs::Store& store);
     void share();
 

@@ -25,6 +25,9 @@ struct SimOptions {
     // Short-lived tokens: each Bearer token (or x-goog-api-key) is accepted for this many API
     // calls, then it has expired: 401 for it from then on (and for calls without one). 0: off.
     int token_uses = 0;
+    // Batch APIs (OpenAI Batch, Gemini Batch Mode): how long a batch takes from create to
+    // completed (validating for the first quarter, then in_progress).
+    int batch_ms = 500;
 };
 
 // Runs the simulator until SIGINT/SIGTERM. Returns the exit code.

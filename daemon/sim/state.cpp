@@ -155,6 +155,10 @@ SimAnswer SimState::handle(const SimRequest& request) {
         return json_answer(200, R"({"ok":true})");
     }
     if (path.starts_with("/sim/files/")) return serve_file(path);
+    if (auto batch = batch_api(request, path)) {
+        batch->delay_ms += std::max(0, options_.latency_ms);
+        return std::move(*batch);
+    }
 
     SimApi api;
     if (path.ends_with("/images/generations"))
@@ -313,7 +317,7 @@ SimAnswer SimState::api_call(SimApi api, const SimRequest& request, std::string_
 }
 
 std::optional<SimAnswer> SimState::rate_limit(SimApi api) {
-    if (options_.requests_per_minute <= 0) return std::nullopt;
+    if (options_.requests_per_minute <= 0 || batch_line_) return std::nullopt;
     // Token bucket: refills at rpm/60 per second, holds at most max(1, rpm/60).
     const double rate = options_.requests_per_minute / 60.0;
     const double burst = std::max(1.0, rate);
@@ -439,6 +443,7 @@ std::string SimState::stats_json() const {
     o["connections"] = connections_;
     o["files_served"] = files_served_;
     o["by_path"] = std::move(by_path);
+    batch_stats(o);
     return json::serialize(o);
 }
 

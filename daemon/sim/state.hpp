@@ -7,12 +7,15 @@
 #include <cstdint>
 #include <list>
 #include <map>
+#include <memory>
 #include <optional>
 #include <random>
 #include <string>
 #include <string_view>
 #include <unordered_map>
 #include <vector>
+
+#include <boost/json/object.hpp>
 
 #include "daemon/net/http.hpp"
 #include "daemon/sim/sim.hpp"
@@ -172,6 +175,14 @@ class SimState {
     std::unordered_map<std::string, int> token_calls_;
     std::uint64_t tokens_expired_ = 0;
     std::optional<SimAnswer> expired_token(SimApi api, const SimRequest& request);
+    // Batch APIs (batch.cpp): OpenAI Files and Batches, Gemini batchGenerateContent and
+    // batches/{id}. Each line runs through api_call as a direct call would (its #fail
+    // directives included), outside the rate limit (batches have their own pool).
+    struct Batches;
+    std::shared_ptr<Batches> batches_;
+    bool batch_line_ = false;  // api_call runs a batch line: no rate limit
+    std::optional<SimAnswer> batch_api(const SimRequest& request, std::string_view path);
+    void batch_stats(boost::json::object& stats) const;
 };
 
 }  // namespace imgbatch::daemon

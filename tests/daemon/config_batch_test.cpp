@@ -1,0 +1,53 @@
+// Batch mode settings of a provider.
+#include <doctest/doctest.h>
+
+#include <string>
+
+#include "daemon/config.hpp"
+
+using imgbatch::daemon::ConfigError;
+using imgbatch::daemon::parse_config;
+
+namespace {
+
+std::string provider(const std::string& api, const std::string& extra) {
+    std::string models = api == "openai" ? R"(["gpt-image-1"])" : R"(["imagen-4.0-generate-001"])";
+    return R"({"providers": [{"name": "p", "api": ")" + api +
+           R"(", "base_url": "http://127.0.0.1:1/v1", "models": )" + models + ", " + extra + "}]}";
+}
+
+std::string error_of(const std::string& text) {
+    try {
+        parse_config(text, "cfg.json");
+    } catch (const ConfigError& e) {
+        return e.what();
+    }
+    return "";
+}
+
+}  // namespace
+
+TEST_CASE("batch mode settings are read, defaulted and bounded by the vendor's limits") {
+    auto c = parse_config(provider("openai", R"("mode": "batch", "batch_max_requests": 1000,
+        "batch_poll_s": 5, "batch_poll_max_s": 60, "batch_max_open": 2)"),
+                          "cfg.json");
+    const auto& p = c.providers.at(0);
+    CHECK(p.mode == "batch");
+    CHECK(p.batch_max_requests == 1000);
+    CHECK(p.batch_max_bytes == 200u << 20);
+    CHECK(p.batch_poll_s == 5);
+    CHECK(p.batch_poll_max_s == 60);
+    CHECK(p.batch_max_open == 2);
+    CHECK(parse_config(provider("openai", R"("max_concurrency": 2)"), "c").providers[0].mode ==
+          "direct");
+
+    CHECK(error_of(provider("openai", R"("mode": "bulk")")).find("mode") != std::string::npos);
+    CHECK(error_of(provider("google", R"("mode": "batch")")).find("openai") != std::string::npos);
+    CHECK(
+        error_of(provider("openai", R"("batch_max_requests": 50001)")).find("batch_max_requests") !=
+        std::string::npos);
+    CHECK(error_of(provider("openai", R"("batch_max_bytes": 300000000)")).find("batch_max_bytes") !=
+          std::string::npos);
+    CHECK(error_of(provider("openai", R"("batch_poll_s": 10, "batch_poll_max_s": 5)"))
+              .find("batch_poll_max_s") != std::string::npos);
+}
