@@ -22,7 +22,10 @@ asio::awaitable<void> complete_one(Runner* r, std::shared_ptr<int> left,
     }
     if (applied) {
         r->p->counters.images += images;
-        ++r->p->counters.attempts[result.outcome];
+        r->p->counters.count_attempt(
+            result.outcome, result.completion.error
+                                ? std::string(jobs::to_string(result.completion.error->cls))
+                                : std::string());
     } else {
         spdlog::info("event=stale_completion job={} request={} attempt={}", job_id, request_id,
                      attempt_no);
@@ -234,7 +237,7 @@ std::string temp_file(Runner* r, std::int64_t vb, std::string_view which) {
 // download failed (tried again later).
 asio::awaitable<bool> apply_file(Runner* r, VendorBatchRow& row, const std::string& file_id,
                                  std::string_view which) {
-    auto res = co_await send(r, ob::file_content(r->p->config, r->p->api_key, file_id));
+    auto res = co_await send(r, ob::file_content(r->p->config, r->p->keys.key(), file_id));
     if (auto err = call_error(res)) {
         spdlog::warn("event=vendor_batch_download_failed provider={} id={} file={} error={}",
                      q(name(r)), row.id, q(file_id), q(err->message));

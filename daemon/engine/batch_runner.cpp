@@ -69,12 +69,12 @@ asio::awaitable<void> poll(Runner* r, VendorBatchRow& row) {
         auto check = [id = row.id](jobs::Store& st) { return st.vendor_batch_cancelled(id); };
         if (co_await r->s->db.call<bool>(std::move(check))) {
             r->cancel_sent.insert(row.id);
-            auto res = co_await send(r, ob::cancel(r->p->config, r->p->api_key, row.vendor_id));
+            auto res = co_await send(r, ob::cancel(r->p->config, r->p->keys.key(), row.vendor_id));
             spdlog::info("event=vendor_batch_cancel provider={} id={} vendor_id={} ok={}",
                          q(name(r)), row.id, q(row.vendor_id), !call_error(res));
         }
     }
-    auto res = co_await send(r, ob::get(r->p->config, r->p->api_key, row.vendor_id));
+    auto res = co_await send(r, ob::get(r->p->config, r->p->keys.key(), row.vendor_id));
     std::optional<Error> err = call_error(res);
     std::optional<ob::Batch> b;
     if (!err) b = ob::parse_batch(std::get<HttpResponse>(res), err);
@@ -132,7 +132,7 @@ asio::awaitable<void> step(Runner* r, VendorBatchRow row) {
         // before are skipped). A failed batch's named lines are known from the vendor.
         std::vector<std::int64_t> bad;
         if (row.vendor_status == "failed") {
-            auto res = co_await send(r, ob::get(r->p->config, r->p->api_key, row.vendor_id));
+            auto res = co_await send(r, ob::get(r->p->config, r->p->keys.key(), row.vendor_id));
             std::optional<Error> err = call_error(res);
             if (err) co_return;
             auto b = ob::parse_batch(std::get<HttpResponse>(res), err);

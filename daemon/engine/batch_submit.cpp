@@ -85,7 +85,7 @@ asio::awaitable<bool> upload(Runner* r, VendorBatchRow& row,
     }
     const auto bytes = static_cast<std::int64_t>(c.text.size());
     auto res = co_await send(
-        r, ob::upload(r->p->config, r->p->api_key, row.chunk + std::string(".jsonl"), c.text));
+        r, ob::upload(r->p->config, r->p->keys.key(), row.chunk + std::string(".jsonl"), c.text));
     std::string().swap(c.text);
     std::optional<Error> err = call_error(res);
     std::string file_id;
@@ -126,7 +126,7 @@ asio::awaitable<std::optional<ob::Batch>> find_created(Runner* r, const VendorBa
     *listed = false;
     std::string after;
     for (;;) {
-        auto res = co_await send(r, ob::list(r->p->config, r->p->api_key, after, kListPage));
+        auto res = co_await send(r, ob::list(r->p->config, r->p->keys.key(), after, kListPage));
         std::optional<Error> err = call_error(res);
         std::optional<ob::BatchPage> page;
         if (!err) page = ob::parse_list(std::get<HttpResponse>(res), err);
@@ -154,14 +154,14 @@ asio::awaitable<std::optional<ob::Batch>> find_created(Runner* r, const VendorBa
 // any answer: a create may then exist twice at the vendor. Any other vendor batch of this
 // chunk (the newest page of the list) is cancelled while it still validates.
 asio::awaitable<void> cancel_duplicates(Runner* r, const VendorBatchRow& row) {
-    auto res = co_await send(r, ob::list(r->p->config, r->p->api_key, "", kListPage));
+    auto res = co_await send(r, ob::list(r->p->config, r->p->keys.key(), "", kListPage));
     std::optional<Error> err = call_error(res);
     std::optional<ob::BatchPage> page;
     if (!err) page = ob::parse_list(std::get<HttpResponse>(res), err);
     if (!page) co_return;
     for (const auto& b : page->batches) {
         if (b.database != r->instance || b.chunk != row.chunk || b.id == row.vendor_id) continue;
-        auto c = co_await send(r, ob::cancel(r->p->config, r->p->api_key, b.id));
+        auto c = co_await send(r, ob::cancel(r->p->config, r->p->keys.key(), b.id));
         spdlog::error("event=vendor_batch_duplicate provider={} id={} vendor_id={} kept={} ok={}",
                       q(name(r)), row.id, q(b.id), q(row.vendor_id), !call_error(c));
     }
@@ -201,7 +201,7 @@ asio::awaitable<bool> create(Runner* r, VendorBatchRow& row) {
     // From here until the answer is recorded, a crash leaves a batch to adopt.
     r->maybe_created.insert(row.id);
     const std::string endpoint = "/v1/images/generations";
-    auto res = co_await send(r, ob::create(r->p->config, r->p->api_key, row.input_file_id, endpoint,
+    auto res = co_await send(r, ob::create(r->p->config, r->p->keys.key(), row.input_file_id, endpoint,
                                            r->instance, row.chunk));
     std::optional<Error> err = call_error(res);
     std::optional<ob::Batch> b;
