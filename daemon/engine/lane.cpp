@@ -182,8 +182,12 @@ void Lane::on_rate_limited(double now, std::optional<double> hold_s, double star
     // refusal of a request started before the last decrease was sent at the old rate.
     forget_before(now - kLearnWindowS);
     if (started_at >= now - kLearnWindowS) refused_.push_back(started_at);
+    // A window with everything refused (the provider's own window used up by an earlier
+    // burst or by other clients) tells nothing of the rate it takes: count one request
+    // accepted, so that the lane goes on at one request per the window's span and learns
+    // upwards from its successes, instead of falling to kMinLearnedRpm.
     double accepted =
-        std::max(0.0, static_cast<double>(starts_.size()) - static_cast<double>(refused_.size()));
+        std::max(1.0, static_cast<double>(starts_.size()) - static_cast<double>(refused_.size()));
     double span = starts_.empty() ? 1.0 : std::max(1.0, now - starts_.front());
     double estimate = kLearnDecrease * 60.0 * accepted / span;
     double next = learned_rpm_;

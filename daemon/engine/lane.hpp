@@ -38,7 +38,7 @@ class Lane {
   public:
     // How a lane learns a rate nobody configured (AIMD). The first 429s set it to
     // kLearnDecrease times the rate the provider accepted over the last kLearnWindowS seconds
-    // (counted over at least 1 s); after that a 429 of a request sent at the learned rate
+    // (counted over at least 1 s, and as at least one request when it refused them all); after that a 429 of a request sent at the learned rate
     // multiplies it by kLearnDecrease (once per round: refusals of requests sent before the
     // last decrease do not count again), and each success adds kLearnIncreaseRpm requests
     // per minute.

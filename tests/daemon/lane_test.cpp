@@ -177,6 +177,24 @@ TEST_CASE("429 without a configured rate: the lane learns a rate from what was a
     CHECK(lane.next_start_at(at) == doctest::Approx(at + 60.0 / lane.learned_rpm()));
 }
 
+TEST_CASE("429: a burst refused whole leaves the lane a usable rate, not the floor") {
+    // Every call of a first burst is refused (the provider's window was used up elsewhere):
+    // nothing was accepted, which says nothing about the rate the provider takes. The lane
+    // goes on at one request per the burst's span (at least 1 s), not at kMinLearnedRpm.
+    Lane lane("p", LaneLimits{4, 0, 0});
+    for (int i = 0; i < 4; ++i) lane.on_start(0, 1);
+    for (int i = 0; i < 4; ++i) {
+        lane.on_finish();
+        lane.on_rate_limited(0.3, std::nullopt, 0.0);
+    }
+    CHECK(lane.learned_rpm() == doctest::Approx(60 * Lane::kLearnDecrease));
+    double at = lane.next_start_at(0.3);
+    lane.on_start(at, 1);
+    lane.on_finish();
+    lane.on_success(at + 0.3);
+    CHECK(lane.next_start_at(at + 0.3) < at + 2);
+}
+
 TEST_CASE("learned rate: additive increase per success while used, none while idle") {
     Lane lane("p", LaneLimits{16, 0, 0});
     for (int i = 0; i < 4; ++i) lane.on_start(0, 1);

@@ -71,6 +71,23 @@ TEST_CASE("unknown limit: the lane learns the provider's rate instead of burstin
     CHECK(refused * 3 < calls);
 }
 
+TEST_CASE("unknown limit: a first burst refused whole does not leave the lane at 1/min") {
+    // Four calls in flight, all refused (429): the lane learns a rate from that, and the
+    // three requests claimed meanwhile still go out within seconds, not a minute apart.
+    Sim sim({"--latency-ms", "300"});
+    DaemonEnv env({openai_provider(sim, "p", R"("max_concurrency": 4)")}, fast_retry(6));
+    env.enqueue(R"({"key": "k0", "prompt": "a sea #fail=429*4", "model": "gpt-image-1"}
+{"key": "k1", "prompt": "a sea #fail=429*4", "model": "gpt-image-1"}
+{"key": "k2", "prompt": "a sea #fail=429*4", "model": "gpt-image-1"}
+{"key": "k3", "prompt": "a sea #fail=429*4", "model": "gpt-image-1"}
+)");
+    env.run_until_idle(30);  // at 1 request a minute this took over three minutes
+    CHECK(env.number("SELECT count(*) FROM jobs WHERE state = 'succeeded'") == 4);
+    CHECK(env.number("SELECT count(*) FROM outputs") == 4);
+    CHECK(sim.stat("images") == 4);
+    CHECK(env.number("SELECT count(*) FROM attempts WHERE error_class = 'rate_limited'") == 4);
+}
+
 TEST_CASE("unknown limit: x-ratelimit headers tell the lane the rate before any 429") {
     Sim sim({"--rpm", "600", "--latency-ms", "20", "--ratelimit-headers"});
     DaemonEnv env({openai_provider(sim, "p", R"("max_concurrency": 8)")}, fast_retry(6));
