@@ -6,6 +6,7 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/read.hpp>
 #include <boost/asio/read_until.hpp>
 #include <boost/asio/streambuf.hpp>
 #include <boost/asio/write.hpp>
@@ -336,6 +337,44 @@ TEST_CASE("http client: a stale kept-alive connection is retried on a new connec
     // other pooled connection (stale too) but open a new one.
     CHECK(ok(send(client, ioc, get(url))).body == "fresh");
     CHECK(server.accepted() == 3);
+}
+
+// Reads a request's head and its Content-Length body.
+void read_request(tcp::socket& socket, asio::streambuf& buf) {
+    std::string head = read_head(socket, buf);
+    auto at = head.find("Content-Length: ");
+    if (at == std::string::npos) return;
+    std::size_t length = std::stoul(head.substr(at + 16));
+    boost::system::error_code ec;
+    if (buf.size() < length)
+        asio::read(socket, buf, asio::transfer_exactly(length - buf.size()), ec);
+    buf.consume(length);
+}
+
+TEST_CASE("http client: a POST the server never read (reset) goes out on a new connection") {
+    // The server dropped the idle connection as the request arrived, unread: the kernel answers
+    // with a reset. Nothing was processed, so the one retry on a new connection is safe.
+    ThreadedServer server(2, [](tcp::socket& socket, int connection) {
+        asio::streambuf buf;
+        read_request(socket, buf);
+        if (connection == 1) {
+            write_all(socket, answer("fresh"));
+            read_head(socket, buf);
+            return;
+        }
+        write_all(socket, answer("first"));
+        boost::system::error_code ec;
+        while (socket.available(ec) == 0 && !ec)  // the next request is there, unread
+            std::this_thread::sleep_for(std::chrono::milliseconds(1));
+        socket.set_option(tcp::socket::linger(true, 0), ec);  // close with a reset
+        socket.close(ec);
+    });
+    asio::io_context ioc;
+    HttpClient client(ioc.get_executor(), no_env());
+    std::string url = "http://127.0.0.1:" + std::to_string(server.port()) + "/v1/images";
+    CHECK(ok(send(client, ioc, post(url, "one"))).body == "first");
+    CHECK(ok(send(client, ioc, post(url, "two"))).body == "fresh");
+    CHECK(server.accepted() == 2);
 }
 
 TEST_CASE("http client: a connection closed without any answer is a network failure") {
