@@ -22,7 +22,7 @@ _imgbatch() {
     fi
 
     local global="--config --db -v --verbose --log-level --help --version"
-    local commands="init enqueue run status jobs show export cancel retry providers pause resume sim"
+    local commands="init enqueue run status wait jobs show export report cancel retry providers pause resume sim"
     local cmd="" i
     for ((i = 1; i < cword; i++)); do
         case "${words[i]}" in
@@ -33,7 +33,7 @@ _imgbatch() {
     done
 
     case "$prev" in
-        --config | -o | --output | --port-file) _imgbatch_files; return ;;
+        --config | -o | --output | --port-file | --relative-to) _imgbatch_files; return ;;
         --db) _imgbatch_files 'db'; return ;;
         --log-level)
             COMPREPLY=($(compgen -W "trace debug info warn error critical off" -- "$cur"))
@@ -50,7 +50,8 @@ _imgbatch() {
             return ;;
         --batch | --model | --provider | --n | --priority | --limit | --interval | --max-seconds | \
             --reason | --listen | --latency-ms | --jitter-ms | --rpm | --image-size | --fault-rate | \
-            --seed | --api-key | --max-files | --gateway-rpm)
+            --seed | --api-key | --max-files | --gateway-rpm | --timeout | --thumb-size | --threads | \
+            --token-uses | --batch-ms)
             return ;;
     esac
 
@@ -62,18 +63,20 @@ _imgbatch() {
     local opts=""
     case "$cmd" in
         init) opts="" ;;
-        enqueue) opts="--batch --model --provider --n --priority --strict --dry-run --format" ;;
+        enqueue) opts="--batch --model --provider --n --priority --strict --dry-run --format --json" ;;
         run) opts="--until-idle --max-seconds --allow-multiple" ;;
         status) opts="--batch --json --watch --interval" ;;
+        wait) opts="--batch --timeout --interval" ;;
+        report) opts="--batch -o --output --thumb-size --threads" ;;
         jobs) opts="--batch --state --limit --json" ;;
         show) opts="--json" ;;
-        export) opts="--batch --format -o --output" ;;
+        export) opts="--batch --format -o --output --per-image --relative-to" ;;
         cancel) opts="--batch --all" ;;
         retry) opts="--batch --state" ;;
         providers) opts="--json" ;;
         pause) opts="--reason" ;;
         resume) opts="" ;;
-        sim) opts="--listen --latency-ms --jitter-ms --rpm --image-size --fault-rate --seed --port-file --api-key --max-files --ratelimit-headers --gateway-rpm" ;;
+        sim) opts="--listen --latency-ms --jitter-ms --rpm --image-size --fault-rate --seed --port-file --api-key --max-files --ratelimit-headers --gateway-rpm --token-uses --batch-ms" ;;
     esac
     if [[ $cur == -* ]]; then
         COMPREPLY=($(compgen -W "$opts $global" -- "$cur"))
