@@ -42,6 +42,22 @@ void add_lines(Runner* r, Content& c, const std::vector<jobs::ClaimedRequest>& l
     }
 }
 
+// A vendor batch that cannot be submitted (the vendor refused it for good): each of its lines
+// ends with the error as the policy decides, and the batch is abandoned.
+asio::awaitable<void> abandon(Runner* r, VendorBatchRow& row, Error err, std::string step) {
+    Busy busy(r->s);
+    std::int64_t after = 0;
+    for (;;) {
+        auto page = co_await open_lines(r, row.id, after, 1000);
+        if (page.empty()) break;
+        after = page.back().request_id;
+        co_await end_lines(r, row.id, std::move(page), err, row.created_at);
+    }
+    row.state = std::string(jobs::kVbAbandoned);
+    row.message = step + ": " + err.message;
+    co_await save(r, row);
+}
+
 }  // namespace
 
 // preparing -> uploaded: builds the input file from the lines not recorded yet and uploads it.
@@ -94,19 +110,7 @@ asio::awaitable<bool> upload(Runner* r, VendorBatchRow& row,
         spdlog::warn("event=vendor_batch_upload_failed provider={} id={} class={} http={} error={}",
                      q(name(r)), row.id, q(jobs::to_string(err->cls)), err->http_status,
                      q(err->message));
-        if (permanent(*err)) {
-            Busy busy(r->s);
-            std::int64_t after = 0;
-            for (;;) {
-                auto page = co_await open_lines(r, row.id, after, 1000);
-                if (page.empty()) break;
-                after = page.back().request_id;
-                co_await end_lines(r, row.id, std::move(page), err, row.created_at);
-            }
-            row.state = std::string(jobs::kVbAbandoned);
-            row.message = "upload: " + err->message;
-            co_await save(r, row);
-        }
+        if (permanent(*err)) co_await abandon(r, row, *err, "upload");
         co_return false;
     }
     row.input_file_id = file_id;
@@ -201,8 +205,8 @@ asio::awaitable<bool> create(Runner* r, VendorBatchRow& row) {
     // From here until the answer is recorded, a crash leaves a batch to adopt.
     r->maybe_created.insert(row.id);
     const std::string endpoint = "/v1/images/generations";
-    auto res = co_await send(r, ob::create(r->p->config, r->p->keys.key(), row.input_file_id, endpoint,
-                                           r->instance, row.chunk));
+    auto res = co_await send(r, ob::create(r->p->config, r->p->keys.key(), row.input_file_id,
+                                           endpoint, r->instance, row.chunk));
     std::optional<Error> err = call_error(res);
     std::optional<ob::Batch> b;
     if (!err) b = ob::parse_batch(std::get<HttpResponse>(res), err);
@@ -213,19 +217,7 @@ asio::awaitable<bool> create(Runner* r, VendorBatchRow& row) {
         // A 4xx was refused before anything was created: no batch to look for.
         if (std::holds_alternative<HttpResponse>(res) && std::get<HttpResponse>(res).status < 500)
             r->maybe_created.erase(row.id);
-        if (permanent(*err)) {
-            Busy busy(r->s);
-            std::int64_t after = 0;
-            for (;;) {
-                auto page = co_await open_lines(r, row.id, after, 1000);
-                if (page.empty()) break;
-                after = page.back().request_id;
-                co_await end_lines(r, row.id, std::move(page), err, row.created_at);
-            }
-            row.state = std::string(jobs::kVbAbandoned);
-            row.message = "create: " + err->message;
-            co_await save(r, row);
-        }
+        if (permanent(*err)) co_await abandon(r, row, *err, "create");
         co_return false;
     }
     take(row, *b);
