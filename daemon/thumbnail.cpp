@@ -65,30 +65,30 @@ std::string make_one(const ThumbnailJob& job, int size) {
 
 ThumbnailResult make_thumbnails(const std::vector<ThumbnailJob>& jobs, int size, int threads) {
     ThumbnailResult result;
-    std::vector<const ThumbnailJob*> todo;
+    std::vector<const ThumbnailJob*> missing;
     for (const auto& j : jobs) {
         std::error_code ec;
         if (std::filesystem::exists(j.target, ec))
             ++result.reused;
         else
-            todo.push_back(&j);
+            missing.push_back(&j);
     }
-    if (todo.empty()) return result;
+    if (missing.empty()) return result;
     init_vips();
     std::atomic<std::size_t> next{0};
     std::mutex mutex;
     auto work = [&] {
-        for (std::size_t i = next++; i < todo.size(); i = next++) {
-            std::string err = make_one(*todo[i], size);
+        for (std::size_t i = next++; i < missing.size(); i = next++) {
+            std::string err = make_one(*missing[i], size);
             std::lock_guard lock(mutex);
             if (err.empty())
                 ++result.made;
             else
-                result.failed.push_back(todo[i]->source + ": " + err);
+                result.failed.push_back(missing[i]->source + ": " + err);
         }
         vips_thread_shutdown();  // frees libvips' per-thread buffers
     };
-    std::size_t n = std::min<std::size_t>(std::max(1, threads), todo.size());
+    std::size_t n = std::min<std::size_t>(std::max(1, threads), missing.size());
     std::vector<std::thread> pool;
     for (std::size_t t = 1; t < n; ++t) pool.emplace_back(work);
     work();

@@ -40,20 +40,6 @@ VendorBatchRow read_row(SQLite::Statement& q) {
 }
 
 // The job's fields a claim carries.
-void fill_job(StoreDb& impl, ClaimedRequest& r) {
-    auto q = impl.prep(
-        "SELECT j.prompt, j.model, j.params, j.key, b.name FROM jobs j "
-        "LEFT JOIN batches b ON b.id = j.batch_id WHERE j.id = ?");
-    q->bind(1, r.job_id);
-    if (q->executeStep()) {
-        r.prompt = text(*q, 0);
-        r.model = text(*q, 1);
-        r.params_json = text(*q, 2);
-        r.key = text(*q, 3);
-        r.batch = text(*q, 4);
-    }
-}
-
 constexpr const char* kLineColumns =
     "r.id, r.job_id, r.seq, r.first_index, r.n, r.images_done, r.attempt_no, r.attempts, "
     "r.rate_limited, r.moderation, r.provider, r.timeouts, r.provider_failures";

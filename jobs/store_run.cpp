@@ -144,20 +144,7 @@ std::vector<ClaimedRequest> Store::claim(std::string_view provider, std::string_
     for (auto i : order) sorted.push_back(std::move(out[i]));
 
     for (auto& r : sorted) {
-        {
-            auto q = impl_->prep(
-                "SELECT j.prompt, j.model, j.params, j.key, b.name, j.created_at FROM jobs j "
-                "LEFT JOIN batches b ON b.id = j.batch_id WHERE j.id = ?");
-            q->bind(1, r.job_id);
-            if (q->executeStep()) {
-                r.prompt = text(*q, 0);
-                r.model = text(*q, 1);
-                r.params_json = text(*q, 2);
-                r.key = text(*q, 3);
-                r.batch = text(*q, 4);
-                r.created_at = q->getColumn(5).getDouble();
-            }
-        }
+        { fill_job(*impl_, r); }
         auto q = impl_->prep(
             "UPDATE jobs SET state = 'running', updated_at = ? WHERE id = ? AND state = 'queued'");
         q->bind(1, now);
@@ -460,6 +447,20 @@ std::vector<bool> Store::apply(std::vector<Completion>& completions,
     if (before_commit) before_commit();
     txn.commit();
     return result;
+}
+
+void fill_job(StoreDb& impl, ClaimedRequest& r) {
+    auto q = impl.prep(
+        "SELECT j.prompt, j.model, j.params, j.key, b.name, j.created_at FROM jobs j "
+        "LEFT JOIN batches b ON b.id = j.batch_id WHERE j.id = ?");
+    q->bind(1, r.job_id);
+    if (!q->executeStep()) return;
+    r.prompt = text(*q, 0);
+    r.model = text(*q, 1);
+    r.params_json = text(*q, 2);
+    r.key = text(*q, 3);
+    r.batch = text(*q, 4);
+    r.created_at = q->getColumn(5).getDouble();
 }
 
 }  // namespace imgbatch::jobs

@@ -51,21 +51,6 @@ SimAnswer openai_error(int status, std::string_view code, std::string_view messa
     return json_body(status, json::serialize(json::object{{"error", std::move(e)}}));
 }
 
-std::string query_value(std::string_view target, std::string_view name) {
-    auto q = target.find('?');
-    if (q == std::string_view::npos) return {};
-    std::string_view query = target.substr(q + 1);
-    while (!query.empty()) {
-        auto amp = query.find('&');
-        std::string_view pair = query.substr(0, amp);
-        auto eq = pair.find('=');
-        if (eq != std::string_view::npos && pair.substr(0, eq) == name)
-            return std::string(pair.substr(eq + 1));
-        query = amp == std::string_view::npos ? std::string_view{} : query.substr(amp + 1);
-    }
-    return {};
-}
-
 // One part of a multipart/form-data body.
 struct Part {
     std::string name, filename, data;
@@ -432,9 +417,9 @@ std::optional<SimAnswer> SimState::batch_api(const SimRequest& request, std::str
     }
     if (request.method == "GET" && path.ends_with("/v1/batches")) {
         int limit = 20;
-        if (auto l = query_value(request.target, "limit"); !l.empty())
+        if (auto l = query_param(request.target, "limit"); !l.empty())
             limit = std::clamp(std::atoi(l.c_str()), 1, 100);
-        const std::string after = query_value(request.target, "after");
+        const std::string after = query_param(request.target, "after");
         json::array data;
         bool started = after.empty(), more = false;
         for (auto it = st.batches.rbegin(); it != st.batches.rend(); ++it) {

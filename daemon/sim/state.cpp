@@ -26,20 +26,6 @@ std::string_view path_of(std::string_view target) {
     return target.substr(0, target.find('?'));
 }
 
-std::string query_param(std::string_view target, std::string_view name) {
-    auto q = target.find('?');
-    if (q == std::string_view::npos) return {};
-    std::string_view query = target.substr(q + 1);
-    while (!query.empty()) {
-        auto amp = query.find('&');
-        std::string_view pair = query.substr(0, amp);
-        if (pair.substr(0, pair.find('=')) == name && pair.find('=') != std::string_view::npos)
-            return std::string(pair.substr(pair.find('=') + 1));
-        query = amp == std::string_view::npos ? std::string_view{} : query.substr(amp + 1);
-    }
-    return {};
-}
-
 std::string string_at(const json::object& obj, std::string_view key) {
     auto it = obj.find(key);
     return it != obj.end() && it->value().is_string() ? std::string(it->value().get_string())
@@ -107,6 +93,20 @@ SimAnswer json_answer(int status, std::string body) {
 }
 
 }  // namespace
+
+std::string query_param(std::string_view target, std::string_view name) {
+    auto q = target.find('?');
+    if (q == std::string_view::npos) return {};
+    std::string_view query = target.substr(q + 1);
+    while (!query.empty()) {
+        auto amp = query.find('&');
+        std::string_view pair = query.substr(0, amp);
+        if (pair.substr(0, pair.find('=')) == name && pair.find('=') != std::string_view::npos)
+            return std::string(pair.substr(pair.find('=') + 1));
+        query = amp == std::string_view::npos ? std::string_view{} : query.substr(amp + 1);
+    }
+    return {};
+}
 
 SimDirectives parse_directives(std::string_view prompt) {
     SimDirectives d;

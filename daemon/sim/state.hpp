@@ -22,6 +22,9 @@
 
 namespace imgbatch::daemon {
 
+// The value of query parameter name in a request target ("/x?a=1&b=2"), or "" (not decoded).
+std::string query_param(std::string_view target, std::string_view name);
+
 struct SimRequest {
     std::string method;
     std::string target;         // origin-form or absolute-form (through a proxy)
