@@ -286,8 +286,7 @@ ProviderConfig parse_provider(const json::value& v, const std::string& source,
     f.size("batch_max_bytes", p.batch_max_bytes, 1024, kVendorBatchMaxBytes);
     f.seconds("batch_poll_s", p.batch_poll_s, kMinTime);
     f.seconds("batch_poll_max_s", p.batch_poll_max_s, kMinTime);
-    if (p.batch_poll_max_s < p.batch_poll_s)
-        f.fail("batch_poll_max_s", "must be >= batch_poll_s");
+    if (p.batch_poll_max_s < p.batch_poll_s) f.fail("batch_poll_max_s", "must be >= batch_poll_s");
     f.integer("batch_max_open", p.batch_max_open, 1, 1000);
     if (const auto* headers = f.object("headers")) {
         for (const auto& [k, hv] : *headers) {
@@ -300,6 +299,24 @@ ProviderConfig parse_provider(const json::value& v, const std::string& source,
                 f.bad("headers." + std::string(k), "a header value without control characters", hv);
             p.headers[std::string(k)] = std::string(hv.get_string());
         }
+    }
+    if (const auto* prices = f.get("prices")) {
+        try {
+            p.prices = jobs::parse_provider_prices(*prices, f.name("prices"));
+        } catch (const std::invalid_argument& e) {
+            // "field: what" -> "'field' what", as the other fields' errors.
+            const std::string what = e.what();
+            const auto colon = what.find(": ");
+            throw ConfigError(source + ": '" + what.substr(0, colon) + "' " +
+                              (colon == std::string::npos ? "" : what.substr(colon + 2)));
+        }
+        for (const auto& [model, price] : p.prices)
+            if (model != "*" &&
+                std::find(p.models.begin(), p.models.end(), model) == p.models.end())
+                f.fail("prices." + model,
+                       "prices a model the provider does not serve (its "
+                       "models: " +
+                           jobs::join(p.models) + ")");
     }
     f.no_unknown_keys();
     return p;
@@ -541,6 +558,13 @@ std::string resolve_api_key(const ProviderConfig& provider) {
         }
     }
     return {};
+}
+
+const jobs::Price* price_of(const Config& config, const ProviderConfig& provider,
+                            std::string_view model) {
+    const auto* info = config.catalog.find(model);
+    const jobs::Price* catalog = info && info->price ? &*info->price : nullptr;
+    return jobs::resolve_price(provider.prices, model, catalog);
 }
 
 }  // namespace imgbatch::daemon

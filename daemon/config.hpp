@@ -60,6 +60,10 @@ struct ProviderConfig {
     double batch_poll_s = 30;                  // first poll after create; grows 1.5x
     double batch_poll_max_s = 600;             // longest wait between polls
     int batch_max_open = 10;                   // vendor batches open at once
+
+    // "prices": what this provider charges, per model ("*": every model), replacing the
+    // catalog's price of the model (README "Prices and spend").
+    jobs::ProviderPrices prices;
 };
 inline constexpr int kVendorBatchMaxRequests = 50'000;
 inline constexpr std::size_t kVendorBatchMaxBytes = 200u << 20;
@@ -108,6 +112,11 @@ Config parse_config(std::string_view text, const std::string& source);
 // database/output_dir paths are made absolute against the file's directory (never the
 // working directory of the caller).
 Config load_config(const std::string& path);
+
+// The price of model at provider: the provider's "prices" for it (or its "*"), else the
+// catalog's; null when neither knows.
+const jobs::Price* price_of(const Config& config, const ProviderConfig& provider,
+                            std::string_view model);
 
 // The provider's API key: from api_key_env, api_key_file, or $CREDENTIALS_DIRECTORY/<name>
 // or $CREDENTIALS_DIRECTORY/imgbatch_<name> (systemd LoadCredential=, the second from the

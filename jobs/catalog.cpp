@@ -169,15 +169,26 @@ Catalog Catalog::from_json(std::string_view text, const std::string& source) {
         if (k == "format") {
             if (!v.is_int64() || v.get_int64() != 1)
                 throw std::invalid_argument(source + ": format: must be 1, got " + shown(v));
+        } else if (k == "prices_as_of" || k == "prices_source") {
+            if (!v.is_string())
+                throw std::invalid_argument(source + ": " + std::string(k) +
+                                            ": must be a string, got " + shown(v));
+            if (k == "prices_as_of" && !is_iso_date(v.get_string()))
+                throw std::invalid_argument(source +
+                                            ": prices_as_of: must be a date YYYY-MM-DD, "
+                                            "got " +
+                                            shown(v));
         } else if (k != "models") {
             throw std::invalid_argument(source + ": unknown key '" + std::string(k) +
-                                        "' (known: format, models)");
+                                        "' (known: format, prices_as_of, prices_source, models)");
         }
     }
     const auto* models = o.if_contains("models");
     if (!models || !models->is_object())
         throw std::invalid_argument(source + ": models: required, an object of models");
     Catalog c;
+    if (const auto* d = o.if_contains("prices_as_of")) c.prices_as_of_ = d->get_string();
+    if (const auto* d = o.if_contains("prices_source")) c.prices_source_ = d->get_string();
     try {
         c.apply(models->get_object(), true);
     } catch (const std::invalid_argument& e) {
@@ -295,11 +306,17 @@ void Catalog::apply(const boost::json::object& models, bool from_file) {
                     if (lo > hi) bad(name, field, "lo must be <= hi, got " + shown(range));
                     m.int_ranges[std::string(p)] = {lo, hi};
                 }
+            } else if (f == "prices") {
+                // null removes the price (a model whose cost is not known).
+                if (fv.is_null())
+                    m.price.reset();
+                else
+                    m.price = parse_price(fv, "models." + name + ".prices");
             } else {
                 bad(name, f,
                     "unknown field (known: family, api, like, open, max_per_request, sizes, "
                     "free_size, aspect_ratios, image_sizes, prompt_limit, prompt_note, enums, "
-                    "int_ranges, status, shutdown, retired, replacement, note)");
+                    "int_ranges, status, shutdown, retired, replacement, note, prices)");
             }
         }
         models_[name] = std::move(m);

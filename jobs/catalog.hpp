@@ -9,6 +9,8 @@
 #include <string_view>
 #include <vector>
 
+#include "jobs/pricing.hpp"
+
 namespace imgbatch::jobs {
 
 // gpt-image-2's free sizes: any WxH within these bounds.
@@ -53,6 +55,10 @@ struct ModelInfo {
     std::string retired;      // retired: the day it stopped working
     std::string replacement;  // the model to use instead ("" when none is named)
     std::string note;         // a word for people ("dated snapshot of gpt-image-2")
+
+    // What the vendor charges (field "prices"); unset: not known (costs are then unknown
+    // unless the provider sets its own "prices" in the config).
+    std::optional<Price> price;
 };
 
 // What a model's lifecycle amounts to on a day: a deprecated model whose shutdown day has
@@ -84,7 +90,8 @@ class Catalog {
     // The built-in catalog: catalog/models.json as embedded at build time.
     static Catalog builtin();
 
-    // A catalog file's text: {"format": 1, "models": {"name": {...}, ...}}, entries as for
+    // A catalog file's text: {"format": 1, "prices_as_of": "YYYY-MM-DD", "prices_source": "...",
+    // "models": {"name": {...}, ...}}, entries as for
     // apply_config, in order ("like" names an entry above). A model the file adds without
     // "like" must name its "family" and takes only what its entry describes. Throws
     // std::invalid_argument naming source, model and field on a bad value.
@@ -99,9 +106,15 @@ class Catalog {
     const ModelInfo* find(std::string_view model) const;
     std::vector<std::string> names() const;  // sorted
 
+    // Where the prices come from: the catalog file's "prices_as_of" (YYYY-MM-DD) and
+    // "prices_source" (the vendors' pages); "" when the file does not say.
+    const std::string& prices_as_of() const { return prices_as_of_; }
+    const std::string& prices_source() const { return prices_source_; }
+
   private:
     void apply(const boost::json::object& models, bool from_file);
     std::map<std::string, ModelInfo, std::less<>> models_;
+    std::string prices_as_of_, prices_source_;
 };
 
 }  // namespace imgbatch::jobs

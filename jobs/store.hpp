@@ -16,6 +16,7 @@
 #include "jobs/error.hpp"
 #include "jobs/job_spec.hpp"
 #include "jobs/planner.hpp"
+#include "jobs/pricing.hpp"
 #include "jobs/state.hpp"
 #include "jobs/vendor_batch.hpp"
 
@@ -127,6 +128,15 @@ struct Completion {
     bool count_moderation = false;
     bool count_timeout = false;           // increment requests.timeouts
     bool count_provider_failure = false;  // increment requests.provider_failures
+
+    // What the attempt cost (schema 006): billed by the provider (unset: not known), its
+    // cost in USD (unset: unknown), how it was computed, and the usage in one vocabulary
+    // (columns left NULL unless usage.reported).
+    std::optional<bool> billed;
+    std::optional<double> cost_usd;
+    CostBasis cost_basis = CostBasis::unknown;
+    bool cost_estimated = false;  // a worst case stood in for usage (stored as 'worst_case')
+    Usage usage;
 };
 
 // ---- provider state ----
@@ -214,6 +224,9 @@ struct AttemptRow {
     std::string provider, outcome, error_class, error_code, message, usage_json;
     double started_at = 0, finished_at = 0;
     std::int64_t duration_ms = 0;
+    std::optional<bool> billed;
+    std::optional<double> cost_usd;
+    std::string cost_basis;  // tokens, per_image, per_call, worst_case; "" when unknown
 };
 struct JobDetail {
     JobRow job;
@@ -231,6 +244,11 @@ struct ExportRecord {
     // The providers' usage objects of the job's attempts, summed field by field (tokens: what
     // the job cost); empty when no provider reported usage.
     boost::json::object usage;
+    // What the job cost: the sum of its billed attempts' costs (0 when none was billed);
+    // unset when every billed attempt's cost is unknown. unpriced: billed attempts of unknown
+    // cost (not in cost_usd).
+    std::optional<double> cost_usd;
+    std::int64_t unpriced = 0;
 };
 
 // One exported image (`export --per-image`, the report): the job, the output, and the
@@ -243,11 +261,49 @@ struct ImageRecord {
     double started_at = 0;         // the producing attempt's start (0: unknown)
     std::int64_t duration_ms = 0;  // the producing attempt's call time
     int attempt_no = 0;
+    // The image's share of the producing attempt's cost (its cost over its images); unset
+    // when unknown.
+    std::optional<double> cost_usd;
 };
 
 // Adds every number of `more` to the same field of `total`, recursing into objects (usage
 // objects such as {"total_tokens": 10, "input_tokens_details": {"text_tokens": 4}}).
 void add_usage(boost::json::object& total, const boost::json::object& more);
+
+// ---- spend (store_spend.cpp) ----
+// Which attempts (spend) or requests (projections) to count; unset fields do not filter.
+struct SpendFilter {
+    std::optional<std::string> batch;     // the job's batch name
+    std::optional<double> since;          // attempts finished at or after this time
+    std::optional<std::string> owner;     // attempts of one run (daemons.owner)
+    std::optional<std::string> provider;  // attempts or requests of one provider
+};
+struct Spend {
+    double usd = 0;  // sum of cost_usd over billed attempts
+    std::int64_t billed_attempts = 0;
+    std::int64_t unpriced = 0;   // billed attempts whose cost is unknown (not in usd)
+    std::int64_t estimated = 0;  // billed attempts priced at their worst case
+};
+// Spend of one batch, provider and model.
+struct SpendRow {
+    std::string batch, provider, model;
+    Spend spend;
+};
+// Queued requests that share what sets their price: provider, model, params, images still
+// wanted per request and prompt size; `requests` of them.
+struct QueuedGroup {
+    std::string provider, model, params_json;
+    int n = 0;
+    std::int64_t prompt_bytes = 0;
+    std::int64_t requests = 0;
+};
+// What one request of a group would cost (worst and typical; unset: no price).
+using QueuedPricer = std::function<Projection(const QueuedGroup&)>;
+struct QueuedCost {
+    double worst_usd = 0, typical_usd = 0;  // over the priced requests
+    std::int64_t requests = 0;
+    std::int64_t unpriced = 0;  // requests without a price (not in the sums)
+};
 
 // What is left to do (for `run --until-idle`): pending rows, and open (queued or running)
 // requests per provider. All zero and empty when the store is idle.
@@ -390,6 +446,23 @@ class Store {
     BatchTimes batch_times(std::string_view batch);
     // Every provider with queued or running requests, by name.
     std::vector<LaneLoad> lane_loads(double now);
+
+    // ---- spend (store_spend.cpp) ----
+    // Sum of cost_usd over the billed attempts that match (filter.batch: of that batch's jobs).
+    Spend spend(const SpendFilter& filter);
+    double spend_usd(const SpendFilter& filter) { return spend(filter).usd; }
+    // The same per batch, provider and model (ordered by them); since, owner and provider
+    // filter as in spend.
+    std::vector<SpendRow> spend_by(const SpendFilter& filter);
+    // The projected cost of the requests still queued (and, with running, those in flight)
+    // that match filter.batch and filter.provider (since and owner do not apply), each
+    // request priced by price (called once per group of alike requests).
+    QueuedCost queued_cost(const SpendFilter& filter, const QueuedPricer& price,
+                           bool running = false);
+    double queued_worst_case_usd(const SpendFilter& filter, const QueuedPricer& price,
+                                 bool running = false) {
+        return queued_cost(filter, price, running).worst_usd;
+    }
 
     // ---- vendor batches (store_batches.cpp) ----
     // This database's instance id (database_instance.id).

@@ -216,8 +216,8 @@ std::optional<JobDetail> Store::job_detail(std::int64_t job_id) {
     {
         auto q = impl_->prep(
             "SELECT id, request_id, attempt_no, images, http_status, provider, outcome, "
-            "error_class, error_code, message, usage, started_at, finished_at, duration_ms "
-            "FROM attempts WHERE job_id = ? ORDER BY id");
+            "error_class, error_code, message, usage, started_at, finished_at, duration_ms, "
+            "billed, cost_usd, cost_basis FROM attempts WHERE job_id = ? ORDER BY id");
         q->bind(1, job_id);
         while (q->executeStep()) {
             AttemptRow a;
@@ -235,6 +235,9 @@ std::optional<JobDetail> Store::job_detail(std::int64_t job_id) {
             a.started_at = q->getColumn(11).getDouble();
             a.finished_at = q->getColumn(12).getDouble();
             a.duration_ms = q->getColumn(13).getInt64();
+            if (!q->getColumn(14).isNull()) a.billed = q->getColumn(14).getInt() != 0;
+            if (!q->getColumn(15).isNull()) a.cost_usd = q->getColumn(15).getDouble();
+            a.cost_basis = text(*q, 16);
             d.attempts.push_back(std::move(a));
         }
     }
@@ -269,6 +272,17 @@ void Store::export_jobs(const std::optional<std::string>& batch,
                 boost::json::error_code ec;
                 auto v = boost::json::parse(text(*q, 0), ec);
                 if (!ec && v.is_object()) add_usage(rec.usage, v.get_object());
+            }
+        }
+        {
+            auto q = impl_->prep(
+                "SELECT total(cost_usd), count(cost_usd), count(*) - count(cost_usd) "
+                "FROM attempts WHERE job_id = ? AND billed = 1");
+            q->bind(1, rec.job.id);
+            if (q->executeStep()) {
+                rec.unpriced = q->getColumn(2).getInt64();
+                if (q->getColumn(1).getInt64() > 0 || rec.unpriced == 0)
+                    rec.cost_usd = q->getColumn(0).getDouble();
             }
         }
         sink(rec);
@@ -437,7 +451,7 @@ void Store::export_images(const std::optional<std::string>& batch,
     sql.insert(sql.find(" FROM jobs j"),
                ", o.idx, o.path, o.bytes, o.sha256, o.mime, o.width, o.height, "
                "o.revised_prompt, o.created_at, a.provider, a.started_at, a.duration_ms, "
-               "a.attempt_no");
+               "a.attempt_no, a.cost_usd, a.images");
     sql +=
         " JOIN outputs o ON o.job_id = j.id"
         " LEFT JOIN attempts a ON a.id = (SELECT x.id FROM attempts x WHERE x.request_id = "
@@ -464,6 +478,8 @@ void Store::export_images(const std::optional<std::string>& batch,
         r.started_at = s->getColumn(26).getDouble();
         r.duration_ms = s->getColumn(27).getInt64();
         r.attempt_no = s->getColumn(28).getInt();
+        if (!s->getColumn(29).isNull() && s->getColumn(30).getInt() > 0)
+            r.cost_usd = s->getColumn(29).getDouble() / s->getColumn(30).getInt();
         sink(r);
     }
 }

@@ -208,6 +208,33 @@ int Store::unclaim(std::string_view owner, const std::vector<LeasedAttempt>& att
 
 namespace {
 
+// Binds owner, billed, cost_usd, cost_basis and the five token columns from index on.
+void bind_cost(SQLite::Statement& q, int index, const Completion& c) {
+    bind_text_or_null(q, index, c.owner);
+    if (c.billed)
+        q.bind(index + 1, *c.billed ? 1 : 0);
+    else
+        q.bind(index + 1);
+    if (c.cost_usd) {
+        q.bind(index + 2, *c.cost_usd);
+        q.bind(index + 3,
+               c.cost_estimated ? std::string("worst_case") : std::string(to_string(c.cost_basis)));
+    } else {
+        q.bind(index + 2);
+        q.bind(index + 3);
+    }
+    const auto& u = c.usage;
+    const std::int64_t tokens[] = {u.input_text_tokens, u.input_image_tokens,
+                                   u.cached_text_tokens + u.cached_image_tokens,
+                                   u.output_image_tokens, u.output_text_tokens};
+    for (int i = 0; i < 5; ++i) {
+        if (u.reported)
+            q.bind(index + 4 + i, tokens[i]);
+        else
+            q.bind(index + 4 + i);
+    }
+}
+
 // Running requests whose daemon is gone go back to the queue; the lost attempt is recorded
 // ('error', network/lease_expired) and counted. `select` yields id, job_id, attempt_no,
 // provider of those requests. Runs inside the caller's write transaction.
@@ -351,7 +378,10 @@ std::vector<bool> Store::apply(std::vector<Completion>& completions,
             auto q = impl_->prep(
                 "INSERT INTO attempts(request_id, job_id, attempt_no, provider, started_at, "
                 "finished_at, duration_ms, outcome, images, error_class, error_code, "
-                "http_status, message, usage) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+                "http_status, message, usage, owner, billed, cost_usd, cost_basis, "
+                "input_text_tokens, input_image_tokens, cached_input_tokens, "
+                "output_image_tokens, output_text_tokens) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
             q->bind(1, c.request_id);
             q->bind(2, job_id);
             q->bind(3, c.attempt_no);
@@ -374,6 +404,7 @@ std::vector<bool> Store::apply(std::vector<Completion>& completions,
                 q->bind(13);
             }
             bind_text_or_null(*q, 14, c.usage_json);
+            bind_cost(*q, 15, c);
             q->exec();
         }
 

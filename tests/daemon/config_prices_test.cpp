@@ -1,0 +1,80 @@
+// Config: a provider's "prices" (per model, "*" for all) over the catalog's.
+#include <doctest/doctest.h>
+
+#include <string>
+
+#include "daemon/config.hpp"
+
+using imgbatch::daemon::Config;
+using imgbatch::daemon::ConfigError;
+using imgbatch::daemon::parse_config;
+using imgbatch::daemon::price_of;
+
+namespace {
+
+std::string config(const std::string& prices, const std::string& models = "\"gpt-image-2\"") {
+    return R"({"providers": [
+        {"name": "vendor", "api": "openai", "base_url": "https://api.openai.com/v1",
+         "models": [)" +
+           models + R"(]},
+        {"name": "relay", "api": "openai-chat", "base_url": "http://127.0.0.1:1/v1",
+         "models": [)" +
+           models + R"(], "prices": )" + prices + "}]}";
+}
+
+std::string error_of(const std::string& text) {
+    try {
+        parse_config(text, "cfg.json");
+    } catch (const ConfigError& e) {
+        return e.what();
+    }
+    return "";
+}
+
+}  // namespace
+
+TEST_CASE("provider prices replace the catalog's for that provider only") {
+    Config c = parse_config(config(R"({"gpt-image-2": {"per_call": 0.05}})"), "cfg.json");
+    REQUIRE(c.providers.size() == 2);
+    const auto* vendor = price_of(c, c.providers[0], "gpt-image-2");
+    REQUIRE(vendor);
+    CHECK(vendor->image_output == 30);  // the catalog's
+    const auto* relay = price_of(c, c.providers[1], "gpt-image-2");
+    REQUIRE(relay);
+    CHECK(relay->per_call == 0.05);
+    CHECK_FALSE(relay->image_output);
+
+    // One price object: every model of the provider; "*" the same.
+    c = parse_config(config(R"({"per_image": 0.02})", R"("gpt-image-2", "gpt-image-2-all")"),
+                     "cfg.json");
+    CHECK(price_of(c, c.providers[1], "gpt-image-2-all")->per_image.at("*|*") == 0.02);
+    CHECK(price_of(c, c.providers[1], "gpt-image-2")->per_image.at("*|*") == 0.02);
+    // A relay model without a price anywhere: unknown.
+    CHECK(price_of(c, c.providers[0], "gpt-image-2-all") == nullptr);
+    c = parse_config(config(R"({"*": {"per_call": 0.01}, "gpt-image-2": {"per_call": 0.03}})",
+                            R"("gpt-image-2", "gpt-image-2-all")"),
+                     "cfg.json");
+    CHECK(price_of(c, c.providers[1], "gpt-image-2")->per_call == 0.03);
+    CHECK(price_of(c, c.providers[1], "gpt-image-2-all")->per_call == 0.01);
+
+    // The config's "models" may set a catalog price too (every provider of the model).
+    c = parse_config(R"({"models": {"gpt-image-2-all": {"prices": {"per_call": 0.04}}},
+        "providers": [{"name": "r", "api": "openai-chat", "base_url": "http://127.0.0.1:1/v1",
+                       "models": ["gpt-image-2-all"]}]})",
+                     "cfg.json");
+    CHECK(price_of(c, c.providers[0], "gpt-image-2-all")->per_call == 0.04);
+}
+
+TEST_CASE("provider prices: errors name the field") {
+    CHECK(error_of(config(R"({"gpt-image-2": {"per_call": -1}})")) ==
+          "cfg.json: 'providers[1].prices.gpt-image-2.per_call' must be a number >= 0, got -1");
+    CHECK(error_of(config(R"({"per_cal": 1})")) ==
+          "cfg.json: 'providers[1].prices.per_cal' must be an object of prices, got 1");
+    CHECK(error_of(config(R"({"dall-e-3": {"per_call": 1}})")) ==
+          "cfg.json: 'providers[1].prices.dall-e-3' prices a model the provider does not serve "
+          "(its models: gpt-image-2)");
+    CHECK(error_of(config("[1]")).find("'providers[1].prices' must be an object") !=
+          std::string::npos);
+    CHECK(error_of(config(R"({"per_1m": {"image_out": 1}})"))
+              .find("'providers[1].prices.per_1m.image_out' unknown rate") != std::string::npos);
+}
