@@ -45,7 +45,9 @@ std::optional<bool> billed_by(const std::optional<Error>& error, int images) {
 void price_completion(Completion& c, const Price* price, const AttemptAsk& ask) {
     const int images = static_cast<int>(c.outputs.size());
     c.usage = normalize_usage_json(c.usage_json);
-    c.billed = billed_by(c.error, images);
+    // Given back unsent (a stop): nothing was billed.
+    c.billed = c.next == Next::returned && !c.error && images == 0 ? std::optional<bool>(false)
+                                                                   : billed_by(c.error, images);
     c.cost_usd.reset();
     c.cost_basis = CostBasis::unknown;
     c.cost_estimated = false;

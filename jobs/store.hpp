@@ -245,8 +245,8 @@ struct ExportRecord {
     // the job cost); empty when no provider reported usage.
     boost::json::object usage;
     // What the job cost: the sum of its billed attempts' costs (0 when none was billed);
-    // unset when every billed attempt's cost is unknown. unpriced: billed attempts of unknown
-    // cost (not in cost_usd).
+    // unset when no billed attempt has a known cost and some attempt's cost or billing is
+    // unknown. unpriced: billed attempts of unknown cost (not in cost_usd).
     std::optional<double> cost_usd;
     std::int64_t unpriced = 0;
 };
@@ -289,8 +289,9 @@ struct SpendRow {
     std::string batch, provider, model;
     Spend spend;
 };
-// Queued requests that share what sets their price: provider, model, params, images still
-// wanted per request and prompt size; `requests` of them.
+// Queued requests that share what sets their price: provider, model, params and images still
+// wanted per request; `requests` of them, whose prompts are prompt_bytes long on average
+// (costs are linear in the prompt's size).
 struct QueuedGroup {
     std::string provider, model, params_json;
     int n = 0;

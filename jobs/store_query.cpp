@@ -276,12 +276,17 @@ void Store::export_jobs(const std::optional<std::string>& batch,
         }
         {
             auto q = impl_->prep(
-                "SELECT total(cost_usd), count(cost_usd), count(*) - count(cost_usd) "
-                "FROM attempts WHERE job_id = ? AND billed = 1");
+                "SELECT total(cost_usd) FILTER (WHERE billed = 1), "
+                "count(cost_usd) FILTER (WHERE billed = 1), "
+                "count(*) FILTER (WHERE billed = 1 AND cost_usd IS NULL), "
+                "count(*) FILTER (WHERE billed IS NULL AND outcome != 'returned') "
+                "FROM attempts WHERE job_id = ?");
             q->bind(1, rec.job.id);
             if (q->executeStep()) {
                 rec.unpriced = q->getColumn(2).getInt64();
-                if (q->getColumn(1).getInt64() > 0 || rec.unpriced == 0)
+                // Nothing known to have been billed: 0 only when every attempt is known.
+                if (q->getColumn(1).getInt64() > 0 ||
+                    (rec.unpriced == 0 && q->getColumn(3).getInt64() == 0))
                     rec.cost_usd = q->getColumn(0).getDouble();
             }
         }

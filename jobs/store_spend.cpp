@@ -82,12 +82,14 @@ QueuedCost Store::queued_cost(const SpendFilter& filter, const QueuedPricer& pri
     }
     std::string sql =
         "SELECT r.provider, j.model, j.params, r.n - r.images_done, "
-        "length(CAST(j.prompt AS BLOB)), count(*) FROM requests r JOIN jobs j ON j.id = r.job_id "
-        "WHERE r.state ";
+        "round(avg(length(CAST(j.prompt AS BLOB)))), count(*) "
+        "FROM requests r JOIN jobs j ON j.id = r.job_id WHERE r.state ";
     sql += running ? "IN ('queued', 'running')" : "= 'queued'";
     if (batch_id) sql += " AND j.batch_id = ?";
     if (filter.provider) sql += " AND r.provider = ?";
-    sql += " GROUP BY 1, 2, 3, 4, 5";
+    // Costs are linear in the prompt's size: a group priced at its mean prompt costs what its
+    // requests cost one by one.
+    sql += " GROUP BY 1, 2, 3, 4";
     std::vector<QueuedGroup> groups;
     {
         auto q = impl_->prep(sql);
@@ -100,7 +102,7 @@ QueuedCost Store::queued_cost(const SpendFilter& filter, const QueuedPricer& pri
             g.model = text(*q, 1);
             g.params_json = text(*q, 2);
             g.n = q->getColumn(3).getInt();
-            g.prompt_bytes = q->getColumn(4).getInt64();
+            g.prompt_bytes = static_cast<std::int64_t>(q->getColumn(4).getDouble());
             g.requests = q->getColumn(5).getInt64();
             groups.push_back(std::move(g));
         }

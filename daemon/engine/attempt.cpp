@@ -1,5 +1,6 @@
 #include "daemon/engine/attempt.hpp"
 #include "daemon/logfmt.hpp"
+#include "jobs/attempt_cost.hpp"
 
 #include <spdlog/spdlog.h>
 #include <boost/asio/as_tuple.hpp>
@@ -46,7 +47,8 @@ CheckedImages check_images(ParsedResponse parsed, int ask, int http_status,
         }
         if (static_cast<int>(out.images.size()) >= ask) continue;
         out.images.push_back(
-            StagedImage{std::move(item.bytes), std::move(*info), std::move(item.revised_prompt)});
+            StagedImage{std::move(item.bytes), std::move(*info), std::move(item.revised_prompt),
+                        std::nullopt});
     }
     int got = static_cast<int>(out.images.size());
     if (parsed.error) {
@@ -111,6 +113,35 @@ void apply_decision(AttemptResult& r, const jobs::Decision& d, double finished_a
 }
 
 }  // namespace
+
+void price_attempt(jobs::Completion& c, const jobs::Catalog* catalog,
+                   const ProviderConfig& provider, const jobs::ClaimedRequest& req, bool batch) {
+    const auto* info = catalog ? catalog->find(req.model) : nullptr;
+    const jobs::Price* price = jobs::resolve_price(provider.prices, req.model,
+                                                   info && info->price ? &*info->price : nullptr);
+    jobs::AttemptAsk ask;
+    boost::system::error_code ec;
+    auto params = boost::json::parse(req.params_json.empty() ? "{}" : req.params_json, ec);
+    if (!ec && params.is_object()) ask.params = jobs::price_params(params.get_object());
+    ask.n = std::max(1, req.n - req.images_done);
+    ask.prompt_bytes = req.prompt.size();
+    ask.batch = batch;
+    jobs::price_completion(c, price, ask);
+}
+
+void share_cost(std::vector<StagedImage>& images, const jobs::Catalog* catalog,
+                const ProviderConfig& provider, const jobs::ClaimedRequest& req,
+                const std::string& usage_json, const std::optional<jobs::Error>& error,
+                bool batch) {
+    if (images.empty()) return;
+    jobs::Completion c;
+    c.usage_json = usage_json;
+    c.error = error;
+    c.outputs.resize(images.size());
+    price_attempt(c, catalog, provider, req, batch);
+    for (auto& image : images)
+        if (c.cost_usd) image.cost_usd = *c.cost_usd / static_cast<double>(images.size());
+}
 
 AttemptResult make_completion(const jobs::ClaimedRequest& req, const std::string& owner,
                               double started_at, double finished_at,
@@ -370,6 +401,7 @@ asio::awaitable<Answer> call_provider(EngineShared* s, ProviderRuntime* p,
         mark_model_gone(*a.error, m ? m->replacement : "");
     }
     for (auto& image : checked.images) image.revised_prompt = valid_utf8(image.revised_prompt);
+    share_cost(checked.images, s->catalog, p->config, req, a.usage_json, a.error, false);
     if (!checked.images.empty()) {
         answer_received(s, req);  // the lane's slot frees now, not after the files and records
         StageResult staged = co_await stage_until_kept(s, req, std::move(checked.images));
@@ -552,6 +584,7 @@ asio::awaitable<void> run_attempt(EngineShared* s, ProviderRuntime* p, jobs::Cla
     AttemptResult r =
         make_completion(req, s->owner, started, finished, std::move(a.outputs), std::move(a.error),
                         std::move(a.usage_json), s->retry, s->jitter());
+    price_attempt(r.completion, s->catalog, p->config, req, false);
     std::size_t images = r.completion.outputs.size();
 
     auto it = s->in_flight.find(req.request_id);
@@ -576,6 +609,7 @@ asio::awaitable<void> run_attempt(EngineShared* s, ProviderRuntime* p, jobs::Cla
     p->counters.count_attempt(r.outcome, cls);
     p->counters.duration.observe(static_cast<double>(ms) / 1000.0);
     add_tokens(p->counters, r.completion.usage_json);
+    p->counters.add_spend(req.model, r.completion);
     std::uint64_t bytes = 0;
     for (const auto& o : r.completion.outputs) bytes += static_cast<std::uint64_t>(o.bytes);
 

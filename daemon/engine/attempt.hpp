@@ -56,6 +56,17 @@ AttemptResult make_completion(const jobs::ClaimedRequest& req, const std::string
                               std::optional<jobs::Error> error, std::string usage_json,
                               const jobs::RetryConfig& retry, double jitter01);
 
+// Fills c's billing, usage and cost (jobs::price_completion) at the price of req's model at
+// provider (its "prices", else catalog's; catalog may be null). batch: a vendor batch line.
+void price_attempt(jobs::Completion& c, const jobs::Catalog* catalog,
+                   const ProviderConfig& provider, const jobs::ClaimedRequest& req, bool batch);
+
+// Sets each image's cost_usd (for its sidecar) to its share of what the call that returned
+// them cost (price_attempt on the answer's usage and error).
+void share_cost(std::vector<StagedImage>& images, const jobs::Catalog* catalog,
+                const ProviderConfig& provider, const jobs::ClaimedRequest& req,
+                const std::string& usage_json, const std::optional<jobs::Error>& error, bool batch);
+
 // Switches r to its if_provider_failure decision (the failure does not use an attempt);
 // nothing when it has none.
 void blame_provider(AttemptResult& r);

@@ -57,9 +57,13 @@ double line_jitter() {
 AttemptResult line_result(Runner* r, const jobs::ClaimedRequest& req, double started,
                           std::vector<jobs::OutputRecord> outputs, std::optional<Error> error,
                           std::string usage, std::int64_t vb) {
-    return make_completion(req, jobs::vendor_batch_owner(vb), started, jobs::unix_now(),
-                           std::move(outputs), std::move(error), std::move(usage), r->s->retry,
-                           line_jitter());
+    AttemptResult a = make_completion(req, jobs::vendor_batch_owner(vb), started, jobs::unix_now(),
+                                      std::move(outputs), std::move(error), std::move(usage),
+                                      r->s->retry, line_jitter());
+    // At the batch price, through the same path as a direct call's.
+    price_attempt(a.completion, r->s->catalog, r->p->config, req, true);
+    r->p->counters.add_spend(req.model, a.completion);
+    return a;
 }
 
 void log_line(Runner* r, const jobs::ClaimedRequest& req, const AttemptResult& a, std::int64_t vb,
@@ -191,6 +195,8 @@ std::vector<AttemptResult> decode_group(Runner* r, std::int64_t vb, double start
                 if (!checked.images.empty()) {
                     for (auto& image : checked.images)
                         image.revised_prompt = valid_utf8(image.revised_prompt);
+                    share_cost(checked.images, r->s->catalog, r->p->config, *req, usage, error,
+                               true);
                     StageResult staged = r->s->writer.stage(*req, checked.images);
                     // The output directory cannot take them: the file is applied again later.
                     if (staged.error) throw std::runtime_error(staged.error->message);

@@ -45,6 +45,11 @@ struct ProviderCounters {
     }
     // Tokens the provider reported in its usage objects: input, output, total.
     std::map<std::string, std::uint64_t> tokens;
+    // USD the provider billed (attempts of known cost), by model.
+    std::map<std::string, double> spend_usd;
+    void add_spend(const std::string& model, const jobs::Completion& c) {
+        if (c.billed == true && c.cost_usd) spend_usd[model] += *c.cost_usd;
+    }
 };
 
 struct ProviderRuntime {

@@ -18,6 +18,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <set>
 #include <stdexcept>
 
 #include "daemon/config.hpp"
@@ -204,6 +205,19 @@ std::string render_metrics(const EngineShared& s) {
             o.sample("imgbatch_usage_tokens_total", prov(*p) + ",kind=\"" + kind + "\"",
                      it == p->counters.tokens.end() ? 0 : static_cast<double>(it->second));
         }
+
+    o.head("imgbatch_spend_usd_total", "counter",
+           "USD the provider billed since start (attempts of known cost, worst cases included "
+           "for billed attempts without usage), by model.");
+    for (const auto& p : s.providers) {
+        std::set<std::string> models(p->config.models.begin(), p->config.models.end());
+        for (const auto& [model, usd] : p->counters.spend_usd) models.insert(model);
+        for (const auto& model : models) {
+            auto it = p->counters.spend_usd.find(model);
+            o.sample("imgbatch_spend_usd_total", prov(*p) + ",model=\"" + esc(model) + "\"",
+                     it == p->counters.spend_usd.end() ? 0 : it->second);
+        }
+    }
 
     o.head("imgbatch_leases_expired_total", "counter",
            "Requests requeued since start because their lease expired or their daemon is gone.");

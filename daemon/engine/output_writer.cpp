@@ -9,6 +9,7 @@
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
 #include <cerrno>
+#include <cmath>
 #include <filesystem>
 #include <stdexcept>
 #include <system_error>
@@ -129,7 +130,8 @@ namespace {
 
 // The sidecar of one image: what made it (the output's final name may still change to a
 // "~k" form, so the file names no path; it sits beside its image).
-std::string sidecar_json(const jobs::ClaimedRequest& req, const jobs::OutputRecord& rec) {
+std::string sidecar_json(const jobs::ClaimedRequest& req, const jobs::OutputRecord& rec,
+                         std::optional<double> cost_usd) {
     boost::json::error_code ec;
     auto params = boost::json::parse(req.params_json, ec);
     boost::json::object o{
@@ -148,7 +150,9 @@ std::string sidecar_json(const jobs::ClaimedRequest& req, const jobs::OutputReco
         {"mime", rec.mime},
         {"width", rec.width},
         {"height", rec.height},
-        {"attempt", req.attempt_no}};
+        {"attempt", req.attempt_no},
+        {"cost_usd", cost_usd ? boost::json::value(std::round(*cost_usd * 1e9) / 1e9)
+                              : boost::json::value(nullptr)}};
     return boost::json::serialize(o) + "\n";
 }
 
@@ -190,7 +194,7 @@ StageResult OutputWriter::stage(const jobs::ClaimedRequest& req,
         std::string tmp = temp_path(req.request_id, req.attempt_no, idx);
         int err = write_synced(tmp, img.bytes);
         if (err == 0 && options_.sidecar) {
-            err = write_synced(sidecar_path(tmp), sidecar_json(req, rec));
+            err = write_synced(sidecar_path(tmp), sidecar_json(req, rec, img.cost_usd));
             if (err != 0) {
                 ::unlink(tmp.c_str());
                 tmp = sidecar_path(tmp);  // named in the error

@@ -27,6 +27,7 @@ struct StagedImage {
     std::string bytes;
     ImageInfo info;
     std::string revised_prompt;
+    std::optional<double> cost_usd;  // its share of the call's cost, for its sidecar
 };
 
 struct StageResult {

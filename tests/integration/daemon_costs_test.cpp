@@ -1,0 +1,165 @@
+// Cost per attempt through the real binary against `imgbatch sim`, for each API style: the cost
+// stored is the price times the usage the sim answered with (or per image, per call), at half
+// price in batch mode; a billed timeout is priced at its worst case. Every test counts the
+// images the sim served against the images kept.
+#include <doctest/doctest.h>
+
+#include <cmath>
+
+#include "tests/integration/daemon_fixture.hpp"
+
+using namespace imgbatch::test;
+
+namespace {
+
+double num(const std::string& s) {
+    return s.empty() ? NAN : std::stod(s);
+}
+
+// Each attempt's cost against the expected one computed in SQL from its usage.
+void check_costs(const DaemonEnv& env, const std::string& expected_sql, int attempts) {
+    auto rows =
+        env.rows("SELECT cost_usd || '|' || (" + expected_sql + ") FROM attempts ORDER BY id");
+    REQUIRE(rows.size() == static_cast<std::size_t>(attempts));
+    for (const auto& r : rows) {
+        INFO(r);
+        auto parts = DaemonEnv::split(r);
+        REQUIRE(parts.size() == 2);
+        CHECK(num(parts[0]) > 0);
+        CHECK(num(parts[0]) == doctest::Approx(num(parts[1])).epsilon(1e-9));
+    }
+}
+
+void check_kept(const DaemonEnv& env, const Sim& sim) {
+    CHECK(env.number("SELECT count(*) FROM outputs") == sim.stat("images"));
+    CHECK(env.number("SELECT count(*) FROM attempts WHERE billed IS NOT 1") == 0);
+}
+
+}  // namespace
+
+TEST_CASE("costs: OpenAI Images usage at the catalog's token rates") {
+    Sim sim;
+    DaemonEnv env({openai_provider(sim)});
+    env.enqueue(job_line("a", "a red fox", "gpt-image-1", 2) +
+                job_line("b", "a blue owl in the snow", "gpt-image-1", 1));
+    env.run_until_idle();
+    CHECK(env.job_state("a") == "succeeded");
+    CHECK(env.job_state("b") == "succeeded");
+    check_kept(env, sim);
+    // gpt-image-1: text in $5, image in $10, image out $40 per 1M tokens.
+    check_costs(env,
+                "json_extract(usage, '$.input_tokens_details.text_tokens') * 5e-6 + "
+                "json_extract(usage, '$.input_tokens_details.image_tokens') * 10e-6 + "
+                "json_extract(usage, '$.output_tokens') * 40e-6",
+                2);
+    CHECK(env.value("SELECT group_concat(DISTINCT cost_basis) FROM attempts") == "tokens");
+    // The usage in one vocabulary.
+    CHECK(env.number("SELECT count(*) FROM attempts WHERE output_image_tokens = "
+                     "json_extract(usage, '$.output_tokens') AND input_text_tokens = "
+                     "json_extract(usage, '$.input_tokens')") == 2);
+    CHECK(env.value("SELECT count(DISTINCT owner) FROM attempts") == "1");
+}
+
+TEST_CASE("costs: a chat-completions relay at the provider's own prices") {
+    Sim sim;
+    DaemonEnv env({chat_provider(
+        sim, "chat",
+        R"("prices": {"sora_image": {"per_1m": {"text_input": 2, "text_output": 8, "image_output": 8}}})")});
+    env.enqueue(job_line("r", "a lighthouse at dusk", "sora_image", 1) +
+                job_line("s", "a small boat", "sora_image", 1));
+    env.run_until_idle();
+    CHECK(env.job_state("r") == "succeeded");
+    check_kept(env, sim);
+    check_costs(env,
+                "json_extract(usage, '$.prompt_tokens') * 2e-6 + "
+                "json_extract(usage, '$.completion_tokens') * 8e-6",
+                2);
+    CHECK(env.number("SELECT count(*) FROM attempts WHERE output_text_tokens = "
+                     "json_extract(usage, '$.completion_tokens')") == 2);
+}
+
+TEST_CASE("costs: a relay billing per call") {
+    Sim sim;
+    DaemonEnv env({chat_provider(sim, "chat", R"("prices": {"per_call": 0.04})")});
+    env.enqueue(job_line("r", "a lighthouse", "sora_image", 2));
+    env.run_until_idle();
+    check_kept(env, sim);
+    check_costs(env, "0.04", 2);  // one call an image (sora_image: one image a request)
+    CHECK(env.value("SELECT group_concat(DISTINCT cost_basis) FROM attempts") == "per_call");
+}
+
+TEST_CASE("costs: Gemini usageMetadata at the catalog's token rates") {
+    Sim sim;
+    DaemonEnv env({provider_json("gem", "gemini", sim.url() + "/v1beta",
+                                 {"gemini-2.5-flash-image", "gemini-3-pro-image-preview"})});
+    env.enqueue(
+        job_line("f", "a cat on a mat", "gemini-2.5-flash-image", 2) +
+        job_line("p", "a dog at 4K", "gemini-3-pro-image-preview", 1, R"("image_size": "4K")"));
+    env.run_until_idle();
+    CHECK(env.job_state("f") == "succeeded");
+    CHECK(env.job_state("p") == "succeeded");
+    check_kept(env, sim);
+    // 2.5 Flash Image: text in $0.30, image out $30; 3 Pro Image: text in $2, image out $120.
+    check_costs(env,
+                "CASE (SELECT model FROM jobs WHERE id = job_id) "
+                "WHEN 'gemini-2.5-flash-image' THEN "
+                "json_extract(usage, '$.promptTokenCount') * 0.3e-6 + "
+                "json_extract(usage, '$.candidatesTokenCount') * 30e-6 "
+                "ELSE json_extract(usage, '$.promptTokenCount') * 2e-6 + "
+                "json_extract(usage, '$.candidatesTokenCount') * 120e-6 END",
+                3);
+    CHECK(env.number("SELECT count(*) FROM attempts WHERE output_image_tokens = "
+                     "json_extract(usage, '$.candidatesTokenCount')") == 3);
+}
+
+TEST_CASE("costs: Imagen per image, and a config override of the catalog's price") {
+    Sim sim;
+    DaemonEnv env({google_provider(sim)}, fast_retry(), 10,
+                  R"("models": {"imagen-4.0-ultra-generate-001": {"prices": {"per_image": 0.5}}})");
+    env.enqueue(job_line("i", "a mountain", "imagen-4.0-generate-001", 3) +
+                job_line("u", "a valley", "imagen-4.0-ultra-generate-001", 1));
+    env.run_until_idle();
+    CHECK(env.job_state("i") == "succeeded");
+    check_kept(env, sim);
+    check_costs(env,
+                "CASE (SELECT model FROM jobs WHERE id = job_id) "
+                "WHEN 'imagen-4.0-generate-001' THEN images * 0.04 ELSE images * 0.5 END",
+                2);
+    CHECK(env.value("SELECT group_concat(DISTINCT cost_basis) FROM attempts") == "per_image");
+}
+
+TEST_CASE("costs: batch mode lines at half the token rates") {
+    Sim sim({"--batch-ms", "200"});
+    DaemonEnv env({openai_provider(
+        sim, "oa", R"("mode": "batch", "batch_poll_s": 0.05, "batch_poll_max_s": 0.2)")});
+    env.enqueue(job_line("a", "a fox", "gpt-image-1", 1) +
+                job_line("b", "an owl", "gpt-image-1", 1));
+    env.run_until_idle();
+    CHECK(env.job_state("a") == "succeeded");
+    CHECK(env.job_state("b") == "succeeded");
+    check_kept(env, sim);
+    check_costs(env,
+                "(json_extract(usage, '$.input_tokens_details.text_tokens') * 5e-6 + "
+                "json_extract(usage, '$.output_tokens') * 40e-6) / 2",
+                2);
+}
+
+TEST_CASE("costs: a billed timeout is priced at its worst case; a 429 is not billed") {
+    Sim sim;
+    DaemonEnv env({openai_provider(sim, "oa", R"("timeout_s": 0.5)")},
+                  R"({"max_attempts": 4, "max_timeouts": 1, "base_delay_s": 0.05,
+                      "max_delay_s": 0.5, "max_rate_limited": 3})");
+    // gpt-image-1 high 1024x1536: 6240 output tokens at worst; the prompt's bytes as tokens.
+    const std::string slow = "a slow picture #slow=3000";
+    env.enqueue(job_line("t", slow, "gpt-image-1", 1, R"("size": "1024x1536", "quality": "high")") +
+                job_line("r", "a busy picture #fail=429", "gpt-image-1", 1));
+    env.run_until_idle();
+    CHECK(env.job_state("t") == "failed");
+    CHECK(env.value("SELECT billed || '|' || cost_basis FROM attempts WHERE job_id = " +
+                    env.job_id("t")) == "1|worst_case");
+    CHECK(num(env.value("SELECT cost_usd FROM attempts WHERE job_id = " + env.job_id("t"))) ==
+          doctest::Approx((slow.size() + 16) * 5e-6 + 6240 * 40e-6));
+    // 429s: not billed, cost 0.
+    CHECK(env.number("SELECT count(*) FROM attempts WHERE job_id = " + env.job_id("r") +
+                     " AND error_class = 'rate_limited' AND billed = 0 AND cost_usd = 0") >= 1);
+}
