@@ -9,6 +9,7 @@
 #include "jobs/catalog.hpp"
 
 #include "daemon/cli/commands.hpp"
+#include "daemon/cli/cost_view.hpp"
 #include "daemon/cli/format.hpp"
 
 namespace imgbatch::daemon::cli {
@@ -77,7 +78,8 @@ json::object record_json(const jobs::ExportRecord& r, const PathStyle& path) {
                         {"attempts", r.attempts},
                         {"last_error", json_error(r.last_error)},
                         {"metadata", json_or_null(j.metadata_json)},
-                        {"usage", r.usage.empty() ? json::value(nullptr) : json::value(r.usage)}};
+                        {"usage", r.usage.empty() ? json::value(nullptr) : json::value(r.usage)},
+                        {"cost_usd", usd_json(r.cost_usd)}};
 }
 
 // Generation parameters get a column each (the catalog's fields), and all of them together
@@ -111,7 +113,7 @@ std::string job_csv_header() {
     return csv_header({"id", "key", "batch", "state", "prompt", "model", "provider", "n"},
                       {"priority", "created_at", "finished_at", "images_done", "images", "attempts",
                        "last_error_class", "last_error_code", "last_error_http_status",
-                       "last_error_message", "metadata", "usage"});
+                       "last_error_message", "metadata", "usage", "cost_usd"});
 }
 
 std::string record_csv(const jobs::ExportRecord& r, const PathStyle& path) {
@@ -130,7 +132,7 @@ std::string record_csv(const jobs::ExportRecord& r, const PathStyle& path) {
                            ? std::to_string(r.last_error->http_status)
                            : "",
                        r.last_error ? r.last_error->message : "", j.metadata_json,
-                       r.usage.empty() ? "" : json::serialize(r.usage)});
+                       r.usage.empty() ? "" : json::serialize(r.usage), usd_cell(r.cost_usd)});
     return csv_line(f);
 }
 
@@ -160,14 +162,15 @@ json::object image_json(const jobs::ImageRecord& r, const PathStyle& path) {
         {"started_at", string_or_null(iso_time(r.started_at))},
         {"finished_at", string_or_null(iso_time(r.recorded_at))},
         {"duration_ms", r.started_at > 0 ? json::value(r.duration_ms) : json::value(nullptr)},
-        {"metadata", json_or_null(j.metadata_json)}};
+        {"metadata", json_or_null(j.metadata_json)},
+        {"cost_usd", usd_json(r.cost_usd)}};
 }
 
 std::string image_csv_header() {
     return csv_header(
         {"job", "key", "batch", "state", "idx", "path", "prompt", "model", "provider"},
         {"width", "height", "bytes", "sha256", "mime", "revised_prompt", "created_at", "started_at",
-         "finished_at", "duration_ms", "metadata"});
+         "finished_at", "duration_ms", "metadata", "cost_usd"});
 }
 
 std::string image_csv(const jobs::ImageRecord& r, const PathStyle& path) {
@@ -178,10 +181,11 @@ std::string image_csv(const jobs::ImageRecord& r, const PathStyle& path) {
         path(o.path),         j.prompt, j.model, r.provider};
     add_param_cells(f, j);
     auto num = [](std::int64_t v) { return v > 0 ? std::to_string(v) : std::string(); };
-    f.insert(f.end(), {num(o.width), num(o.height), std::to_string(o.bytes), o.sha256, o.mime,
-                       o.revised_prompt, iso_time(j.created_at), iso_time(r.started_at),
-                       iso_time(r.recorded_at),
-                       r.started_at > 0 ? std::to_string(r.duration_ms) : "", j.metadata_json});
+    f.insert(f.end(),
+             {num(o.width), num(o.height), std::to_string(o.bytes), o.sha256, o.mime,
+              o.revised_prompt, iso_time(j.created_at), iso_time(r.started_at),
+              iso_time(r.recorded_at), r.started_at > 0 ? std::to_string(r.duration_ms) : "",
+              j.metadata_json, usd_cell(r.cost_usd)});
     return csv_line(f);
 }
 

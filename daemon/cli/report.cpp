@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "daemon/cli/commands.hpp"
+#include "daemon/cli/cost_view.hpp"
 #include "daemon/cli/format.hpp"
 #include "daemon/thumbnail.hpp"
 
@@ -154,7 +155,8 @@ int run_report(const ReportOptions& o, Context& ctx) {
                                                              ? json_number(s.finished - s.started)
                                                              : json::value(nullptr)},
                                           {"providers", std::move(providers)},
-                                          {"models", std::move(models)}});
+                                          {"models", std::move(models)},
+                                          {"spend", spend_json(store.spend(batch_filter(name)))}});
     }
 
     // The same image twice (same bytes) has one thumbnail.

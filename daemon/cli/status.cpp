@@ -12,8 +12,10 @@
 #include "daemon/cli/batch_view.hpp"
 
 #include "daemon/cli/commands.hpp"
+#include "daemon/cli/cost_view.hpp"
 #include "daemon/cli/format.hpp"
 #include "daemon/cli/progress.hpp"
+#include "daemon/cost.hpp"
 #include "jobs/state.hpp"
 
 namespace imgbatch::daemon::cli {
@@ -186,14 +188,21 @@ void print_once(const StatusOptions& o, Context& ctx, ProgressReader& reader, bo
     auto lines = provider_lines(ctx.config(), stats, store.provider_states());
     auto daemons = store.running_daemons();
     auto vendor = store.open_vendor_batches();
+    jobs::SpendFilter spent;
+    spent.batch = batch;
+    const auto spend = store.spend(spent);
+    const auto projected = store.queued_cost(spent, queued_pricer(ctx.config()), true);
     std::string text;
     if (o.json) {
         auto obj = status_json(batch, stats, lines, daemons, now, progress);
         obj["vendor_batches"] = vendor_batches_json(vendor, now);
+        obj["spend"] = spend_json(spend);
+        obj["projected"] = projection_json(projected);
         text = json::serialize(obj) + "\n";
     } else {
-        text = status_text(batch, stats, lines) + progress_text(progress) +
-               vendor_batches_text(vendor, now) + daemons_text(daemons, now);
+        text = status_text(batch, stats, lines) + spend_text(spend, projected) +
+               progress_text(progress) + vendor_batches_text(vendor, now) +
+               daemons_text(daemons, now);
     }
     if (stamp && !o.json) text = "--- " + format_time(now) + "\n" + text;
     std::cout << text << std::flush;

@@ -4,6 +4,7 @@
 #include <string>
 
 #include "daemon/config.hpp"
+#include "daemon/cost.hpp"
 
 using imgbatch::daemon::Config;
 using imgbatch::daemon::ConfigError;
@@ -77,4 +78,28 @@ TEST_CASE("provider prices: errors name the field") {
           std::string::npos);
     CHECK(error_of(config(R"({"per_1m": {"image_out": 1}})"))
               .find("'providers[1].prices.per_1m.image_out' unknown rate") != std::string::npos);
+}
+
+TEST_CASE("project_request: the provider's price, batch mode at half; format_usd") {
+    using imgbatch::daemon::format_usd;
+    using imgbatch::daemon::project_request;
+    Config c = parse_config(R"({"providers": [
+        {"name": "direct", "api": "openai", "base_url": "http://127.0.0.1:1/v1",
+         "models": ["gpt-image-2"]},
+        {"name": "batch", "api": "openai", "base_url": "http://127.0.0.1:1/v1",
+         "models": ["gpt-image-2"], "mode": "batch"}]})",
+                            "cfg.json");
+    boost::json::object params{{"size", "1024x1024"}, {"quality", "high"}};
+    auto d = project_request(c, "direct", "gpt-image-2", params, 2, 100);
+    REQUIRE(d.worst);
+    CHECK(*d.worst == doctest::Approx(2 * (116 * 5e-6 + 7024 * 30e-6)));
+    auto b = project_request(c, "batch", "gpt-image-2", params, 2, 100);
+    CHECK(*b.worst == doctest::Approx(*d.worst / 2));
+    CHECK_FALSE(project_request(c, "nobody", "gpt-image-2", params, 1, 1).worst);
+
+    CHECK(format_usd(0) == "$0.00");
+    CHECK(format_usd(0.0421) == "$0.0421");
+    CHECK(format_usd(12.3) == "$12.30");
+    CHECK(format_usd(1234.5) == "$1,234.50");
+    CHECK(format_usd(1234567.891) == "$1,234,567.89");
 }

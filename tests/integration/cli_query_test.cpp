@@ -232,14 +232,15 @@ TEST_CASE("export: JSON lines and CSV with every field") {
                     "style,background,moderation,output_format,output_compression,image_size,"
                     "person_generation,params,priority,created_at,finished_at,images_done,"
                     "images,attempts,last_error_class,last_error_code,last_error_http_status,"
-                    "last_error_message,metadata,usage\r\n",
+                    "last_error_message,metadata,usage,cost_usd\r\n",
                     0) == 0);
     CHECK(has(csv, "1,a,q,succeeded,two cats,gpt-image-1,oa,2,,,,,,,,,,,,0,"));
-    CHECK(has(csv, ",2,out/q/a-0.png;out/q/a-1.png,1,,,,,,\r\n"));
+    // cost_usd empty: attempts inserted by SQL, billing unknown.
+    CHECK(has(csv, ",2,out/q/a-0.png;out/q/a-1.png,1,,,,,,,\r\n"));
     CHECK(has(csv, "2,b,q,failed,a dog,dall-e-3,oa,1,,,,,,,,,,,,0,"));
-    CHECK(has(csv, ",0,,1,server,boom,500,\"upstream \"\"bad\"\", really\",,\r\n"));
+    CHECK(has(csv, ",0,,1,server,boom,500,\"upstream \"\"bad\"\", really\",,,\r\n"));
     CHECK(has(csv, ",\"say \"\"hi\"\", twice\",dall-e-3,"));
-    CHECK(has(csv, ",\"{\"\"row\"\":3}\",\r\n"));
+    CHECK(has(csv, ",\"{\"\"row\"\":3}\",,0\r\n"));  // no attempt yet: cost 0
 
     CHECK(p({"export", "--batch", "nope"}).code == 1);
     CHECK(p({"export", "--format", "xml"}).code == 2);

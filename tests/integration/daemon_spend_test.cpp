@@ -1,0 +1,136 @@
+// Spend through the real binary: after a run against `imgbatch sim`, `status` (spend and the
+// projection of what is queued), `export` (per job and per image), sidecars, the report and
+// the metric imgbatch_spend_usd_total agree with the attempts' recorded costs.
+#include <arpa/inet.h>
+#include <doctest/doctest.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <boost/json.hpp>
+#include <cmath>
+
+#include "tests/integration/daemon_fixture.hpp"
+
+using namespace imgbatch::test;
+namespace json = boost::json;
+
+namespace {
+
+double num(const std::string& s) {
+    return s.empty() ? NAN : std::stod(s);
+}
+
+// A free loopback port (bound to port 0, then closed).
+int free_port() {
+    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+    socklen_t len = sizeof addr;
+    ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+    ::close(fd);
+    return ntohs(addr.sin_port);
+}
+
+// The value of the sample line `series value`, or -1.
+double sample(const std::string& body, const std::string& series) {
+    auto at = body.find("\n" + series + " ");
+    if (at == std::string::npos) return -1;
+    at += series.size() + 2;
+    return std::stod(body.substr(at, body.find('\n', at) - at));
+}
+
+}  // namespace
+
+TEST_CASE("spend: status, export, sidecars, the report and the metric show what was spent") {
+    REQUIRE(run_shell("command -v promtool") == 0);
+    Sim sim;
+    const int port = free_port();
+    DaemonEnv env(
+        {openai_provider(sim)}, fast_retry(), 10,
+        "\"sidecar\": true, \"metrics_listen\": \"127.0.0.1:" + std::to_string(port) + "\"");
+    env.enqueue(job_line("a", "a red fox", "gpt-image-1", 2) +
+                job_line("b", "a blue owl", "gpt-image-1", 1));
+    auto daemon = env.start_run();
+    REQUIRE(wait_for(
+        [&] {
+            return env.number(
+                       "SELECT count(*) FROM jobs WHERE state = "
+                       "'succeeded'") == 2;
+        },
+        60));
+    const double spent = num(env.value("SELECT sum(cost_usd) FROM attempts WHERE billed = 1"));
+    CHECK(spent > 0);
+    // The metric counts the same dollars; the scrape passes promtool.
+    SimpleResponse m;
+    REQUIRE(wait_for(
+        [&] {
+            m = http_request("GET", port, "/metrics");
+            return m.status == 200 &&
+                   sample(m.body,
+                          "imgbatch_spend_usd_total{provider=\"oa\",model=\"gpt-image-1\"}") > 0;
+        },
+        20));
+    CHECK(sample(m.body, "imgbatch_spend_usd_total{provider=\"oa\",model=\"gpt-image-1\"}") ==
+          doctest::Approx(spent));
+    CHECK(sample(m.body, "imgbatch_spend_usd_total{provider=\"oa\",model=\"dall-e-3\"}") == 0);
+    write_file(env.dir.file("scrape.txt"), m.body);
+    CHECK(run_shell("promtool check metrics < " + env.dir.file("scrape.txt")) == 0);
+    daemon->signal(SIGTERM);
+    CHECK(daemon->wait(30) == 0);
+    CHECK(env.number("SELECT count(*) FROM outputs") == sim.stat("images"));
+
+    // Something queued, not run: its projection. gpt-image-1 with size and quality left to the
+    // vendor: at worst high 1024x1536 (6240 tokens at $40/1M) and the prompt's bytes.
+    const std::string later = "a later picture";
+    env.enqueue(job_line("c", later, "gpt-image-1", 1), "b2");
+    auto s = json::parse(env.cli({"status", "--json"}).out).as_object();
+    CHECK(s.at("spend").at("usd").to_number<double>() == doctest::Approx(spent));
+    CHECK(s.at("spend").at("billed_attempts").as_int64() == 2);
+    CHECK(s.at("projected").at("requests").as_int64() == 1);
+    CHECK(s.at("projected").at("worst_usd").to_number<double>() ==
+          doctest::Approx((later.size() + 16) * 5e-6 + 6240 * 40e-6));
+    auto sb = json::parse(env.cli({"status", "--batch", "b2", "--json"}).out).as_object();
+    CHECK(sb.at("spend").at("usd").to_number<double>() == 0);
+    auto text = env.cli({"status"}).out;
+    CHECK(text.find("spend: $") != std::string::npos);
+    CHECK(text.find("projected: ") != std::string::npos);
+
+    // Export: per job the sum of its attempts, per image its share; CSV has the column.
+    double jobs_total = 0;
+    for (const auto& line : DaemonEnv::split(env.cli({"export", "--batch", "b"}).out, '\n')) {
+        if (line.empty()) continue;
+        auto j = json::parse(line).as_object();
+        const double cost = j.at("cost_usd").to_number<double>();
+        CHECK(cost == doctest::Approx(num(env.value(
+                          "SELECT sum(cost_usd) FROM attempts WHERE billed = 1 AND job_id = " +
+                          std::to_string(j.at("id").as_int64())))));
+        jobs_total += cost;
+    }
+    CHECK(jobs_total == doctest::Approx(spent));
+    double images_total = 0;
+    int images = 0;
+    for (const auto& line :
+         DaemonEnv::split(env.cli({"export", "--batch", "b", "--per-image"}).out, '\n')) {
+        if (line.empty()) continue;
+        auto j = json::parse(line).as_object();
+        images_total += j.at("cost_usd").to_number<double>();
+        ++images;
+        // The sidecar carries the same share.
+        auto side = json::parse(read_file(std::string(j.at("path").as_string()) + ".json"));
+        CHECK(side.at("cost_usd").to_number<double>() ==
+              doctest::Approx(j.at("cost_usd").to_number<double>()));
+    }
+    CHECK(images == 3);
+    CHECK(images_total == doctest::Approx(spent));
+    auto csv = env.cli({"export", "--format", "csv"}).out;
+    CHECK(csv.substr(0, csv.find('\r')).ends_with(",usage,cost_usd"));
+
+    // The report's batch summary has the spend.
+    REQUIRE(env.cli({"report", "-o", env.dir.file("report"), "--thumb-size", "32"}).code == 0);
+    auto page = read_file(env.dir.file("report/index.html"));
+    CHECK(page.find("\"spend\":{\"usd\":") != std::string::npos);
+}
