@@ -23,7 +23,9 @@
 
 #include "daemon/cli/commands.hpp"
 #include "daemon/cli/enqueue_store.hpp"
+#include "daemon/cli/estimate.hpp"
 #include "daemon/cli/format.hpp"
+#include "daemon/cost.hpp"
 #include "daemon/logfmt.hpp"
 #include "jobs/job_file.hpp"
 #include "jobs/planner.hpp"
@@ -41,6 +43,7 @@ struct EnqueueOptions {
     CLI::Option* n_opt = nullptr;
     CLI::Option* priority_opt = nullptr;
     bool strict = false, dry_run = false, json = false;
+    bool estimate = false;  // --estimate: --dry-run with the database's queue beside the file
 };
 
 std::string default_batch_name(const std::string& first_file) {
@@ -77,6 +80,10 @@ class Enqueuer final : public jobs::JobSink {
         if (o.n_opt->count()) defaults_.n = o.n;
         if (o.priority_opt->count()) defaults_.priority = o.priority;
         if (!o.format.empty()) forced_ = jobs::format_from_name("x." + o.format);
+        if (o.dry_run) {
+            estimate_.emplace(cfg_);
+            store_.on_count = [this](const jobs::EnqueueItem& item) { estimate_->add(item); };
+        }
     }
 
     void read(const std::string& file);
@@ -88,6 +95,8 @@ class Enqueuer final : public jobs::JobSink {
     void print_summary();  // the summary line, or with --json the JSON object
     void print_json_summary();
     int exit_code() const { return rejected_ > 0 ? 1 : 0; }
+    // --estimate: what the database already has queued or running, beside the file's cost.
+    void read_queued(Context& ctx);
 
     void job(jobs::JobSpec&& spec) override;
     void error(jobs::LineError&& e) override { reject(e.line, std::move(e.reason)); }
@@ -134,11 +143,22 @@ class Enqueuer final : public jobs::JobSink {
     SeenKeys seen_;
     std::size_t rejected_ = 0;
     const std::string today_ = jobs::today_utc();
-    std::set<std::string> warned_;    // lifecycle warnings given
-    std::size_t more_warnings_ = 0;   // lines that repeated one of them
-    std::size_t chunk_warnings_ = 0;  // warnings among chunk_.messages
+    std::set<std::string> warned_;            // lifecycle warnings given
+    std::size_t more_warnings_ = 0;           // lines that repeated one of them
+    std::size_t chunk_warnings_ = 0;          // warnings among chunk_.messages
+    std::optional<Estimate> estimate_;        // with --dry-run
+    std::optional<jobs::QueuedCost> queued_;  // with --estimate
     ChunkStore store_;
 };
+
+void Enqueuer::read_queued(Context& ctx) {
+    std::error_code ec;
+    if (!std::filesystem::exists(ctx.database(), ec)) {
+        queued_ = jobs::QueuedCost{};
+        return;
+    }
+    queued_ = ctx.existing_store().queued_cost({}, queued_pricer(cfg_), true);
+}
 
 void Enqueuer::job(jobs::JobSpec&& spec) {
     const int line = spec.line;
@@ -272,6 +292,7 @@ void Enqueuer::print_json_summary() {
                    {"duplicate_keys", std::move(duplicates)},
                    {"warnings", std::move(warnings)},
                    {"more_warnings", more_warnings_}};
+    if (estimate_) o["estimate"] = estimate_->json(queued_);
     std::cout << json::serialize(o) << '\n';
 }
 
@@ -285,12 +306,14 @@ void Enqueuer::print_summary() {
               << (o_.dry_run ? " jobs would be enqueued (" : " jobs enqueued (") << c.images
               << " images in " << c.requests << " requests), " << rejected_ << " rejected, "
               << c.duplicates << " duplicates" << (o_.dry_run ? " (dry run)" : "") << '\n';
+    if (estimate_) std::cout << estimate_->text(queued_);
     if (!o_.dry_run && c.jobs > 0)
         spdlog::debug("enqueued batch={} jobs={} images={} requests={}", q(batch_), c.jobs,
                       c.images, c.requests);
 }
 
-int run_enqueue(const EnqueueOptions& o, Context& ctx) {
+int run_enqueue(EnqueueOptions o, Context& ctx) {
+    if (o.estimate) o.dry_run = true;
     // SQLite's memory statistics take a global mutex on every allocation: not needed here.
     // (Only possible before SQLite starts; later it is refused, and nothing changes.)
     sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
@@ -299,6 +322,7 @@ int run_enqueue(const EnqueueOptions& o, Context& ctx) {
     try {
         for (const auto& file : o.files) e.read(file);
         e.finish();
+        if (o.estimate) e.read_queued(ctx);
     } catch (const std::exception& ex) {
         // Chunks already committed stay (keys make enqueueing the file again safe).
         e.abandon();
@@ -327,7 +351,10 @@ void add_enqueue(CLI::App& app, Context& ctx) {
     o->priority_opt =
         cmd->add_option("--priority", o->priority, "priority for lines that say none");
     cmd->add_flag("--strict", o->strict, "enqueue nothing if any line is rejected");
-    cmd->add_flag("--dry-run", o->dry_run, "validate and report only");
+    cmd->add_flag("--dry-run", o->dry_run,
+                  "validate and report only, with the projected cost by provider and model");
+    cmd->add_flag("--estimate", o->estimate,
+                  "as --dry-run, and add what the database already has queued or running");
     cmd->add_flag("--json", o->json,
                   "print one JSON object (batch, counts, rejections, duplicate keys) on stdout "
                   "instead of the summary line and the messages on stderr");

@@ -153,6 +153,7 @@ void ChunkStore::duplicate(Chunk& c, std::size_t item, std::int64_t existing_job
 }
 
 void ChunkStore::count(const jobs::EnqueueItem& item) {
+    if (on_count) on_count(item);
     ++counts_.jobs;
     counts_.images += static_cast<std::size_t>(item.spec.n);
     counts_.requests += item.plan.size();

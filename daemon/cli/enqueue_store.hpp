@@ -7,6 +7,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <exception>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -93,6 +94,8 @@ class ChunkStore {
     const Counts& counts() const { return counts_; }
     // After wait(), with keep_messages: every message so far, in order.
     std::vector<Message>& messages() { return kept_; }
+    // Called (on the store's thread) with each item counted: stored, or with dry_run would be.
+    std::function<void(const jobs::EnqueueItem&)> on_count;
 
   private:
     void run();

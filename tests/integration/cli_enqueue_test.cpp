@@ -211,9 +211,10 @@ TEST_CASE("--strict enqueues nothing when a line is rejected; --dry-run enqueues
 
     r = cli({"enqueue", "s.jsonl", "--dry-run", "--batch", "d"});
     CHECK(r.code == 1);
-    CHECK(r.out ==
-          "batch d: 1 jobs would be enqueued (1 images in 1 requests), 1 rejected, 0 duplicates "
-          "(dry run)\n");
+    // The summary line, then the estimate (cli_estimate_test).
+    CHECK(r.out.rfind("batch d: 1 jobs would be enqueued (1 images in 1 requests), 1 rejected, 0 "
+                      "duplicates (dry run)\nestimate (USD):\n",
+                      0) == 0);
     CHECK(cli({"enqueue", "ok.jsonl", "--dry-run"}).code == 0);
     CHECK(cli.count() == "1");
 }
@@ -293,9 +294,11 @@ TEST_CASE("enqueue: chunk boundaries change nothing: repeats, known keys, bad li
     // --dry-run: the same findings, nothing stored.
     auto dry = cli({"enqueue", "big.jsonl", "--batch", "d", "--dry-run"});
     CHECK(dry.code == 1);
-    CHECK(dry.out ==
-          "batch d: 24996 jobs would be enqueued (24996 images in 24996 requests), 3 rejected, "
-          "1 duplicates (dry run)\n");
+    // The summary line, then the estimate of the jobs counted (not the duplicate).
+    CHECK(dry.out.rfind("batch d: 24996 jobs would be enqueued (24996 images in 24996 requests), 3 "
+                        "rejected, 1 duplicates (dry run)\nestimate (USD):\n",
+                        0) == 0);
+    CHECK(has(dry.out, "oa        gpt-image-1  24996  24996   24996 "));
     CHECK(cli.count() == "1");
 
     auto r = cli({"enqueue", "big.jsonl", "--batch", "b"});
