@@ -168,12 +168,16 @@ std::string Estimate::text(const std::optional<jobs::QueuedCost>& queued) const 
         for (const auto& a : r.assumptions) list += (list.empty() ? "" : "; ") + a;
         notes += "  " + k.first + " " + k.second + ": " + list + "\n";
     }
-    if (rows_.empty()) return "estimate: nothing to enqueue\n";
-    table.push_back({"total", "", "", "", "", format_usd(typical), format_usd(worst)});
-    std::string out = "estimate (USD):\n" + render_table(table);
-    if (unpriced > 0)
-        out += std::to_string(unpriced) + " requests without a price are not in the totals\n";
-    out += "assumptions:\n" + notes;
+    std::string out;
+    if (rows_.empty()) {
+        out = "estimate: nothing to enqueue\n";
+    } else {
+        table.push_back({"total", "", "", "", "", format_usd(typical), format_usd(worst)});
+        out = "estimate (USD):\n" + render_table(table);
+        if (unpriced > 0)
+            out += std::to_string(unpriced) + " requests without a price are not in the totals\n";
+        out += "assumptions:\n" + notes;
+    }
     if (queued) {
         out += "already queued or running in the database: " + format_usd(queued->typical_usd) +
                " typical, " + format_usd(queued->worst_usd) + " worst case (" +

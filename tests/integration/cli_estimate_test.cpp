@@ -153,4 +153,10 @@ TEST_CASE("enqueue --estimate adds what the database already has queued") {
               "already queued or running in the database: $0.1200 typical, $0.1200 worst "
               "case (3 requests)"));
     CHECK(has(r.out, "with this file: $0.1600 typical, $0.1600 worst case"));
+
+    // A file whose jobs are all stored already: nothing to estimate, the queue still shown.
+    r = env.cli({"enqueue", env.dir.file("first.jsonl"), "--estimate"});
+    CHECK(r.code == 0);
+    CHECK(has(r.out, "estimate: nothing to enqueue\n"));
+    CHECK(has(r.out, "already queued or running in the database: $0.1200 typical"));
 }
