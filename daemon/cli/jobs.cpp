@@ -6,6 +6,7 @@
 
 #include "daemon/cli/batch_view.hpp"
 #include "daemon/cli/commands.hpp"
+#include "daemon/cli/cost_view.hpp"
 #include "daemon/cli/format.hpp"
 #include "jobs/state.hpp"
 
@@ -96,7 +97,10 @@ json::object detail_json(const jobs::JobDetail& d) {
             {"error", a.error_class.empty()
                           ? json::value(nullptr)
                           : json_error(a.error_class, a.error_code, a.http_status, a.message)},
-            {"usage", json_or_null(a.usage_json)}});
+            {"usage", json_or_null(a.usage_json)},
+            {"billed", a.billed ? json::value(*a.billed) : json::value(nullptr)},
+            {"cost_usd", usd_json(a.cost_usd)},
+            {"cost_basis", string_or_null(a.cost_basis)}});
     for (const auto& out : d.outputs)
         outputs.push_back(json::object{{"idx", out.idx},
                                        {"path", out.path},

@@ -129,6 +129,16 @@ TEST_CASE("spend: status, export, sidecars, the report and the metric show what 
     auto csv = env.cli({"export", "--format", "csv"}).out;
     CHECK(csv.substr(0, csv.find('\r')).ends_with(",usage,cost_usd"));
 
+    // show: each attempt's billing and cost.
+    auto show = json::parse(env.cli({"show", env.job_id("a"), "--json"}).out).as_object();
+    const auto& log = show.at("attempt_log").as_array();
+    REQUIRE(log.size() == 1);
+    CHECK(log[0].at("billed") == json::value(true));
+    CHECK(log[0].at("cost_basis") == json::value("tokens"));
+    CHECK(log[0].at("cost_usd").to_number<double>() ==
+          doctest::Approx(
+              num(env.value("SELECT cost_usd FROM attempts WHERE job_id = " + env.job_id("a")))));
+
     // The report's batch summary has the spend.
     REQUIRE(env.cli({"report", "-o", env.dir.file("report"), "--thumb-size", "32"}).code == 0);
     auto page = read_file(env.dir.file("report/index.html"));
