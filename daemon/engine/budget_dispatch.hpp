@@ -39,6 +39,11 @@ void budget_reconfigure(EngineShared* s, const jobs::BudgetConfig& c);
 // Ends every hold that the budgets no longer need (logged budget_resumed) and wakes the lanes.
 void budget_recheck(EngineShared* s);
 
+// Whether a batch-mode provider may open no vendor batch: under any budget (a vendor batch's
+// calls are billed when its results come back, hours later; they are not reserved). Logged once
+// per provider.
+bool budget_blocks_vendor_batches(const EngineShared* s, const ProviderRuntime* p);
+
 // The daemon stops: its holds are removed from the database.
 void budget_clear(EngineShared* s);
 

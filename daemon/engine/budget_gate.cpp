@@ -170,6 +170,7 @@ asio::awaitable<void> budget_refresh(EngineShared* s) {
     auto& g = s->budget;
     if (!g.enabled() || g.snapshot_pending) co_return;
     g.snapshot_pending = true;
+    const bool waited = g.snapshot_wanted;  // calls wait for this read
     g.snapshot_wanted = false;
     const double day = jobs::budget_day_start(g.ledger.config(), jobs::unix_now());
     std::vector<std::string> batches(g.batches.begin(), g.batches.end());
@@ -186,7 +187,7 @@ asio::awaitable<void> budget_refresh(EngineShared* s) {
     }
     g.snapshot_pending = false;
     budget_recheck(s);
-    s->wake_all();  // calls waiting for the spend of their batch
+    if (waited) s->wake_all();  // calls waiting for the spend of their batch
     if (g.snapshot_wanted) asio::co_spawn(s->executor, budget_refresh(s), asio::detached);
 }
 
@@ -214,6 +215,18 @@ void budget_reconfigure(EngineShared* s, const jobs::BudgetConfig& c) {
     }
     budget_recheck(s);
     s->wake_all();
+}
+
+bool budget_blocks_vendor_batches(const EngineShared* s, const ProviderRuntime* p) {
+    if (!s->budget.enabled()) return false;
+    // Told once per provider and process.
+    static std::set<std::string> told;
+    if (told.insert(p->config.name).second)
+        spdlog::warn(
+            "event=budget_hold budget=vendor_batch provider={} note={}", q(p->config.name),
+            q("a budget is set: no vendor batch is submitted (their spend is known only when "
+              "the results come back); the jobs stay queued"));
+    return true;
 }
 
 void budget_clear(EngineShared* s) {

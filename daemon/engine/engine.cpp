@@ -248,7 +248,8 @@ asio::awaitable<bool> check_idle(Engine* e) {
     for (auto& [name, count] : work.requests_by_provider) {
         auto* p = e->shared.provider(name);
         // Requests a budget holds cannot run either (until SIGHUP raises it or a new day).
-        const bool budget = p && (e->shared.budget.global_hold() || batch_held[name] >= count);
+        const bool budget = p && (e->shared.budget.global_hold() || batch_held[name] >= count ||
+                                  (p->config.mode == "batch" && e->shared.budget.enabled()));
         if (p && !budget && (!p->lane.paused() || probe_due(p->lane))) co_return false;
         held += (held.empty() ? "" : ",") + name + "(" + std::to_string(count) +
                 (budget ? ",budget" : "") + ")";
