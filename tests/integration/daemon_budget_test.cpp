@@ -46,6 +46,13 @@ void replace_in(const std::string& path, const std::string& from, const std::str
     write_file(path, text);
 }
 
+// How many times `what` occurs in text.
+int occurrences(const std::string& text, const std::string& what) {
+    int n = 0;
+    for (auto at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
+    return n;
+}
+
 // A loopback port free a moment ago (for metrics_listen).
 int free_port() {
     int fd = ::socket(AF_INET, SOCK_STREAM, 0);
@@ -83,6 +90,7 @@ TEST_CASE("budget: a run budget stops dispatch; run --until-idle exits with the 
     CHECK(env.number("SELECT count(*) FROM outputs") == 3);
     CHECK(env.value("SELECT printf('%.2f', total(cost_usd)) FROM attempts WHERE billed = 1") ==
           "0.30");
+    CHECK(occurrences(r.err, "event=budget_hold") == 1);  // once per hold
     CHECK(r.err.find("event=budget_hold budget=run") != std::string::npos);
     CHECK(r.err.find("limit_usd=0.3500") != std::string::npos);
     CHECK(r.err.find("event=idle_with_held_work providers=p(3,budget)") != std::string::npos);
@@ -202,4 +210,18 @@ TEST_CASE("budget: a batch-mode provider submits no vendor batch under a budget"
     CHECK(sim.stat("requests") == 0);
     CHECK(r.err.find("event=budget_hold budget=vendor_batch provider=vb") != std::string::npos);
     CHECK(r.err.find("event=idle_with_held_work providers=vb(2,budget)") != std::string::npos);
+}
+
+TEST_CASE("budget: a call without a price is held, never sent unbounded") {
+    Sim sim;
+    // sora_image: a relay name without a price in the catalog, and none in the config.
+    DaemonEnv env({chat_provider(sim, "relay")}, fast_retry(), 10,
+                  R"("budget": {"max_usd_per_batch": 100})");
+    env.enqueue(job_line("s", "a lighthouse", "sora_image", 1));
+    RunResult r = env.run_until_idle();
+    CHECK(sim.stat("requests") == 0);
+    CHECK(env.job_state("s") == "queued");
+    CHECK(r.err.find("event=budget_hold budget=batch batch=b provider=relay") != std::string::npos);
+    CHECK(r.err.find("next_call_usd=unknown") != std::string::npos);
+    CHECK(r.err.find("event=idle_with_held_work providers=relay(1,budget)") != std::string::npos);
 }
