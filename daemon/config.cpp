@@ -10,6 +10,7 @@
 #include <cerrno>
 #include <charconv>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -418,6 +419,40 @@ double auto_shutdown_grace_s(const std::vector<ProviderConfig>& providers) {
     return longest < 0 ? 0 : longest + kShutdownGraceMargin_s;
 }
 
+namespace {
+
+// "budget": {"max_usd_per_batch", "max_usd_per_day", "max_usd_per_run": USD > 0,
+// "day_starts": "HH:MM", "timezone": "UTC" | "local"}.
+jobs::BudgetConfig parse_budget(const json::object& obj, const std::string& source) {
+    Fields f(obj, source, "budget");
+    jobs::BudgetConfig b;
+    auto usd = [&](std::string_view key, std::optional<double>& out) {
+        if (!f.get(key)) return;
+        double v = 0;
+        f.number(key, v, 0, true);
+        out = v;
+    };
+    usd("max_usd_per_batch", b.max_usd_per_batch);
+    usd("max_usd_per_day", b.max_usd_per_day);
+    usd("max_usd_per_run", b.max_usd_per_run);
+    std::string day = "00:00";
+    f.string("day_starts", day);
+    int h = -1, m = -1;
+    if (day.size() != 5 || day[2] != ':' || std::sscanf(day.c_str(), "%2d:%2d", &h, &m) != 2 ||
+        h < 0 || h > 23 || m < 0 || m > 59 || !std::isdigit(static_cast<unsigned char>(day[0])) ||
+        !std::isdigit(static_cast<unsigned char>(day[3])))
+        f.bad("day_starts", "a time \"HH:MM\" (00:00 to 23:59)", json::value(day));
+    b.day_starts_min = h * 60 + m;
+    std::string tz = "UTC";
+    f.string("timezone", tz);
+    if (tz != "UTC" && tz != "local") f.bad("timezone", "\"UTC\" or \"local\"", json::value(tz));
+    b.day_utc = tz == "UTC";
+    f.no_unknown_keys();
+    return b;
+}
+
+}  // namespace
+
 Config parse_config(std::string_view text, const std::string& source_name) {
     const std::string source = source_name.empty() ? "config" : source_name;
     json::value root = parse_json(text, source);
@@ -453,6 +488,7 @@ Config parse_config(std::string_view text, const std::string& source_name) {
         if (!sidecar->is_bool()) f.bad("sidecar", "true or false", *sidecar);
         c.sidecar = sidecar->get_bool();
     }
+    if (const auto* budget = f.object("budget")) c.budget = parse_budget(*budget, source);
     f.string("metrics_listen", c.metrics_listen);
     if (!c.metrics_listen.empty() && !is_listen_address(c.metrics_listen))
         f.bad("metrics_listen", "\"IP:PORT\" (port 1-65535, e.g. \"127.0.0.1:9464\") or \"\"",

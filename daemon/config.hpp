@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "daemon/output_template.hpp"
+#include "jobs/budget.hpp"
 #include "jobs/catalog.hpp"
 #include "jobs/retry_policy.hpp"
 #include "jobs/validate.hpp"
@@ -88,6 +89,8 @@ struct Config {
     // sidecar beside each image (see "Output files" in the README).
     NameTemplate output_name;
     bool sidecar = false;
+    // "budget": spending limits per batch, per day and per run (README "Budgets").
+    jobs::BudgetConfig budget;
 
     const ProviderConfig* provider(std::string_view name) const;
     std::vector<jobs::ProviderInfo> provider_infos() const;

@@ -306,6 +306,23 @@ struct QueuedCost {
     std::int64_t unpriced = 0;  // requests without a price (not in the sums)
 };
 
+// ---- budget holds (store_budget.cpp, schema 007) ----
+// A budget holding a daemon's next call to a provider (table budget_holds).
+struct BudgetHoldRow {
+    std::string owner, provider;
+    std::string budget;  // batch, day, run
+    std::string batch;   // for a batch budget
+    double limit_usd = 0, spent_usd = 0;
+    std::optional<double> need_usd;  // unset: the call has no price
+    double since = 0;
+};
+// Spend that budgets count (billed attempts): of the day from day_start, of one run (owner),
+// and of each batch asked for (absent batches spent 0).
+struct BudgetSpend {
+    double day_usd = 0, run_usd = 0;
+    std::map<std::string, double> batch_usd;
+};
+
 // What is left to do (for `run --until-idle`): pending rows, and open (queued or running)
 // requests per provider. All zero and empty when the store is idle.
 struct OpenWork {
@@ -363,6 +380,12 @@ class Store {
     // daemon sharing the database (running requests of all owners count).
     std::vector<ClaimedRequest> claim(std::string_view provider, std::string_view owner, int limit,
                                       double now, double lease_s, int provider_cap = 0);
+    // The same, leaving the requests of the batches named in skip_batches queued (batches held
+    // by their budget).
+    std::vector<ClaimedRequest> claim_except(std::string_view provider, std::string_view owner,
+                                             int limit, double now, double lease_s,
+                                             int provider_cap,
+                                             const std::vector<std::string>& skip_batches);
     // Extends the leases of the given attempts (those the daemon still tracks) to until, where
     // owner still holds them at that attempt_no. A request of owner that is not listed keeps
     // its lease as it is, and goes back to the queue when it expires. Returns how many.
@@ -464,6 +487,15 @@ class Store {
                                  bool running = false) {
         return queued_cost(filter, price, running).worst_usd;
     }
+
+    // ---- budgets (store_budget.cpp) ----
+    // Replaces every budget hold of owner with holds (empty: none).
+    void set_budget_holds(std::string_view owner, const std::vector<BudgetHoldRow>& holds);
+    // The holds of daemons not stopped, by provider.
+    std::vector<BudgetHoldRow> budget_holds();
+    // What the budgets of a daemon (owner) count, in one read.
+    BudgetSpend budget_spend(std::string_view owner, double day_start,
+                             const std::vector<std::string>& batches);
 
     // ---- vendor batches (store_batches.cpp) ----
     // This database's instance id (database_instance.id).

@@ -92,6 +92,13 @@ void StoreDb::settle_job(std::int64_t job_id, double now) {
 
 std::vector<ClaimedRequest> Store::claim(std::string_view provider, std::string_view owner,
                                          int limit, double now, double lease_s, int provider_cap) {
+    return claim_except(provider, owner, limit, now, lease_s, provider_cap, {});
+}
+
+std::vector<ClaimedRequest> Store::claim_except(std::string_view provider, std::string_view owner,
+                                                int limit, double now, double lease_s,
+                                                int provider_cap,
+                                                const std::vector<std::string>& skip_batches) {
     std::vector<ClaimedRequest> out;
     if (limit <= 0) return out;
     auto txn = impl_->write_txn();
@@ -107,12 +114,26 @@ std::vector<ClaimedRequest> Store::claim(std::string_view provider, std::string_
     }
     std::vector<int> priority;
     {
-        auto q = impl_->prep(kClaimSql);
+        std::string sql = kClaimSql;
+        if (!skip_batches.empty()) {
+            // Requests of the batches skipped (held by their budget) stay queued.
+            std::string names;
+            for (std::size_t i = 0; i < skip_batches.size(); ++i)
+                names += (i ? ", ?" : "?") + std::to_string(6 + i);
+            const std::string skip =
+                " AND NOT EXISTS (SELECT 1 FROM jobs j JOIN batches b ON b.id = j.batch_id "
+                "WHERE j.id = requests.job_id AND b.name IN (" +
+                names + "))";
+            sql.insert(sql.find(" ORDER BY priority"), skip);
+        }
+        auto q = impl_->prep(sql);
         q->bind(1, std::string(owner));
         q->bind(2, now + lease_s);
         q->bind(3, std::string(provider));
         q->bind(4, now);
         q->bind(5, limit);
+        for (std::size_t i = 0; i < skip_batches.size(); ++i)
+            q->bind(static_cast<int>(6 + i), skip_batches[i]);
         while (q->executeStep()) {
             ClaimedRequest r;
             r.request_id = q->getColumn(0).getInt64();

@@ -58,6 +58,33 @@ LaneView lane_view(const jobs::LaneLoad& load, const jobs::ProviderState* state,
     return v;
 }
 
+std::string budget_hold_text(const jobs::BudgetHoldRow& h) {
+    char buf[160];
+    std::snprintf(buf, sizeof buf, " budget %.2f USD: %.2f spent or in flight", h.limit_usd,
+                  h.spent_usd);
+    std::string out = h.budget == "batch" ? "batch " + h.batch : h.budget;
+    out += buf;
+    if (!h.need_usd) out += ", next call has no price";
+    return out;
+}
+
+void apply_budget_holds(std::vector<LaneView>& lanes, const std::vector<jobs::BudgetHoldRow>& holds,
+                        const std::vector<DaemonView>& daemons) {
+    for (auto& l : lanes) {
+        if (l.state == "paused") continue;
+        for (const auto& h : holds) {
+            if (h.provider != l.load.provider) continue;
+            const bool alive = std::any_of(daemons.begin(), daemons.end(), [&](const auto& d) {
+                return d.alive && d.row.owner == h.owner;
+            });
+            if (!alive) continue;
+            l.state = "budget";
+            l.detail = budget_hold_text(h);
+            break;
+        }
+    }
+}
+
 BatchView batch_view(const jobs::BatchProgress& p, const jobs::BatchTimes& t, double now,
                      const std::vector<LaneView>& lanes, bool daemon_alive) {
     BatchView b;
@@ -79,7 +106,8 @@ BatchView batch_view(const jobs::BatchProgress& p, const jobs::BatchTimes& t, do
     for (const auto& l : lanes) {
         if (l.load.queued + l.load.in_flight == 0) continue;
         work = true;
-        if (l.state != "paused" && l.state != "local pause") all_paused = false;
+        if (l.state != "paused" && l.state != "local pause" && l.state != "budget")
+            all_paused = false;
     }
     if (!daemon_alive)
         b.no_eta = "no daemon alive";
@@ -311,6 +339,7 @@ Snapshot ProgressReader::read() {
             if (l.provider == name) load = l;
         s.lanes.push_back(lane_view(load, state_of(name), s.daemons, s.now));
     }
+    apply_budget_holds(s.lanes, store.budget_holds(), s.daemons);
     const bool alive = s.daemon_alive();
     for (const auto& p : store.batch_progress(batch_)) {
         const bool final = p.final();

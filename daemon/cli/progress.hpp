@@ -21,7 +21,8 @@ struct LaneView {
     jobs::LaneLoad load;
     // active (requests in flight), holding (queued, none due yet, or due and none in
     // flight), paused (by the user or the daemon: detail has the reason), local pause (every
-    // live daemon holds its dispatching), waiting (no daemon alive), idle (nothing queued).
+    // live daemon holds its dispatching), waiting (no daemon alive), idle (nothing queued),
+    // budget (a budget holds its next call: detail says which).
     std::string state;
     std::string detail;
 };
@@ -56,6 +57,12 @@ struct Snapshot {
 // The state of a provider's lane.
 LaneView lane_view(const jobs::LaneLoad& load, const jobs::ProviderState* state,
                    const std::vector<DaemonView>& daemons, double now);
+// A lane that a live daemon's budget holds (budget_holds) and that is not paused shows state
+// "budget", detail "day budget 10.00 USD: 9.95 spent or in flight" (see README "Budgets").
+void apply_budget_holds(std::vector<LaneView>& lanes, const std::vector<jobs::BudgetHoldRow>& holds,
+                        const std::vector<DaemonView>& daemons);
+// "day budget 10.00 USD: 9.95 spent or in flight" ("batch night budget ..." for a batch).
+std::string budget_hold_text(const jobs::BudgetHoldRow& h);
 // Progress, rate since the start and ETA of a batch. No ETA while no daemon is alive or every
 // lane with work is paused.
 BatchView batch_view(const jobs::BatchProgress& p, const jobs::BatchTimes& t, double now,

@@ -3,10 +3,12 @@
 #include <boost/json/serialize.hpp>
 #include <filesystem>
 #include <iostream>
+#include <set>
 
 #include "daemon/cli/batch_view.hpp"
 #include "daemon/cli/commands.hpp"
 #include "daemon/cli/format.hpp"
+#include "daemon/cli/progress.hpp"
 #include "jobs/text.hpp"
 
 namespace imgbatch::daemon::cli {
@@ -32,6 +34,7 @@ int run_providers(const ProvidersOptions& o, Context& ctx) {
     // Counts and pauses come from the database when there is one; no database is no activity.
     std::vector<jobs::ProviderState> states;
     std::vector<jobs::VendorBatchRow> vendor;
+    std::vector<jobs::BudgetHoldRow> holds;
     jobs::Stats stats;
     std::error_code ec;
     const std::string db = ctx.database();
@@ -40,7 +43,19 @@ int run_providers(const ProvidersOptions& o, Context& ctx) {
         states = store.provider_states();
         stats = store.stats(std::nullopt, jobs::unix_now());
         vendor = store.open_vendor_batches();
+        // Budgets holding a live daemon's next call (README "Budgets").
+        const double now = jobs::unix_now();
+        std::set<std::string> alive;
+        for (const auto& d : store.running_daemons())
+            if (d.heartbeat_at > now - kHeartbeatFreshS) alive.insert(d.owner);
+        for (auto& h : store.budget_holds())
+            if (alive.count(h.owner)) holds.push_back(std::move(h));
     }
+    auto hold_of = [&](const std::string& name) -> const jobs::BudgetHoldRow* {
+        for (const auto& h : holds)
+            if (h.provider == name) return &h;
+        return nullptr;
+    };
     auto state_of = [&](const std::string& name) -> const jobs::ProviderState* {
         for (const auto& s : states)
             if (s.name == name) return &s;
@@ -52,6 +67,7 @@ int run_providers(const ProvidersOptions& o, Context& ctx) {
     for (const auto& p : cfg.providers) {
         const auto* st = state_of(p.name);
         const bool paused = st && st->paused;
+        const auto* hold = paused ? nullptr : hold_of(p.name);
         jobs::ProviderStats ps;
         if (auto it = stats.providers.find(p.name); it != stats.providers.end()) ps = it->second;
         if (o.json) {
@@ -70,6 +86,11 @@ int run_providers(const ProvidersOptions& o, Context& ctx) {
                 {"paused", paused},
                 {"reason", paused ? string_or_null(st->reason) : json::value(nullptr)},
                 {"paused_at", paused ? json_time(st->paused_at) : json::value(nullptr)},
+                {"budget", hold ? json::value(json::object{{"budget", hold->budget},
+                                                           {"batch", string_or_null(hold->batch)},
+                                                           {"limit_usd", hold->limit_usd},
+                                                           {"spent_usd", hold->spent_usd}})
+                                : json::value(nullptr)},
                 {"queued", ps.queued},
                 {"in_flight", ps.in_flight},
                 {"images_last_min", ps.images_last_min},
@@ -86,7 +107,9 @@ int run_providers(const ProvidersOptions& o, Context& ctx) {
                              p.requests_per_minute > 0 ? number(p.requests_per_minute) : "-",
                              p.images_per_minute > 0 ? number(p.images_per_minute) : "-",
                              std::to_string(ps.queued), std::to_string(ps.in_flight),
-                             paused ? "paused (" + st->reason + ")" : "active"});
+                             paused ? "paused (" + st->reason + ")"
+                             : hold ? "budget (" + budget_hold_text(*hold) + ")"
+                                    : "active"});
         }
     }
     if (o.json)

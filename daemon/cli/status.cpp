@@ -39,6 +39,7 @@ struct ProviderLine {
     bool configured = false;
     bool paused = false;
     std::string reason;
+    std::string budget;  // a budget holds the lane: which one (README "Budgets")
     jobs::ProviderStats stats;
 };
 
@@ -157,7 +158,9 @@ std::string status_text(const std::optional<std::string>& batch, const jobs::Sta
         std::vector<std::vector<std::string>> rows{
             {"PROVIDER", "QUEUED", "IN_FLIGHT", "IMAGES_1MIN", "STATE"}};
         for (const auto& p : providers) {
-            std::string state = p.paused ? "paused (" + p.reason + ")" : "active";
+            std::string state = p.paused            ? "paused (" + p.reason + ")"
+                                : !p.budget.empty() ? "budget (" + p.budget + ")"
+                                                    : "active";
             if (!p.configured) state += " (not configured)";
             rows.push_back({p.name, std::to_string(p.stats.queued),
                             std::to_string(p.stats.in_flight),
@@ -186,6 +189,9 @@ void print_once(const StatusOptions& o, Context& ctx, ProgressReader& reader, bo
     const double now = progress.now;
     auto stats = store.stats(batch, now);
     auto lines = provider_lines(ctx.config(), stats, store.provider_states());
+    for (auto& l : lines)
+        for (const auto& lane : progress.lanes)
+            if (lane.load.provider == l.name && lane.state == "budget") l.budget = lane.detail;
     auto daemons = store.running_daemons();
     auto vendor = store.open_vendor_batches();
     jobs::SpendFilter spent;

@@ -14,6 +14,7 @@
 #include <chrono>
 #include <exception>
 
+#include "daemon/engine/budget_dispatch.hpp"
 #include "daemon/image.hpp"
 #include "daemon/net/content_coding.hpp"
 
@@ -602,6 +603,7 @@ asio::awaitable<void> run_attempt(EngineShared* s, ProviderRuntime* p, jobs::Cla
             "outcome=abandoned ms={}",
             req.job_id, q(req.batch), q(req.key), req.request_id, q(p->config.name), req.attempt_no,
             ms);
+        budget_release(s, req.request_id);
         co_return;
     }
     it->second.state = AttemptState::completing;
@@ -636,12 +638,17 @@ asio::awaitable<void> run_attempt(EngineShared* s, ProviderRuntime* p, jobs::Cla
             q(r.completion.error->message));
     p->wake();  // a slot is free
 
+    const std::optional<double> cost = r.completion.cost_usd;
     bool applied = false;
     try {
         applied = co_await s->db.complete(std::move(r.completion));
     } catch (const std::exception& e) {
         spdlog::error("event=complete_failed request={} error={}", req.request_id, q(e.what()));
     }
+    if (applied)
+        budget_recorded(s, req.request_id, cost, finished);
+    else
+        budget_release(s, req.request_id);
     if (applied) {
         p->counters.images += images;
         p->counters.bytes += bytes;

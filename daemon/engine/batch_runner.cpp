@@ -1,5 +1,6 @@
 #include "daemon/engine/batch_runner.hpp"
 #include "daemon/engine/batch_common.hpp"
+#include "daemon/engine/budget_dispatch.hpp"
 
 namespace imgbatch::daemon {
 namespace vbatch {
@@ -205,10 +206,14 @@ asio::awaitable<void> batch_loop(EngineShared* s, ProviderRuntime* p) {
                 co_await step(r, row);
                 ++open;
             }
+            // The co_await stays out of the condition: GCC 12 may evaluate it before the
+            // conditions it follows.
             while (!s->stopping && !p->lane.paused() && !held(r) &&
-                   open < static_cast<std::size_t>(p->config.batch_max_open) &&
-                   co_await open_new(r))
+                   !budget_blocks_vendor_batches(s, p) &&
+                   open < static_cast<std::size_t>(p->config.batch_max_open)) {
+                if (!co_await open_new(r)) break;
                 ++open;
+            }
             const double now = jobs::unix_now();
             for (const auto& [id, pl] : r->polls)
                 wait = std::min(wait, std::max(0.0, pl.next - now));

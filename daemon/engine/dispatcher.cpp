@@ -12,6 +12,7 @@
 #include <chrono>
 
 #include "daemon/engine/attempt.hpp"
+#include "daemon/engine/budget_dispatch.hpp"
 
 namespace imgbatch::daemon {
 namespace asio = boost::asio;
@@ -227,6 +228,7 @@ asio::awaitable<void> give_back(EngineShared* s, std::int64_t request_id) {
         p->counters.count_attempt("returned", "");
         p->wake();
     }
+    budget_release(s, request_id);
     s->forget(request_id, attempt);
     s->attempt_ended.cancel();
 }
@@ -281,6 +283,27 @@ void unclaim_ready(EngineShared* s, ProviderRuntime* p) {
     asio::co_spawn(s->executor, unclaim(s, std::move(reqs)), asio::detached);
 }
 
+// Claims taken ahead that a budget holds (every one under a day or run budget, those of a held
+// batch under its batch budget) go back to the queue.
+void unclaim_budget_held(EngineShared* s, ProviderRuntime* p) {
+    if (s->budget.global_hold()) {
+        unclaim_ready(s, p);
+        return;
+    }
+    const auto held = s->budget.held_batches();
+    if (held.empty() || p->ready.empty()) return;
+    std::vector<jobs::ClaimedRequest> back;
+    std::deque<jobs::ClaimedRequest> keep;
+    for (auto& r : p->ready) {
+        if (std::find(held.begin(), held.end(), r.batch) != held.end())
+            back.push_back(std::move(r));
+        else
+            keep.push_back(std::move(r));
+    }
+    p->ready.swap(keep);
+    if (!back.empty()) asio::co_spawn(s->executor, unclaim(s, std::move(back)), asio::detached);
+}
+
 // One claim of up to `want` requests, off the dispatch loop: what it gets joins p->ready.
 asio::awaitable<void> claim_more(EngineShared* s, ProviderRuntime* p, int want) {
     const std::string name = p->config.name;
@@ -292,8 +315,10 @@ asio::awaitable<void> claim_more(EngineShared* s, ProviderRuntime* p, int want) 
     try {
         // Beside other daemons the provider's concurrency is enforced in the database.
         int cap = s->shared_limits ? p->config.max_concurrency : 0;
-        auto claim = [name, owner = s->owner, want, now, lease = p->lease_s, cap](jobs::Store& st) {
-            return st.claim(name, owner, want, now, lease, cap);
+        // Requests of batches held by their budget stay queued.
+        auto claim = [name, owner = s->owner, want, now, lease = p->lease_s, cap,
+                      skip = s->budget.held_batches()](jobs::Store& st) {
+            return st.claim_except(name, owner, want, now, lease, cap, skip);
         };
         claimed = co_await s->db.call<std::vector<jobs::ClaimedRequest>>(std::move(claim));
     } catch (const std::exception& e) {
@@ -348,18 +373,33 @@ asio::awaitable<void> dispatch_loop(EngineShared* s, ProviderRuntime* p) {
             co_await sleep_until_woken(p, s->poll_interval_s);
             continue;
         }
+        if (s->budget.global_hold()) {
+            // A day or run budget holds: nothing starts until it lets calls through again.
+            unclaim_ready(s, p);
+            co_await sleep_until_woken(p, s->poll_interval_s);
+            continue;
+        }
         double now = jobs::unix_now();
         int can = p->lane.claimable(now);
         if (!p->ready.empty()) {
             if (can > 0) {
                 // Spacing counts from now, the slot the request starts in.
-                int n = std::min<int>(can, static_cast<int>(p->ready.size()));
-                for (int i = 0; i < n; ++i) {
+                int started = 0;
+                Admit admit = Admit::go;
+                while (started < can && !p->ready.empty()) {
+                    admit = budget_admit(s, p, p->ready.front(), now);
+                    if (admit == Admit::wait) break;
+                    if (admit == Admit::hold) {
+                        unclaim_budget_held(s, p);
+                        break;
+                    }
                     jobs::ClaimedRequest req = std::move(p->ready.front());
                     p->ready.pop_front();
                     start_attempt(s, p, std::move(req), now);
+                    ++started;
                 }
-                continue;  // claimable changed
+                if (started > 0) continue;  // claimable changed
+                if (admit == Admit::hold) continue;
             }
             // A paused provider does not hold claims for requests it will not send.
             if (p->lane.paused()) unclaim_ready(s, p);

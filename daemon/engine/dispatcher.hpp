@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "daemon/config.hpp"
+#include "daemon/engine/budget_gate.hpp"
 #include "daemon/engine/credentials.hpp"
 #include "daemon/engine/db_worker.hpp"
 #include "daemon/engine/histogram.hpp"
@@ -163,6 +164,8 @@ struct EngineShared {
     double started_at = 0;
     jobs::Stats db_stats;
     bool db_stats_read = false;
+    // The budgets: spend, calls in flight at their worst case, holds (budget_dispatch.hpp).
+    BudgetGate budget;
     // Signalled (cancelled) whenever an attempt ends: shutdown waits on it.
     boost::asio::steady_timer attempt_ended;
 

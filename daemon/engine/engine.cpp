@@ -26,6 +26,7 @@
 #include <thread>
 
 #include "daemon/engine/batch_runner.hpp"
+#include "daemon/engine/budget_dispatch.hpp"
 #include "daemon/engine/dispatcher.hpp"
 #include "daemon/engine/metrics.hpp"
 #include "daemon/engine/notify.hpp"
@@ -228,19 +229,35 @@ bool probe_due(const Lane& lane) {
 // unconfigured providers do not count).
 asio::awaitable<bool> check_idle(Engine* e) {
     if (!e->shared.in_flight.empty()) co_return false;
-    auto read = [](jobs::Store& st) { return st.open_work(); };
-    auto work = co_await e->shared.db.call<jobs::OpenWork>(std::move(read));
+    // Open requests, and of them those of batches held by their batch budget.
+    using Work = std::pair<jobs::OpenWork, std::map<std::string, std::int64_t>>;
+    auto read = [held_batches = e->shared.budget.held_batches()](jobs::Store& st) {
+        Work w{st.open_work(), {}};
+        for (const auto& [provider, count] : w.first.requests_by_provider)
+            for (const auto& b : held_batches) {
+                jobs::SpendFilter f;
+                f.batch = b;
+                f.provider = provider;
+                w.second[provider] += st.queued_cost(f, nullptr).requests;
+            }
+        return w;
+    };
+    auto [work, batch_held] = co_await e->shared.db.call<Work>(std::move(read));
     if (work.pending > 0 || !e->shared.in_flight.empty()) co_return false;
     std::string held;
     for (auto& [name, count] : work.requests_by_provider) {
         auto* p = e->shared.provider(name);
-        if (p && (!p->lane.paused() || probe_due(p->lane))) co_return false;
-        held += (held.empty() ? "" : ",") + name + "(" + std::to_string(count) + ")";
+        // Requests a budget holds cannot run either (until SIGHUP raises it or a new day).
+        const bool budget = p && (e->shared.budget.global_hold() || batch_held[name] >= count ||
+                                  (p->config.mode == "batch" && e->shared.budget.enabled()));
+        if (p && !budget && (!p->lane.paused() || probe_due(p->lane))) co_return false;
+        held += (held.empty() ? "" : ",") + name + "(" + std::to_string(count) +
+                (budget ? ",budget" : "") + ")";
     }
     if (!held.empty())
         spdlog::warn(
             "event=idle_with_held_work providers={} note=\"paused or unconfigured "
-            "providers hold queued requests\"",
+            "providers, or budgets, hold queued requests\"",
             held);
     co_return true;
 }
@@ -408,6 +425,12 @@ asio::awaitable<void> control_loop(Engine* e) {
             }
         }
         try {
+            // Spend by other daemons, a new day: holds may end.
+            co_await budget_refresh(&e->shared);
+        } catch (const std::exception& ex) {
+            step("budget", ex);
+        }
+        try {
             co_await report_batches(e);
         } catch (const std::exception& ex) {
             step("report_batches", ex);
@@ -494,6 +517,7 @@ asio::awaitable<void> shutdown(Engine* e, std::string reason) {
     if (busy())
         spdlog::error("event=stop_unfinished in_flight={} claims={}", s.in_flight.size(),
                       s.claims_pending);
+    budget_clear(&s);
     for (auto& p : s.providers) {
         p->client->close_idle();
         p->download->close_idle();
@@ -537,6 +561,7 @@ void reload(Engine* e) {
             }
             probe_now(p.get(), "reload");
         }
+        budget_reconfigure(&e->shared, fresh.budget);
     } catch (const std::exception& ex) {
         spdlog::error("event=reload_failed error={} note=\"old limits kept\"", q(ex.what()));
     }
@@ -670,6 +695,8 @@ int run_daemon(const Config& config, const RunOptions& options) {
         e.shared.poll_interval_s = config.poll_interval_s > 0 ? config.poll_interval_s : 1.0;
         e.shared.shared_limits = options.allow_multiple;
         e.shared.catalog = &config.catalog;
+        e.shared.budget.config = &config;
+        e.shared.budget.ledger.configure(config.budget);
         e.shared.started_at = process_start;
         e.shared.leases_expired = static_cast<std::uint64_t>(requeued);
         if (options.until_idle)

@@ -237,6 +237,7 @@ std::string render_metrics(const EngineShared& s) {
            "Attempts whose images wait in memory for a write to succeed.");
     o.sample("imgbatch_images_waiting_for_disk", "", s.local_failing);
     o.text += render_vendor_batch_metrics();
+    o.text += render_budget_metrics(s.budget, now);
     return o.text;
 }
 

@@ -1,0 +1,263 @@
+#include "daemon/engine/budget_gate.hpp"
+
+#include <spdlog/spdlog.h>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/json/parse.hpp>
+
+#include <algorithm>
+
+#include "daemon/engine/budget_dispatch.hpp"
+#include "daemon/logfmt.hpp"
+#include "jobs/attempt_cost.hpp"
+
+namespace imgbatch::daemon {
+namespace asio = boost::asio;
+
+namespace {
+
+jobs::PriceParams params_of(const std::string& params_json) {
+    boost::system::error_code ec;
+    auto v = boost::json::parse(params_json.empty() ? "{}" : params_json, ec);
+    if (ec || !v.is_object()) return {};
+    return jobs::price_params(v.get_object());
+}
+
+std::string usd(double v) {
+    return fmt::format("{:.4f}", v);
+}
+
+// Writes the gate's holds to the budget_holds table (status, providers).
+void persist(EngineShared* s) {
+    s->db.post([owner = s->owner, rows = s->budget.rows()](jobs::Store& st) {
+        st.set_budget_holds(owner, rows);
+    });
+}
+
+void log_hold(const jobs::BudgetHold& h, const std::string& provider) {
+    spdlog::warn(
+        "event=budget_hold budget={} batch={} provider={} limit_usd={} spent_usd={} "
+        "in_flight_usd={} next_call_usd={} note={}",
+        jobs::to_string(h.kind), q(h.batch), q(provider), usd(h.limit_usd), usd(h.spent_usd),
+        usd(h.reserved_usd), h.unpriced ? std::string("unknown") : usd(h.need_usd),
+        q(h.unpriced ? "the call has no price, so its worst case is unknown: set the provider's "
+                       "prices to dispatch it under a budget"
+                     : "its worst case would cross the budget; the jobs stay queued"));
+}
+
+}  // namespace
+
+const BudgetGate::Held* BudgetGate::global_hold() const {
+    for (const auto& [key, h] : holds)
+        if (h.hold.kind != jobs::BudgetKind::batch) return &h;
+    return nullptr;
+}
+
+std::vector<std::string> BudgetGate::held_batches() const {
+    std::vector<std::string> out;
+    for (const auto& [key, h] : holds)
+        if (h.hold.kind == jobs::BudgetKind::batch) out.push_back(h.hold.batch);
+    return out;
+}
+
+std::vector<jobs::BudgetHoldRow> BudgetGate::rows() const {
+    std::vector<jobs::BudgetHoldRow> out;
+    for (const auto& [key, h] : holds)
+        for (const auto& provider : h.providers) {
+            jobs::BudgetHoldRow r;
+            r.provider = provider;
+            r.budget = std::string(jobs::to_string(h.hold.kind));
+            r.batch = h.hold.batch;
+            r.limit_usd = h.hold.limit_usd;
+            r.spent_usd = h.hold.spent_usd + h.hold.reserved_usd;
+            if (!h.hold.unpriced) r.need_usd = h.hold.need_usd;
+            r.since = h.since;
+            out.push_back(std::move(r));
+        }
+    return out;
+}
+
+std::optional<double> worst_case_of(const Config& config, const ProviderConfig& provider,
+                                    const jobs::ClaimedRequest& req) {
+    const jobs::Price* price = price_of(config, provider, req.model);
+    if (!price) return std::nullopt;
+    return jobs::worst_case_usd(*price, std::max(req.n - req.images_done, 1),
+                                params_of(req.params_json), req.prompt.size(),
+                                provider.mode == "batch");
+}
+
+Admit budget_admit(EngineShared* s, ProviderRuntime* p, const jobs::ClaimedRequest& req,
+                   double now) {
+    auto& g = s->budget;
+    if (!g.enabled() || !g.config) return Admit::go;
+    const auto& cfg = g.ledger.config();
+    if (cfg.max_usd_per_batch && g.batches.insert(req.batch).second) g.snapshot_wanted = true;
+    if (!g.ledger.has_snapshot() || (cfg.max_usd_per_batch && !g.ledger.knows_batch(req.batch))) {
+        // The spend is not known yet: read it before the first call.
+        g.snapshot_wanted = true;
+        asio::co_spawn(s->executor, budget_refresh(s), asio::detached);
+        return Admit::wait;
+    }
+    const auto worst = worst_case_of(*g.config, p->config, req);
+    auto h = g.ledger.check(req.batch, worst, now);
+    if (!h) {
+        g.ledger.reserve(req.request_id, req.batch, worst.value_or(0));
+        return Admit::go;
+    }
+    auto [it, fresh] = g.holds.try_emplace(h->key());
+    it->second.hold = *h;
+    if (fresh) it->second.since = now;
+    if (it->second.providers.insert(p->config.name).second) {
+        log_hold(*h, p->config.name);
+        persist(s);
+    }
+    if (h->kind != jobs::BudgetKind::batch) s->wake_all();  // every lane holds
+    return Admit::hold;
+}
+
+void budget_recorded(EngineShared* s, std::int64_t request_id, std::optional<double> cost,
+                     double finished_at) {
+    s->budget.ledger.recorded(request_id, cost, finished_at);
+    budget_recheck(s);
+}
+
+void budget_release(EngineShared* s, std::int64_t request_id) {
+    s->budget.ledger.release(request_id);
+    budget_recheck(s);
+}
+
+void budget_recheck(EngineShared* s) {
+    auto& g = s->budget;
+    if (g.holds.empty()) return;
+    const double now = jobs::unix_now();
+    bool changed = false;
+    for (auto it = g.holds.begin(); it != g.holds.end();) {
+        const auto& old = it->second.hold;
+        const std::optional<double> need =
+            old.unpriced ? std::nullopt : std::optional<double>(old.need_usd);
+        auto still = g.ledger.check_one(old.kind, old.batch, need, now);
+        if (still) {
+            it->second.hold = *still;
+            ++it;
+            continue;
+        }
+        const auto limit = g.ledger.config().limit(old.kind);
+        spdlog::info(
+            "event=budget_resumed budget={} batch={} limit_usd={} spent_usd={} held_s={:.0f}",
+            jobs::to_string(old.kind), q(old.batch), limit ? usd(*limit) : std::string("none"),
+            usd(g.ledger.spent(old.kind, old.batch, now)), now - it->second.since);
+        it = g.holds.erase(it);
+        changed = true;
+    }
+    if (!changed) return;
+    persist(s);
+    s->wake_all();
+}
+
+asio::awaitable<void> budget_refresh(EngineShared* s) {
+    auto& g = s->budget;
+    if (!g.enabled() || g.snapshot_pending) co_return;
+    g.snapshot_pending = true;
+    const bool waited = g.snapshot_wanted;  // calls wait for this read
+    g.snapshot_wanted = false;
+    const double day = jobs::budget_day_start(g.ledger.config(), jobs::unix_now());
+    std::vector<std::string> batches(g.batches.begin(), g.batches.end());
+    try {
+        // Commits whose results came back before this read's are in it; the others are
+        // recorded after it (one DB thread, results posted in order).
+        auto read = [owner = s->owner, day, batches](jobs::Store& st) {
+            return st.budget_spend(owner, day, batches);
+        };
+        auto sp = co_await s->db.call<jobs::BudgetSpend>(std::move(read));
+        g.ledger.snapshot(day, sp.day_usd, sp.run_usd, sp.batch_usd);
+    } catch (const std::exception& e) {
+        spdlog::error("event=db_error op=budget_spend error={}", q(e.what()));
+    }
+    g.snapshot_pending = false;
+    budget_recheck(s);
+    if (waited) s->wake_all();  // calls waiting for the spend of their batch
+    if (g.snapshot_wanted) asio::co_spawn(s->executor, budget_refresh(s), asio::detached);
+}
+
+void budget_reconfigure(EngineShared* s, const jobs::BudgetConfig& c) {
+    auto& g = s->budget;
+    auto show = [](std::optional<double> v) { return v ? usd(*v) : std::string("none"); };
+    spdlog::info("event=budget_reloaded max_usd_per_batch={} max_usd_per_day={} max_usd_per_run={}",
+                 show(c.max_usd_per_batch), show(c.max_usd_per_day), show(c.max_usd_per_run));
+    const bool was = g.enabled();
+    g.ledger.configure(c);
+    if (!g.enabled()) {
+        if (!g.holds.empty()) {
+            for (const auto& [key, h] : g.holds)
+                spdlog::info("event=budget_resumed budget={} batch={} limit_usd=none",
+                             jobs::to_string(h.hold.kind), q(h.hold.batch));
+            g.holds.clear();
+            persist(s);
+        }
+        s->wake_all();
+        return;
+    }
+    if (!was) {
+        asio::co_spawn(s->executor, budget_refresh(s), asio::detached);
+        return;
+    }
+    budget_recheck(s);
+    s->wake_all();
+}
+
+bool budget_blocks_vendor_batches(const EngineShared* s, const ProviderRuntime* p) {
+    if (!s->budget.enabled()) return false;
+    // Told once per provider and process.
+    static std::set<std::string> told;
+    if (told.insert(p->config.name).second)
+        spdlog::warn(
+            "event=budget_hold budget=vendor_batch provider={} note={}", q(p->config.name),
+            q("a budget is set: no vendor batch is submitted (their spend is known only when "
+              "the results come back); the jobs stay queued"));
+    return true;
+}
+
+void budget_clear(EngineShared* s) {
+    if (s->budget.holds.empty()) return;
+    s->budget.holds.clear();
+    persist(s);
+}
+
+std::string render_budget_metrics(const BudgetGate& g, double now) {
+    std::string out;
+    auto head = [&](const char* name, const char* help) {
+        out += fmt::format("# HELP {} {}\n# TYPE {} gauge\n", name, help, name);
+    };
+    const auto& cfg = g.ledger.config();
+    head("imgbatch_budget_held",
+         "1 while the budget holds dispatching (a call's worst case would cross it), by budget: "
+         "batch, day, run.");
+    for (const auto k : jobs::kBudgetKinds) {
+        bool held = false;
+        for (const auto& [key, h] : g.holds) held = held || h.hold.kind == k;
+        out += fmt::format("imgbatch_budget_held{{budget=\"{}\"}} {}\n", jobs::to_string(k),
+                           held ? 1 : 0);
+    }
+    head("imgbatch_budget_spent_usd",
+         "USD billed that counts against the budget: today's, this run's, and for batch the "
+         "batch that spent most among those this daemon ran.");
+    for (const auto k : jobs::kBudgetKinds) {
+        double v = 0;
+        if (k == jobs::BudgetKind::batch) {
+            for (const auto& b : g.batches) v = std::max(v, g.ledger.spent(k, b, now));
+        } else {
+            v = g.ledger.spent(k, "", now);
+        }
+        out +=
+            fmt::format("imgbatch_budget_spent_usd{{budget=\"{}\"}} {}\n", jobs::to_string(k), v);
+    }
+    head("imgbatch_budget_limit_usd", "The budget in USD (budget.max_usd_per_*), when set.");
+    for (const auto k : jobs::kBudgetKinds)
+        if (auto limit = cfg.limit(k))
+            out += fmt::format("imgbatch_budget_limit_usd{{budget=\"{}\"}} {}\n",
+                               jobs::to_string(k), *limit);
+    return out;
+}
+
+}  // namespace imgbatch::daemon

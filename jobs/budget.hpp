@@ -1,0 +1,102 @@
+#pragma once
+// Budgets (README "Budgets"): the config's max_usd per batch, per day and per run, and the
+// decision taken before each call: spend so far (billed attempts, read from the database)
+// plus the worst case of the calls in flight plus the worst case of this call must stay
+// within every budget. Pure logic: every time is passed in (Unix seconds).
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace imgbatch::jobs {
+
+enum class BudgetKind { batch, day, run };
+std::string_view to_string(BudgetKind k);
+inline constexpr BudgetKind kBudgetKinds[] = {BudgetKind::batch, BudgetKind::day, BudgetKind::run};
+
+// The config's "budget" object.
+struct BudgetConfig {
+    std::optional<double> max_usd_per_batch;  // every batch, each on its own
+    std::optional<double> max_usd_per_day;    // all batches, from day_starts to day_starts
+    std::optional<double> max_usd_per_run;    // this daemon process (one `imgbatch run`)
+    int day_starts_min = 0;                   // minutes after midnight ("HH:MM")
+    bool day_utc = true;                      // the day in UTC, else in the local time zone
+
+    std::optional<double> limit(BudgetKind k) const;
+    bool any() const { return max_usd_per_batch || max_usd_per_day || max_usd_per_run; }
+};
+
+// The start of the budget day that contains now (Unix seconds).
+double budget_day_start(const BudgetConfig& c, double now);
+
+// Why a call may not start.
+struct BudgetHold {
+    BudgetKind kind = BudgetKind::day;
+    std::string batch;        // the batch, for a batch budget ("" otherwise)
+    double limit_usd = 0;     // the budget
+    double spent_usd = 0;     // billed so far (database + recorded since)
+    double reserved_usd = 0;  // worst case of the calls in flight
+    double need_usd = 0;      // worst case of the call held (0 when unpriced)
+    bool unpriced = false;    // the call has no price: no worst case can be bounded
+    // "day" or "batch:NAME": one hold per key.
+    std::string key() const;
+};
+
+// Spend, reservations and the decision. The daemon feeds it:
+//  - snapshot(): spend read from the database (billed attempts of the day, of this run, of
+//    the batches asked for), which includes every attempt recorded before it was read;
+//  - reserve() when a call starts (its worst case), recorded() when its attempt is
+//    committed (the reservation becomes the attempt's real cost until the next snapshot),
+//    release() when it ends unrecorded.
+class BudgetLedger {
+  public:
+    void configure(const BudgetConfig& c) { config_ = c; }
+    const BudgetConfig& config() const { return config_; }
+
+    // Database spend at one moment. day_start: the day the day_usd is for.
+    void snapshot(double day_start, double day_usd, double run_usd,
+                  const std::map<std::string, double>& batch_usd);
+    bool has_snapshot() const { return snapshotted_; }
+    // Whether the batch's spend was part of the last snapshot.
+    bool knows_batch(const std::string& batch) const { return batch_usd_.count(batch) > 0; }
+
+    void reserve(std::int64_t request_id, const std::string& batch, double worst_usd);
+    // cost: what the attempt cost (unset: unknown, its worst case stays counted until the next
+    // snapshot); finished_at for the day it counts in.
+    void recorded(std::int64_t request_id, std::optional<double> cost, double finished_at);
+    void release(std::int64_t request_id);
+
+    // Spend so far and reserved in-flight worst case that count against a budget.
+    double spent(BudgetKind k, const std::string& batch, double now) const;
+    double reserved(BudgetKind k, const std::string& batch) const;
+
+    // The first budget (batch, day, run) that a call of batch with worst case `worst` (unset:
+    // unpriced) would cross at now; none when it fits every budget (or none is set).
+    std::optional<BudgetHold> check(const std::string& batch, std::optional<double> worst,
+                                    double now) const;
+    // The same for one budget only (none when that budget is not set or the call fits).
+    std::optional<BudgetHold> check_one(BudgetKind k, const std::string& batch,
+                                        std::optional<double> worst, double now) const;
+
+  private:
+    struct Reservation {
+        std::string batch;
+        double usd = 0;
+    };
+    struct Recorded {
+        std::string batch;
+        double usd = 0;
+        double finished_at = 0;
+    };
+    BudgetConfig config_;
+    bool snapshotted_ = false;
+    double day_start_ = 0;
+    double day_usd_ = 0, run_usd_ = 0;
+    std::map<std::string, double> batch_usd_;
+    std::map<std::int64_t, Reservation> reserved_;
+    std::vector<Recorded> since_snapshot_;  // recorded after the snapshot was read
+};
+
+}  // namespace imgbatch::jobs
