@@ -436,9 +436,12 @@ asio::awaitable<void> control_loop(Engine* e) {
             step("report_batches", ex);
         }
         try {
-            if (e->options.until_idle && !e->shutting_down && co_await check_idle(e)) {
-                asio::co_spawn(e->io, shutdown(e, "idle"), asio::detached);
-                co_return;
+            // No co_await inside && or ||: GCC 12 may evaluate it before the left operands.
+            if (e->options.until_idle && !e->shutting_down) {
+                if (co_await check_idle(e)) {
+                    asio::co_spawn(e->io, shutdown(e, "idle"), asio::detached);
+                    co_return;
+                }
             }
         } catch (const std::exception& ex) {
             step("idle_check", ex);
