@@ -40,13 +40,13 @@ run_case() {
   "retry": {"max_attempts": 6, "base_delay_s": 0.1, "max_delay_s": 1},
   "providers": [
     {"name": "sim", "api": "openai", "base_url": "http://127.0.0.1:$port/v1",
-     "models": ["gpt-image-1"], "max_concurrency": $conc, "timeout_s": 60}
+     "models": ["gpt-image-2"], "max_concurrency": $conc, "timeout_s": 60}
   ]
 }
 JSON
     awk -v jobs="$jobs" 'BEGIN {
         for (i = 1; i <= jobs; i++)
-            printf "{\"key\": \"t%d\", \"prompt\": \"throughput fox %d\", \"model\": \"gpt-image-1\"}\n", i, i
+            printf "{\"key\": \"t%d\", \"prompt\": \"throughput fox %d\", \"model\": \"gpt-image-2\"}\n", i, i
     }' >"$d/jobs.jsonl"
     "$bin" --config "$d/imgbatch.json" enqueue "$d/jobs.jsonl" --batch tp >/dev/null
     echo "$(date +%T) $name: enqueued" >&2
