@@ -53,17 +53,19 @@ void StoreDb::settle_job(std::int64_t job_id, double now, std::optional<int> ima
     if (current == "cancelled" || current.empty()) return add_images_only();
     std::int64_t total = 0, running = 0, queued = 0, succeeded = 0, failed = 0, blocked = 0;
     {
-        auto q = prep("SELECT state, COUNT(*) FROM requests WHERE job_id = ? GROUP BY state");
+        // One pass over the job's requests (its (job_id, seq) index), no GROUP BY sorter.
+        auto q = prep(
+            "SELECT count(*), total(state = 'running'), total(state = 'queued'), "
+            "total(state = 'succeeded'), total(state = 'failed'), total(state = 'blocked') "
+            "FROM requests WHERE job_id = ?");
         q->bind(1, job_id);
-        while (q->executeStep()) {
-            const std::string s = text(*q, 0);
-            const auto count = q->getColumn(1).getInt64();
-            total += count;
-            if (s == "running") running = count;
-            if (s == "queued") queued = count;
-            if (s == "succeeded") succeeded = count;
-            if (s == "failed") failed = count;
-            if (s == "blocked") blocked = count;
+        if (q->executeStep()) {
+            total = q->getColumn(0).getInt64();
+            running = q->getColumn(1).getInt64();
+            queued = q->getColumn(2).getInt64();
+            succeeded = q->getColumn(3).getInt64();
+            failed = q->getColumn(4).getInt64();
+            blocked = q->getColumn(5).getInt64();
         }
     }
     if (total == 0) return add_images_only();
