@@ -37,11 +37,11 @@ peak_kb() {
   "poll_interval_s": 0.1,
   "providers": [
     {"name": "sim", "api": "$api", "base_url": "http://127.0.0.1:$port/v1",
-     "models": ["gpt-image-1"], "max_concurrency": 1, "timeout_s": 120}
+     "models": ["gpt-image-2"], "max_concurrency": 1, "timeout_s": 120}
   ]
 }
 JSON
-    echo "{\"prompt\": \"${directives}one large answer\", \"model\": \"gpt-image-1\", \"n\": $n}" |
+    echo "{\"prompt\": \"${directives}one large answer\", \"model\": \"gpt-image-2\", \"n\": $n}" |
         "$bin" --config "$work/imgbatch.json" enqueue - --batch big >/dev/null
     /usr/bin/time -f "%M" -o "$work/rss" "$bin" --config "$work/imgbatch.json" run \
         --until-idle 2>/dev/null

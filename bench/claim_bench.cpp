@@ -36,7 +36,7 @@ void fill(Store& s, int rows) {
         "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < " +
         std::to_string(rows) +
         ") INSERT INTO jobs(batch_id, state, prompt, model, provider, n, priority) "
-        "SELECT 1, 'queued', 'a watercolor lighthouse number ' || x, 'gpt-image-1', 'p1', 1, "
+        "SELECT 1, 'queued', 'a watercolor lighthouse number ' || x, 'gpt-image-2', 'p1', 1, "
         "x % 3 FROM c");
     s.db().exec(
         "INSERT INTO requests(job_id, seq, first_index, provider, n, priority) "
@@ -101,7 +101,7 @@ std::pair<double, double> enqueue_ms(const std::filesystem::path& dir, int items
     for (int i = 0; i < items; ++i) {
         auto& it = v[static_cast<std::size_t>(i)];
         it.spec.prompt = "a watercolor lighthouse number " + std::to_string(i);
-        it.spec.model = "gpt-image-1";
+        it.spec.model = "gpt-image-2";
         it.spec.key = "key-" + std::to_string(i);
         it.spec.params["size"] = "1024x1024";
         it.provider = "p1";

@@ -17,7 +17,7 @@ sim_config "$concurrency" 60 '"retry": {"max_attempts": 6, "base_delay_s": 0.1, 
 
 awk -v jobs="$jobs" -v n="$n" 'BEGIN {
     for (i = 1; i <= jobs; i++)
-        printf "{\"key\": \"e%d\", \"prompt\": \"benchmark fox %d\", \"model\": \"gpt-image-1\", \"n\": %d}\n", i, i, n
+        printf "{\"key\": \"e%d\", \"prompt\": \"benchmark fox %d\", \"model\": \"gpt-image-2\", \"n\": %d}\n", i, i, n
 }' >"$dir/jobs.jsonl"
 "$bin" --config "$dir/imgbatch.json" enqueue "$dir/jobs.jsonl" --batch e2e >/dev/null
 

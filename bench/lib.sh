@@ -30,7 +30,7 @@ start_sim() {
 }
 
 # sim_config CONCURRENCY [TIMEOUT_S] [TOP_FIELDS] [PROVIDER_FIELDS]: writes $dir/imgbatch.json,
-# one `openai` provider "sim" serving gpt-image-1 from the started sim. TOP_FIELDS and
+# one `openai` provider "sim" serving gpt-image-2 from the started sim. TOP_FIELDS and
 # PROVIDER_FIELDS are extra JSON members (each ending with a comma / starting with one).
 sim_config() {
     local concurrency=$1 timeout=${2:-60} top=${3:-} provider=${4:-}
@@ -42,7 +42,7 @@ sim_config() {
   $top
   "providers": [
     {"name": "sim", "api": "openai", "base_url": "http://127.0.0.1:$port/v1",
-     "models": ["gpt-image-1"], "max_concurrency": $concurrency, "timeout_s": $timeout$provider}
+     "models": ["gpt-image-2"], "max_concurrency": $concurrency, "timeout_s": $timeout$provider}
   ]
 }
 JSON

@@ -28,7 +28,7 @@ BEGIN;
 INSERT INTO batches(id, name) VALUES (1, 'memory');
 WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < $rows)
 INSERT INTO jobs(id, batch_id, key, state, prompt, model, provider, n)
-SELECT i, 1, 'm' || i, 'queued', 'memory benchmark fox ' || i, 'gpt-image-1', 'sim', 1 FROM c;
+SELECT i, 1, 'm' || i, 'queued', 'memory benchmark fox ' || i, 'gpt-image-2', 'sim', 1 FROM c;
 INSERT INTO requests(job_id, seq, first_index, provider, n) SELECT id, 0, 0, 'sim', 1 FROM jobs;
 COMMIT;
 SQL

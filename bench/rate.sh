@@ -21,7 +21,7 @@ sim_config 16 30 '"retry": {"base_delay_s": 0.5, "max_delay_s": 5},' ", \"reques
 jobs=$((rpm * seconds / 60 * 2))
 awk -v jobs="$jobs" 'BEGIN {
     for (i = 1; i <= jobs; i++)
-        printf "{\"key\": \"r%d\", \"prompt\": \"rate fox %d\", \"model\": \"gpt-image-1\", \"n\": 1}\n", i, i
+        printf "{\"key\": \"r%d\", \"prompt\": \"rate fox %d\", \"model\": \"gpt-image-2\", \"n\": 1}\n", i, i
 }' >"$dir/jobs.jsonl"
 "$bin" --config "$dir/imgbatch.json" enqueue "$dir/jobs.jsonl" --batch rate >/dev/null
 

@@ -15,7 +15,7 @@ start_sim --latency-ms 0 --image-size "${IMAGE_SIZE:-128}"
 sim_config 64 60 '"retry": {"max_attempts": 6, "base_delay_s": 0.1, "max_delay_s": 1},'
 awk -v jobs="$jobs" -v n="$n" 'BEGIN {
     for (i = 1; i <= jobs; i++)
-        printf "{\"key\": \"r%d\", \"prompt\": \"report fox %d\", \"model\": \"gpt-image-1\", \"n\": %d}\n", i, i, n
+        printf "{\"key\": \"r%d\", \"prompt\": \"report fox %d\", \"model\": \"gpt-image-2\", \"n\": %d}\n", i, i, n
 }' >"$dir/jobs.jsonl"
 "$bin" --config "$dir/imgbatch.json" enqueue "$dir/jobs.jsonl" --batch big >/dev/null
 "$bin" --config "$dir/imgbatch.json" run --until-idle 2>"$dir/run.log"

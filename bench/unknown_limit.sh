@@ -26,7 +26,7 @@ sim_config "$concurrency" 30
 jobs=$((rpm * seconds / 60 * 2))
 awk -v jobs="$jobs" 'BEGIN {
     for (i = 1; i <= jobs; i++)
-        printf "{\"key\": \"u%d\", \"prompt\": \"unknown limit fox %d\", \"model\": \"gpt-image-1\", \"n\": 1}\n", i, i
+        printf "{\"key\": \"u%d\", \"prompt\": \"unknown limit fox %d\", \"model\": \"gpt-image-2\", \"n\": 1}\n", i, i
 }' >"$dir/jobs.jsonl"
 "$bin" --config "$dir/imgbatch.json" enqueue "$dir/jobs.jsonl" --batch unknown >/dev/null
 

@@ -21,6 +21,11 @@ enum class ErrorClass {
     local,            // disk full, output not writable
 };
 
+// Error::code of a network failure (closed, reset, truncated answer) after a request that is
+// not GET/HEAD was written whole: the server may have processed and billed it, so the HTTP
+// client did not send it again; the retry policy counts it like a timeout (may_be_billed).
+inline constexpr std::string_view kAfterSend = "after_send";
+
 std::string_view to_string(ErrorClass c);
 std::optional<ErrorClass> error_class_from(std::string_view name);
 

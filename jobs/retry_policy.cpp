@@ -62,6 +62,7 @@ Decision decide(const Error& err, const RequestCounters& c, const RetryConfig& c
     Decision d;
     switch (err.cls) {
         case ErrorClass::timeout:
+        case ErrorClass::network:
             if (may_be_billed(err)) {
                 d.counts_timeout = true;
                 if (c.timeouts + 1 >= cfg.max_timeouts) {
@@ -73,7 +74,6 @@ Decision decide(const Error& err, const RequestCounters& c, const RetryConfig& c
                 return d;
             }
             [[fallthrough]];
-        case ErrorClass::network:
         case ErrorClass::server:
         case ErrorClass::bad_response:
             d.counts_attempt = true;
@@ -141,6 +141,7 @@ Decision decide_provider_failure(const Error& err, const RequestCounters& c, con
 }
 
 bool may_be_billed(const Error& err) {
+    if (err.cls == ErrorClass::network) return err.code == kAfterSend;
     if (err.cls != ErrorClass::timeout) return false;
     if (err.http_status == 408) return false;
     return !err.message.starts_with("connect deadline");

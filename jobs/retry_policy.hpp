@@ -54,9 +54,9 @@ struct Decision {
 double backoff_delay(int attempt, const RetryConfig& cfg, double jitter01);
 
 // What to do after an attempt ended with err. Retry-After (err.retry_after_s) is a floor.
-// A timeout that may have been billed (may_be_billed) counts against max_timeouts, never
-// against the attempts: a call the provider may be generating is not asked for again more
-// than max_timeouts times.
+// A timeout or network failure that may have been billed (may_be_billed) counts against
+// max_timeouts, never against the attempts: a call the provider may be generating is not asked for
+// again more than max_timeouts times.
 Decision decide(const Error& err, const RequestCounters& counters, const RetryConfig& cfg,
                 double jitter01);
 
@@ -71,7 +71,8 @@ Decision decide_provider_failure(const Error& err, const RequestCounters& counte
 // Whether a timeout may have been billed: a response deadline that passed after the request
 // was sent, or a gateway timeout (504, Cloudflare 524) while the provider may still be
 // generating. A connect/TLS deadline or a 408 (the server did not get the whole request) was
-// not.
+// not. A network failure may have been billed when it came after the request was written
+// whole (code kAfterSend: the connection closed or reset with no or part of an answer).
 bool may_be_billed(const Error& err);
 
 // Classification of an HTTP error answer shared by all providers: status, the provider's

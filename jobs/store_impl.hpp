@@ -57,7 +57,11 @@ struct StoreDb {
 
     // Recomputes a job's state from its requests after one of them changed: running while a
     // request runs, queued while one waits, else the final state (a cancelled job stays so).
-    void settle_job(std::int64_t job_id, double now);
+    // A completion passes the images it recorded (added to jobs.images_done, with updated_at,
+    // in the same UPDATE: one write of the job row per completion) and the job's state it
+    // has just read.
+    void settle_job(std::int64_t job_id, double now, std::optional<int> images_added = {},
+                    const std::string* known_state = nullptr);
 
   private:
     std::unordered_map<std::string, std::unique_ptr<SQLite::Statement>> cache_;

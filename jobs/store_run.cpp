@@ -39,32 +39,49 @@ std::string_view claim_sql() {
     return kClaimSql;
 }
 
-void StoreDb::settle_job(std::int64_t job_id, double now) {
-    const std::string current = job_state(*this, job_id);
-    if (current == "cancelled" || current.empty()) return;
+void StoreDb::settle_job(std::int64_t job_id, double now, std::optional<int> images_added,
+                         const std::string* known_state) {
+    const std::string current = known_state ? *known_state : job_state(*this, job_id);
+    auto add_images_only = [&] {
+        if (!images_added) return;
+        auto q = prep("UPDATE jobs SET images_done = images_done + ?, updated_at = ? WHERE id = ?");
+        q->bind(1, *images_added);
+        q->bind(2, now);
+        q->bind(3, job_id);
+        q->exec();
+    };
+    if (current == "cancelled" || current.empty()) return add_images_only();
     std::int64_t total = 0, running = 0, queued = 0, succeeded = 0, failed = 0, blocked = 0;
     {
-        auto q = prep("SELECT state, COUNT(*) FROM requests WHERE job_id = ? GROUP BY state");
+        // One pass over the job's requests (its (job_id, seq) index), no GROUP BY sorter.
+        auto q = prep(
+            "SELECT count(*), total(state = 'running'), total(state = 'queued'), "
+            "total(state = 'succeeded'), total(state = 'failed'), total(state = 'blocked') "
+            "FROM requests WHERE job_id = ?");
         q->bind(1, job_id);
-        while (q->executeStep()) {
-            const std::string s = text(*q, 0);
-            const auto count = q->getColumn(1).getInt64();
-            total += count;
-            if (s == "running") running = count;
-            if (s == "queued") queued = count;
-            if (s == "succeeded") succeeded = count;
-            if (s == "failed") failed = count;
-            if (s == "blocked") blocked = count;
+        if (q->executeStep()) {
+            total = q->getColumn(0).getInt64();
+            running = q->getColumn(1).getInt64();
+            queued = q->getColumn(2).getInt64();
+            succeeded = q->getColumn(3).getInt64();
+            failed = q->getColumn(4).getInt64();
+            blocked = q->getColumn(5).getInt64();
         }
     }
-    if (total == 0) return;
+    if (total == 0) return add_images_only();
     if (running > 0 || queued > 0) {
-        auto q = prep("UPDATE jobs SET state = ?, updated_at = ? WHERE id = ? AND state <> ?");
+        // A completion always writes the row (images_done, updated_at); otherwise only a
+        // change of state does.
+        auto q = prep(
+            "UPDATE jobs SET state = ?1, images_done = images_done + ?5, updated_at = ?2 "
+            "WHERE id = ?3 AND (state <> ?4 OR ?6)");
         const char* state = running > 0 ? "running" : "queued";
         q->bind(1, state);
         q->bind(2, now);
         q->bind(3, job_id);
         q->bind(4, state);
+        q->bind(5, images_added.value_or(0));
+        q->bind(6, images_added ? 1 : 0);
         q->exec();
         return;
     }
@@ -80,13 +97,15 @@ void StoreDb::settle_job(std::int64_t job_id, double now) {
         q->bind(1, job_id);
         if (q->executeStep()) error = text(*q, 0);
     }
-    auto q =
-        prep("UPDATE jobs SET state = ?, error = ?, finished_at = ?, updated_at = ? WHERE id = ?");
+    auto q = prep(
+        "UPDATE jobs SET state = ?, error = ?, finished_at = ?, updated_at = ?, "
+        "images_done = images_done + ? WHERE id = ?");
     q->bind(1, state);
     bind_text_or_null(*q, 2, error);
     q->bind(3, now);
     q->bind(4, now);
-    q->bind(5, job_id);
+    q->bind(5, images_added.value_or(0));
+    q->bind(6, job_id);
     q->exec();
 }
 
@@ -430,7 +449,8 @@ std::vector<bool> Store::apply(std::vector<Completion>& completions,
         }
 
         images_done += added;
-        const bool cancelled = job_state(*impl_, job_id) == "cancelled";
+        const std::string job_now = job_state(*impl_, job_id);
+        const bool cancelled = job_now == "cancelled";
         const char* state = "queued";
         switch (c.next) {
             case Next::done:
@@ -485,15 +505,8 @@ std::vector<bool> Store::apply(std::vector<Completion>& completions,
             q->bind(13, c.count_provider_failure ? 1 : 0);
             q->exec();
         }
-        {
-            auto q = impl_->prep(
-                "UPDATE jobs SET images_done = images_done + ?, updated_at = ? WHERE id = ?");
-            q->bind(1, added);
-            q->bind(2, now);
-            q->bind(3, job_id);
-            q->exec();
-        }
-        impl_->settle_job(job_id, now);
+        // The job's images_done and state in one UPDATE of its row.
+        impl_->settle_job(job_id, now, added, &job_now);
         result[i] = true;
     }
     if (before_commit) before_commit();

@@ -169,7 +169,10 @@ AttemptResult make_completion(const jobs::ClaimedRequest& req, const std::string
         error->message += kMayBeBilled;
     const jobs::RequestCounters counters{req.attempts, req.rate_limited, req.moderation,
                                          req.timeouts, req.provider_failures};
-    if (error->cls == ErrorClass::server || error->cls == ErrorClass::network)
+    // A failure that may have been billed is counted like a timeout, never on the breaker's
+    // budget: the provider may have done the work.
+    if ((error->cls == ErrorClass::server || error->cls == ErrorClass::network) &&
+        !jobs::may_be_billed(*error))
         r.if_provider_failure = jobs::decide_provider_failure(*error, counters, retry, jitter01);
     jobs::Decision d = jobs::decide(*error, counters, retry, jitter01);
     c.error = std::move(error);

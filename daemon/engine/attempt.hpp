@@ -42,7 +42,8 @@ struct AttemptResult {
     std::optional<jobs::Decision> if_provider_failure;
 };
 
-// Appended to the message of a timeout that may have been billed (jobs::may_be_billed).
+// Appended to the message of a timeout or network failure that may have been billed
+// (jobs::may_be_billed).
 inline constexpr std::string_view kMayBeBilled =
     " (the provider may have generated and billed this call)";
 

@@ -45,7 +45,8 @@ struct HttpFailure {
         : cls(c), message(std::move(m)), code(std::move(error_code)) {}
     jobs::ErrorClass cls = jobs::ErrorClass::network;
     std::string message;  // e.g. "connect to api.example.com:443: Connection refused"
-    std::string code;     // response_too_large, bad_encoding, tls_certificate; else empty
+    std::string code;     // response_too_large, bad_encoding, tls_certificate,
+                          // jobs::kAfterSend; else empty
 };
 
 struct Url {

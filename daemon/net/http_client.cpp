@@ -64,6 +64,7 @@ struct Exchange {
     std::optional<HttpResponse> response;
     std::optional<HttpFailure> failure;
     bool got_bytes = false;   // some of the answer arrived: the request may have been processed
+    bool sent = false;        // the whole request was written: the server may have processed it
     bool retryable = false;   // failed like a stale keep-alive connection (closed or reset)
     bool keep_alive = false;  // the connection can be reused
 };
@@ -106,6 +107,7 @@ asio::awaitable<Exchange> exchange(Stream& stream, Connection& conn,
         out.retryable = wec != beast::error::timeout;
         co_return out;
     }
+    out.sent = true;
     // Interim answers (100 Continue, 103 Early Hints, ...) come before the final one on the
     // same connection: each is read whole and skipped. A parser reads one message only.
     constexpr int kMaxInterim = 16;
@@ -151,6 +153,13 @@ asio::awaitable<Exchange> exchange(Stream& stream, Connection& conn,
         out.response = std::move(response);
         co_return out;
     }
+}
+
+// A network failure after a non-idempotent request was written whole: the server may have
+// processed (and billed) it, so it is not sent again here; the code says so to the retry policy.
+void mark_after_send(HttpFailure& failure) {
+    if (failure.cls != ErrorClass::network || !failure.code.empty()) return;
+    failure.code = std::string(jobs::kAfterSend);
 }
 
 // An idle connection is usable when nothing can be read from it: a readable socket means the
@@ -369,6 +378,7 @@ asio::awaitable<HttpResult> send_request(std::shared_ptr<ClientState> impl, Http
     msg.prepare_payload();
 
     const bool defer_decoding = request.defer_decoding;
+    const bool idempotent = request.method == "GET" || request.method == "HEAD";
     for (int attempt = 0;; ++attempt) {
         // The retry of a stale connection goes out on a new connection: another idle one may
         // be just as stale.
@@ -386,9 +396,11 @@ asio::awaitable<HttpResult> send_request(std::shared_ptr<ClientState> impl, Http
         else
             ex = co_await exchange(*conn->plain, *conn, msg, impl->options);
         if (ex.failure) {
-            // A kept-alive connection the server closed meanwhile: nothing was processed, so
-            // one more try on a fresh connection is safe.
-            if (reused && ex.retryable) continue;
+            // A kept-alive connection the server closed before the request was written whole:
+            // nothing was processed, so one more try on a fresh connection is safe. Once it was
+            // written, only a request that may be repeated (GET, HEAD) goes out again.
+            if (reused && ex.retryable && (!ex.sent || idempotent)) continue;
+            if (ex.sent && !idempotent) mark_after_send(*ex.failure);
             co_return std::move(*ex.failure);
         }
         if (ex.keep_alive) impl->put_idle(std::move(conn));

@@ -67,9 +67,13 @@ class HttpClient {
     HttpClient(const HttpClient&) = delete;
     HttpClient& operator=(const HttpClient&) = delete;
 
-    // Sends the request, reusing an idle connection to the same host when there is one (and
-    // retrying once on a fresh connection if a reused one turns out closed before any byte of
-    // the answer). HTTPS verifies the certificate against the system store with SNI.
+    // Sends the request, reusing an idle connection to the same host when there is one. A
+    // pooled connection is checked before reuse (one the server closed, or with unasked bytes,
+    // is dropped). A reused connection that fails before the request was written whole, or
+    // before any byte of the answer of a GET/HEAD, is retried once on a fresh connection; a
+    // failure after any other request was written is returned with code jobs::kAfterSend, never
+    // resent (the server may have processed and billed it). HTTPS verifies the certificate against
+    // the system store with SNI.
     boost::asio::awaitable<HttpResult> send(HttpRequest request);
 
     // Closes idle connections (shutdown).

@@ -3,7 +3,10 @@
 #include "daemon/sim/server.hpp"
 #include "daemon/logfmt.hpp"
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <spdlog/spdlog.h>
+#include <sys/socket.h>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -157,10 +160,18 @@ asio::awaitable<bool> carry_out(std::shared_ptr<Impl> impl, std::shared_ptr<Sess
     res.body() = answer->body;
     res.prepare_payload();
     s->stream.expires_after(std::chrono::seconds(60));
+    if (answer->close_after) {
+        // It says keep-alive, then the server closes the idle connection (its keep-alive
+        // timeout). Corked, the answer's last bytes and the FIN leave in one segment, as when a
+        // server's idle timer fires long before the client's next request: the client sees the
+        // close before it could reuse the connection, whatever the threads' timing.
+        const int on = 1;
+        ::setsockopt(s->stream.socket().native_handle(), IPPROTO_TCP, TCP_CORK, &on, sizeof on);
+    }
     auto [wec, written] = co_await http::async_write(s->stream, res, tuple_awaitable);
     (void)written;
-    if (answer->close_after) {  // it said keep-alive: the client pools a dead connection
-        s->stream.socket().shutdown(tcp::socket::shutdown_both, ec);
+    if (answer->close_after) {
+        s->stream.socket().shutdown(tcp::socket::shutdown_send, ec);
         co_return false;
     }
     co_return !wec && keep_alive;

@@ -50,7 +50,7 @@ struct SimAnswer {
     bool counted = false;      // an API request: in_flight and by_status follow it
     int images = 0;            // real PNGs in the answer (counted once it is sent)
     std::string interim;       // raw interim answers (1xx heads) sent before the answer
-    bool close_after = false;  // close the connection after the answer, which says keep-alive
+    bool close_after = false;  // close the connection with the answer, which says keep-alive
 };
 
 // Which API a request speaks: errors and images take that API's shape.

@@ -351,17 +351,15 @@ void read_request(tcp::socket& socket, asio::streambuf& buf) {
     buf.consume(length);
 }
 
-TEST_CASE("http client: a POST the server never read (reset) goes out on a new connection") {
-    // The server dropped the idle connection as the request arrived, unread: the kernel answers
-    // with a reset. Nothing was processed, so the one retry on a new connection is safe.
-    ThreadedServer server(2, [](tcp::socket& socket, int connection) {
+TEST_CASE("http client: a POST reset after it was sent is not sent again") {
+    // The server dropped the kept-alive connection with the request in its buffer: a reset.
+    // Whether it was processed cannot be known (a proxy may reset after forwarding it), so the
+    // client does not resend it: a network failure that may have been billed.
+    std::atomic<int> served{0};
+    ThreadedServer server(1, [&](tcp::socket& socket, int) {
         asio::streambuf buf;
         read_request(socket, buf);
-        if (connection == 1) {
-            write_all(socket, answer("fresh"));
-            read_head(socket, buf);
-            return;
-        }
+        ++served;
         write_all(socket, answer("first"));
         boost::system::error_code ec;
         while (socket.available(ec) == 0 && !ec)  // the next request is there, unread
@@ -370,10 +368,76 @@ TEST_CASE("http client: a POST the server never read (reset) goes out on a new c
         socket.close(ec);
     });
     asio::io_context ioc;
+    // A resend would go to a connection nobody serves: it would time out, not hang the test.
+    auto opt = no_env();
+    opt.response_timeout = std::chrono::seconds(5);
+    HttpClient client(ioc.get_executor(), opt);
+    std::string url = "http://127.0.0.1:" + std::to_string(server.port()) + "/v1/images";
+    CHECK(ok(send(client, ioc, post(url, "one"))).body == "first");
+    const auto f = failed(send(client, ioc, post(url, "two")));
+    CHECK(f.cls == ErrorClass::network);
+    CHECK(f.code == "after_send");
+    CHECK(server.accepted() == 1);
+    CHECK(served == 1);
+}
+
+TEST_CASE("http client: a POST read whole and then dropped without an answer is not resent") {
+    // The server read the second request whole and closed the connection cleanly (FIN) without
+    // answering: it may have done and billed the work. One send, one network failure.
+    std::atomic<int> served{0};
+    ThreadedServer server(1, [&](tcp::socket& socket, int) {
+        asio::streambuf buf;
+        read_request(socket, buf);
+        ++served;
+        write_all(socket, answer("first"));
+        read_request(socket, buf);
+        ++served;
+        boost::system::error_code ec;
+        socket.shutdown(tcp::socket::shutdown_both, ec);
+        socket.close(ec);
+    });
+    asio::io_context ioc;
+    // A resend would go to a connection nobody serves: it would time out, not hang the test.
+    auto opt = no_env();
+    opt.response_timeout = std::chrono::seconds(5);
+    HttpClient client(ioc.get_executor(), opt);
+    std::string url = "http://127.0.0.1:" + std::to_string(server.port()) + "/v1/images";
+    CHECK(ok(send(client, ioc, post(url, "one"))).body == "first");
+    const auto f = failed(send(client, ioc, post(url, "two")));
+    CHECK(f.cls == ErrorClass::network);
+    CHECK(f.code == "after_send");
+    CHECK(contains(f.message, "closed the connection without an answer"));
+    CHECK(served == 2);
+    CHECK(server.accepted() == 1);
+}
+
+TEST_CASE("http client: a pooled connection the server closed while idle is not reused") {
+    // The server's keep-alive timeout: it answers, then closes the idle connection. The next
+    // POST sees the close before writing and goes out on a new connection, once, no error.
+    std::atomic<int> served{0};
+    std::atomic<bool> closed{false};
+    ThreadedServer server(2, [&](tcp::socket& socket, int connection) {
+        asio::streambuf buf;
+        read_request(socket, buf);
+        ++served;
+        if (connection == 1) {
+            write_all(socket, answer("fresh"));
+            read_head(socket, buf);
+            return;
+        }
+        write_all(socket, answer("first"));
+        boost::system::error_code ec;
+        socket.shutdown(tcp::socket::shutdown_both, ec);
+        socket.close(ec);
+        closed = true;
+    });
+    asio::io_context ioc;
     HttpClient client(ioc.get_executor(), no_env());
     std::string url = "http://127.0.0.1:" + std::to_string(server.port()) + "/v1/images";
     CHECK(ok(send(client, ioc, post(url, "one"))).body == "first");
+    while (!closed) std::this_thread::sleep_for(std::chrono::milliseconds(1));
     CHECK(ok(send(client, ioc, post(url, "two"))).body == "fresh");
+    CHECK(served == 2);
     CHECK(server.accepted() == 2);
 }
 

@@ -86,6 +86,31 @@ TEST_CASE("http: keep-alive connections the server dropped are not used for a re
     CHECK(outputs_kept(env) == 12);
 }
 
+TEST_CASE("http: a POST dropped after it was sent on a reused connection is not sent again") {
+    // One connection (max_concurrency 1): job a's answer keeps it alive, job b's request goes
+    // out on it, and the sim reads it whole and closes without answering. The provider may have
+    // generated and billed it: the client must not resend it quietly; the attempt is a network
+    // error that may have been billed (counted like a timeout), and the retry is a new attempt.
+    Sim sim;
+    DaemonEnv env({openai_provider(sim, "oa", R"("max_concurrency": 1)")});
+    env.enqueue(job_line("a", "a calm lake", "gpt-image-1", 1) +
+                job_line("b", "a quiet harbour #fail=close*1", "gpt-image-1", 1));
+    env.run_until_idle();
+    CHECK(env.job_state("a") == "succeeded");
+    CHECK(env.job_state("b") == "succeeded");
+    CHECK(env.attempts("a") == std::vector<std::string>{"ok||"});
+    CHECK(env.attempts("b") == std::vector<std::string>{"error|network|0", "ok||"});
+    CHECK(env.value("SELECT error_code FROM attempts WHERE error_class = 'network'") ==
+          "after_send");
+    CHECK(env.value("SELECT message FROM attempts WHERE error_class = 'network'")
+              .find("may have generated and billed") != std::string::npos);
+    CHECK(env.value("SELECT timeouts FROM requests WHERE job_id = " + env.job_id("b")) == "1");
+    // Every request the sim served is an attempt on record: nothing was sent twice unseen.
+    CHECK(sim.stat("requests") == 3);
+    CHECK(sim.stat("images") == 2);
+    CHECK(outputs_kept(env) == 2);
+}
+
 TEST_CASE("http: a connection closed without any answer is a network error, then retried") {
     Sim sim;
     DaemonEnv env({openai_provider(sim)});

@@ -256,6 +256,26 @@ TEST_CASE("a timeout that may have been billed counts against max_timeouts, not 
     CHECK(decide(billed, RequestCounters{0, 0, 0, 2}, c, 1.0).action == Action::fail);
 }
 
+TEST_CASE("a network failure after the request was sent may have been billed: like a timeout") {
+    RetryConfig c = cfg();  // max_timeouts 2
+    Error after = err(ErrorClass::network);
+    after.code = std::string(kAfterSend);
+    after.message = "127.0.0.1:80 closed the connection without an answer";
+    CHECK(may_be_billed(after));
+    auto d = decide(after, RequestCounters{4, 0, 0, 0}, c, 1.0);
+    CHECK(d.action == Action::retry);
+    CHECK(d.counts_timeout);
+    CHECK_FALSE(d.counts_attempt);
+    CHECK(decide(after, RequestCounters{0, 0, 0, 1}, c, 1.0).action == Action::fail);
+    // Before the request was sent (refused, reset while writing): an ordinary attempt.
+    Error before = err(ErrorClass::network);
+    CHECK_FALSE(may_be_billed(before));
+    auto b = decide(before, RequestCounters{0, 0, 0, 5}, c, 1.0);
+    CHECK(b.counts_attempt);
+    CHECK_FALSE(b.counts_timeout);
+    CHECK(b.action == Action::retry);
+}
+
 TEST_CASE("a connect timeout or a 408 was not billed: it uses an attempt like a network error") {
     RetryConfig c = cfg();
     for (const auto& e : {timeout_err(0, "connect deadline of 30 s passed (1.2.3.4:443)"),
