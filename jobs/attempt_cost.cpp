@@ -15,7 +15,7 @@ std::optional<bool> billed_by(const std::optional<Error>& error, int images) {
         case ErrorClass::network:
             // Sent, then cut off: the provider may have done (and billed) the work. A failure
             // to resolve, connect, set up TLS or write never reached it.
-            if (error->code == "response_too_large") return true;
+            if (error->code == "response_too_large" || error->code == kAfterSend) return true;
             if (error->message.find("closed before the end of the answer") != std::string::npos ||
                 error->message.find("closed the connection without an answer") !=
                     std::string::npos ||

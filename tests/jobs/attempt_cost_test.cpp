@@ -48,6 +48,10 @@ TEST_CASE("billed: answers and work cut off are billed, refusals before work are
                         "answer"),
                     0) == true);
     CHECK(billed_by(err(ErrorClass::network, 0, "connect to x: Connection refused"), 0) == false);
+    // A request written whole, then the connection reset: it may have been generated.
+    CHECK(billed_by(
+              err(ErrorClass::network, 0, "x: Connection reset by peer", std::string(kAfterSend)),
+              0) == true);
     CHECK(billed_by(err(ErrorClass::rate_limited, 429), 0) == false);
     CHECK(billed_by(err(ErrorClass::moderation, 400), 0) == false);
     CHECK(billed_by(err(ErrorClass::invalid_request, 400), 0) == false);
