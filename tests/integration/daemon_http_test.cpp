@@ -105,6 +105,9 @@ TEST_CASE("http: a POST dropped after it was sent on a reused connection is not 
     CHECK(env.value("SELECT message FROM attempts WHERE error_class = 'network'")
               .find("may have generated and billed") != std::string::npos);
     CHECK(env.value("SELECT timeouts FROM requests WHERE job_id = " + env.job_id("b")) == "1");
+    // Spend counts it: billed, at the worst case since no usage came back.
+    CHECK(env.value("SELECT billed || '|' || cost_basis FROM attempts WHERE error_class = "
+                    "'network'") == "1|worst_case");
     // Every request the sim served is an attempt on record: nothing was sent twice unseen.
     CHECK(sim.stat("requests") == 3);
     CHECK(sim.stat("images") == 2);
