@@ -280,8 +280,11 @@ ProviderConfig parse_provider(const json::value& v, const std::string& source,
     f.string("mode", p.mode);
     if (p.mode != "direct" && p.mode != "batch")
         f.bad("mode", "\"direct\" or \"batch\"", json::value(p.mode));
-    if (p.mode == "batch" && p.api != "openai")
-        f.fail("mode", "\"batch\" is available for api \"openai\" only");
+    if (p.mode == "batch" && p.api != "openai" && p.api != "gemini")
+        f.fail("mode", "\"batch\" is available for api \"openai\" and \"gemini\" only");
+    // Vertex AI's batch prediction reads Cloud Storage or BigQuery: not this API.
+    if (p.mode == "batch" && p.api == "gemini" && is_vertex_ai_url(p.base_url))
+        f.fail("mode", "\"batch\" speaks the Gemini API's Batch Mode, not Vertex AI");
     f.integer("batch_max_requests", p.batch_max_requests, 1, kVendorBatchMaxRequests);
     f.size("batch_max_bytes", p.batch_max_bytes, 1024, kVendorBatchMaxBytes);
     f.seconds("batch_poll_s", p.batch_poll_s, kMinTime);
@@ -289,6 +292,9 @@ ProviderConfig parse_provider(const json::value& v, const std::string& source,
     if (p.batch_poll_max_s < p.batch_poll_s)
         f.fail("batch_poll_max_s", "must be >= batch_poll_s");
     f.integer("batch_max_open", p.batch_max_open, 1, 1000);
+    f.string("batch_input", p.batch_input);
+    if (p.batch_input != "auto" && p.batch_input != "inline" && p.batch_input != "file")
+        f.bad("batch_input", "\"auto\", \"inline\" or \"file\"", json::value(p.batch_input));
     if (const auto* headers = f.object("headers")) {
         for (const auto& [k, hv] : *headers) {
             if (!is_header_name(k))

@@ -52,14 +52,16 @@ struct ProviderConfig {
     std::string image_size_key = "sampleImageSize";
     std::map<std::string, std::string> headers;  // extra request headers
 
-    // "direct" (default): one HTTP call per request. "batch" (openai): the requests go to the
-    // vendor's batch API in vendor batches (see README "Batch mode").
+    // "direct" (default): one HTTP call per request. "batch" (openai, gemini): the requests go
+    // to the vendor's batch API in vendor batches (see README "Batch mode").
     std::string mode = "direct";
     int batch_max_requests = 50'000;           // lines per vendor batch (vendor cap 50,000)
     std::size_t batch_max_bytes = 200u << 20;  // input file size (vendor cap 200 MB)
     double batch_poll_s = 30;                  // first poll after create; grows 1.5x
     double batch_poll_max_s = 600;             // longest wait between polls
     int batch_max_open = 10;                   // vendor batches open at once
+    // gemini: "auto" (inline under 20 MB, else an uploaded file), "inline" or "file".
+    std::string batch_input = "auto";
 };
 inline constexpr int kVendorBatchMaxRequests = 50'000;
 inline constexpr std::size_t kVendorBatchMaxBytes = 200u << 20;

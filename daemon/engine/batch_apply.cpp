@@ -124,12 +124,13 @@ namespace {
 
 // Lines from a downloaded file, kGroup at a time.
 struct LineReader {
+    const BatchVendor* vendor = nullptr;
     std::ifstream in;
     std::int64_t bad = 0;
 };
 
 struct ParsedGroup {
-    std::vector<ob::Line> lines;
+    std::vector<bt::Line> lines;
     std::vector<std::int64_t> request_ids;
     std::vector<int> attempt_nos;
     bool end = false;
@@ -145,7 +146,7 @@ ParsedGroup read_group(LineReader& reader) {
         }
         if (text.empty()) continue;
         std::string why;
-        auto line = ob::parse_line(text, &why);
+        auto line = reader.vendor->parse_line(text, &why);
         std::int64_t rid = 0;
         int attempt = 0;
         if (!line || !jobs::parse_custom_id(line->custom_id, rid, attempt)) {
@@ -237,7 +238,8 @@ std::string temp_file(Runner* r, std::int64_t vb, std::string_view which) {
 // download failed (tried again later).
 asio::awaitable<bool> apply_file(Runner* r, VendorBatchRow& row, const std::string& file_id,
                                  std::string_view which) {
-    auto res = co_await send(r, ob::file_content(r->p->config, r->p->keys.key(), file_id));
+    auto res =
+        co_await send(r, r->v->download(r->p->config, r->p->keys.key(), row.vendor_id, file_id));
     if (auto err = call_error(res)) {
         spdlog::warn("event=vendor_batch_download_failed provider={} id={} file={} error={}",
                      q(name(r)), row.id, q(file_id), q(err->message));
@@ -246,7 +248,8 @@ asio::awaitable<bool> apply_file(Runner* r, VendorBatchRow& row, const std::stri
     const std::string path = temp_file(r, row.id, which);
     {
         auto body = std::make_shared<std::string>(std::move(std::get<HttpResponse>(res).body));
-        auto write = [body, path] {
+        auto write = [body, path, v = r->v.get(), id = std::string(file_id)] {
+            *body = v->result_lines(id, std::move(*body));
             std::ofstream f(path, std::ios::binary | std::ios::trunc);
             f.write(body->data(), static_cast<std::streamsize>(body->size()));
             body->clear();
@@ -257,6 +260,7 @@ asio::awaitable<bool> apply_file(Runner* r, VendorBatchRow& row, const std::stri
         co_await on_pool<int>(r->s, std::move(write));
     }
     auto reader = std::make_shared<LineReader>();
+    reader->vendor = r->v.get();
     reader->in.open(path, std::ios::binary);
     std::int64_t applied = 0;
     for (;;) {
@@ -313,7 +317,7 @@ asio::awaitable<void> apply(Runner* r, VendorBatchRow& row,
     // using an attempt; in a failed batch, the lines the vendor named are that failure.
     Busy busy(r->s);
     std::int64_t after = 0, index = 0;
-    const bool failed = row.vendor_status == "failed";
+    const bool failed = r->v->is_failed(row.vendor_status);
     for (;;) {
         auto page = co_await open_lines(r, row.id, after, 1000);
         if (page.empty()) break;
