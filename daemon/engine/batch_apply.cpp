@@ -238,26 +238,34 @@ std::string temp_file(Runner* r, std::int64_t vb, std::string_view which) {
 // download failed (tried again later).
 asio::awaitable<bool> apply_file(Runner* r, VendorBatchRow& row, const std::string& file_id,
                                  std::string_view which) {
-    auto res =
-        co_await send(r, r->v->download(r->p->config, r->p->keys.key(), row.vendor_id, file_id));
+    // Straight to a temporary file: memory does not grow with the file's size.
+    const std::string path = temp_file(r, row.id, which);
+    HttpRequest http = r->v->download(r->p->config, r->p->keys.key(), row.vendor_id, file_id);
+    http.body_file = path;
+    http.body_file_max = kMaxResultFileBytes;
+    auto res = co_await send(r, std::move(http));
     if (auto err = call_error(res)) {
+        std::error_code ec;
+        std::filesystem::remove(path, ec);
         spdlog::warn("event=vendor_batch_download_failed provider={} id={} file={} error={}",
                      q(name(r)), row.id, q(file_id), q(err->message));
         co_return false;
     }
-    const std::string path = temp_file(r, row.id, which);
-    {
-        auto body = std::make_shared<std::string>(std::move(std::get<HttpResponse>(res).body));
-        auto write = [body, path, v = r->v.get(), id = std::string(file_id)] {
-            *body = v->result_lines(id, std::move(*body));
+    if (r->v->inline_results(file_id)) {
+        // The batch with its results inline (bounded by the vendor's inline limit): its lines.
+        auto convert = [path, v = r->v.get(), id = std::string(file_id)] {
+            std::string body;
+            {
+                std::ifstream in(path, std::ios::binary);
+                body.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+            }
+            std::string lines = v->result_lines(id, std::move(body));
             std::ofstream f(path, std::ios::binary | std::ios::trunc);
-            f.write(body->data(), static_cast<std::streamsize>(body->size()));
-            body->clear();
-            body->shrink_to_fit();
+            f.write(lines.data(), static_cast<std::streamsize>(lines.size()));
             if (!f.flush()) throw std::runtime_error("write " + path + " failed");
             return 0;
         };
-        co_await on_pool<int>(r->s, std::move(write));
+        co_await on_pool<int>(r->s, std::move(convert));
     }
     auto reader = std::make_shared<LineReader>();
     reader->vendor = r->v.get();

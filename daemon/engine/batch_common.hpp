@@ -39,6 +39,8 @@ using jobs::VendorBatchRow;
 constexpr int kGroup = 64;             // output lines recorded per group commit
 constexpr int kListPage = 100;         // vendor batches per page when adopting
 constexpr double kAdoptSlackS = 3600;  // clock skew allowed when looking for a lost create
+// The largest result file downloaded (50,000 large images as base64 JSON lines).
+constexpr std::uint64_t kMaxResultFileBytes = std::uint64_t{1} << 40;
 
 // Runs fn() on the writer pool; its result (or exception) comes back on the caller's executor.
 template <class R, class Fn>

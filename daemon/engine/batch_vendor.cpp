@@ -69,6 +69,7 @@ class OpenAiVendor final : public BatchVendor {
                          std::string_view file_id) const override {
         return ob::file_content(provider, api_key, file_id);
     }
+    bool inline_results(std::string_view) const override { return false; }
     std::string result_lines(std::string_view, std::string body) const override { return body; }
     std::optional<batch_types::Batch> parse_batch(
         const HttpResponse& response, std::optional<jobs::Error>& error) const override {
@@ -149,6 +150,9 @@ class GeminiVendor final : public BatchVendor {
                          std::string_view batch_id, std::string_view file_id) const override {
         if (file_id == gb::kInlineResults) return gb::get(provider, api_key, batch_id);
         return gb::download(provider, api_key, file_id);
+    }
+    bool inline_results(std::string_view file_id) const override {
+        return file_id == gb::kInlineResults;
     }
     std::string result_lines(std::string_view file_id, std::string body) const override {
         if (file_id == gb::kInlineResults) return gb::inline_lines(body);

@@ -59,7 +59,9 @@ class BatchVendor {
     // that came inline, the batch itself.
     virtual HttpRequest download(const ProviderConfig& provider, std::string_view api_key,
                                  std::string_view batch_id, std::string_view file_id) const = 0;
-    // The result lines of a download (identity but for results that came inline).
+    // Whether the download of file_id is not the result lines themselves but the batch with
+    // its results inline (result_lines turns it into those lines).
+    virtual bool inline_results(std::string_view file_id) const = 0;
     virtual std::string result_lines(std::string_view file_id, std::string body) const = 0;
 
     virtual std::optional<batch_types::Batch> parse_batch(

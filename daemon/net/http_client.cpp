@@ -87,10 +87,20 @@ HttpFailure read_failure(const beast::error_code& ec, bool got_bytes, const std:
     return {ErrorClass::network, "read from " + where + ": " + ec.message()};
 }
 
+// Where a 2xx answer's body goes instead of memory (HttpRequest::body_file).
+struct FileSink {
+    std::string path;
+    std::uint64_t max = 0;
+};
+
+template <class Stream>
+asio::awaitable<Exchange> exchange_to_file(Stream& stream, Connection& conn,
+                                           const HttpClientOptions& opt, const FileSink& sink);
+
 template <class Stream>
 asio::awaitable<Exchange> exchange(Stream& stream, Connection& conn,
                                    const http::request<http::string_body>& msg,
-                                   const HttpClientOptions& opt) {
+                                   const HttpClientOptions& opt, const FileSink* sink = nullptr) {
     Exchange out;
     conn.lowest().expires_after(opt.response_timeout);
     auto [wec, written] = co_await http::async_write(stream, msg, tuple_awaitable);
@@ -106,6 +116,7 @@ asio::awaitable<Exchange> exchange(Stream& stream, Connection& conn,
         out.retryable = wec != beast::error::timeout;
         co_return out;
     }
+    if (sink) co_return co_await exchange_to_file(stream, conn, opt, *sink);
     // Interim answers (100 Continue, 103 Early Hints, ...) come before the final one on the
     // same connection: each is read whole and skipped. A parser reads one message only.
     constexpr int kMaxInterim = 16;
@@ -148,6 +159,102 @@ asio::awaitable<Exchange> exchange(Stream& stream, Connection& conn,
         out.keep_alive = res.keep_alive() && parser.is_done() && conn.buffer.size() == 0 &&
                          !(conn.tls && SSL_pending(conn.tls->native_handle()) > 0);
         response.body = std::move(res.body());
+        out.response = std::move(response);
+        co_return out;
+    }
+}
+
+// The answer after the request was written, its 2xx body into sink's file: the head first,
+// then the body (a file, or memory for any other status) piece by piece, each piece within
+// response_timeout.
+template <class Stream>
+asio::awaitable<Exchange> exchange_to_file(Stream& stream, Connection& conn,
+                                           const HttpClientOptions& opt, const FileSink& sink) {
+    Exchange out;
+    constexpr int kMaxInterim = 16;
+    for (int interim = 0;; ++interim) {
+        http::response_parser<http::empty_body> head;
+        head.header_limit(64 * 1024);
+        // A Content-Length is checked against the limit of the body's destination below.
+        head.body_limit(boost::none);
+        auto [hec, hn] =
+            co_await http::async_read_header(stream, conn.buffer, head, tuple_awaitable);
+        (void)hn;
+        out.got_bytes = out.got_bytes || head.got_some();
+        if (hec) {
+            out.failure = read_failure(hec, out.got_bytes, conn.where, opt);
+            out.retryable = !out.got_bytes && hec != beast::error::timeout;
+            co_return out;
+        }
+        const int status = static_cast<int>(head.get().result_int());
+        if (status == 101 || (status >= 100 && status <= 199 && interim + 1 >= kMaxInterim)) {
+            out.failure = HttpFailure{ErrorClass::bad_response,
+                                      "unexpected interim answers from " + conn.where, ""};
+            co_return out;
+        }
+        if (status >= 100 && status <= 199) continue;
+        HttpResponse response;
+        response.status = status;
+        for (const auto& field : head.get())
+            response.headers.emplace_back(std::string(field.name_string()),
+                                          std::string(field.value()));
+        bool done = false, keep_alive = false;
+        beast::error_code ec;
+        const bool to_file = status >= 200 && status <= 299;
+        const std::uint64_t limit = to_file ? sink.max : opt.max_response_bytes;
+        if (limit > 0 && head.content_length() && *head.content_length() > limit) {
+            out.failure = response_too_large(static_cast<std::size_t>(limit));
+            co_return out;
+        }
+        if (to_file) {
+            auto coding = head.get()[http::field::content_encoding];
+            if (!coding.empty() && !beast::iequals(coding, "identity")) {
+                out.failure = HttpFailure{ErrorClass::bad_response,
+                                          "a file answer in Content-Encoding " +
+                                              std::string(coding) + " (identity was asked)",
+                                          "bad_encoding"};
+                co_return out;
+            }
+            http::response_parser<http::file_body> body{std::move(head)};
+            if (sink.max > 0)
+                body.body_limit(sink.max);
+            else
+                body.body_limit(boost::none);
+            body.get().body().open(sink.path.c_str(), beast::file_mode::write, ec);
+            if (ec) {
+                out.failure = HttpFailure{ErrorClass::invalid_request,
+                                          "open " + sink.path + ": " + ec.message(), "file_sink"};
+                co_return out;
+            }
+            while (!ec && !body.is_done()) {
+                conn.lowest().expires_after(opt.response_timeout);
+                auto [rec, n] =
+                    co_await http::async_read_some(stream, conn.buffer, body, tuple_awaitable);
+                (void)n;
+                ec = rec;
+            }
+            done = body.is_done();
+            keep_alive = body.get().keep_alive();
+            body.get().body().close();
+        } else {
+            http::response_parser<http::string_body> body{std::move(head)};
+            body.body_limit(opt.max_response_bytes);
+            conn.lowest().expires_after(opt.response_timeout);
+            auto [rec, n] = co_await http::async_read(stream, conn.buffer, body, tuple_awaitable);
+            (void)n;
+            ec = rec;
+            done = body.is_done();
+            keep_alive = body.get().keep_alive();
+            response.body = std::move(body.get().body());
+        }
+        if (ec) {
+            out.failure = ec == http::error::body_limit
+                              ? response_too_large(static_cast<std::size_t>(limit))
+                              : read_failure(ec, true, conn.where, opt);
+            co_return out;
+        }
+        out.keep_alive = keep_alive && done && conn.buffer.size() == 0 &&
+                         !(conn.tls && SSL_pending(conn.tls->native_handle()) > 0);
         out.response = std::move(response);
         co_return out;
     }
@@ -361,7 +468,8 @@ asio::awaitable<HttpResult> send_request(std::shared_ptr<ClientState> impl, Http
     msg.target(route && url.scheme == "http" ? "http://" + host_header + url.target : url.target);
     msg.set(http::field::host, host_header);
     msg.set(http::field::user_agent, "imgbatch/0.1");
-    msg.set(http::field::accept_encoding, kAcceptEncoding);
+    msg.set(http::field::accept_encoding,
+            request.body_file.empty() ? kAcceptEncoding : std::string_view("identity"));
     for (const auto& [name, value] : request.headers) msg.set(name, value);
     if (route && url.scheme == "http" && !route->authorization.empty())
         msg.set(http::field::proxy_authorization, route->authorization);
@@ -369,6 +477,8 @@ asio::awaitable<HttpResult> send_request(std::shared_ptr<ClientState> impl, Http
     msg.prepare_payload();
 
     const bool defer_decoding = request.defer_decoding;
+    std::optional<FileSink> sink;
+    if (!request.body_file.empty()) sink = FileSink{request.body_file, request.body_file_max};
     for (int attempt = 0;; ++attempt) {
         // The retry of a stale connection goes out on a new connection: another idle one may
         // be just as stale.
@@ -382,9 +492,10 @@ asio::awaitable<HttpResult> send_request(std::shared_ptr<ClientState> impl, Http
         // (No co_await inside ?: : GCC 12 miscompiles it.)
         Exchange ex;
         if (conn->tls)
-            ex = co_await exchange(*conn->tls, *conn, msg, impl->options);
+            ex = co_await exchange(*conn->tls, *conn, msg, impl->options, sink ? &*sink : nullptr);
         else
-            ex = co_await exchange(*conn->plain, *conn, msg, impl->options);
+            ex =
+                co_await exchange(*conn->plain, *conn, msg, impl->options, sink ? &*sink : nullptr);
         if (ex.failure) {
             // A kept-alive connection the server closed meanwhile: nothing was processed, so
             // one more try on a fresh connection is safe.
@@ -392,7 +503,7 @@ asio::awaitable<HttpResult> send_request(std::shared_ptr<ClientState> impl, Http
             co_return std::move(*ex.failure);
         }
         if (ex.keep_alive) impl->put_idle(std::move(conn));
-        if (!defer_decoding) {
+        if (!defer_decoding && !(sink && ex.response->status / 100 == 2)) {
             if (auto failure = decode_content(*ex.response, impl->options.max_response_bytes))
                 co_return std::move(*failure);
         }

@@ -218,3 +218,16 @@ TEST_CASE("gemini batch: cancel cancels the vendor batch and keeps what it made"
     CHECK(env.number("SELECT count(*) FROM jobs WHERE state = 'cancelled'") == 6);
     check_kept(env, sim);
 }
+
+TEST_CASE("gemini batch: a responses file larger than max_response_bytes streams to disk") {
+    Sim sim({"--batch-ms", "100"});
+    DaemonEnv env(
+        {gemini_batch_provider(sim, R"("batch_input": "file", "max_response_bytes": 8192)")});
+    env.enqueue(jobs_of(40));
+    env.run_until_idle();
+    check_all_done(env, 40);
+    // The images alone (base64 in the file is larger still) exceed what one answer may hold.
+    CHECK(env.number("SELECT sum(bytes) FROM outputs") > 8192);
+    CHECK(path_count(sim, "/download/v1beta/files") == 1);
+    check_kept(env, sim);
+}
