@@ -62,6 +62,11 @@ struct ProviderConfig {
     int batch_max_open = 10;                   // vendor batches open at once
     // gemini: "auto" (inline under 20 MB, else an uploaded file), "inline" or "file".
     std::string batch_input = "auto";
+    // batch mode: the name of a provider in "mode": "direct" that takes the lines to retry: a
+    // line that failed in a vendor batch and is to be tried again goes back to the queue of
+    // that provider (when it serves the model) as a direct call, within the same attempt
+    // budget. Empty: retried in a later vendor batch.
+    std::string batch_retry_direct;
 };
 inline constexpr int kVendorBatchMaxRequests = 50'000;
 inline constexpr std::size_t kVendorBatchMaxBytes = 200u << 20;

@@ -127,6 +127,9 @@ struct Completion {
     bool count_moderation = false;
     bool count_timeout = false;           // increment requests.timeouts
     bool count_provider_failure = false;  // increment requests.provider_failures
+    // With retry: the provider whose queue the request goes back to (a line of a vendor batch
+    // retried as a direct call); empty: its own.
+    std::string requeue_provider;
 };
 
 // ---- provider state ----

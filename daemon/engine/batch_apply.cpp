@@ -62,14 +62,34 @@ AttemptResult line_result(Runner* r, const jobs::ClaimedRequest& req, double sta
                            line_jitter());
 }
 
+// A line to retry goes to the batch_retry_direct provider's queue when that provider serves
+// its model and its images (network thread: reads the other providers' settings).
+void reroute(Runner* r, const jobs::ClaimedRequest& req, AttemptResult& a) {
+    const std::string& target = r->p->config.batch_retry_direct;
+    if (target.empty() || a.completion.next != jobs::Next::retry) return;
+    for (const auto& other : r->s->providers) {
+        const auto& c = other->config;
+        if (c.name != target || c.mode != "direct") continue;
+        const bool serves =
+            std::find(c.models.begin(), c.models.end(), req.model) != c.models.end();
+        const int left = req.n - req.images_done;
+        if (serves && (c.max_images_per_request == 0 || left <= c.max_images_per_request))
+            a.completion.requeue_provider = target;
+        return;
+    }
+}
+
 void log_line(Runner* r, const jobs::ClaimedRequest& req, const AttemptResult& a, std::int64_t vb,
               int http) {
     const auto& e = a.completion.error;
     spdlog::info(
         "event=attempt job={} request={} provider={} attempt={} outcome={} class={} http={} "
-        "images={} vendor_batch={}",
+        "images={} vendor_batch={}{}",
         req.job_id, req.request_id, q(name(r)), req.attempt_no, q(a.outcome),
-        q(e ? std::string(jobs::to_string(e->cls)) : ""), http, a.completion.outputs.size(), vb);
+        q(e ? std::string(jobs::to_string(e->cls)) : ""), http, a.completion.outputs.size(), vb,
+        a.completion.requeue_provider.empty()
+            ? std::string()
+            : fmt::format(" retry_provider={}", q(a.completion.requeue_provider)));
 }
 
 }  // namespace
@@ -93,6 +113,7 @@ asio::awaitable<void> end_lines(Runner* r, std::int64_t vb, std::vector<jobs::Cl
             a.completion.next = jobs::Next::returned;
             a.outcome = "returned";
         }
+        reroute(r, req, a);
         log_line(r, req, a, vb, error ? error->http_status : 0);
         results.push_back(std::move(a));
         jobs_of.push_back(req.job_id);
@@ -294,6 +315,7 @@ asio::awaitable<bool> apply_file(Runner* r, VendorBatchRow& row, const std::stri
             auto d = co_await on_pool<std::shared_ptr<Decoded>>(r->s, std::move(decode));
             std::vector<std::int64_t> jobs_of;
             for (std::size_t i = 0; i < d->results.size(); ++i) {
+                reroute(r, *d->reqs[i], d->results[i]);
                 log_line(r, *d->reqs[i], d->results[i], row.id, d->statuses[i]);
                 jobs_of.push_back(d->reqs[i]->job_id);
             }

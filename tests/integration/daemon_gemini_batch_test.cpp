@@ -231,3 +231,29 @@ TEST_CASE("gemini batch: a responses file larger than max_response_bytes streams
     CHECK(path_count(sim, "/download/v1beta/files") == 1);
     check_kept(env, sim);
 }
+
+TEST_CASE("gemini batch: with batch_retry_direct a failed line is retried as a direct call") {
+    Sim sim({"--batch-ms", "100"});
+    DaemonEnv env({gemini_batch_provider(sim, R"("batch_retry_direct": "gemd")"),
+                   provider_json("gemd", "gemini", sim.url() + "/v1beta", {kFlash})},
+                  fast_retry(4, 0));
+    env.enqueue(job_line("ok", "fine", kFlash, 1) +
+                job_line("srv", "flaky #fail=500*1", kFlash, 1) +
+                job_line("pro", "pro flaky #fail=500*1", kPro, 1));
+    auto r = env.run_until_idle();
+    INFO(DaemonEnv::tail(r.err));
+    CHECK(env.job_state("ok") == "succeeded");
+    CHECK(env.job_state("srv") == "succeeded");
+    CHECK(env.job_state("pro") == "succeeded");
+    CHECK(env.attempts("srv") == std::vector<std::string>{"error|server|500", "ok||"});
+    // The retry of srv was a direct call on gemd, within the same attempt budget.
+    CHECK(env.rows("SELECT provider FROM attempts WHERE job_id = " + env.job_id("srv") +
+                   " ORDER BY id") == std::vector<std::string>{"gem", "gemd"});
+    CHECK(env.counters("srv") == "2|0|0");
+    // gemd does not serve the pro model: that retry went in a later vendor batch.
+    CHECK(env.rows("SELECT provider FROM attempts WHERE job_id = " + env.job_id("pro") +
+                   " ORDER BY id") == std::vector<std::string>{"gem", "gem"});
+    CHECK(path_count(sim, "/v1beta/models/" + kFlash + ":generateContent") == 1);
+    CHECK(r.err.find("retry_provider=gemd") != std::string::npos);
+    check_kept(env, sim);
+}
