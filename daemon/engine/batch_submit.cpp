@@ -118,7 +118,7 @@ asio::awaitable<bool> upload(Runner* r, VendorBatchRow& row,
     }
     const auto bytes = static_cast<std::int64_t>(c.text.size());
     std::string file_id;
-    if (r->v->inline_input(r->p->config, c.text.size())) {
+    if (r->v->inline_input(r->p->config, c.text.size(), c.lines)) {
         // The lines go in the create itself: kept until then.
         file_id = std::string(kInlineInput);
         r->inputs[row.id] = Input{c.model, std::move(c.text)};

@@ -35,7 +35,9 @@ class OpenAiVendor final : public BatchVendor {
     std::size_t max_bytes(const ProviderConfig& provider) const override {
         return std::min(provider.batch_max_bytes, kVendorBatchMaxBytes);
     }
-    bool inline_input(const ProviderConfig&, std::size_t) const override { return false; }
+    bool inline_input(const ProviderConfig&, std::size_t, std::int64_t) const override {
+        return false;
+    }
     asio::awaitable<Uploaded> upload(HttpClient* client, const ProviderConfig* provider,
                                      std::string api_key, std::string filename,
                                      std::string content) const override {
@@ -103,10 +105,15 @@ class GeminiVendor final : public BatchVendor {
         if (provider.batch_input == "inline") cap = std::min(cap, gb::kMaxInlineBytes * 9 / 10);
         return cap;
     }
-    bool inline_input(const ProviderConfig& provider, std::size_t bytes) const override {
+    // Inline results come back inside the batch object, which is read into memory whole: auto
+    // keeps inline input for small batches (images are large).
+    bool inline_input(const ProviderConfig& provider, std::size_t bytes,
+                      std::int64_t lines) const override {
         if (provider.batch_input == "file") return false;
-        return provider.batch_input == "inline" || bytes <= gb::kMaxInlineBytes * 9 / 10;
+        if (provider.batch_input == "inline") return true;
+        return bytes <= gb::kMaxInlineBytes * 9 / 10 && lines <= kAutoInlineMaxLines;
     }
+    static constexpr std::int64_t kAutoInlineMaxLines = 16;
     asio::awaitable<Uploaded> upload(HttpClient* client, const ProviderConfig* provider,
                                      std::string api_key, std::string filename,
                                      std::string content) const override {

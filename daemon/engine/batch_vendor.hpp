@@ -31,7 +31,8 @@ class BatchVendor {
     // The most input bytes of one vendor batch.
     virtual std::size_t max_bytes(const ProviderConfig& provider) const = 0;
     // Whether an input of this size goes inline in the create (no upload).
-    virtual bool inline_input(const ProviderConfig& provider, std::size_t bytes) const = 0;
+    virtual bool inline_input(const ProviderConfig& provider, std::size_t bytes,
+                              std::int64_t lines) const = 0;
 
     struct Uploaded {
         std::string file_id;
