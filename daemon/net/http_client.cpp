@@ -5,13 +5,18 @@
 #include <openssl/x509_vfy.h>
 #include <sys/socket.h>
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <cerrno>
+#include <cstring>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ssl.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/asio/thread_pool.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
@@ -91,7 +96,55 @@ HttpFailure read_failure(const beast::error_code& ec, bool got_bytes, const std:
 struct FileSink {
     std::string path;
     std::uint64_t max = 0;
+    asio::thread_pool* io = nullptr;  // where the file is opened, written and closed
 };
+
+// Runs (*fn)() (returning 0 or an errno) on pool, off the network thread; resumes on the
+// caller's executor with its result. fn lives in the caller's frame, which waits: no lambda
+// with captures crosses the co_await (GCC 12 destroys such temporaries twice).
+template <class Fn>
+asio::awaitable<int> on_file_io(asio::thread_pool* pool, Fn* fn) {
+    return asio::async_initiate<const asio::use_awaitable_t<>&, void(int)>(
+        [pool, fn](auto handler) {
+            asio::post(*pool, [h = std::move(handler), fn]() mutable {
+                const int err = (*fn)();
+                auto ex = asio::get_associated_executor(h);
+                asio::post(ex, [h = std::move(h), err]() mutable { std::move(h)(err); });
+            });
+        },
+        asio::use_awaitable);
+}
+
+// The file operations of a body file, each returning 0 or an errno.
+struct OpenFile {
+    int* fd;
+    const std::string* path;
+    int operator()() const {
+        *fd = ::open(path->c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        return *fd < 0 ? errno : 0;
+    }
+};
+struct WriteChunk {
+    const int* fd;
+    const char* data;
+    std::size_t size;
+    int operator()() const {
+        for (std::size_t at = 0; at < size;) {
+            const ssize_t w = ::write(*fd, data + at, size - at);
+            if (w < 0 && errno == EINTR) continue;
+            if (w < 0) return errno;
+            at += static_cast<std::size_t>(w);
+        }
+        return 0;
+    }
+};
+struct CloseFile {
+    const int* fd;
+    int operator()() const { return ::close(*fd) == 0 ? 0 : errno; }
+};
+
+// The body is written in pieces of this size (read into memory, then written on the pool).
+constexpr std::size_t kFileChunk = 256 * 1024;
 
 template <class Stream>
 asio::awaitable<Exchange> exchange_to_file(Stream& stream, Connection& conn,
@@ -215,27 +268,55 @@ asio::awaitable<Exchange> exchange_to_file(Stream& stream, Connection& conn,
                                           "bad_encoding"};
                 co_return out;
             }
-            http::response_parser<http::file_body> body{std::move(head)};
+            http::response_parser<http::buffer_body> body{std::move(head)};
             if (sink.max > 0)
                 body.body_limit(sink.max);
             else
                 body.body_limit(boost::none);
-            body.get().body().open(sink.path.c_str(), beast::file_mode::write, ec);
-            if (ec) {
-                out.failure = HttpFailure{ErrorClass::invalid_request,
-                                          "open " + sink.path + ": " + ec.message(), "file_sink"};
+            int fd = -1;
+            OpenFile open_file{&fd, &sink.path};
+            const int open_err = co_await on_file_io(sink.io, &open_file);
+            if (open_err != 0) {
+                out.failure =
+                    HttpFailure{ErrorClass::invalid_request,
+                                "open " + sink.path + ": " + std::strerror(open_err), "file_sink"};
                 co_return out;
             }
-            while (!ec && !body.is_done()) {
-                conn.lowest().expires_after(opt.response_timeout);
-                auto [rec, n] =
-                    co_await http::async_read_some(stream, conn.buffer, body, tuple_awaitable);
-                (void)n;
-                ec = rec;
+            std::vector<char> chunk(kFileChunk);
+            std::vector<char>* buf = &chunk;
+            std::size_t filled = 0;
+            int write_err = 0;
+            for (;;) {
+                if (!body.is_done()) {
+                    body.get().body().data = buf->data() + filled;
+                    body.get().body().size = buf->size() - filled;
+                    conn.lowest().expires_after(opt.response_timeout);
+                    auto [rec, n] =
+                        co_await http::async_read_some(stream, conn.buffer, body, tuple_awaitable);
+                    (void)n;
+                    ec = rec == http::error::need_buffer ? beast::error_code{} : rec;
+                    filled = buf->size() - body.get().body().size;
+                }
+                if (ec) break;
+                if (filled > 0 && (filled == buf->size() || body.is_done())) {
+                    WriteChunk write_chunk{&fd, buf->data(), filled};
+                    write_err = co_await on_file_io(sink.io, &write_chunk);
+                    filled = 0;
+                    if (write_err != 0) break;
+                }
+                if (body.is_done()) break;
+            }
+            CloseFile close_file{&fd};
+            const int close_err = co_await on_file_io(sink.io, &close_file);
+            if (!ec && (write_err != 0 || close_err != 0)) {
+                out.failure = HttpFailure{
+                    ErrorClass::invalid_request,
+                    "write " + sink.path + ": " + std::strerror(write_err ? write_err : close_err),
+                    "file_sink"};
+                co_return out;
             }
             done = body.is_done();
             keep_alive = body.get().keep_alive();
-            body.get().body().close();
         } else {
             http::response_parser<http::string_body> body{std::move(head)};
             body.body_limit(opt.max_response_bytes);
@@ -276,6 +357,8 @@ bool idle_usable(Connection& conn) {
 struct ClientState {
     asio::any_io_executor executor;
     HttpClientOptions options;
+    // Writes of body files (HttpRequest::body_file), made on first use.
+    std::unique_ptr<asio::thread_pool> file_io;
     ssl::context tls{ssl::context::tls_client};
     ProxySettings proxy;
     std::vector<std::unique_ptr<Connection>> idle;  // oldest first
@@ -478,7 +561,10 @@ asio::awaitable<HttpResult> send_request(std::shared_ptr<ClientState> impl, Http
 
     const bool defer_decoding = request.defer_decoding;
     std::optional<FileSink> sink;
-    if (!request.body_file.empty()) sink = FileSink{request.body_file, request.body_file_max};
+    if (!request.body_file.empty()) {
+        if (!impl->file_io) impl->file_io = std::make_unique<asio::thread_pool>(1);
+        sink = FileSink{request.body_file, request.body_file_max, impl->file_io.get()};
+    }
     for (int attempt = 0;; ++attempt) {
         // The retry of a stale connection goes out on a new connection: another idle one may
         // be just as stale.

@@ -601,10 +601,9 @@ std::string sink_path(const char* name) {
 }  // namespace
 
 TEST_CASE("http client: a body file takes a 2xx answer larger than max_response_bytes") {
-    // Three answers on one connection: 1 MiB to the file, an error kept in memory, then 1 MiB
-    // over body_file_max.
+    // Three answers on one connection (the server accepts one: the client kept it alive): 1 MiB
+    // to the file, an error kept in memory, then 1 MiB over body_file_max.
     const std::string big(1 << 20, 'x');
-    std::atomic<int> served{0};
     std::string accept_encoding;
     TinyServer server(1, [&](tcp::socket& s, int) {
         asio::streambuf buf;
@@ -620,7 +619,6 @@ TEST_CASE("http client: a body file takes a 2xx answer larger than max_response_
                 write_all(s, "HTTP/1.1 200 OK\r\nContent-Length: " + std::to_string(big.size()) +
                                  "\r\n\r\n" + big);
             }
-            ++served;
         }
     });
     asio::io_context ioc;
@@ -649,6 +647,5 @@ TEST_CASE("http client: a body file takes a 2xx answer larger than max_response_
     r.body_file_max = 1000;
     const auto f = failed(send(client, ioc, r));
     CHECK(f.code == "response_too_large");
-    CHECK(served.load() == 3);  // one connection, kept alive between the answers
     std::filesystem::remove(path);
 }
