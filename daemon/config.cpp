@@ -281,14 +281,23 @@ ProviderConfig parse_provider(const json::value& v, const std::string& source,
     f.string("mode", p.mode);
     if (p.mode != "direct" && p.mode != "batch")
         f.bad("mode", "\"direct\" or \"batch\"", json::value(p.mode));
-    if (p.mode == "batch" && p.api != "openai")
-        f.fail("mode", "\"batch\" is available for api \"openai\" only");
+    if (p.mode == "batch" && p.api != "openai" && p.api != "gemini")
+        f.fail("mode", "\"batch\" is available for api \"openai\" and \"gemini\" only");
+    // Vertex AI's batch prediction reads Cloud Storage or BigQuery: not this API.
+    if (p.mode == "batch" && p.api == "gemini" && is_vertex_ai_url(p.base_url))
+        f.fail("mode", "\"batch\" speaks the Gemini API's Batch Mode, not Vertex AI");
     f.integer("batch_max_requests", p.batch_max_requests, 1, kVendorBatchMaxRequests);
     f.size("batch_max_bytes", p.batch_max_bytes, 1024, kVendorBatchMaxBytes);
     f.seconds("batch_poll_s", p.batch_poll_s, kMinTime);
     f.seconds("batch_poll_max_s", p.batch_poll_max_s, kMinTime);
     if (p.batch_poll_max_s < p.batch_poll_s) f.fail("batch_poll_max_s", "must be >= batch_poll_s");
     f.integer("batch_max_open", p.batch_max_open, 1, 1000);
+    f.string("batch_input", p.batch_input);
+    f.string("batch_retry_direct", p.batch_retry_direct);
+    if (!p.batch_retry_direct.empty() && p.mode != "batch")
+        f.fail("batch_retry_direct", "is for a provider in \"mode\": \"batch\"");
+    if (p.batch_input != "auto" && p.batch_input != "inline" && p.batch_input != "file")
+        f.bad("batch_input", "\"auto\", \"inline\" or \"file\"", json::value(p.batch_input));
     if (const auto* headers = f.object("headers")) {
         for (const auto& [k, hv] : *headers) {
             if (!is_header_name(k))
@@ -533,6 +542,17 @@ Config parse_config(std::string_view text, const std::string& source_name) {
                 throw ConfigError(source + ": '" + path + ".name' repeats provider name '" +
                                   p.name + "' (names must be unique)");
             c.providers.push_back(std::move(p));
+        }
+        for (std::size_t i = 0; i < c.providers.size(); ++i) {
+            const auto& p = c.providers[i];
+            if (p.batch_retry_direct.empty()) continue;
+            const ProviderConfig* direct = nullptr;
+            for (const auto& o : c.providers)
+                if (o.name == p.batch_retry_direct) direct = &o;
+            if (!direct || direct->mode != "direct")
+                throw ConfigError(source + ": 'providers[" + std::to_string(i) +
+                                  "].batch_retry_direct' names '" + p.batch_retry_direct +
+                                  "', which is not a provider in \"mode\": \"direct\"");
         }
     }
     f.no_unknown_keys();

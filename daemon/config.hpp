@@ -53,8 +53,8 @@ struct ProviderConfig {
     std::string image_size_key = "sampleImageSize";
     std::map<std::string, std::string> headers;  // extra request headers
 
-    // "direct" (default): one HTTP call per request. "batch" (openai): the requests go to the
-    // vendor's batch API in vendor batches (see README "Batch mode").
+    // "direct" (default): one HTTP call per request. "batch" (openai, gemini): the requests go
+    // to the vendor's batch API in vendor batches (see README "Batch mode").
     std::string mode = "direct";
     int batch_max_requests = 50'000;           // lines per vendor batch (vendor cap 50,000)
     std::size_t batch_max_bytes = 200u << 20;  // input file size (vendor cap 200 MB)
@@ -65,6 +65,13 @@ struct ProviderConfig {
     // "prices": what this provider charges, per model ("*": every model), replacing the
     // catalog's price of the model (README "Prices and spend").
     jobs::ProviderPrices prices;
+    // gemini: "auto" (inline under 20 MB, else an uploaded file), "inline" or "file".
+    std::string batch_input = "auto";
+    // batch mode: the name of a provider in "mode": "direct" that takes the lines to retry: a
+    // line that failed in a vendor batch and is to be tried again goes back to the queue of
+    // that provider (when it serves the model) as a direct call, within the same attempt
+    // budget. Empty: retried in a later vendor batch.
+    std::string batch_retry_direct;
 };
 inline constexpr int kVendorBatchMaxRequests = 50'000;
 inline constexpr std::size_t kVendorBatchMaxBytes = 200u << 20;

@@ -137,6 +137,9 @@ struct Completion {
     CostBasis cost_basis = CostBasis::unknown;
     bool cost_estimated = false;  // a worst case stood in for usage (stored as 'worst_case')
     Usage usage;
+    // With retry: the provider whose queue the request goes back to (a line of a vendor batch
+    // retried as a direct call); empty: its own.
+    std::string requeue_provider;
 };
 
 // ---- provider state ----

@@ -505,6 +505,13 @@ std::vector<bool> Store::apply(std::vector<Completion>& completions,
             q->bind(13, c.count_provider_failure ? 1 : 0);
             q->exec();
         }
+        if (c.next == Next::retry && !c.requeue_provider.empty() &&
+            std::string_view(state) == "queued") {
+            auto q = impl_->prep("UPDATE requests SET provider = ? WHERE id = ?");
+            q->bind(1, c.requeue_provider);
+            q->bind(2, c.request_id);
+            q->exec();
+        }
         // The job's images_done and state in one UPDATE of its row.
         impl_->settle_job(job_id, now, added, &job_now);
         result[i] = true;

@@ -66,14 +66,34 @@ AttemptResult line_result(Runner* r, const jobs::ClaimedRequest& req, double sta
     return a;
 }
 
+// A line to retry goes to the batch_retry_direct provider's queue when that provider serves
+// its model and its images (network thread: reads the other providers' settings).
+void reroute(Runner* r, const jobs::ClaimedRequest& req, AttemptResult& a) {
+    const std::string& target = r->p->config.batch_retry_direct;
+    if (target.empty() || a.completion.next != jobs::Next::retry) return;
+    for (const auto& other : r->s->providers) {
+        const auto& c = other->config;
+        if (c.name != target || c.mode != "direct") continue;
+        const bool serves =
+            std::find(c.models.begin(), c.models.end(), req.model) != c.models.end();
+        const int left = req.n - req.images_done;
+        if (serves && (c.max_images_per_request == 0 || left <= c.max_images_per_request))
+            a.completion.requeue_provider = target;
+        return;
+    }
+}
+
 void log_line(Runner* r, const jobs::ClaimedRequest& req, const AttemptResult& a, std::int64_t vb,
               int http) {
     const auto& e = a.completion.error;
     spdlog::info(
         "event=attempt job={} request={} provider={} attempt={} outcome={} class={} http={} "
-        "images={} vendor_batch={}",
+        "images={} vendor_batch={}{}",
         req.job_id, req.request_id, q(name(r)), req.attempt_no, q(a.outcome),
-        q(e ? std::string(jobs::to_string(e->cls)) : ""), http, a.completion.outputs.size(), vb);
+        q(e ? std::string(jobs::to_string(e->cls)) : ""), http, a.completion.outputs.size(), vb,
+        a.completion.requeue_provider.empty()
+            ? std::string()
+            : fmt::format(" retry_provider={}", q(a.completion.requeue_provider)));
 }
 
 }  // namespace
@@ -97,6 +117,7 @@ asio::awaitable<void> end_lines(Runner* r, std::int64_t vb, std::vector<jobs::Cl
             a.completion.next = jobs::Next::returned;
             a.outcome = "returned";
         }
+        reroute(r, req, a);
         log_line(r, req, a, vb, error ? error->http_status : 0);
         results.push_back(std::move(a));
         jobs_of.push_back(req.job_id);
@@ -128,12 +149,13 @@ namespace {
 
 // Lines from a downloaded file, kGroup at a time.
 struct LineReader {
+    const BatchVendor* vendor = nullptr;
     std::ifstream in;
     std::int64_t bad = 0;
 };
 
 struct ParsedGroup {
-    std::vector<ob::Line> lines;
+    std::vector<bt::Line> lines;
     std::vector<std::int64_t> request_ids;
     std::vector<int> attempt_nos;
     bool end = false;
@@ -149,7 +171,7 @@ ParsedGroup read_group(LineReader& reader) {
         }
         if (text.empty()) continue;
         std::string why;
-        auto line = ob::parse_line(text, &why);
+        auto line = reader.vendor->parse_line(text, &why);
         std::int64_t rid = 0;
         int attempt = 0;
         if (!line || !jobs::parse_custom_id(line->custom_id, rid, attempt)) {
@@ -243,26 +265,37 @@ std::string temp_file(Runner* r, std::int64_t vb, std::string_view which) {
 // download failed (tried again later).
 asio::awaitable<bool> apply_file(Runner* r, VendorBatchRow& row, const std::string& file_id,
                                  std::string_view which) {
-    auto res = co_await send(r, ob::file_content(r->p->config, r->p->keys.key(), file_id));
+    // Straight to a temporary file: memory does not grow with the file's size.
+    const std::string path = temp_file(r, row.id, which);
+    HttpRequest http = r->v->download(r->p->config, r->p->keys.key(), row.vendor_id, file_id);
+    http.body_file = path;
+    http.body_file_max = kMaxResultFileBytes;
+    auto res = co_await send(r, std::move(http));
     if (auto err = call_error(res)) {
+        std::error_code ec;
+        std::filesystem::remove(path, ec);
         spdlog::warn("event=vendor_batch_download_failed provider={} id={} file={} error={}",
                      q(name(r)), row.id, q(file_id), q(err->message));
         co_return false;
     }
-    const std::string path = temp_file(r, row.id, which);
-    {
-        auto body = std::make_shared<std::string>(std::move(std::get<HttpResponse>(res).body));
-        auto write = [body, path] {
+    if (r->v->inline_results(file_id)) {
+        // The batch with its results inline (bounded by the vendor's inline limit): its lines.
+        auto convert = [path, v = r->v.get(), id = std::string(file_id)] {
+            std::string body;
+            {
+                std::ifstream in(path, std::ios::binary);
+                body.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+            }
+            std::string lines = v->result_lines(id, std::move(body));
             std::ofstream f(path, std::ios::binary | std::ios::trunc);
-            f.write(body->data(), static_cast<std::streamsize>(body->size()));
-            body->clear();
-            body->shrink_to_fit();
+            f.write(lines.data(), static_cast<std::streamsize>(lines.size()));
             if (!f.flush()) throw std::runtime_error("write " + path + " failed");
             return 0;
         };
-        co_await on_pool<int>(r->s, std::move(write));
+        co_await on_pool<int>(r->s, std::move(convert));
     }
     auto reader = std::make_shared<LineReader>();
+    reader->vendor = r->v.get();
     reader->in.open(path, std::ios::binary);
     std::int64_t applied = 0;
     for (;;) {
@@ -288,6 +321,7 @@ asio::awaitable<bool> apply_file(Runner* r, VendorBatchRow& row, const std::stri
             auto d = co_await on_pool<std::shared_ptr<Decoded>>(r->s, std::move(decode));
             std::vector<std::int64_t> jobs_of;
             for (std::size_t i = 0; i < d->results.size(); ++i) {
+                reroute(r, *d->reqs[i], d->results[i]);
                 log_line(r, *d->reqs[i], d->results[i], row.id, d->statuses[i]);
                 jobs_of.push_back(d->reqs[i]->job_id);
             }
@@ -319,7 +353,7 @@ asio::awaitable<void> apply(Runner* r, VendorBatchRow& row,
     // using an attempt; in a failed batch, the lines the vendor named are that failure.
     Busy busy(r->s);
     std::int64_t after = 0, index = 0;
-    const bool failed = row.vendor_status == "failed";
+    const bool failed = r->v->is_failed(row.vendor_status);
     for (;;) {
         auto page = co_await open_lines(r, row.id, after, 1000);
         if (page.empty()) break;

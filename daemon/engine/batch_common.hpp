@@ -21,8 +21,8 @@
 #include <set>
 
 #include "daemon/engine/attempt.hpp"
+#include "daemon/engine/batch_vendor.hpp"
 #include "daemon/logfmt.hpp"
-#include "daemon/providers/openai_batch.hpp"
 
 // GCC 12 reports a false -Wmismatched-new-delete on Asio coroutine frames.
 #if defined(__GNUC__) && !defined(__clang__)
@@ -31,7 +31,7 @@
 
 namespace imgbatch::daemon::vbatch {
 namespace asio = boost::asio;
-namespace ob = openai_batch;
+namespace bt = batch_types;
 using jobs::Error;
 using jobs::ErrorClass;
 using jobs::VendorBatchRow;
@@ -39,6 +39,8 @@ using jobs::VendorBatchRow;
 constexpr int kGroup = 64;             // output lines recorded per group commit
 constexpr int kListPage = 100;         // vendor batches per page when adopting
 constexpr double kAdoptSlackS = 3600;  // clock skew allowed when looking for a lost create
+// The largest result file downloaded (50,000 large images as base64 JSON lines).
+constexpr std::uint64_t kMaxResultFileBytes = std::uint64_t{1} << 40;
 
 // Runs fn() on the writer pool; its result (or exception) comes back on the caller's executor.
 template <class R, class Fn>
@@ -92,10 +94,19 @@ struct Poll {
     double delay = 0;
 };
 
+// The input of a vendor batch kept between its upload and its create: the model of its lines
+// and, for an inline input, the lines themselves (rebuilt from the database after a restart).
+struct Input {
+    std::string model;
+    std::string lines;
+};
+
 struct Runner {
     EngineShared* s;
     ProviderRuntime* p;
+    std::unique_ptr<BatchVendor> v;
     std::string instance;
+    std::map<std::int64_t, Input> inputs;
     std::map<std::int64_t, Poll> polls;
     std::set<std::int64_t> maybe_created;  // uploaded rows whose create may have happened
     std::set<std::int64_t> cancel_sent;
@@ -133,7 +144,7 @@ asio::awaitable<bool> upload(Runner* r, VendorBatchRow& row,
 // uploaded -> submitted: adopts the vendor batch a lost create made, or creates it.
 asio::awaitable<bool> create(Runner* r, VendorBatchRow& row);
 // Copies the vendor's view of b into row.
-void take(VendorBatchRow& row, const ob::Batch& b);
+void take(VendorBatchRow& row, const bt::Batch& b);
 
 // batch_apply.cpp
 // applying -> done: records the output and error files, then returns what is left.

@@ -14,8 +14,8 @@ void log_state(Runner* r, const VendorBatchRow& row) {
     auto& last = r->logged[row.id];
     if (last == key) return;
     last = key;
-    auto level = row.state == jobs::kVbAbandoned || row.vendor_status == "failed" ||
-                         row.vendor_status == "expired"
+    auto level = row.state == jobs::kVbAbandoned || r->v->is_failed(row.vendor_status) ||
+                         r->v->is_expired(row.vendor_status)
                      ? spdlog::level::warn
                      : spdlog::level::info;
     spdlog::log(level,
@@ -65,20 +65,21 @@ asio::awaitable<void> poll(Runner* r, VendorBatchRow& row) {
         pl.next = now;  // at once after a start; after a create, batch_poll_s
     }
     if (now < pl.next) co_return;
-    if (!r->cancel_sent.count(row.id) && ob::is_open(row.vendor_status) &&
-        row.vendor_status != "cancelling") {
+    if (!r->cancel_sent.count(row.id) && r->v->is_open(row.vendor_status) &&
+        !r->v->is_cancelling(row.vendor_status)) {
         auto check = [id = row.id](jobs::Store& st) { return st.vendor_batch_cancelled(id); };
         if (co_await r->s->db.call<bool>(std::move(check))) {
             r->cancel_sent.insert(row.id);
-            auto res = co_await send(r, ob::cancel(r->p->config, r->p->keys.key(), row.vendor_id));
+            auto res =
+                co_await send(r, r->v->cancel(r->p->config, r->p->keys.key(), row.vendor_id));
             spdlog::info("event=vendor_batch_cancel provider={} id={} vendor_id={} ok={}",
                          q(name(r)), row.id, q(row.vendor_id), !call_error(res));
         }
     }
-    auto res = co_await send(r, ob::get(r->p->config, r->p->keys.key(), row.vendor_id));
+    auto res = co_await send(r, r->v->get(r->p->config, r->p->keys.key(), row.vendor_id));
     std::optional<Error> err = call_error(res);
-    std::optional<ob::Batch> b;
-    if (!err) b = ob::parse_batch(std::get<HttpResponse>(res), err);
+    std::optional<bt::Batch> b;
+    if (!err) b = r->v->parse_batch(std::get<HttpResponse>(res), err);
     pl.next = jobs::unix_now() + pl.delay;
     pl.delay = std::min(pl.delay * 1.5, r->p->config.batch_poll_max_s);
     if (err) {
@@ -88,7 +89,7 @@ asio::awaitable<void> poll(Runner* r, VendorBatchRow& row) {
     }
     const std::string before = row.vendor_status;
     take(row, *b);
-    if (!ob::is_open(b->status)) {
+    if (!r->v->is_open(b->status)) {
         row.state = std::string(jobs::kVbApplying);
         co_await save(r, row);
         co_await apply(r, row, b->error_lines);
@@ -132,11 +133,11 @@ asio::awaitable<void> step(Runner* r, VendorBatchRow row) {
         // After a restart: the batch ended; its files are recorded again (lines recorded
         // before are skipped). A failed batch's named lines are known from the vendor.
         std::vector<std::int64_t> bad;
-        if (row.vendor_status == "failed") {
-            auto res = co_await send(r, ob::get(r->p->config, r->p->keys.key(), row.vendor_id));
+        if (r->v->is_failed(row.vendor_status)) {
+            auto res = co_await send(r, r->v->get(r->p->config, r->p->keys.key(), row.vendor_id));
             std::optional<Error> err = call_error(res);
             if (err) co_return;
-            auto b = ob::parse_batch(std::get<HttpResponse>(res), err);
+            auto b = r->v->parse_batch(std::get<HttpResponse>(res), err);
             if (!b) co_return;
             bad = b->error_lines;
         }
@@ -176,7 +177,7 @@ asio::awaitable<bool> open_new(Runner* r) {
 using namespace vbatch;
 
 asio::awaitable<void> batch_loop(EngineShared* s, ProviderRuntime* p) {
-    Runner runner{s, p, {}, {}, {}, {}, {}};
+    Runner runner{s, p, make_batch_vendor(p->config), {}, {}, {}, {}, {}, {}};
     Runner* r = &runner;
     bool first = true;
     while (!s->stopping) {

@@ -1,5 +1,7 @@
 // Vendor batch submission: the input file of a chunk, its upload, the create, and the
 // adoption of a vendor batch whose create was not recorded.
+#include <limits>
+
 #include "daemon/engine/batch_common.hpp"
 
 namespace imgbatch::daemon::vbatch {
@@ -8,26 +10,26 @@ namespace {
 
 struct Content {
     std::string text;
-    std::string endpoint;
+    std::string model;                      // of the first line: one model a vendor batch
     std::vector<jobs::ClaimedRequest> bad;  // could not be built
     std::vector<std::string> why;
-    std::vector<jobs::LeasedAttempt> over;  // over the byte limit
+    std::vector<jobs::LeasedAttempt> over;  // over the byte limit, or of another model
     std::int64_t lines = 0;
 };
 
-// The input file of lines, in request id order, up to max_bytes.
+// The input of lines, in request id order, up to max_bytes. A vendor batch runs one model
+// (both vendors ask it): lines of another model go back to the queue for a later one.
 void add_lines(Runner* r, Content& c, const std::vector<jobs::ClaimedRequest>& lines,
                std::size_t max_bytes) {
     for (const auto& req : lines) {
-        if (!c.over.empty()) {
+        if (!c.over.empty() || (!c.model.empty() && req.model != c.model)) {
             c.over.push_back({req.request_id, req.attempt_no});
             continue;
         }
         std::string line;
         try {
-            line = ob::input_line(jobs::custom_id(req.request_id, req.attempt_no), *r->p->api,
-                                  generation(req), r->p->config,
-                                  c.endpoint.empty() ? &c.endpoint : nullptr);
+            line = r->v->input_line(jobs::custom_id(req.request_id, req.attempt_no), *r->p->api,
+                                    generation(req), r->p->config);
         } catch (const std::exception& e) {
             c.bad.push_back(req);
             c.why.push_back(e.what());
@@ -37,9 +39,23 @@ void add_lines(Runner* r, Content& c, const std::vector<jobs::ClaimedRequest>& l
             c.over.push_back({req.request_id, req.attempt_no});
             continue;
         }
+        c.model = req.model;
         c.text += line;
         ++c.lines;
     }
+}
+
+// The input of row from the lines recorded for it (after a restart; nothing is dropped).
+asio::awaitable<Content> read_input(Runner* r, const VendorBatchRow& row) {
+    Content c;
+    std::int64_t after = 0;
+    for (;;) {
+        auto page = co_await open_lines(r, row.id, after, 1000);
+        if (page.empty()) break;
+        after = page.back().request_id;
+        add_lines(r, c, page, std::numeric_limits<std::size_t>::max());
+    }
+    co_return c;
 }
 
 // A vendor batch that cannot be submitted (the vendor refused it for good): each of its lines
@@ -53,6 +69,7 @@ asio::awaitable<void> abandon(Runner* r, VendorBatchRow& row, Error err, std::st
         after = page.back().request_id;
         co_await end_lines(r, row.id, std::move(page), err, row.created_at);
     }
+    r->inputs.erase(row.id);
     row.state = std::string(jobs::kVbAbandoned);
     row.message = step + ": " + err.message;
     co_await save(r, row);
@@ -65,7 +82,7 @@ asio::awaitable<void> abandon(Runner* r, VendorBatchRow& row, Error err, std::st
 asio::awaitable<bool> upload(Runner* r, VendorBatchRow& row,
                              std::vector<jobs::ClaimedRequest> first) {
     Content c;
-    const std::size_t max_bytes = std::min(r->p->config.batch_max_bytes, kVendorBatchMaxBytes);
+    const std::size_t max_bytes = r->v->max_bytes(r->p->config);
     if (!first.empty()) {
         add_lines(r, c, first, max_bytes);
     } else {
@@ -100,18 +117,24 @@ asio::awaitable<bool> upload(Runner* r, VendorBatchRow& row,
         co_return false;
     }
     const auto bytes = static_cast<std::int64_t>(c.text.size());
-    auto res = co_await send(
-        r, ob::upload(r->p->config, r->p->keys.key(), row.chunk + std::string(".jsonl"), c.text));
-    std::string().swap(c.text);
-    std::optional<Error> err = call_error(res);
     std::string file_id;
-    if (!err) file_id = ob::parse_file(std::get<HttpResponse>(res), err);
-    if (err) {
-        spdlog::warn("event=vendor_batch_upload_failed provider={} id={} class={} http={} error={}",
-                     q(name(r)), row.id, q(jobs::to_string(err->cls)), err->http_status,
-                     q(err->message));
-        if (permanent(*err)) co_await abandon(r, row, *err, "upload");
-        co_return false;
+    if (r->v->inline_input(r->p->config, c.text.size(), c.lines)) {
+        // The lines go in the create itself: kept until then.
+        file_id = std::string(kInlineInput);
+        r->inputs[row.id] = Input{c.model, std::move(c.text)};
+    } else {
+        r->inputs[row.id] = Input{c.model, {}};
+        auto up = co_await r->v->upload(r->p->client.get(), &r->p->config, r->p->keys.key(),
+                                        row.chunk + std::string(".jsonl"), std::move(c.text));
+        if (up.error) {
+            const Error& err = *up.error;
+            spdlog::warn(
+                "event=vendor_batch_upload_failed provider={} id={} class={} http={} error={}",
+                q(name(r)), row.id, q(jobs::to_string(err.cls)), err.http_status, q(err.message));
+            if (permanent(err)) co_await abandon(r, row, err, "upload");
+            co_return false;
+        }
+        file_id = std::move(up.file_id);
     }
     row.input_file_id = file_id;
     row.bytes = bytes;
@@ -125,15 +148,15 @@ namespace {
 
 // A vendor batch this database created for row's chunk (a create whose answer or record was
 // lost), found by its metadata.
-asio::awaitable<std::optional<ob::Batch>> find_created(Runner* r, const VendorBatchRow& row,
+asio::awaitable<std::optional<bt::Batch>> find_created(Runner* r, const VendorBatchRow& row,
                                                        bool* listed) {
     *listed = false;
     std::string after;
     for (;;) {
-        auto res = co_await send(r, ob::list(r->p->config, r->p->keys.key(), after, kListPage));
+        auto res = co_await send(r, r->v->list(r->p->config, r->p->keys.key(), after, kListPage));
         std::optional<Error> err = call_error(res);
-        std::optional<ob::BatchPage> page;
-        if (!err) page = ob::parse_list(std::get<HttpResponse>(res), err);
+        std::optional<bt::BatchPage> page;
+        if (!err) page = r->v->parse_list(std::get<HttpResponse>(res), err);
         if (err || !page) {
             spdlog::warn("event=vendor_batch_list_failed provider={} error={}", q(name(r)),
                          q(err ? err->message : "no page"));
@@ -158,14 +181,14 @@ asio::awaitable<std::optional<ob::Batch>> find_created(Runner* r, const VendorBa
 // any answer: a create may then exist twice at the vendor. Any other vendor batch of this
 // chunk (the newest page of the list) is cancelled while it still validates.
 asio::awaitable<void> cancel_duplicates(Runner* r, const VendorBatchRow& row) {
-    auto res = co_await send(r, ob::list(r->p->config, r->p->keys.key(), "", kListPage));
+    auto res = co_await send(r, r->v->list(r->p->config, r->p->keys.key(), "", kListPage));
     std::optional<Error> err = call_error(res);
-    std::optional<ob::BatchPage> page;
-    if (!err) page = ob::parse_list(std::get<HttpResponse>(res), err);
+    std::optional<bt::BatchPage> page;
+    if (!err) page = r->v->parse_list(std::get<HttpResponse>(res), err);
     if (!page) co_return;
     for (const auto& b : page->batches) {
         if (b.database != r->instance || b.chunk != row.chunk || b.id == row.vendor_id) continue;
-        auto c = co_await send(r, ob::cancel(r->p->config, r->p->keys.key(), b.id));
+        auto c = co_await send(r, r->v->cancel(r->p->config, r->p->keys.key(), b.id));
         spdlog::error("event=vendor_batch_duplicate provider={} id={} vendor_id={} kept={} ok={}",
                       q(name(r)), row.id, q(b.id), q(row.vendor_id), !call_error(c));
     }
@@ -173,7 +196,7 @@ asio::awaitable<void> cancel_duplicates(Runner* r, const VendorBatchRow& row) {
 
 }  // namespace
 
-void take(VendorBatchRow& row, const ob::Batch& b) {
+void take(VendorBatchRow& row, const bt::Batch& b) {
     row.vendor_id = b.id;
     row.vendor_status = b.status;
     if (b.total > 0 || b.completed > 0 || b.failed > 0) {
@@ -204,12 +227,20 @@ asio::awaitable<bool> create(Runner* r, VendorBatchRow& row) {
     }
     // From here until the answer is recorded, a crash leaves a batch to adopt.
     r->maybe_created.insert(row.id);
-    const std::string endpoint = "/v1/images/generations";
-    auto res = co_await send(r, ob::create(r->p->config, r->p->keys.key(), row.input_file_id,
-                                           endpoint, r->instance, row.chunk));
+    auto input = r->inputs.find(row.id);
+    if (input == r->inputs.end() ||
+        (row.input_file_id == kInlineInput && input->second.lines.empty())) {
+        // After a restart: the model (and an inline input) from the recorded lines.
+        Content c = co_await read_input(r, row);
+        input = r->inputs.insert_or_assign(row.id, Input{c.model, std::move(c.text)}).first;
+        if (row.input_file_id != kInlineInput) std::string().swap(input->second.lines);
+    }
+    auto res = co_await send(
+        r, r->v->create(r->p->config, r->p->keys.key(), row.input_file_id, input->second.lines,
+                        input->second.model, r->instance, row.chunk));
     std::optional<Error> err = call_error(res);
-    std::optional<ob::Batch> b;
-    if (!err) b = ob::parse_batch(std::get<HttpResponse>(res), err);
+    std::optional<bt::Batch> b;
+    if (!err) b = r->v->parse_batch(std::get<HttpResponse>(res), err);
     if (err) {
         spdlog::warn("event=vendor_batch_create_failed provider={} id={} class={} http={} error={}",
                      q(name(r)), row.id, q(jobs::to_string(err->cls)), err->http_status,
@@ -220,6 +251,7 @@ asio::awaitable<bool> create(Runner* r, VendorBatchRow& row) {
         if (permanent(*err)) co_await abandon(r, row, *err, "create");
         co_return false;
     }
+    r->inputs.erase(row.id);
     take(row, *b);
     row.state = std::string(jobs::kVbSubmitted);
     ++gauges()[name(r)].created;

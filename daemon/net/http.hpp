@@ -25,6 +25,14 @@ struct HttpRequest {
     // When set, a gzip/deflate answer is returned as received (Content-Encoding kept) for the
     // caller to decode with decode_content (content_coding.hpp) off the network thread.
     bool defer_decoding = false;
+    // When set, the body of a 2xx answer is written to this file (created or truncated) as it
+    // arrives, in pieces of 256 KiB written off the network thread, never held whole in memory
+    // (the HttpResponse's body stays empty); other answers
+    // are read as usual. Up to body_file_max bytes (0: no limit; a longer body fails as
+    // response_too_large); response_timeout is then the longest wait for each piece of the
+    // body, not for the whole answer. No content coding is asked for (identity).
+    std::string body_file;
+    std::uint64_t body_file_max = 0;
 };
 
 struct HttpResponse {

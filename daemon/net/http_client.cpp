@@ -5,13 +5,18 @@
 #include <openssl/x509_vfy.h>
 #include <sys/socket.h>
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <cerrno>
+#include <cstring>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ssl.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/asio/thread_pool.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
@@ -88,10 +93,68 @@ HttpFailure read_failure(const beast::error_code& ec, bool got_bytes, const std:
     return {ErrorClass::network, "read from " + where + ": " + ec.message()};
 }
 
+// Where a 2xx answer's body goes instead of memory (HttpRequest::body_file).
+struct FileSink {
+    std::string path;
+    std::uint64_t max = 0;
+    asio::thread_pool* io = nullptr;  // where the file is opened, written and closed
+};
+
+// Runs (*fn)() (returning 0 or an errno) on pool, off the network thread; resumes on the
+// caller's executor with its result. fn lives in the caller's frame, which waits: no lambda
+// with captures crosses the co_await (GCC 12 destroys such temporaries twice).
+template <class Fn>
+asio::awaitable<int> on_file_io(asio::thread_pool* pool, Fn* fn) {
+    return asio::async_initiate<const asio::use_awaitable_t<>&, void(int)>(
+        [pool, fn](auto handler) {
+            asio::post(*pool, [h = std::move(handler), fn]() mutable {
+                const int err = (*fn)();
+                auto ex = asio::get_associated_executor(h);
+                asio::post(ex, [h = std::move(h), err]() mutable { std::move(h)(err); });
+            });
+        },
+        asio::use_awaitable);
+}
+
+// The file operations of a body file, each returning 0 or an errno.
+struct OpenFile {
+    int* fd;
+    const std::string* path;
+    int operator()() const {
+        *fd = ::open(path->c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        return *fd < 0 ? errno : 0;
+    }
+};
+struct WriteChunk {
+    const int* fd;
+    const char* data;
+    std::size_t size;
+    int operator()() const {
+        for (std::size_t at = 0; at < size;) {
+            const ssize_t w = ::write(*fd, data + at, size - at);
+            if (w < 0 && errno == EINTR) continue;
+            if (w < 0) return errno;
+            at += static_cast<std::size_t>(w);
+        }
+        return 0;
+    }
+};
+struct CloseFile {
+    const int* fd;
+    int operator()() const { return ::close(*fd) == 0 ? 0 : errno; }
+};
+
+// The body is written in pieces of this size (read into memory, then written on the pool).
+constexpr std::size_t kFileChunk = 256 * 1024;
+
+template <class Stream>
+asio::awaitable<Exchange> exchange_to_file(Stream& stream, Connection& conn,
+                                           const HttpClientOptions& opt, const FileSink& sink);
+
 template <class Stream>
 asio::awaitable<Exchange> exchange(Stream& stream, Connection& conn,
                                    const http::request<http::string_body>& msg,
-                                   const HttpClientOptions& opt) {
+                                   const HttpClientOptions& opt, const FileSink* sink = nullptr) {
     Exchange out;
     conn.lowest().expires_after(opt.response_timeout);
     auto [wec, written] = co_await http::async_write(stream, msg, tuple_awaitable);
@@ -108,6 +171,11 @@ asio::awaitable<Exchange> exchange(Stream& stream, Connection& conn,
         co_return out;
     }
     out.sent = true;
+    if (sink) {
+        Exchange file_out = co_await exchange_to_file(stream, conn, opt, *sink);
+        file_out.sent = true;
+        co_return file_out;
+    }
     // Interim answers (100 Continue, 103 Early Hints, ...) come before the final one on the
     // same connection: each is read whole and skipped. A parser reads one message only.
     constexpr int kMaxInterim = 16;
@@ -162,6 +230,130 @@ void mark_after_send(HttpFailure& failure) {
     failure.code = std::string(jobs::kAfterSend);
 }
 
+// The answer after the request was written, its 2xx body into sink's file: the head first,
+// then the body (a file, or memory for any other status) piece by piece, each piece within
+// response_timeout.
+template <class Stream>
+asio::awaitable<Exchange> exchange_to_file(Stream& stream, Connection& conn,
+                                           const HttpClientOptions& opt, const FileSink& sink) {
+    Exchange out;
+    constexpr int kMaxInterim = 16;
+    for (int interim = 0;; ++interim) {
+        http::response_parser<http::empty_body> head;
+        head.header_limit(64 * 1024);
+        // A Content-Length is checked against the limit of the body's destination below.
+        head.body_limit(boost::none);
+        auto [hec, hn] =
+            co_await http::async_read_header(stream, conn.buffer, head, tuple_awaitable);
+        (void)hn;
+        out.got_bytes = out.got_bytes || head.got_some();
+        if (hec) {
+            out.failure = read_failure(hec, out.got_bytes, conn.where, opt);
+            out.retryable = !out.got_bytes && hec != beast::error::timeout;
+            co_return out;
+        }
+        const int status = static_cast<int>(head.get().result_int());
+        if (status == 101 || (status >= 100 && status <= 199 && interim + 1 >= kMaxInterim)) {
+            out.failure = HttpFailure{ErrorClass::bad_response,
+                                      "unexpected interim answers from " + conn.where, ""};
+            co_return out;
+        }
+        if (status >= 100 && status <= 199) continue;
+        HttpResponse response;
+        response.status = status;
+        for (const auto& field : head.get())
+            response.headers.emplace_back(std::string(field.name_string()),
+                                          std::string(field.value()));
+        bool done = false, keep_alive = false;
+        beast::error_code ec;
+        const bool to_file = status >= 200 && status <= 299;
+        const std::uint64_t limit = to_file ? sink.max : opt.max_response_bytes;
+        if (limit > 0 && head.content_length() && *head.content_length() > limit) {
+            out.failure = response_too_large(static_cast<std::size_t>(limit));
+            co_return out;
+        }
+        if (to_file) {
+            auto coding = head.get()[http::field::content_encoding];
+            if (!coding.empty() && !beast::iequals(coding, "identity")) {
+                out.failure = HttpFailure{ErrorClass::bad_response,
+                                          "a file answer in Content-Encoding " +
+                                              std::string(coding) + " (identity was asked)",
+                                          "bad_encoding"};
+                co_return out;
+            }
+            http::response_parser<http::buffer_body> body{std::move(head)};
+            if (sink.max > 0)
+                body.body_limit(sink.max);
+            else
+                body.body_limit(boost::none);
+            int fd = -1;
+            OpenFile open_file{&fd, &sink.path};
+            const int open_err = co_await on_file_io(sink.io, &open_file);
+            if (open_err != 0) {
+                out.failure =
+                    HttpFailure{ErrorClass::invalid_request,
+                                "open " + sink.path + ": " + std::strerror(open_err), "file_sink"};
+                co_return out;
+            }
+            std::vector<char> chunk(kFileChunk);
+            std::vector<char>* buf = &chunk;
+            std::size_t filled = 0;
+            int write_err = 0;
+            for (;;) {
+                if (!body.is_done()) {
+                    body.get().body().data = buf->data() + filled;
+                    body.get().body().size = buf->size() - filled;
+                    conn.lowest().expires_after(opt.response_timeout);
+                    auto [rec, n] =
+                        co_await http::async_read_some(stream, conn.buffer, body, tuple_awaitable);
+                    (void)n;
+                    ec = rec == http::error::need_buffer ? beast::error_code{} : rec;
+                    filled = buf->size() - body.get().body().size;
+                }
+                if (ec) break;
+                if (filled > 0 && (filled == buf->size() || body.is_done())) {
+                    WriteChunk write_chunk{&fd, buf->data(), filled};
+                    write_err = co_await on_file_io(sink.io, &write_chunk);
+                    filled = 0;
+                    if (write_err != 0) break;
+                }
+                if (body.is_done()) break;
+            }
+            CloseFile close_file{&fd};
+            const int close_err = co_await on_file_io(sink.io, &close_file);
+            if (!ec && (write_err != 0 || close_err != 0)) {
+                out.failure = HttpFailure{
+                    ErrorClass::invalid_request,
+                    "write " + sink.path + ": " + std::strerror(write_err ? write_err : close_err),
+                    "file_sink"};
+                co_return out;
+            }
+            done = body.is_done();
+            keep_alive = body.get().keep_alive();
+        } else {
+            http::response_parser<http::string_body> body{std::move(head)};
+            body.body_limit(opt.max_response_bytes);
+            conn.lowest().expires_after(opt.response_timeout);
+            auto [rec, n] = co_await http::async_read(stream, conn.buffer, body, tuple_awaitable);
+            (void)n;
+            ec = rec;
+            done = body.is_done();
+            keep_alive = body.get().keep_alive();
+            response.body = std::move(body.get().body());
+        }
+        if (ec) {
+            out.failure = ec == http::error::body_limit
+                              ? response_too_large(static_cast<std::size_t>(limit))
+                              : read_failure(ec, true, conn.where, opt);
+            co_return out;
+        }
+        out.keep_alive = keep_alive && done && conn.buffer.size() == 0 &&
+                         !(conn.tls && SSL_pending(conn.tls->native_handle()) > 0);
+        out.response = std::move(response);
+        co_return out;
+    }
+}
+
 // An idle connection is usable when nothing can be read from it: a readable socket means the
 // server closed it (FIN, TLS close_notify) or sent something nobody asked for.
 bool idle_usable(Connection& conn) {
@@ -178,6 +370,8 @@ bool idle_usable(Connection& conn) {
 struct ClientState {
     asio::any_io_executor executor;
     HttpClientOptions options;
+    // Writes of body files (HttpRequest::body_file), made on first use.
+    std::unique_ptr<asio::thread_pool> file_io;
     ssl::context tls{ssl::context::tls_client};
     ProxySettings proxy;
     std::vector<std::unique_ptr<Connection>> idle;  // oldest first
@@ -370,7 +564,8 @@ asio::awaitable<HttpResult> send_request(std::shared_ptr<ClientState> impl, Http
     msg.target(route && url.scheme == "http" ? "http://" + host_header + url.target : url.target);
     msg.set(http::field::host, host_header);
     msg.set(http::field::user_agent, "imgbatch/0.1");
-    msg.set(http::field::accept_encoding, kAcceptEncoding);
+    msg.set(http::field::accept_encoding,
+            request.body_file.empty() ? kAcceptEncoding : std::string_view("identity"));
     for (const auto& [name, value] : request.headers) msg.set(name, value);
     if (route && url.scheme == "http" && !route->authorization.empty())
         msg.set(http::field::proxy_authorization, route->authorization);
@@ -379,6 +574,11 @@ asio::awaitable<HttpResult> send_request(std::shared_ptr<ClientState> impl, Http
 
     const bool defer_decoding = request.defer_decoding;
     const bool idempotent = request.method == "GET" || request.method == "HEAD";
+    std::optional<FileSink> sink;
+    if (!request.body_file.empty()) {
+        if (!impl->file_io) impl->file_io = std::make_unique<asio::thread_pool>(1);
+        sink = FileSink{request.body_file, request.body_file_max, impl->file_io.get()};
+    }
     for (int attempt = 0;; ++attempt) {
         // The retry of a stale connection goes out on a new connection: another idle one may
         // be just as stale.
@@ -392,9 +592,10 @@ asio::awaitable<HttpResult> send_request(std::shared_ptr<ClientState> impl, Http
         // (No co_await inside ?: : GCC 12 miscompiles it.)
         Exchange ex;
         if (conn->tls)
-            ex = co_await exchange(*conn->tls, *conn, msg, impl->options);
+            ex = co_await exchange(*conn->tls, *conn, msg, impl->options, sink ? &*sink : nullptr);
         else
-            ex = co_await exchange(*conn->plain, *conn, msg, impl->options);
+            ex =
+                co_await exchange(*conn->plain, *conn, msg, impl->options, sink ? &*sink : nullptr);
         if (ex.failure) {
             // A kept-alive connection the server closed before the request was written whole:
             // nothing was processed, so one more try on a fresh connection is safe. Once it was
@@ -404,7 +605,7 @@ asio::awaitable<HttpResult> send_request(std::shared_ptr<ClientState> impl, Http
             co_return std::move(*ex.failure);
         }
         if (ex.keep_alive) impl->put_idle(std::move(conn));
-        if (!defer_decoding) {
+        if (!defer_decoding && !(sink && ex.response->status / 100 == 2)) {
             if (auto failure = decode_content(*ex.response, impl->options.max_response_bytes))
                 co_return std::move(*failure);
         }

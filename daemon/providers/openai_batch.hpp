@@ -10,6 +10,7 @@
 
 #include "daemon/config.hpp"
 #include "daemon/net/http.hpp"
+#include "daemon/providers/batch_types.hpp"
 #include "daemon/providers/provider.hpp"
 #include "jobs/error.hpp"
 
@@ -40,37 +41,21 @@ HttpRequest cancel(const ProviderConfig& provider, std::string_view api_key, std
 HttpRequest file_content(const ProviderConfig& provider, std::string_view api_key,
                          std::string_view file_id);
 
-// A Batch object, as far as imgbatch reads it.
-struct Batch {
-    std::string id, status, input_file_id, output_file_id, error_file_id;
-    std::int64_t created_at = 0, total = 0, completed = 0, failed = 0;
-    std::string database, chunk;  // metadata imgbatch_db, imgbatch_chunk
-    // errors.data: "code: message" of the first, and the 1-based input lines named.
-    std::string error;
-    std::vector<std::int64_t> error_lines;
-};
+using Batch = batch_types::Batch;
+using BatchPage = batch_types::BatchPage;
+using Line = batch_types::Line;
+
 // The file id of an upload's answer, or an error (non-2xx, no id).
 std::string parse_file(const HttpResponse& response, std::optional<jobs::Error>& error);
 // A Batch object's answer (create, get, cancel), or an error.
 std::optional<Batch> parse_batch(const HttpResponse& response, std::optional<jobs::Error>& error);
-struct BatchPage {
-    std::vector<Batch> batches;
-    bool has_more = false;
-    std::string last_id;
-};
 std::optional<BatchPage> parse_list(const HttpResponse& response,
                                     std::optional<jobs::Error>& error);
 
 // True for validating, in_progress, finalizing, cancelling: the batch may still change.
 bool is_open(std::string_view status);
 
-// One line of an output or error file: the custom_id and either the response (status_code and
-// body, as a direct call's answer) or the line's error (code and message).
-struct Line {
-    std::string custom_id;
-    std::optional<HttpResponse> response;
-    std::string error_code, error_message;
-};
+// One line of an output or error file (custom_id, then response or error).
 // nullopt when the line is not such an object (the message says why).
 std::optional<Line> parse_line(std::string_view line, std::string* why);
 

@@ -206,6 +206,7 @@ asio::awaitable<void> serve(std::shared_ptr<Impl> impl, tcp::socket socket) {
         request.host = std::string(req[http::field::host]);
         request.authorization = std::string(req[http::field::authorization]);
         request.goog_api_key = std::string(req["x-goog-api-key"]);
+        request.goog_upload = std::string(req["x-goog-upload-command"]);
         request.body = std::move(req.body());
         const auto start = std::chrono::steady_clock::now();
         const SimAnswer answer = impl->state.handle(request);

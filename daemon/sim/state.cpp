@@ -159,6 +159,10 @@ SimAnswer SimState::handle(const SimRequest& request) {
         batch->delay_ms += std::max(0, options_.latency_ms);
         return std::move(*batch);
     }
+    if (auto batch = gemini_batch_api(request, path)) {
+        batch->delay_ms += std::max(0, options_.latency_ms);
+        return std::move(*batch);
+    }
 
     SimApi api;
     if (path.ends_with("/images/generations"))
@@ -444,6 +448,7 @@ std::string SimState::stats_json() const {
     o["files_served"] = files_served_;
     o["by_path"] = std::move(by_path);
     batch_stats(o);
+    gemini_batch_stats(o);
     return json::serialize(o);
 }
 

@@ -31,6 +31,7 @@ struct SimRequest {
     std::string host;           // Host header, for the URLs of served files
     std::string authorization;  // Authorization header
     std::string goog_api_key;   // x-goog-api-key header
+    std::string goog_upload;    // X-Goog-Upload-Command header (Files API uploads)
     std::string body;
 };
 
@@ -186,6 +187,11 @@ class SimState {
     bool batch_line_ = false;  // api_call runs a batch line: no rate limit
     std::optional<SimAnswer> batch_api(const SimRequest& request, std::string_view path);
     void batch_stats(boost::json::object& stats) const;
+    // Gemini Batch Mode and the Files API (gemini_batch.cpp).
+    struct GeminiBatches;
+    std::shared_ptr<GeminiBatches> gemini_batches_;
+    std::optional<SimAnswer> gemini_batch_api(const SimRequest& request, std::string_view path);
+    void gemini_batch_stats(boost::json::object& stats) const;
 };
 
 }  // namespace imgbatch::daemon

@@ -51,3 +51,31 @@ TEST_CASE("batch mode settings are read, defaulted and bounded by the vendor's l
     CHECK(error_of(provider("openai", R"("batch_poll_s": 10, "batch_poll_max_s": 5)"))
               .find("batch_poll_max_s") != std::string::npos);
 }
+
+TEST_CASE("gemini batch mode: batch_input, Vertex AI refused, batch_retry_direct checked") {
+    const std::string gem = R"({"name": "g", "api": "gemini", "models": ["gemini-2.5-flash-image"],
+        "base_url": "http://127.0.0.1:1/v1beta", "mode": "batch")";
+    const std::string direct = R"({"name": "d", "api": "gemini",
+        "models": ["gemini-2.5-flash-image"], "base_url": "http://127.0.0.1:1/v1beta"})";
+    auto c = parse_config(R"({"providers": [)" + gem + R"(, "batch_input": "file",
+        "batch_retry_direct": "d"}, )" +
+                              direct + "]}",
+                          "cfg.json");
+    CHECK(c.providers[0].mode == "batch");
+    CHECK(c.providers[0].batch_input == "file");
+    CHECK(c.providers[0].batch_retry_direct == "d");
+    CHECK(parse_config(R"({"providers": [)" + gem + "}]}", "cfg.json").providers[0].batch_input ==
+          "auto");
+
+    CHECK(error_of(R"({"providers": [)" + gem + R"(, "batch_input": "both"}]})")
+              .find("batch_input") != std::string::npos);
+    CHECK(error_of(R"({"providers": [)" + gem + R"(, "batch_retry_direct": "nope"}]})")
+              .find("batch_retry_direct") != std::string::npos);
+    // A batch provider cannot take the retries of another.
+    CHECK(error_of(R"({"providers": [)" + gem + R"(, "batch_retry_direct": "g"}]})")
+              .find("not a provider in \"mode\": \"direct\"") != std::string::npos);
+    CHECK(error_of(R"({"providers": [{"name": "v", "api": "gemini",
+        "models": ["gemini-2.5-flash-image"], "mode": "batch", "base_url":
+        "https://us-central1-aiplatform.googleapis.com/v1/projects/p/locations/l/publishers/google"}]})")
+              .find("Vertex AI") != std::string::npos);
+}

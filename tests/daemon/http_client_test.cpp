@@ -2,6 +2,7 @@
 // for stale keep-alive and proxy cases. The client runs on the test thread's io_context.
 #include <doctest/doctest.h>
 
+#include <unistd.h>
 #include <atomic>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
@@ -11,6 +12,8 @@
 #include <boost/asio/streambuf.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/json.hpp>
+#include <filesystem>
+#include <fstream>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -644,4 +647,69 @@ TEST_CASE("proxy: choice by scheme, NO_PROXY and loopback") {
     REQUIRE(parse_url("https://api.openai.com/", url));
     CHECK_FALSE(proxy_for(url, ProxySettings{"http://hp:1", "", ""}));  // no https proxy set
     CHECK_THROWS(proxy_for(url, ProxySettings{"", "socks5://s:1080", ""}));
+}
+
+namespace {
+
+std::string read_whole(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
+std::string sink_path(const char* name) {
+    return (std::filesystem::temp_directory_path() /
+            (std::string("imgbatch-sink-") + std::to_string(::getpid()) + "-" + name))
+        .string();
+}
+
+}  // namespace
+
+TEST_CASE("http client: a body file takes a 2xx answer larger than max_response_bytes") {
+    // Three answers on one connection (the server accepts one: the client kept it alive): 1 MiB
+    // to the file, an error kept in memory, then 1 MiB over body_file_max.
+    const std::string big(1 << 20, 'x');
+    std::string accept_encoding;
+    TinyServer server(1, [&](tcp::socket& s, int) {
+        asio::streambuf buf;
+        for (int i = 0; i < 3; ++i) {
+            std::string head = read_head(s, buf);
+            if (head.empty()) return;
+            if (i == 0) accept_encoding = head;
+            if (i == 1) {
+                write_all(s,
+                          "HTTP/1.1 404 Not Found\r\nContent-Type: application/json\r\n"
+                          "Content-Length: 13\r\n\r\n{\"error\":\"x\"}");
+            } else {
+                write_all(s, "HTTP/1.1 200 OK\r\nContent-Length: " + std::to_string(big.size()) +
+                                 "\r\n\r\n" + big);
+            }
+        }
+    });
+    asio::io_context ioc;
+    auto opt = no_env();
+    opt.max_response_bytes = 64 * 1024;
+    HttpClient client(ioc.get_executor(), opt);
+    const std::string url = "http://127.0.0.1:" + std::to_string(server.port()) + "/file";
+    const std::string path = sink_path("a");
+    HttpRequest r = get(url);
+    r.body_file = path;
+    r.body_file_max = 2 << 20;
+    const auto res = ok(send(client, ioc, r));
+    CHECK(res.status == 200);
+    CHECK(res.body.empty());
+    CHECK(read_whole(path) == big);
+    CHECK(contains(accept_encoding, "Accept-Encoding: identity"));
+
+    // Not a 2xx: the body comes in memory, the file is left alone.
+    std::filesystem::remove(path);
+    const auto missing = ok(send(client, ioc, r));
+    CHECK(missing.status == 404);
+    CHECK(missing.body == "{\"error\":\"x\"}");
+    CHECK_FALSE(std::filesystem::exists(path));
+
+    // Over body_file_max: a failure that a retry would not fix.
+    r.body_file_max = 1000;
+    const auto f = failed(send(client, ioc, r));
+    CHECK(f.code == "response_too_large");
+    std::filesystem::remove(path);
 }

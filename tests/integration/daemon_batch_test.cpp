@@ -254,3 +254,14 @@ TEST_CASE("batch mode: cancel cancels the vendor batch and keeps what it made") 
     CHECK(env.number("SELECT count(*) FROM jobs WHERE state = 'cancelled'") == 6);
     check_kept(env, sim);
 }
+
+TEST_CASE("batch mode: an output file larger than max_response_bytes streams to disk") {
+    Sim sim({"--batch-ms", "100"});
+    DaemonEnv env({batch_provider(sim, R"("max_response_bytes": 8192)")});
+    env.enqueue(jobs_of(40));
+    env.run_until_idle();
+    check_all_done(env, 40);
+    CHECK(env.number("SELECT sum(bytes) FROM outputs") > 8192);
+    CHECK(batch_stat(sim, "created") == 1);
+    check_kept(env, sim);
+}
