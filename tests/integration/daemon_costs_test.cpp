@@ -99,16 +99,28 @@ TEST_CASE("costs: Gemini usageMetadata at the catalog's token rates") {
     CHECK(env.job_state("f") == "succeeded");
     CHECK(env.job_state("p") == "succeeded");
     check_kept(env, sim);
-    // 2.5 Flash Image: text in $0.30, image out $30; 3 Pro Image: text in $2, image out $120.
+    // 2.5 Flash Image: text in $0.30, image out $30, text out $2.50; 3 Pro Image: text in $2,
+    // image out $120, text out $12. The answer's text part is billed as text output.
+    const std::string image_out =
+        "(SELECT sum(json_extract(value, '$.tokenCount')) FROM "
+        "json_each(usage, '$.candidatesTokensDetails') WHERE json_extract(value, '$.modality') = "
+        "'IMAGE')";
+    const std::string text_out =
+        "(SELECT sum(json_extract(value, '$.tokenCount')) FROM "
+        "json_each(usage, '$.candidatesTokensDetails') WHERE json_extract(value, '$.modality') = "
+        "'TEXT')";
     check_costs(env,
                 "CASE (SELECT model FROM jobs WHERE id = job_id) "
                 "WHEN 'gemini-2.5-flash-image' THEN "
-                "json_extract(usage, '$.promptTokenCount') * 0.3e-6 + "
-                "json_extract(usage, '$.candidatesTokenCount') * 30e-6 "
-                "ELSE json_extract(usage, '$.promptTokenCount') * 2e-6 + "
-                "json_extract(usage, '$.candidatesTokenCount') * 120e-6 END",
+                "json_extract(usage, '$.promptTokenCount') * 0.3e-6 + " +
+                    image_out + " * 30e-6 + " + text_out +
+                    " * 2.5e-6 "
+                    "ELSE json_extract(usage, '$.promptTokenCount') * 2e-6 + " +
+                    image_out + " * 120e-6 + " + text_out + " * 12e-6 END",
                 3);
-    CHECK(env.number("SELECT count(*) FROM attempts WHERE output_image_tokens = "
+    CHECK(env.number("SELECT count(*) FROM attempts WHERE output_image_tokens = " + image_out +
+                     " AND output_text_tokens = " + text_out + " AND output_text_tokens > 0 AND " +
+                     "output_image_tokens + output_text_tokens = "
                      "json_extract(usage, '$.candidatesTokenCount')") == 3);
 }
 
