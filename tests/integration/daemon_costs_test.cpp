@@ -12,10 +12,6 @@ using namespace imgbatch::test;
 
 namespace {
 
-double num(const std::string& s) {
-    return s.empty() ? NAN : std::stod(s);
-}
-
 // Each attempt's cost against the expected one computed in SQL from its usage.
 void check_costs(const DaemonEnv& env, const std::string& expected_sql, int attempts) {
     auto rows =
@@ -25,8 +21,8 @@ void check_costs(const DaemonEnv& env, const std::string& expected_sql, int atte
         INFO(r);
         auto parts = DaemonEnv::split(r);
         REQUIRE(parts.size() == 2);
-        CHECK(num(parts[0]) > 0);
-        CHECK(num(parts[0]) == doctest::Approx(num(parts[1])).epsilon(1e-9));
+        CHECK(num_or_nan(parts[0]) > 0);
+        CHECK(num_or_nan(parts[0]) == doctest::Approx(num_or_nan(parts[1])).epsilon(1e-9));
     }
 }
 
@@ -169,8 +165,9 @@ TEST_CASE("costs: a billed timeout is priced at its worst case; a 429 is not bil
     CHECK(env.job_state("t") == "failed");
     CHECK(env.value("SELECT billed || '|' || cost_basis FROM attempts WHERE job_id = " +
                     env.job_id("t")) == "1|worst_case");
-    CHECK(num(env.value("SELECT cost_usd FROM attempts WHERE job_id = " + env.job_id("t"))) ==
-          doctest::Approx((slow.size() + 16) * 5e-6 + 6240 * 40e-6));
+    CHECK(
+        num_or_nan(env.value("SELECT cost_usd FROM attempts WHERE job_id = " + env.job_id("t"))) ==
+        doctest::Approx((slow.size() + 16) * 5e-6 + 6240 * 40e-6));
     // 429s: not billed, cost 0.
     CHECK(env.number("SELECT count(*) FROM attempts WHERE job_id = " + env.job_id("r") +
                      " AND error_class = 'rate_limited' AND billed = 0 AND cost_usd = 0") >= 1);
