@@ -327,6 +327,10 @@ int run_shell(const std::string& command) {
     return status == -1 ? -1 : decode_status(status);
 }
 
+bool has(const std::string& text, const std::string& part) {
+    return text.find(part) != std::string::npos;
+}
+
 int free_port() {
     const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
     if (fd < 0) throw std::runtime_error("socket failed");

@@ -110,6 +110,8 @@ std::vector<std::string> sql_rows(const std::string& db_path, const std::string&
 // Runs SQL statements (separated by ';') that change the database.
 void sql_exec(const std::string& db_path, const std::string& sql);
 
+// Whether text contains part.
+bool has(const std::string& text, const std::string& part);
 // A loopback TCP port that was free a moment ago (bound to port 0, then released).
 int free_port();
 // In a Prometheus scrape, the value of the sample line `series value` (series as

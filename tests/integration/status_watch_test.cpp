@@ -14,10 +14,6 @@ using namespace imgbatch::test;
 
 namespace {
 
-bool has(const std::string& text, const std::string& part) {
-    return text.find(part) != std::string::npos;
-}
-
 // n one-image jobs "kN" in batch b.
 std::string jobs_lines(int n) {
     std::string s;
