@@ -116,16 +116,15 @@ TEST_CASE("metrics: a scrape during a run passes promtool and the counters match
     auto daemon = env.start_run();
     // During the run: requests in flight, some attempts ended.
     SimpleResponse m;
-    REQUIRE(wait_for(
-        [&] {
-            m = http_request("GET", port, "/metrics");
-            return m.status == 200 &&
-                   metric_sample(
-                       m.body,
-                       "imgbatch_attempts_total{provider=\"p\",outcome=\"ok\",class=\"\"}") >= 1 &&
-                   metric_sample(m.body, "imgbatch_requests_in_flight{provider=\"p\"}") >= 1;
+    REQUIRE(scrape_until(
+        port,
+        [](const std::string& body) {
+            return metric_sample(
+                       body, "imgbatch_attempts_total{provider=\"p\",outcome=\"ok\",class=\"\"}") >=
+                       1 &&
+                   metric_sample(body, "imgbatch_requests_in_flight{provider=\"p\"}") >= 1;
         },
-        30));
+        30, m));
     {
         INFO("scrape: " << m.body);
         std::string said;
@@ -135,13 +134,12 @@ TEST_CASE("metrics: a scrape during a run passes promtool and the counters match
     REQUIRE(wait_for(
         [&] { return env.number("SELECT count(*) FROM jobs WHERE state = 'succeeded'") == 7; },
         60));
-    REQUIRE(wait_for(
-        [&] {
-            m = http_request("GET", port, "/metrics");
-            return m.status == 200 &&
-                   metric_sample(m.body, "imgbatch_jobs{state=\"succeeded\"}") == 7;
+    REQUIRE(scrape_until(
+        port,
+        [](const std::string& body) {
+            return metric_sample(body, "imgbatch_jobs{state=\"succeeded\"}") == 7;
         },
-        30));
+        30, m));
     INFO("scrape: " << m.body);
     const long long kept = env.number("SELECT count(*) FROM outputs");
     CHECK(kept == 13);
@@ -175,14 +173,13 @@ TEST_CASE("metrics: a paused provider shows its reason") {
     env.enqueue(jobs(1));
     Process daemon({"--config", env.config, "run"}, {"METRICS_TEST_KEY=wrong"}, env.dir.path());
     SimpleResponse m;
-    REQUIRE(wait_for(
-        [&] {
-            m = http_request("GET", port, "/metrics");
-            return m.status == 200 &&
-                   metric_sample(m.body,
+    REQUIRE(scrape_until(
+        port,
+        [](const std::string& body) {
+            return metric_sample(body,
                                  "imgbatch_provider_paused{provider=\"p\",reason=\"auth\"}") == 1;
         },
-        30));
+        30, m));
     INFO("scrape: " << m.body);
     CHECK(metric_sample(m.body, "imgbatch_provider_paused{provider=\"p\",reason=\"quota\"}") == 0);
     CHECK(metric_sample(

@@ -46,13 +46,12 @@ TEST_CASE("metrics: GET /metrics serves Prometheus text while the daemon runs") 
     auto daemon = env.start_run({"--until-idle"});
     REQUIRE(wait_for([&] { return sim.stat("images") >= 2; }, 20));
     SimpleResponse m;
-    REQUIRE(wait_for(
-        [&] {
-            m = http_request("GET", port, "/metrics");
-            return m.status == 200 &&
-                   m.body.find("outcome=\"ok\"") != std::string::npos;  // an attempt ended
+    REQUIRE(scrape_until(
+        port,
+        [](const std::string& body) {
+            return body.find("outcome=\"ok\"") != std::string::npos;  // an attempt ended
         },
-        10));
+        10, m));
     CHECK(m.body.find("# TYPE imgbatch_requests_in_flight gauge") != std::string::npos);
     CHECK(m.body.find("imgbatch_requests_in_flight{provider=\"p\"}") != std::string::npos);
     CHECK(m.body.find("imgbatch_images_total{provider=\"p\"}") != std::string::npos);

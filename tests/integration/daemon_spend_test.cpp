@@ -40,15 +40,13 @@ TEST_CASE("spend: status, export, sidecars, the report and the metric show what 
     CHECK(spent > 0);
     // The metric counts the same dollars; the scrape passes promtool.
     SimpleResponse m;
-    REQUIRE(wait_for(
-        [&] {
-            m = http_request("GET", port, "/metrics");
-            return m.status == 200 &&
-                   metric_sample(
-                       m.body, "imgbatch_spend_usd_total{provider=\"oa\",model=\"gpt-image-1\"}") >
-                       0;
+    REQUIRE(scrape_until(
+        port,
+        [](const std::string& body) {
+            return metric_sample(
+                       body, "imgbatch_spend_usd_total{provider=\"oa\",model=\"gpt-image-1\"}") > 0;
         },
-        20));
+        20, m));
     CHECK(
         metric_sample(m.body, "imgbatch_spend_usd_total{provider=\"oa\",model=\"gpt-image-1\"}") ==
         doctest::Approx(spent));

@@ -331,6 +331,16 @@ bool has(const std::string& text, const std::string& part) {
     return text.find(part) != std::string::npos;
 }
 
+bool scrape_until(int port, const std::function<bool(const std::string& body)>& ok,
+                  double timeout_s, SimpleResponse& last) {
+    return wait_for(
+        [&] {
+            last = http_request("GET", port, "/metrics");
+            return last.status == 200 && ok(last.body);
+        },
+        timeout_s);
+}
+
 int free_port() {
     const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
     if (fd < 0) throw std::runtime_error("socket failed");

@@ -112,6 +112,10 @@ void sql_exec(const std::string& db_path, const std::string& sql);
 
 // Whether text contains part.
 bool has(const std::string& text, const std::string& part);
+// Scrapes http://127.0.0.1:port/metrics until an answer is 200 and ok(body) holds (true), or
+// timeout_s passes (false); last: the last answer.
+bool scrape_until(int port, const std::function<bool(const std::string& body)>& ok,
+                  double timeout_s, SimpleResponse& last);
 // A loopback TCP port that was free a moment ago (bound to port 0, then released).
 int free_port();
 // In a Prometheus scrape, the value of the sample line `series value` (series as
