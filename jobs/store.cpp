@@ -60,6 +60,12 @@ std::string text(SQLite::Statement& s, int index) {
     return c.isNull() ? std::string() : c.getString();
 }
 
+std::optional<double> optional_double(SQLite::Statement& s, int index) {
+    auto c = s.getColumn(index);
+    if (c.isNull()) return std::nullopt;
+    return c.getDouble();
+}
+
 void append_filter(std::string& sql, const JobFilter& filter) {
     if (filter.batch) sql += " AND j.batch_id = (SELECT id FROM batches WHERE name = ?)";
     if (filter.state) sql += " AND j.state = ?";

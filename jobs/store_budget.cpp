@@ -44,7 +44,7 @@ std::vector<BudgetHoldRow> Store::budget_holds() {
         h.batch = text(*q, 3);
         h.limit_usd = q->getColumn(4).getDouble();
         h.spent_usd = q->getColumn(5).getDouble();
-        if (!q->getColumn(6).isNull()) h.need_usd = q->getColumn(6).getDouble();
+        h.need_usd = optional_double(*q, 6);
         h.since = q->getColumn(7).getDouble();
         out.push_back(std::move(h));
     }

@@ -76,6 +76,8 @@ struct Store::Impl : StoreDb {
 void bind_text_or_null(SQLite::Statement& s, int index, const std::string& value);
 // Reads a text column, "" when NULL.
 std::string text(SQLite::Statement& s, int index);
+// Reads a REAL column, nullopt when NULL.
+std::optional<double> optional_double(SQLite::Statement& s, int index);
 // A claimed request's job fields: prompt, model, params, key, batch name, created_at.
 void fill_job(StoreDb& impl, ClaimedRequest& r);
 // Appends " AND ..." conditions for filter (on table alias j) to sql; binds later with

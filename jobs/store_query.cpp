@@ -236,7 +236,7 @@ std::optional<JobDetail> Store::job_detail(std::int64_t job_id) {
             a.finished_at = q->getColumn(12).getDouble();
             a.duration_ms = q->getColumn(13).getInt64();
             if (!q->getColumn(14).isNull()) a.billed = q->getColumn(14).getInt() != 0;
-            if (!q->getColumn(15).isNull()) a.cost_usd = q->getColumn(15).getDouble();
+            a.cost_usd = optional_double(*q, 15);
             a.cost_basis = text(*q, 16);
             d.attempts.push_back(std::move(a));
         }

@@ -28,6 +28,21 @@ std::int64_t clamp_sub(std::int64_t a, std::int64_t b) {
     return a > b ? a - b : 0;
 }
 
+// Text and image input tokens, cached ones included: the cached tokens are taken out of text
+// first, then out of image.
+void split_input(Usage& u, std::int64_t text, std::int64_t image, std::int64_t cached) {
+    u.cached_text_tokens = std::min(cached, text);
+    u.cached_image_tokens = std::min(cached - u.cached_text_tokens, image);
+    u.input_text_tokens = text - u.cached_text_tokens;
+    u.input_image_tokens = image - u.cached_image_tokens;
+}
+
+// Output tokens of which `image` (at most all) are image tokens, the rest text.
+void split_output(Usage& u, std::int64_t total, std::int64_t image) {
+    u.output_image_tokens = std::min(image, total);
+    u.output_text_tokens = total - u.output_image_tokens;
+}
+
 // OpenAI Images: input_tokens (+ details text/image, cached), output_tokens (+ details).
 Usage openai_images(const json::object& o) {
     Usage u;
@@ -44,12 +59,8 @@ Usage openai_images(const json::object& o) {
         }
         cached = count(*d, "cached_tokens").value_or(0);
     }
-    // Cached tokens are part of the counts above: take them out of text first.
-    const std::int64_t cached_text = std::min(cached, text);
-    u.cached_text_tokens = cached_text;
-    u.cached_image_tokens = std::min(cached - cached_text, image);
-    u.input_text_tokens = text - cached_text;
-    u.input_image_tokens = image - u.cached_image_tokens;
+    // Cached tokens are part of the counts above.
+    split_input(u, text, image, cached);
     u.output_image_tokens = output;
     if (const auto* d = object(o, "output_tokens_details")) {
         const auto i = count(*d, "image_tokens");
@@ -74,17 +85,10 @@ Usage openai_chat(const json::object& o) {
         text = count(*d, "text_tokens").value_or(prompt - image);
         cached = count(*d, "cached_tokens").value_or(0);
     }
-    const std::int64_t cached_text = std::min(cached, text);
-    u.cached_text_tokens = cached_text;
-    u.cached_image_tokens = std::min(cached - cached_text, image);
-    u.input_text_tokens = text - cached_text;
-    u.input_image_tokens = image - u.cached_image_tokens;
+    split_input(u, text, image, cached);
     u.output_text_tokens = completion;
     if (const auto* d = object(o, "completion_tokens_details")) {
-        if (const auto i = count(*d, "image_tokens")) {
-            u.output_image_tokens = std::min(*i, completion);
-            u.output_text_tokens = completion - u.output_image_tokens;
-        }
+        if (const auto i = count(*d, "image_tokens")) split_output(u, completion, *i);
     }
     return u;
 }
@@ -115,17 +119,11 @@ Usage gemini(const json::object& o) {
     std::int64_t image_in =
         std::min(modality(o, "promptTokensDetails", "IMAGE").value_or(0), prompt);
     std::int64_t text_in = prompt - image_in;
-    // Cached content is part of promptTokenCount: taken out of text first.
-    u.cached_text_tokens = std::min(cached, text_in);
-    u.cached_image_tokens = std::min(cached - u.cached_text_tokens, image_in);
-    u.input_text_tokens = text_in - u.cached_text_tokens;
-    u.input_image_tokens = image_in - u.cached_image_tokens;
-    if (auto img = modality(o, "candidatesTokensDetails", "IMAGE")) {
-        u.output_image_tokens = std::min(*img, candidates);
-        u.output_text_tokens = candidates - u.output_image_tokens;
-    } else {
-        u.output_image_tokens = candidates;
-    }
+    // Cached content is part of promptTokenCount.
+    split_input(u, text_in, image_in, cached);
+    // Without a list by modality, candidates count as image tokens.
+    split_output(u, candidates,
+                 modality(o, "candidatesTokensDetails", "IMAGE").value_or(candidates));
     u.output_text_tokens += thoughts;
     return u;
 }

@@ -149,11 +149,14 @@ SimAnswer SimState::images(const Call& call, int good, int filtered, Bytes bytes
         o["predictions"] = std::move(predictions);
     } else if (call.api == SimApi::gemini) {
         if (good == 0) return gemini_no_image(call, filtered > 0 ? "IMAGE_SAFETY" : "STOP", "");
-        json::array parts{json::object{{"text", "Here is your image: " + call.prompt}}};
+        const std::string text = "Here is your image: " + call.prompt;
+        json::array parts{json::object{{"text", text}}};
         for (int i = 0; i < good; ++i)
             parts.push_back(
                 json::object{{"inlineData", json::object{{"mimeType", "image/png"},
                                                          {"data", encoded(false).first}}}});
+        // Gemini counts the text part's tokens beside the images' (both are output).
+        const std::int64_t text_tokens = prompt_tokens(text);
         const std::int64_t image_tokens = 1290 * static_cast<std::int64_t>(good);
         o["candidates"] = json::array{
             json::object{{"content", json::object{{"parts", std::move(parts)}, {"role", "model"}}},
@@ -161,11 +164,12 @@ SimAnswer SimState::images(const Call& call, int good, int filtered, Bytes bytes
                          {"index", 0}}};
         o["usageMetadata"] = {
             {"promptTokenCount", in},
-            {"candidatesTokenCount", image_tokens},
-            {"totalTokenCount", in + image_tokens},
+            {"candidatesTokenCount", text_tokens + image_tokens},
+            {"totalTokenCount", in + text_tokens + image_tokens},
             {"promptTokensDetails", json::array{{{"modality", "TEXT"}, {"tokenCount", in}}}},
             {"candidatesTokensDetails",
-             json::array{{{"modality", "IMAGE"}, {"tokenCount", image_tokens}}}}};
+             json::array{{{"modality", "TEXT"}, {"tokenCount", text_tokens}},
+                         {{"modality", "IMAGE"}, {"tokenCount", image_tokens}}}}};
         o["modelVersion"] = call.model;
         o["responseId"] = "sim-" + std::to_string(next_id_++);
     } else {

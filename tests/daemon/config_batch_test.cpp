@@ -4,9 +4,11 @@
 #include <string>
 
 #include "daemon/config.hpp"
+#include "tests/daemon/config_error.hpp"
 
 using imgbatch::daemon::ConfigError;
 using imgbatch::daemon::parse_config;
+using imgbatch::daemon::testing::config_error_of;
 
 namespace {
 
@@ -14,15 +16,6 @@ std::string provider(const std::string& api, const std::string& extra) {
     std::string models = api == "openai" ? R"(["gpt-image-1"])" : R"(["imagen-4.0-generate-001"])";
     return R"({"providers": [{"name": "p", "api": ")" + api +
            R"(", "base_url": "http://127.0.0.1:1/v1", "models": )" + models + ", " + extra + "}]}";
-}
-
-std::string error_of(const std::string& text) {
-    try {
-        parse_config(text, "cfg.json");
-    } catch (const ConfigError& e) {
-        return e.what();
-    }
-    return "";
 }
 
 }  // namespace
@@ -41,14 +34,15 @@ TEST_CASE("batch mode settings are read, defaulted and bounded by the vendor's l
     CHECK(parse_config(provider("openai", R"("max_concurrency": 2)"), "c").providers[0].mode ==
           "direct");
 
-    CHECK(error_of(provider("openai", R"("mode": "bulk")")).find("mode") != std::string::npos);
-    CHECK(error_of(provider("google", R"("mode": "batch")")).find("openai") != std::string::npos);
-    CHECK(
-        error_of(provider("openai", R"("batch_max_requests": 50001)")).find("batch_max_requests") !=
-        std::string::npos);
-    CHECK(error_of(provider("openai", R"("batch_max_bytes": 300000000)")).find("batch_max_bytes") !=
+    CHECK(config_error_of(provider("openai", R"("mode": "bulk")")).find("mode") !=
           std::string::npos);
-    CHECK(error_of(provider("openai", R"("batch_poll_s": 10, "batch_poll_max_s": 5)"))
+    CHECK(config_error_of(provider("google", R"("mode": "batch")")).find("openai") !=
+          std::string::npos);
+    CHECK(config_error_of(provider("openai", R"("batch_max_requests": 50001)"))
+              .find("batch_max_requests") != std::string::npos);
+    CHECK(config_error_of(provider("openai", R"("batch_max_bytes": 300000000)"))
+              .find("batch_max_bytes") != std::string::npos);
+    CHECK(config_error_of(provider("openai", R"("batch_poll_s": 10, "batch_poll_max_s": 5)"))
               .find("batch_poll_max_s") != std::string::npos);
 }
 

@@ -4,20 +4,17 @@
 #include <string>
 
 #include "daemon/config.hpp"
+#include "tests/daemon/config_error.hpp"
 
 using imgbatch::daemon::Config;
 using imgbatch::daemon::ConfigError;
 using imgbatch::daemon::parse_config;
+using imgbatch::daemon::testing::config_error_of;
 
 namespace {
 
 std::string error_of(const std::string& budget) {
-    try {
-        parse_config(R"({"budget": )" + budget + "}", "cfg.json");
-    } catch (const ConfigError& e) {
-        return e.what();
-    }
-    return "";
+    return config_error_of(R"({"budget": )" + budget + "}");
 }
 
 }  // namespace

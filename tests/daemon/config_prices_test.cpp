@@ -5,11 +5,13 @@
 
 #include "daemon/config.hpp"
 #include "daemon/cost.hpp"
+#include "tests/daemon/config_error.hpp"
 
 using imgbatch::daemon::Config;
 using imgbatch::daemon::ConfigError;
 using imgbatch::daemon::parse_config;
 using imgbatch::daemon::price_of;
+using imgbatch::daemon::testing::config_error_of;
 
 namespace {
 
@@ -21,15 +23,6 @@ std::string config(const std::string& prices, const std::string& models = "\"gpt
         {"name": "relay", "api": "openai-chat", "base_url": "http://127.0.0.1:1/v1",
          "models": [)" +
            models + R"(], "prices": )" + prices + "}]}";
-}
-
-std::string error_of(const std::string& text) {
-    try {
-        parse_config(text, "cfg.json");
-    } catch (const ConfigError& e) {
-        return e.what();
-    }
-    return "";
 }
 
 }  // namespace
@@ -67,16 +60,16 @@ TEST_CASE("provider prices replace the catalog's for that provider only") {
 }
 
 TEST_CASE("provider prices: errors name the field") {
-    CHECK(error_of(config(R"({"gpt-image-2": {"per_call": -1}})")) ==
+    CHECK(config_error_of(config(R"({"gpt-image-2": {"per_call": -1}})")) ==
           "cfg.json: 'providers[1].prices.gpt-image-2.per_call' must be a number >= 0, got -1");
-    CHECK(error_of(config(R"({"per_cal": 1})")) ==
+    CHECK(config_error_of(config(R"({"per_cal": 1})")) ==
           "cfg.json: 'providers[1].prices.per_cal' must be an object of prices, got 1");
-    CHECK(error_of(config(R"({"dall-e-3": {"per_call": 1}})")) ==
+    CHECK(config_error_of(config(R"({"dall-e-3": {"per_call": 1}})")) ==
           "cfg.json: 'providers[1].prices.dall-e-3' prices a model the provider does not serve "
           "(its models: gpt-image-2)");
-    CHECK(error_of(config("[1]")).find("'providers[1].prices' must be an object") !=
+    CHECK(config_error_of(config("[1]")).find("'providers[1].prices' must be an object") !=
           std::string::npos);
-    CHECK(error_of(config(R"({"per_1m": {"image_out": 1}})"))
+    CHECK(config_error_of(config(R"({"per_1m": {"image_out": 1}})"))
               .find("'providers[1].prices.per_1m.image_out' unknown rate") != std::string::npos);
 }
 

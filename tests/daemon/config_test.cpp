@@ -6,6 +6,7 @@
 #include <string>
 
 #include "daemon/config.hpp"
+#include "tests/daemon/config_error.hpp"
 
 using imgbatch::daemon::Config;
 using imgbatch::daemon::ConfigError;
@@ -13,18 +14,9 @@ using imgbatch::daemon::load_config;
 using imgbatch::daemon::parse_config;
 using imgbatch::daemon::ProviderConfig;
 using imgbatch::daemon::resolve_api_key;
+using imgbatch::daemon::testing::config_error_of;
 
 namespace {
-
-// The ConfigError message parse_config throws for text, or "" when it parses.
-std::string error_of(const std::string& text) {
-    try {
-        parse_config(text, "cfg.json");
-    } catch (const ConfigError& e) {
-        return e.what();
-    }
-    return "";
-}
 
 std::string provider_json(const std::string& extra) {
     return R"({"providers": [{"name": "p", "api": "openai", "base_url": "http://127.0.0.1:1/v1",
@@ -143,68 +135,70 @@ TEST_CASE("defaults: an empty object, and google's default auth header") {
 }
 
 TEST_CASE("unknown keys are named with their path and the known keys") {
-    CHECK(error_of(R"({"databse": "x"})").find("cfg.json: unknown key 'databse' (known: ") == 0);
-    std::string e = error_of(provider_json(R"(, "max_conc": 3)"));
+    CHECK(config_error_of(R"({"databse": "x"})").find("cfg.json: unknown key 'databse' (known: ") ==
+          0);
+    std::string e = config_error_of(provider_json(R"(, "max_conc": 3)"));
     CHECK(e.find("cfg.json: unknown key 'providers[0].max_conc' (known: ") == 0);
     CHECK(e.find("max_concurrency") != std::string::npos);
-    CHECK(error_of(R"({"retry": {"attempts": 3}})").find("unknown key 'retry.attempts'") !=
+    CHECK(config_error_of(R"({"retry": {"attempts": 3}})").find("unknown key 'retry.attempts'") !=
           std::string::npos);
 }
 
 TEST_CASE("bad types and ranges name the field and the value") {
     CHECK(
-        error_of(provider_json(R"(, "max_concurrency": "x")")) ==
+        config_error_of(provider_json(R"(, "max_concurrency": "x")")) ==
         R"(cfg.json: 'providers[0].max_concurrency' must be an integer >= 1 and <= 10000, got "x")");
-    CHECK(error_of(provider_json(R"(, "max_concurrency": 0)")) ==
+    CHECK(config_error_of(provider_json(R"(, "max_concurrency": 0)")) ==
           "cfg.json: 'providers[0].max_concurrency' must be an integer >= 1 and <= 10000, got 0");
-    CHECK(error_of(provider_json(R"(, "max_concurrency": 2.5)")).find("got 2.5") !=
+    CHECK(config_error_of(provider_json(R"(, "max_concurrency": 2.5)")).find("got 2.5") !=
           std::string::npos);
-    CHECK(error_of(provider_json(R"(, "requests_per_minute": -1)"))
+    CHECK(config_error_of(provider_json(R"(, "requests_per_minute": -1)"))
               .find("'providers[0].requests_per_minute' must be a number >= 0") !=
           std::string::npos);
-    CHECK(error_of(provider_json(R"(, "timeout_s": 0)")).find("'providers[0].timeout_s'") !=
+    CHECK(config_error_of(provider_json(R"(, "timeout_s": 0)")).find("'providers[0].timeout_s'") !=
           std::string::npos);
-    CHECK(error_of(provider_json(R"(, "auth": "basic")")).find("'providers[0].auth'") !=
+    CHECK(config_error_of(provider_json(R"(, "auth": "basic")")).find("'providers[0].auth'") !=
           std::string::npos);
-    CHECK(error_of(provider_json(R"(, "headers": {"X": 1})"))
+    CHECK(config_error_of(provider_json(R"(, "headers": {"X": 1})"))
               .find("'providers[0].headers.X' must be a string") != std::string::npos);
-    CHECK(error_of(R"({"retry": {"max_timeouts": 0}})")
+    CHECK(config_error_of(R"({"retry": {"max_timeouts": 0}})")
               .find("'retry.max_timeouts' must be an integer >= 1") != std::string::npos);
-    CHECK(error_of(R"({"retry": {"max_provider_failures": 0}})")
+    CHECK(config_error_of(R"({"retry": {"max_provider_failures": 0}})")
               .find("'retry.max_provider_failures' must be an integer >= 1") != std::string::npos);
-    CHECK(error_of(R"({"retry": {"max_attempts": 0}})")
+    CHECK(config_error_of(R"({"retry": {"max_attempts": 0}})")
               .find("'retry.max_attempts' must be an integer >= 1") != std::string::npos);
-    CHECK(error_of(R"({"database": 5})").find("'database' must be a non-empty string") !=
+    CHECK(config_error_of(R"({"database": 5})").find("'database' must be a non-empty string") !=
           std::string::npos);
-    CHECK(error_of(R"({"providers": {}})").find("'providers' must be an array") !=
+    CHECK(config_error_of(R"({"providers": {}})").find("'providers' must be an array") !=
           std::string::npos);
-    CHECK(error_of(R"({"providers": [{"name": "p", "api": "azure", "base_url": "http://h/v1",
+    CHECK(config_error_of(R"({"providers": [{"name": "p", "api": "azure", "base_url": "http://h/v1",
           "models": ["dall-e-3"]}]})")
               .find("'providers[0].api' must be one of openai, google, openai-chat") !=
           std::string::npos);
-    CHECK(error_of(R"({"providers": [{"name": "p", "api": "openai", "base_url": "ftp://h/v1",
+    CHECK(config_error_of(R"({"providers": [{"name": "p", "api": "openai", "base_url": "ftp://h/v1",
           "models": ["dall-e-3"]}]})")
               .find("'providers[0].base_url' must be an http:// or https:// URL") !=
           std::string::npos);
 }
 
 TEST_CASE("required provider fields") {
-    CHECK(error_of(R"({"providers": [{"api": "openai", "base_url": "http://h/v1",
+    CHECK(config_error_of(R"({"providers": [{"api": "openai", "base_url": "http://h/v1",
           "models": ["dall-e-3"]}]})") == "cfg.json: 'providers[0].name' is required");
-    CHECK(error_of(R"({"providers": [{"name": "p", "api": "openai", "base_url": "http://h/v1",
+    CHECK(
+        config_error_of(R"({"providers": [{"name": "p", "api": "openai", "base_url": "http://h/v1",
           "models": []}]})")
-              .find("'providers[0].models' must be a non-empty array") != std::string::npos);
-    CHECK(error_of(R"({"providers": [{"name": "p", "api": "openai",
+            .find("'providers[0].models' must be a non-empty array") != std::string::npos);
+    CHECK(config_error_of(R"({"providers": [{"name": "p", "api": "openai",
           "models": ["dall-e-3"]}]})") == "cfg.json: 'providers[0].base_url' is required");
 }
 
 TEST_CASE("unknown models and bad model overrides") {
-    std::string e = error_of(R"({"providers": [{"name": "p", "api": "openai",
+    std::string e = config_error_of(R"({"providers": [{"name": "p", "api": "openai",
         "base_url": "http://h/v1", "models": ["dall-e-9"]}]})");
     CHECK(e.find("cfg.json: 'providers[0].models' names unknown model 'dall-e-9' (known: ") == 0);
     CHECK(e.find("gpt-image-1") != std::string::npos);
     // A catalog error (std::invalid_argument) becomes a ConfigError naming the file.
-    e = error_of(R"({"models": {"m": {"like": "nope"}}})");
+    e = config_error_of(R"({"models": {"m": {"like": "nope"}}})");
     CHECK(e.find("cfg.json: ") == 0);
     CHECK(e.find("nope") != std::string::npos);
 }
@@ -212,15 +206,15 @@ TEST_CASE("unknown models and bad model overrides") {
 TEST_CASE("duplicate provider names") {
     std::string p = R"({"name": "p", "api": "openai", "base_url": "http://h/v1",
                         "models": ["dall-e-3"]})";
-    CHECK(error_of("{\"providers\": [" + p + "," + p + "]}") ==
+    CHECK(config_error_of("{\"providers\": [" + p + "," + p + "]}") ==
           "cfg.json: 'providers[1].name' repeats provider name 'p' (names must be unique)");
 }
 
 TEST_CASE("malformed JSON reports line and column") {
-    std::string e = error_of("{\n  \"database\": \"x\",\n  oops\n}");
+    std::string e = config_error_of("{\n  \"database\": \"x\",\n  oops\n}");
     CHECK(e.find("cfg.json: malformed JSON at line 3 column 3: ") == 0);
-    CHECK(error_of("{\"database\": ").find("cfg.json: malformed JSON at line 1") == 0);
-    CHECK(error_of("[1]").find("must be a JSON object") != std::string::npos);
+    CHECK(config_error_of("{\"database\": ").find("cfg.json: malformed JSON at line 1") == 0);
+    CHECK(config_error_of("[1]").find("must be a JSON object") != std::string::npos);
 }
 
 TEST_CASE("load_config: missing file, and a real file") {
@@ -328,9 +322,9 @@ TEST_CASE("shutdown_grace_s: \"auto\" by default covers the slowest provider's c
     Config n = parse_config(R"({"shutdown_grace_s": 0})", "n.json");
     REQUIRE(n.shutdown_grace_s);
     CHECK(*n.shutdown_grace_s == 0);
-    CHECK(error_of(R"({"shutdown_grace_s": "soon"})") ==
+    CHECK(config_error_of(R"({"shutdown_grace_s": "soon"})") ==
           R"(cfg.json: 'shutdown_grace_s' must be a number >= 0 or "auto", got "soon")");
-    CHECK(error_of(R"({"shutdown_grace_s": -1})") ==
+    CHECK(config_error_of(R"({"shutdown_grace_s": -1})") ==
           R"(cfg.json: 'shutdown_grace_s' must be a number >= 0 and <= 86400, got -1)");
 }
 
@@ -370,11 +364,11 @@ TEST_CASE("every number has a sane range: times, rates, counts, sizes") {
     };
     for (const auto& c : cases) {
         CAPTURE(c.json);
-        auto err = error_of(c.json);
+        auto err = config_error_of(c.json);
         CHECK(err.starts_with("cfg.json: " + c.field));
         CHECK(err.find(" and <= ") != std::string::npos);  // says the upper bound too
     }
-    CHECK(error_of(provider_json(R"(, "timeout_s": 1e16)")) ==
+    CHECK(config_error_of(provider_json(R"(, "timeout_s": 1e16)")) ==
           "cfg.json: 'providers[0].timeout_s' must be a number >= 0.001 and <= 86400, got 1E16");
     // The bounds themselves are accepted.
     auto c = parse_config(
@@ -397,20 +391,20 @@ TEST_CASE("metrics_listen: an IP address and a port from 1 to 65535") {
                             "127.0.0.1:99999999999999999999", "127.0.0.1:", ":9464", "127.0.0.1",
                             "localhost:9464", "127.0.0.1:+1", "[::1:9464", "not an address:9464"}) {
         CAPTURE(bad);
-        CHECK(error_of(std::string(R"({"metrics_listen": ")") + bad + "\"}")
+        CHECK(config_error_of(std::string(R"({"metrics_listen": ")") + bad + "\"}")
                   .starts_with("cfg.json: 'metrics_listen' must be \"IP:PORT\""));
     }
 }
 
 TEST_CASE("extra headers and API keys cannot carry a line break into a request") {
-    CHECK(error_of(provider_json(R"(, "headers": {"X-A": "b\r\nX-Injected: 1"})")) ==
+    CHECK(config_error_of(provider_json(R"(, "headers": {"X-A": "b\r\nX-Injected: 1"})")) ==
           "cfg.json: 'providers[0].headers.X-A' must be a header value without control "
           "characters, got \"b\\r\\nX-Injected: 1\"");
-    CHECK(error_of(provider_json(R"(, "headers": {"X A": "b"})"))
+    CHECK(config_error_of(provider_json(R"(, "headers": {"X A": "b"})"))
               .starts_with("cfg.json: 'providers[0].headers' names a header 'X A' that is not "
                            "a valid header name"));
-    CHECK(error_of(provider_json(R"(, "headers": {"": "b"})")).find("not a valid header name") !=
-          std::string::npos);
+    CHECK(config_error_of(provider_json(R"(, "headers": {"": "b"})"))
+              .find("not a valid header name") != std::string::npos);
     CHECK(parse_config(provider_json(R"(, "headers": {"X-Tag_1": "a b\tc ü"})"), "c")
               .providers[0]
               .headers.at("X-Tag_1") == "a b\tc ü");
@@ -443,11 +437,12 @@ TEST_CASE("api gemini: x-goog-api-key by default, bearer for relays and Vertex A
     CHECK(g.providers.at(0).api == "gemini");
     CHECK(g.providers.at(0).auth == "x-goog-api-key");
     CHECK(g.providers.at(1).auth == "bearer");
-    CHECK(error_of(provider_json(R"(, "auth": "x-goog-api-key")"))
+    CHECK(config_error_of(provider_json(R"(, "auth": "x-goog-api-key")"))
               .find("only for api \"google\" or \"gemini\"") != std::string::npos);
-    CHECK(error_of(R"({"providers": [{"name": "p", "api": "gemeni", "base_url": "http://h/v1",
+    CHECK(
+        config_error_of(R"({"providers": [{"name": "p", "api": "gemeni", "base_url": "http://h/v1",
                        "models": ["gpt-image-1"]}]})")
-              .find("one of openai, google, openai-chat, gemini") != std::string::npos);
+            .find("one of openai, google, openai-chat, gemini") != std::string::npos);
 }
 
 TEST_CASE("catalog_file replaces the built-in catalog, relative to the config's directory") {
@@ -472,8 +467,8 @@ TEST_CASE("catalog_file replaces the built-in catalog, relative to the config's 
         "api": "openai", "base_url": "http://127.0.0.1:1/v1", "models": ["gpt-image-2"]}]})");
     CHECK_THROWS_WITH_AS(load_config(other.path),
                          doctest::Contains("names unknown model 'gpt-image-2'"), ConfigError);
-    CHECK(error_of(R"({"catalog_file": ""})").find("'catalog_file'") != std::string::npos);
-    CHECK(error_of(R"({"catalog_file": "/nonexistent/models.json"})") ==
+    CHECK(config_error_of(R"({"catalog_file": ""})").find("'catalog_file'") != std::string::npos);
+    CHECK(config_error_of(R"({"catalog_file": "/nonexistent/models.json"})") ==
           "cfg.json: 'catalog_file': cannot read '/nonexistent/models.json': No such file or "
           "directory");
 }
@@ -513,20 +508,21 @@ TEST_CASE("api_key_command: a string runs with /bin/sh -c, an array as argv; exc
     CHECK(c.providers.at(0).api_key_refresh_s == 0);  // only after a 401
     CHECK(c.providers.at(0).api_key_command_timeout_s == 5);
 
-    CHECK(error_of(provider_json(R"(, "api_key_command": "x", "api_key_env": "K")")) ==
+    CHECK(config_error_of(provider_json(R"(, "api_key_command": "x", "api_key_env": "K")")) ==
           "cfg.json: 'providers[0].api_key_command' cannot be combined with api_key_env (choose "
           "one)");
-    CHECK(error_of(provider_json(R"(, "api_key_command": "x", "api_key_file": "/k")"))
+    CHECK(config_error_of(provider_json(R"(, "api_key_command": "x", "api_key_file": "/k")"))
               .find("cannot be combined with api_key_file") != std::string::npos);
     for (const char* bad : {R"("")", "[]", R"([""])", "[1]", "3", R"({"a": 1})"})
-        CHECK(error_of(provider_json(std::string(R"(, "api_key_command": )") + bad))
+        CHECK(config_error_of(provider_json(std::string(R"(, "api_key_command": )") + bad))
                   .find("'providers[0].api_key_command' must be a non-empty string") !=
               std::string::npos);
-    CHECK(error_of(provider_json(R"(, "api_key_refresh_s": 60)")) ==
+    CHECK(config_error_of(provider_json(R"(, "api_key_refresh_s": 60)")) ==
           "cfg.json: 'providers[0].api_key_refresh_s' needs api_key_command");
-    CHECK(error_of(provider_json(R"(, "api_key_command": "x", "api_key_refresh_s": 0.5)"))
+    CHECK(config_error_of(provider_json(R"(, "api_key_command": "x", "api_key_refresh_s": 0.5)"))
               .find("must be 0 (refresh only after a 401) or >= 1") != std::string::npos);
-    CHECK(error_of(provider_json(R"(, "api_key_command": "x", "api_key_refresh_s": 0)")) == "");
+    CHECK(config_error_of(provider_json(R"(, "api_key_command": "x", "api_key_refresh_s": 0)")) ==
+          "");
 }
 
 TEST_CASE("Vertex AI hosts default to Bearer auth; the Gemini API to x-goog-api-key") {

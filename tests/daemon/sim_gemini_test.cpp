@@ -82,6 +82,15 @@ TEST_CASE("sim gemini: generateContent answers one PNG as inlineData, with text 
     CHECK(usage.at("candidatesTokenCount").as_int64() > 0);
     CHECK(usage.at("totalTokenCount").as_int64() ==
           usage.at("promptTokenCount").as_int64() + usage.at("candidatesTokenCount").as_int64());
+    // The text part's tokens are listed beside the image's, and add up to the candidates'.
+    std::int64_t text_tokens = 0, image_tokens = 0;
+    for (auto& d : usage.at("candidatesTokensDetails").as_array()) {
+        if (d.at("modality") == "TEXT") text_tokens += d.at("tokenCount").as_int64();
+        if (d.at("modality") == "IMAGE") image_tokens += d.at("tokenCount").as_int64();
+    }
+    CHECK(text_tokens > 0);
+    CHECK(image_tokens == 1290);
+    CHECK(text_tokens + image_tokens == usage.at("candidatesTokenCount").as_int64());
     CHECK(o.at("modelVersion") == "gemini-2.5-flash-image");
 
     auto p = parsed(a);

@@ -52,10 +52,6 @@ struct Cli {
     }
 };
 
-bool has(const std::string& text, const std::string& part) {
-    return text.find(part) != std::string::npos;
-}
-
 }  // namespace
 
 TEST_CASE("init creates the database and the output directory") {

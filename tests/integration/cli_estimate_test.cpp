@@ -15,10 +15,6 @@ namespace json = boost::json;
 
 namespace {
 
-bool has(const std::string& text, const std::string& part) {
-    return text.find(part) != std::string::npos;
-}
-
 // Providers on no server at all: estimates never call one.
 DaemonEnv estimate_env() {
     return DaemonEnv(

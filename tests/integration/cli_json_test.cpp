@@ -14,10 +14,6 @@ namespace json = boost::json;
 
 namespace {
 
-bool has(const std::string& text, const std::string& part) {
-    return text.find(part) != std::string::npos;
-}
-
 void check_time(const json::value& v, bool nullable = false) {
     INFO(json::serialize(v));
     if (nullable && v.is_null()) return;

@@ -12,10 +12,6 @@ namespace json = boost::json;
 
 namespace {
 
-bool has(const std::string& text, const std::string& part) {
-    return text.find(part) != std::string::npos;
-}
-
 // Four queued jobs: 1 and 2 in batch "a", 3 and 4 in batch "b".
 struct Ops {
     TempDir dir;

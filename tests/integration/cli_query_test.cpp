@@ -16,10 +16,6 @@ namespace json = boost::json;
 
 namespace {
 
-bool has(const std::string& text, const std::string& part) {
-    return text.find(part) != std::string::npos;
-}
-
 // Three jobs in batch "q": job 1 succeeded with two images, job 2 failed after a server
 // error, job 3 still queued; plus batch "other" with one queued job.
 struct Progress {

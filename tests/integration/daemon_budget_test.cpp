@@ -46,34 +46,6 @@ void replace_in(const std::string& path, const std::string& from, const std::str
     write_file(path, text);
 }
 
-// How many times `what` occurs in text.
-int occurrences(const std::string& text, const std::string& what) {
-    int n = 0;
-    for (auto at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
-    return n;
-}
-
-// A loopback port free a moment ago (for metrics_listen).
-int free_port() {
-    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
-    socklen_t len = sizeof addr;
-    ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-    ::close(fd);
-    return ntohs(addr.sin_port);
-}
-
-// The value of the sample line `series value`, or -1.
-double sample(const std::string& body, const std::string& series) {
-    auto at = body.find("\n" + series + " ");
-    if (at == std::string::npos) return -1;
-    at += series.size() + 2;
-    return std::stod(body.substr(at, body.find('\n', at) - at));
-}
-
 }  // namespace
 
 TEST_CASE("budget: a run budget stops dispatch; run --until-idle exits with the rest queued") {
@@ -138,11 +110,12 @@ TEST_CASE("budget: a day budget holds, status shows it, SIGHUP with a raised bud
     SimpleResponse m = http_request("GET", port, "/metrics");
     REQUIRE(m.status == 200);
     INFO("scrape: " << m.body);
-    CHECK(sample(m.body, R"(imgbatch_budget_held{budget="day"})") == 1);
-    CHECK(sample(m.body, R"(imgbatch_budget_held{budget="run"})") == 0);
-    CHECK(sample(m.body, R"(imgbatch_budget_limit_usd{budget="day"})") == 0.25);
-    CHECK(sample(m.body, R"(imgbatch_budget_spent_usd{budget="day"})") == doctest::Approx(0.20));
-    CHECK(sample(m.body, R"(imgbatch_budget_limit_usd{budget="run"})") == -1);  // not set
+    CHECK(metric_sample(m.body, R"(imgbatch_budget_held{budget="day"})") == 1);
+    CHECK(metric_sample(m.body, R"(imgbatch_budget_held{budget="run"})") == 0);
+    CHECK(metric_sample(m.body, R"(imgbatch_budget_limit_usd{budget="day"})") == 0.25);
+    CHECK(metric_sample(m.body, R"(imgbatch_budget_spent_usd{budget="day"})") ==
+          doctest::Approx(0.20));
+    CHECK(metric_sample(m.body, R"(imgbatch_budget_limit_usd{budget="run"})") == -1);  // not set
     if (run_shell("command -v promtool") == 0) {
         TempDir tmp;
         write_file(tmp.file("scrape.txt"), m.body);

@@ -11,10 +11,6 @@ using namespace imgbatch::test;
 
 namespace {
 
-bool has(const std::string& text, const std::string& part) {
-    return text.find(part) != std::string::npos;
-}
-
 // A catalog whose dates do not move with the calendar: old-model retired long ago,
 // aging-model deprecated until far ahead.
 constexpr const char* kCatalog = R"({

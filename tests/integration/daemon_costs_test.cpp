@@ -12,10 +12,6 @@ using namespace imgbatch::test;
 
 namespace {
 
-double num(const std::string& s) {
-    return s.empty() ? NAN : std::stod(s);
-}
-
 // Each attempt's cost against the expected one computed in SQL from its usage.
 void check_costs(const DaemonEnv& env, const std::string& expected_sql, int attempts) {
     auto rows =
@@ -25,8 +21,8 @@ void check_costs(const DaemonEnv& env, const std::string& expected_sql, int atte
         INFO(r);
         auto parts = DaemonEnv::split(r);
         REQUIRE(parts.size() == 2);
-        CHECK(num(parts[0]) > 0);
-        CHECK(num(parts[0]) == doctest::Approx(num(parts[1])).epsilon(1e-9));
+        CHECK(num_or_nan(parts[0]) > 0);
+        CHECK(num_or_nan(parts[0]) == doctest::Approx(num_or_nan(parts[1])).epsilon(1e-9));
     }
 }
 
@@ -99,16 +95,28 @@ TEST_CASE("costs: Gemini usageMetadata at the catalog's token rates") {
     CHECK(env.job_state("f") == "succeeded");
     CHECK(env.job_state("p") == "succeeded");
     check_kept(env, sim);
-    // 2.5 Flash Image: text in $0.30, image out $30; 3 Pro Image: text in $2, image out $120.
+    // 2.5 Flash Image: text in $0.30, image out $30, text out $2.50; 3 Pro Image: text in $2,
+    // image out $120, text out $12. The answer's text part is billed as text output.
+    const std::string image_out =
+        "(SELECT sum(json_extract(value, '$.tokenCount')) FROM "
+        "json_each(usage, '$.candidatesTokensDetails') WHERE json_extract(value, '$.modality') = "
+        "'IMAGE')";
+    const std::string text_out =
+        "(SELECT sum(json_extract(value, '$.tokenCount')) FROM "
+        "json_each(usage, '$.candidatesTokensDetails') WHERE json_extract(value, '$.modality') = "
+        "'TEXT')";
     check_costs(env,
                 "CASE (SELECT model FROM jobs WHERE id = job_id) "
                 "WHEN 'gemini-2.5-flash-image' THEN "
-                "json_extract(usage, '$.promptTokenCount') * 0.3e-6 + "
-                "json_extract(usage, '$.candidatesTokenCount') * 30e-6 "
-                "ELSE json_extract(usage, '$.promptTokenCount') * 2e-6 + "
-                "json_extract(usage, '$.candidatesTokenCount') * 120e-6 END",
+                "json_extract(usage, '$.promptTokenCount') * 0.3e-6 + " +
+                    image_out + " * 30e-6 + " + text_out +
+                    " * 2.5e-6 "
+                    "ELSE json_extract(usage, '$.promptTokenCount') * 2e-6 + " +
+                    image_out + " * 120e-6 + " + text_out + " * 12e-6 END",
                 3);
-    CHECK(env.number("SELECT count(*) FROM attempts WHERE output_image_tokens = "
+    CHECK(env.number("SELECT count(*) FROM attempts WHERE output_image_tokens = " + image_out +
+                     " AND output_text_tokens = " + text_out + " AND output_text_tokens > 0 AND " +
+                     "output_image_tokens + output_text_tokens = "
                      "json_extract(usage, '$.candidatesTokenCount')") == 3);
 }
 
@@ -157,8 +165,9 @@ TEST_CASE("costs: a billed timeout is priced at its worst case; a 429 is not bil
     CHECK(env.job_state("t") == "failed");
     CHECK(env.value("SELECT billed || '|' || cost_basis FROM attempts WHERE job_id = " +
                     env.job_id("t")) == "1|worst_case");
-    CHECK(num(env.value("SELECT cost_usd FROM attempts WHERE job_id = " + env.job_id("t"))) ==
-          doctest::Approx((slow.size() + 16) * 5e-6 + 6240 * 40e-6));
+    CHECK(
+        num_or_nan(env.value("SELECT cost_usd FROM attempts WHERE job_id = " + env.job_id("t"))) ==
+        doctest::Approx((slow.size() + 16) * 5e-6 + 6240 * 40e-6));
     // 429s: not billed, cost 0.
     CHECK(env.number("SELECT count(*) FROM attempts WHERE job_id = " + env.job_id("r") +
                      " AND error_class = 'rate_limited' AND billed = 0 AND cost_usd = 0") >= 1);

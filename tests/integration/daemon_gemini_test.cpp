@@ -52,7 +52,14 @@ TEST_CASE("gemini: a job of n images is n generateContent calls, each kept with 
         INFO(u);
         auto o = json::parse(u).as_object();
         CHECK(o.at("promptTokenCount").as_int64() > 0);
-        CHECK(o.at("candidatesTokenCount").as_int64() == 1290);
+        // 1290 image tokens and the text part's tokens.
+        const auto& details = o.at("candidatesTokensDetails").as_array();
+        REQUIRE(details.size() == 2);
+        CHECK(details[0].at("modality") == "TEXT");
+        CHECK(details[1].at("modality") == "IMAGE");
+        CHECK(details[1].at("tokenCount").as_int64() == 1290);
+        CHECK(o.at("candidatesTokenCount").as_int64() ==
+              1290 + details[0].at("tokenCount").as_int64());
     }
     // The model's text part is kept as the revised prompt.
     CHECK(env.value("SELECT revised_prompt FROM outputs LIMIT 1").find("Here is your image") !=

@@ -37,19 +37,6 @@ class Listener {
     int port_ = 0;
 };
 
-int free_port() {
-    Listener l;
-    return l.port();
-}
-
-// The value of the sample line that starts with `series ` ("name{labels}"), or -1.
-double sample(const std::string& body, const std::string& series) {
-    auto at = body.find("\n" + series + " ");
-    if (at == std::string::npos) return -1;
-    at += series.size() + 2;
-    return std::stod(body.substr(at, body.find('\n', at) - at));
-}
-
 // `promtool check metrics` on a scrape: its exit code, and what it said.
 int promtool_check(const std::string& body, std::string* said) {
     TempDir dir;
@@ -87,31 +74,32 @@ TEST_CASE("metrics: every series is there at zero before any work") {
     INFO("scrape: " << m.body);
     for (const char* provider : {"p", "g"}) {
         std::string pl = std::string("provider=\"") + provider + "\"";
-        CHECK(sample(m.body, "imgbatch_attempts_total{" + pl + ",outcome=\"ok\",class=\"\"}") == 0);
-        CHECK(sample(m.body, "imgbatch_attempts_total{" + pl +
-                                 ",outcome=\"error\",class=\"rate_limited\"}") == 0);
-        CHECK(sample(m.body,
-                     "imgbatch_attempts_total{" + pl + ",outcome=\"error\",class=\"auth\"}") == 0);
-        CHECK(sample(m.body, "imgbatch_provider_paused{" + pl + ",reason=\"auth\"}") == 0);
-        CHECK(sample(m.body, "imgbatch_provider_paused{" + pl + ",reason=\"quota\"}") == 0);
-        CHECK(sample(m.body, "imgbatch_lane_holding{" + pl + "}") == 0);
-        CHECK(sample(m.body, "imgbatch_lane_learning{" + pl + "}") == 0);
-        CHECK(sample(m.body, "imgbatch_lane_rate_rpm{" + pl + "}") == 0);
-        CHECK(sample(m.body, "imgbatch_request_duration_seconds_count{" + pl + "}") == 0);
-        CHECK(sample(m.body, "imgbatch_request_duration_seconds_bucket{" + pl + ",le=\"+Inf\"}") ==
-              0);
-        CHECK(sample(m.body, "imgbatch_images_total{" + pl + "}") == 0);
-        CHECK(sample(m.body, "imgbatch_written_bytes_total{" + pl + "}") == 0);
-        CHECK(sample(m.body, "imgbatch_usage_tokens_total{" + pl + ",kind=\"total\"}") == 0);
-        CHECK(sample(m.body, "imgbatch_requests{" + pl + ",state=\"queued\"}") == 0);
+        CHECK(metric_sample(m.body,
+                            "imgbatch_attempts_total{" + pl + ",outcome=\"ok\",class=\"\"}") == 0);
+        CHECK(metric_sample(m.body, "imgbatch_attempts_total{" + pl +
+                                        ",outcome=\"error\",class=\"rate_limited\"}") == 0);
+        CHECK(metric_sample(m.body, "imgbatch_attempts_total{" + pl +
+                                        ",outcome=\"error\",class=\"auth\"}") == 0);
+        CHECK(metric_sample(m.body, "imgbatch_provider_paused{" + pl + ",reason=\"auth\"}") == 0);
+        CHECK(metric_sample(m.body, "imgbatch_provider_paused{" + pl + ",reason=\"quota\"}") == 0);
+        CHECK(metric_sample(m.body, "imgbatch_lane_holding{" + pl + "}") == 0);
+        CHECK(metric_sample(m.body, "imgbatch_lane_learning{" + pl + "}") == 0);
+        CHECK(metric_sample(m.body, "imgbatch_lane_rate_rpm{" + pl + "}") == 0);
+        CHECK(metric_sample(m.body, "imgbatch_request_duration_seconds_count{" + pl + "}") == 0);
+        CHECK(metric_sample(
+                  m.body, "imgbatch_request_duration_seconds_bucket{" + pl + ",le=\"+Inf\"}") == 0);
+        CHECK(metric_sample(m.body, "imgbatch_images_total{" + pl + "}") == 0);
+        CHECK(metric_sample(m.body, "imgbatch_written_bytes_total{" + pl + "}") == 0);
+        CHECK(metric_sample(m.body, "imgbatch_usage_tokens_total{" + pl + ",kind=\"total\"}") == 0);
+        CHECK(metric_sample(m.body, "imgbatch_requests{" + pl + ",state=\"queued\"}") == 0);
     }
-    CHECK(sample(m.body, "imgbatch_jobs{state=\"failed\"}") == 0);
-    CHECK(sample(m.body, "imgbatch_leases_expired_total") == 0);
-    CHECK(sample(m.body, "imgbatch_commit_errors_total") == 0);
-    CHECK(sample(m.body, "imgbatch_commit_duration_seconds_count") == 0);
+    CHECK(metric_sample(m.body, "imgbatch_jobs{state=\"failed\"}") == 0);
+    CHECK(metric_sample(m.body, "imgbatch_leases_expired_total") == 0);
+    CHECK(metric_sample(m.body, "imgbatch_commit_errors_total") == 0);
+    CHECK(metric_sample(m.body, "imgbatch_commit_duration_seconds_count") == 0);
     CHECK(std::regex_search(m.body, std::regex("\nimgbatch_build_info\\{version=\"[0-9.]+\",")));
-    CHECK(sample(m.body, "process_start_time_seconds") > 1.7e9);
-    CHECK(sample(m.body, "process_resident_memory_bytes") > 1e6);
+    CHECK(metric_sample(m.body, "process_start_time_seconds") > 1.7e9);
+    CHECK(metric_sample(m.body, "process_resident_memory_bytes") > 1e6);
     std::string said;
     CHECK_MESSAGE(promtool_check(m.body, &said) == 0, said);
     daemon->signal(SIGTERM);
@@ -128,16 +116,15 @@ TEST_CASE("metrics: a scrape during a run passes promtool and the counters match
     auto daemon = env.start_run();
     // During the run: requests in flight, some attempts ended.
     SimpleResponse m;
-    REQUIRE(wait_for(
-        [&] {
-            m = http_request("GET", port, "/metrics");
-            return m.status == 200 &&
-                   sample(m.body,
-                          "imgbatch_attempts_total{provider=\"p\",outcome=\"ok\",class=\"\"}") >=
+    REQUIRE(scrape_until(
+        port,
+        [](const std::string& body) {
+            return metric_sample(
+                       body, "imgbatch_attempts_total{provider=\"p\",outcome=\"ok\",class=\"\"}") >=
                        1 &&
-                   sample(m.body, "imgbatch_requests_in_flight{provider=\"p\"}") >= 1;
+                   metric_sample(body, "imgbatch_requests_in_flight{provider=\"p\"}") >= 1;
         },
-        30));
+        30, m));
     {
         INFO("scrape: " << m.body);
         std::string said;
@@ -147,30 +134,31 @@ TEST_CASE("metrics: a scrape during a run passes promtool and the counters match
     REQUIRE(wait_for(
         [&] { return env.number("SELECT count(*) FROM jobs WHERE state = 'succeeded'") == 7; },
         60));
-    REQUIRE(wait_for(
-        [&] {
-            m = http_request("GET", port, "/metrics");
-            return m.status == 200 && sample(m.body, "imgbatch_jobs{state=\"succeeded\"}") == 7;
+    REQUIRE(scrape_until(
+        port,
+        [](const std::string& body) {
+            return metric_sample(body, "imgbatch_jobs{state=\"succeeded\"}") == 7;
         },
-        30));
+        30, m));
     INFO("scrape: " << m.body);
     const long long kept = env.number("SELECT count(*) FROM outputs");
     CHECK(kept == 13);
     CHECK(sim.stat("images") == kept);
-    CHECK(sample(m.body, "imgbatch_images_total{provider=\"p\"}") == kept);
-    CHECK(sample(m.body, "imgbatch_written_bytes_total{provider=\"p\"}") ==
+    CHECK(metric_sample(m.body, "imgbatch_images_total{provider=\"p\"}") == kept);
+    CHECK(metric_sample(m.body, "imgbatch_written_bytes_total{provider=\"p\"}") ==
           env.number("SELECT sum(bytes) FROM outputs"));
-    CHECK(sample(m.body, "imgbatch_attempts_total{provider=\"p\",outcome=\"ok\",class=\"\"}") == 7);
-    CHECK(sample(m.body,
-                 "imgbatch_attempts_total{provider=\"p\",outcome=\"error\",class=\"server\"}") ==
-          1);
-    CHECK(sample(m.body, "imgbatch_request_duration_seconds_count{provider=\"p\"}") == 8);
-    CHECK(sample(m.body, "imgbatch_request_duration_seconds_bucket{provider=\"p\",le=\"0.5\"}") >=
-          1);
-    CHECK(sample(m.body, "imgbatch_usage_tokens_total{provider=\"p\",kind=\"total\"}") > 0);
-    CHECK(sample(m.body, "imgbatch_commit_duration_seconds_count") >= 1);
-    CHECK(sample(m.body, "imgbatch_jobs{state=\"queued\"}") == 0);
-    CHECK(sample(m.body, "imgbatch_requests{provider=\"p\",state=\"queued\"}") == 0);
+    CHECK(metric_sample(m.body,
+                        "imgbatch_attempts_total{provider=\"p\",outcome=\"ok\",class=\"\"}") == 7);
+    CHECK(metric_sample(
+              m.body,
+              "imgbatch_attempts_total{provider=\"p\",outcome=\"error\",class=\"server\"}") == 1);
+    CHECK(metric_sample(m.body, "imgbatch_request_duration_seconds_count{provider=\"p\"}") == 8);
+    CHECK(metric_sample(
+              m.body, "imgbatch_request_duration_seconds_bucket{provider=\"p\",le=\"0.5\"}") >= 1);
+    CHECK(metric_sample(m.body, "imgbatch_usage_tokens_total{provider=\"p\",kind=\"total\"}") > 0);
+    CHECK(metric_sample(m.body, "imgbatch_commit_duration_seconds_count") >= 1);
+    CHECK(metric_sample(m.body, "imgbatch_jobs{state=\"queued\"}") == 0);
+    CHECK(metric_sample(m.body, "imgbatch_requests{provider=\"p\",state=\"queued\"}") == 0);
     std::string said;
     CHECK_MESSAGE(promtool_check(m.body, &said) == 0, said);
     daemon->signal(SIGTERM);
@@ -185,17 +173,18 @@ TEST_CASE("metrics: a paused provider shows its reason") {
     env.enqueue(jobs(1));
     Process daemon({"--config", env.config, "run"}, {"METRICS_TEST_KEY=wrong"}, env.dir.path());
     SimpleResponse m;
-    REQUIRE(wait_for(
-        [&] {
-            m = http_request("GET", port, "/metrics");
-            return m.status == 200 &&
-                   sample(m.body, "imgbatch_provider_paused{provider=\"p\",reason=\"auth\"}") == 1;
+    REQUIRE(scrape_until(
+        port,
+        [](const std::string& body) {
+            return metric_sample(body,
+                                 "imgbatch_provider_paused{provider=\"p\",reason=\"auth\"}") == 1;
         },
-        30));
+        30, m));
     INFO("scrape: " << m.body);
-    CHECK(sample(m.body, "imgbatch_provider_paused{provider=\"p\",reason=\"quota\"}") == 0);
-    CHECK(sample(m.body,
-                 "imgbatch_attempts_total{provider=\"p\",outcome=\"error\",class=\"auth\"}") == 1);
+    CHECK(metric_sample(m.body, "imgbatch_provider_paused{provider=\"p\",reason=\"quota\"}") == 0);
+    CHECK(metric_sample(
+              m.body, "imgbatch_attempts_total{provider=\"p\",outcome=\"error\",class=\"auth\"}") ==
+          1);
     daemon.signal(SIGTERM);
     CHECK(daemon.wait(30) == 0);
 }

@@ -35,19 +35,6 @@ void replace_in_file(const std::string& path, const std::string& from, const std
     write_file(path, text.replace(at, from.size(), to));
 }
 
-// A loopback port that was free a moment ago (bound to 0, then released).
-int free_port() {
-    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
-    socklen_t len = sizeof addr;
-    ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-    ::close(fd);
-    return ntohs(addr.sin_port);
-}
-
 }  // namespace
 
 TEST_CASE("metrics: GET /metrics serves Prometheus text while the daemon runs") {
@@ -59,13 +46,12 @@ TEST_CASE("metrics: GET /metrics serves Prometheus text while the daemon runs") 
     auto daemon = env.start_run({"--until-idle"});
     REQUIRE(wait_for([&] { return sim.stat("images") >= 2; }, 20));
     SimpleResponse m;
-    REQUIRE(wait_for(
-        [&] {
-            m = http_request("GET", port, "/metrics");
-            return m.status == 200 &&
-                   m.body.find("outcome=\"ok\"") != std::string::npos;  // an attempt ended
+    REQUIRE(scrape_until(
+        port,
+        [](const std::string& body) {
+            return body.find("outcome=\"ok\"") != std::string::npos;  // an attempt ended
         },
-        10));
+        10, m));
     CHECK(m.body.find("# TYPE imgbatch_requests_in_flight gauge") != std::string::npos);
     CHECK(m.body.find("imgbatch_requests_in_flight{provider=\"p\"}") != std::string::npos);
     CHECK(m.body.find("imgbatch_images_total{provider=\"p\"}") != std::string::npos);

@@ -16,34 +16,7 @@
 using namespace imgbatch::test;
 namespace json = boost::json;
 
-namespace {
-
-double num(const std::string& s) {
-    return s.empty() ? NAN : std::stod(s);
-}
-
-// A free loopback port (bound to port 0, then closed).
-int free_port() {
-    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
-    socklen_t len = sizeof addr;
-    ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-    ::close(fd);
-    return ntohs(addr.sin_port);
-}
-
-// The value of the sample line `series value`, or -1.
-double sample(const std::string& body, const std::string& series) {
-    auto at = body.find("\n" + series + " ");
-    if (at == std::string::npos) return -1;
-    at += series.size() + 2;
-    return std::stod(body.substr(at, body.find('\n', at) - at));
-}
-
-}  // namespace
+namespace {}  // namespace
 
 TEST_CASE("spend: status, export, sidecars, the report and the metric show what was spent") {
     REQUIRE(run_shell("command -v promtool") == 0);
@@ -62,21 +35,23 @@ TEST_CASE("spend: status, export, sidecars, the report and the metric show what 
                        "'succeeded'") == 2;
         },
         60));
-    const double spent = num(env.value("SELECT sum(cost_usd) FROM attempts WHERE billed = 1"));
+    const double spent =
+        num_or_nan(env.value("SELECT sum(cost_usd) FROM attempts WHERE billed = 1"));
     CHECK(spent > 0);
     // The metric counts the same dollars; the scrape passes promtool.
     SimpleResponse m;
-    REQUIRE(wait_for(
-        [&] {
-            m = http_request("GET", port, "/metrics");
-            return m.status == 200 &&
-                   sample(m.body,
-                          "imgbatch_spend_usd_total{provider=\"oa\",model=\"gpt-image-1\"}") > 0;
+    REQUIRE(scrape_until(
+        port,
+        [](const std::string& body) {
+            return metric_sample(
+                       body, "imgbatch_spend_usd_total{provider=\"oa\",model=\"gpt-image-1\"}") > 0;
         },
-        20));
-    CHECK(sample(m.body, "imgbatch_spend_usd_total{provider=\"oa\",model=\"gpt-image-1\"}") ==
-          doctest::Approx(spent));
-    CHECK(sample(m.body, "imgbatch_spend_usd_total{provider=\"oa\",model=\"dall-e-3\"}") == 0);
+        20, m));
+    CHECK(
+        metric_sample(m.body, "imgbatch_spend_usd_total{provider=\"oa\",model=\"gpt-image-1\"}") ==
+        doctest::Approx(spent));
+    CHECK(metric_sample(m.body, "imgbatch_spend_usd_total{provider=\"oa\",model=\"dall-e-3\"}") ==
+          0);
     write_file(env.dir.file("scrape.txt"), m.body);
     CHECK(run_shell("promtool check metrics < " + env.dir.file("scrape.txt")) == 0);
     daemon->signal(SIGTERM);
@@ -105,7 +80,7 @@ TEST_CASE("spend: status, export, sidecars, the report and the metric show what 
         if (line.empty()) continue;
         auto j = json::parse(line).as_object();
         const double cost = j.at("cost_usd").to_number<double>();
-        CHECK(cost == doctest::Approx(num(env.value(
+        CHECK(cost == doctest::Approx(num_or_nan(env.value(
                           "SELECT sum(cost_usd) FROM attempts WHERE billed = 1 AND job_id = " +
                           std::to_string(j.at("id").as_int64())))));
         jobs_total += cost;
@@ -136,8 +111,8 @@ TEST_CASE("spend: status, export, sidecars, the report and the metric show what 
     CHECK(log[0].at("billed") == json::value(true));
     CHECK(log[0].at("cost_basis") == json::value("tokens"));
     CHECK(log[0].at("cost_usd").to_number<double>() ==
-          doctest::Approx(
-              num(env.value("SELECT cost_usd FROM attempts WHERE job_id = " + env.job_id("a")))));
+          doctest::Approx(num_or_nan(
+              env.value("SELECT cost_usd FROM attempts WHERE job_id = " + env.job_id("a")))));
 
     // The report's batch summary has the spend.
     REQUIRE(env.cli({"report", "-o", env.dir.file("report"), "--thumb-size", "32"}).code == 0);

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -324,6 +325,53 @@ bool wait_for(const std::function<bool()>& cond, double timeout_s) {
 int run_shell(const std::string& command) {
     int status = std::system((command + " >/dev/null 2>&1").c_str());
     return status == -1 ? -1 : decode_status(status);
+}
+
+bool has(const std::string& text, const std::string& part) {
+    return text.find(part) != std::string::npos;
+}
+
+bool scrape_until(int port, const std::function<bool(const std::string& body)>& ok,
+                  double timeout_s, SimpleResponse& last) {
+    return wait_for(
+        [&] {
+            last = http_request("GET", port, "/metrics");
+            return last.status == 200 && ok(last.body);
+        },
+        timeout_s);
+}
+
+int free_port() {
+    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0) throw std::runtime_error("socket failed");
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof addr;
+    if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
+        ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+        ::close(fd);
+        throw std::runtime_error("no free loopback port");
+    }
+    ::close(fd);
+    return ntohs(addr.sin_port);
+}
+
+double metric_sample(const std::string& body, const std::string& series) {
+    auto at = body.find("\n" + series + " ");
+    if (at == std::string::npos) return -1;
+    at += series.size() + 2;
+    return std::stod(body.substr(at, body.find('\n', at) - at));
+}
+
+int occurrences(const std::string& text, const std::string& what) {
+    int n = 0;
+    for (auto at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
+    return n;
+}
+
+double num_or_nan(const std::string& s) {
+    return s.empty() ? std::nan("") : std::stod(s);
 }
 
 }  // namespace imgbatch::test

@@ -110,4 +110,20 @@ std::vector<std::string> sql_rows(const std::string& db_path, const std::string&
 // Runs SQL statements (separated by ';') that change the database.
 void sql_exec(const std::string& db_path, const std::string& sql);
 
+// Whether text contains part.
+bool has(const std::string& text, const std::string& part);
+// Scrapes http://127.0.0.1:port/metrics until an answer is 200 and ok(body) holds (true), or
+// timeout_s passes (false); last: the last answer.
+bool scrape_until(int port, const std::function<bool(const std::string& body)>& ok,
+                  double timeout_s, SimpleResponse& last);
+// A loopback TCP port that was free a moment ago (bound to port 0, then released).
+int free_port();
+// In a Prometheus scrape, the value of the sample line `series value` (series as
+// `name{labels}`), or -1 when there is none.
+double metric_sample(const std::string& body, const std::string& series);
+// How many times `what` occurs in `text` (overlapping occurrences counted).
+int occurrences(const std::string& text, const std::string& what);
+// A number from SQL text; NaN for "" (NULL).
+double num_or_nan(const std::string& s);
+
 }  // namespace imgbatch::test

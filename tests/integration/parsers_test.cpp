@@ -14,10 +14,6 @@ using namespace imgbatch::test;
 
 namespace {
 
-bool has(const std::string& text, const std::string& part) {
-    return text.find(part) != std::string::npos;
-}
-
 // Waits until the query gives a number >= want (false after timeout_s).
 bool wait_for_count(const DaemonEnv& env, const std::string& sql, long long want,
                     double timeout_s) {

@@ -28,12 +28,6 @@ std::unique_ptr<Process> start_notified(const DaemonEnv& env, NotifyListener& no
     return p;
 }
 
-int occurrences(const std::string& text, const std::string& what) {
-    int n = 0;
-    for (auto at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
-    return n;
-}
-
 int count_of(const NotifyListener& notify, const std::string& message) {
     int n = 0;
     for (const auto& m : notify.messages()) n += m == message;

@@ -14,10 +14,6 @@ using namespace imgbatch::test;
 
 namespace {
 
-bool has(const std::string& text, const std::string& part) {
-    return text.find(part) != std::string::npos;
-}
-
 // n one-image jobs "kN" in batch b.
 std::string jobs_lines(int n) {
     std::string s;
@@ -127,6 +123,16 @@ TEST_CASE("status --watch through a pipe: one plain line per interval, ending wh
     auto o = boost::json::parse(objects[0]).as_object();
     CHECK(o.at("batches").at(0).at("state") == "finished");
     CHECK(o.at("batches").at(0).at("progress") == 1);
+    // The same spend and projection as `status --json`.
+    auto once = env.cli({"status", "--json", "--batch", "b"});
+    REQUIRE(once.code == 0);
+    auto one = boost::json::parse(once.out).as_object();
+    REQUIRE(o.contains("spend"));
+    REQUIRE(o.contains("projected"));
+    CHECK(o.at("spend") == one.at("spend"));
+    CHECK(o.at("projected") == one.at("projected"));
+    CHECK(o.at("spend").at("billed_attempts").as_int64() > 0);
+    CHECK(o.at("spend").at("usd").as_double() > 0);
 }
 
 TEST_CASE("wait: blocks until the batch is final; exit 0, 1, 2 and 124") {
