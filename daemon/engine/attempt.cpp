@@ -47,9 +47,8 @@ CheckedImages check_images(ParsedResponse parsed, int ask, int http_status,
             continue;
         }
         if (static_cast<int>(out.images.size()) >= ask) continue;
-        out.images.push_back(
-            StagedImage{std::move(item.bytes), std::move(*info), std::move(item.revised_prompt),
-                        std::nullopt});
+        out.images.push_back(StagedImage{std::move(item.bytes), std::move(*info),
+                                         std::move(item.revised_prompt), std::nullopt});
     }
     int got = static_cast<int>(out.images.size());
     if (parsed.error) {
