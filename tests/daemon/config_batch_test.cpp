@@ -61,14 +61,14 @@ TEST_CASE("gemini batch mode: batch_input, Vertex AI refused, batch_retry_direct
     CHECK(parse_config(R"({"providers": [)" + gem + "}]}", "cfg.json").providers[0].batch_input ==
           "auto");
 
-    CHECK(error_of(R"({"providers": [)" + gem + R"(, "batch_input": "both"}]})")
+    CHECK(config_error_of(R"({"providers": [)" + gem + R"(, "batch_input": "both"}]})")
               .find("batch_input") != std::string::npos);
-    CHECK(error_of(R"({"providers": [)" + gem + R"(, "batch_retry_direct": "nope"}]})")
+    CHECK(config_error_of(R"({"providers": [)" + gem + R"(, "batch_retry_direct": "nope"}]})")
               .find("batch_retry_direct") != std::string::npos);
     // A batch provider cannot take the retries of another.
-    CHECK(error_of(R"({"providers": [)" + gem + R"(, "batch_retry_direct": "g"}]})")
+    CHECK(config_error_of(R"({"providers": [)" + gem + R"(, "batch_retry_direct": "g"}]})")
               .find("not a provider in \"mode\": \"direct\"") != std::string::npos);
-    CHECK(error_of(R"({"providers": [{"name": "v", "api": "gemini",
+    CHECK(config_error_of(R"({"providers": [{"name": "v", "api": "gemini",
         "models": ["gemini-2.5-flash-image"], "mode": "batch", "base_url":
         "https://us-central1-aiplatform.googleapis.com/v1/projects/p/locations/l/publishers/google"}]})")
               .find("Vertex AI") != std::string::npos);
