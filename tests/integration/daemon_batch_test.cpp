@@ -3,6 +3,7 @@
 // counts the images the sim served against the images kept.
 #include <signal.h>
 
+#include "tests/integration/batch_checks.hpp"
 #include "tests/integration/daemon_fixture.hpp"
 
 using namespace imgbatch::test;
@@ -16,29 +17,7 @@ std::string batch_provider(const Sim& sim, const std::string& extra = "") {
 }
 
 long long batch_stat(const Sim& sim, const std::string& name) {
-    const std::string s = sim.stats_json();
-    auto at = s.find("\"batches\":");
-    if (at == std::string::npos) return 0;
-    auto k = s.find("\"" + name + "\":", at);
-    if (k == std::string::npos) return 0;
-    return std::stoll(s.substr(k + name.size() + 3));
-}
-
-// Every image the sim served is a file recorded once; no request was in two open vendor
-// batches at once, and none is left running.
-void check_kept(const DaemonEnv& env, const Sim& sim) {
-    CHECK(env.number("SELECT count(*) FROM outputs") == sim.stat("images"));
-    CHECK(env.number("SELECT count(DISTINCT path) FROM outputs") ==
-          env.number("SELECT count(*) FROM outputs"));
-    CHECK(env.number("SELECT count(*) FROM requests WHERE state = 'running'") == 0);
-    CHECK(env.number("SELECT count(*) FROM vendor_batches WHERE state NOT IN ('done', "
-                     "'abandoned')") == 0);
-    // One attempt row per (request, attempt): nothing recorded twice.
-    CHECK(env.number("SELECT count(*) FROM (SELECT request_id, attempt_no FROM attempts "
-                     "GROUP BY 1, 2 HAVING count(*) > 1)") == 0);
-    // A request is in a vendor batch once per attempt.
-    CHECK(env.number("SELECT count(*) FROM (SELECT request_id, attempt_no FROM "
-                     "vendor_batch_requests GROUP BY 1, 2 HAVING count(*) > 1)") == 0);
+    return sim_section_stat(sim, "batches", name);
 }
 
 std::string jobs_of(int count, const std::string& prefix = "k", const std::string& extra = "") {
@@ -73,7 +52,7 @@ TEST_CASE("batch mode: requests go through one vendor batch and are recorded as 
     RunResult show = env.cli({"show", env.job_id("k0")});
     CHECK(show.out.find("vendor batches of the attempts:") != std::string::npos);
     CHECK(show.out.find(env.value("SELECT vendor_id FROM vendor_batches")) != std::string::npos);
-    check_kept(env, sim);
+    check_batch_kept(env, sim);
 }
 
 TEST_CASE("batch mode: per-line moderation, invalid and server errors are the request's") {
@@ -96,7 +75,7 @@ TEST_CASE("batch mode: per-line moderation, invalid and server errors are the re
     env.check_outputs("ok", 1);
     env.check_outputs("srv", 1);
     CHECK(env.number("SELECT count(*) FROM vendor_batches") >= 2);
-    check_kept(env, sim);
+    check_batch_kept(env, sim);
 }
 
 TEST_CASE("batch mode: an expired batch keeps what completed and returns the rest") {
@@ -115,7 +94,7 @@ TEST_CASE("batch mode: an expired batch keeps what completed and returns the res
     CHECK(env.attempts("d") == std::vector<std::string>{"returned||", "ok||"});
     CHECK(env.counters("c") == "1|0|0");  // the return used no attempt
     CHECK(env.value("SELECT vendor_status FROM vendor_batches ORDER BY id LIMIT 1") == "expired");
-    check_kept(env, sim);
+    check_batch_kept(env, sim);
 }
 
 TEST_CASE("batch mode: a failed batch fails the line it names and returns the others") {
@@ -131,7 +110,7 @@ TEST_CASE("batch mode: a failed batch fails the line it names and returns the ot
     CHECK(env.attempts("b") == std::vector<std::string>{"error|invalid_request|0"});
     CHECK(env.attempts("a") == std::vector<std::string>{"returned||", "ok||"});
     CHECK(env.value("SELECT vendor_status FROM vendor_batches ORDER BY id LIMIT 1") == "failed");
-    check_kept(env, sim);
+    check_batch_kept(env, sim);
 }
 
 namespace {
@@ -170,7 +149,7 @@ TEST_CASE("batch mode: kill -9 before the upload is answered") {
     check_all_done(env, 4);
     CHECK(batch_stat(sim, "created") == 1);
     CHECK(env.number("SELECT count(*) FROM vendor_batches") == 1);
-    check_kept(env, sim);
+    check_batch_kept(env, sim);
 }
 
 TEST_CASE("batch mode: kill -9 after the upload, before the create") {
@@ -182,7 +161,7 @@ TEST_CASE("batch mode: kill -9 after the upload, before the create") {
         "after the upload");
     check_all_done(env, 4);
     CHECK(batch_stat(sim, "created") == 1);
-    check_kept(env, sim);
+    check_batch_kept(env, sim);
 }
 
 TEST_CASE("batch mode: a create whose answer was lost is adopted, not submitted again") {
@@ -196,7 +175,7 @@ TEST_CASE("batch mode: a create whose answer was lost is adopted, not submitted 
     env.check_outputs("lost", 1);
     CHECK(batch_stat(sim, "created") == 1);
     CHECK(env.value("SELECT vendor_id FROM vendor_batches") != "");
-    check_kept(env, sim);
+    check_batch_kept(env, sim);
 }
 
 TEST_CASE("batch mode: kill -9 while polling resumes the same vendor batch") {
@@ -208,7 +187,7 @@ TEST_CASE("batch mode: kill -9 while polling resumes the same vendor batch") {
         "while polling");
     check_all_done(env, 4);
     CHECK(batch_stat(sim, "created") == 1);
-    check_kept(env, sim);
+    check_batch_kept(env, sim);
 }
 
 TEST_CASE("batch mode: kill -9 while the output is applied records every line once") {
@@ -226,7 +205,7 @@ TEST_CASE("batch mode: kill -9 while the output is applied records every line on
     check_all_done(env, count);
     CHECK(batch_stat(sim, "created") == 1);
     CHECK(env.number("SELECT count(*) FROM attempts") == count);
-    check_kept(env, sim);
+    check_batch_kept(env, sim);
 }
 
 TEST_CASE("batch mode: cancel cancels the vendor batch and keeps what it made") {
@@ -252,7 +231,7 @@ TEST_CASE("batch mode: cancel cancels the vendor batch and keeps what it made") 
     CHECK(daemon->err().find("event=vendor_batch_cancel ") != std::string::npos);
     CHECK(env.value("SELECT vendor_status FROM vendor_batches") == "cancelled");
     CHECK(env.number("SELECT count(*) FROM jobs WHERE state = 'cancelled'") == 6);
-    check_kept(env, sim);
+    check_batch_kept(env, sim);
 }
 
 TEST_CASE("batch mode: an output file larger than max_response_bytes streams to disk") {
@@ -263,5 +242,5 @@ TEST_CASE("batch mode: an output file larger than max_response_bytes streams to 
     check_all_done(env, 40);
     CHECK(env.number("SELECT sum(bytes) FROM outputs") > 8192);
     CHECK(batch_stat(sim, "created") == 1);
-    check_kept(env, sim);
+    check_batch_kept(env, sim);
 }

@@ -4,6 +4,7 @@
 // counts the images the sim served against the images kept.
 #include <signal.h>
 
+#include "tests/integration/batch_checks.hpp"
 #include "tests/integration/daemon_fixture.hpp"
 
 using namespace imgbatch::test;
@@ -20,12 +21,7 @@ std::string gemini_batch_provider(const Sim& sim, const std::string& extra = "")
 }
 
 long long gstat(const Sim& sim, const std::string& name) {
-    const std::string s = sim.stats_json();
-    auto at = s.find("\"gemini_batches\":");
-    if (at == std::string::npos) return 0;
-    auto k = s.find("\"" + name + "\":", at);
-    if (k == std::string::npos) return 0;
-    return std::stoll(s.substr(k + name.size() + 3));
+    return sim_section_stat(sim, "gemini_batches", name);
 }
 
 long long path_count(const Sim& sim, const std::string& path) {
@@ -33,19 +29,6 @@ long long path_count(const Sim& sim, const std::string& path) {
     auto k = s.find("\"" + path + "\":");
     if (k == std::string::npos) return 0;
     return std::stoll(s.substr(k + path.size() + 3));
-}
-
-void check_kept(const DaemonEnv& env, const Sim& sim) {
-    CHECK(env.number("SELECT count(*) FROM outputs") == sim.stat("images"));
-    CHECK(env.number("SELECT count(DISTINCT path) FROM outputs") ==
-          env.number("SELECT count(*) FROM outputs"));
-    CHECK(env.number("SELECT count(*) FROM requests WHERE state = 'running'") == 0);
-    CHECK(env.number("SELECT count(*) FROM vendor_batches WHERE state NOT IN ('done', "
-                     "'abandoned')") == 0);
-    CHECK(env.number("SELECT count(*) FROM (SELECT request_id, attempt_no FROM attempts "
-                     "GROUP BY 1, 2 HAVING count(*) > 1)") == 0);
-    CHECK(env.number("SELECT count(*) FROM (SELECT request_id, attempt_no FROM "
-                     "vendor_batch_requests GROUP BY 1, 2 HAVING count(*) > 1)") == 0);
 }
 
 std::string jobs_of(int count, const std::string& extra = "") {
@@ -106,7 +89,7 @@ TEST_CASE("gemini batch: inline requests, one vendor batch a model, results inli
     // usageMetadata of each line is kept as a direct call's.
     CHECK(env.value("SELECT usage FROM attempts LIMIT 1").find("promptTokenCount") !=
           std::string::npos);
-    check_kept(env, sim);
+    check_batch_kept(env, sim);
 }
 
 TEST_CASE("gemini batch: file mode uploads the JSONL and downloads the responses file") {
@@ -121,7 +104,7 @@ TEST_CASE("gemini batch: file mode uploads the JSONL and downloads the responses
     CHECK(path_count(sim, "/download/v1beta/files") == 1);
     CHECK(gstat(sim, "created") == 1);
     CHECK(sim.stat("images") == 5);
-    check_kept(env, sim);
+    check_batch_kept(env, sim);
 }
 
 TEST_CASE("gemini batch: per-line refusals, invalid and server errors are the request's") {
@@ -141,7 +124,7 @@ TEST_CASE("gemini batch: per-line refusals, invalid and server errors are the re
     CHECK(env.attempts("srv") == std::vector<std::string>{"error|server|500", "ok||"});
     env.check_outputs("ok", 1);
     env.check_outputs("srv", 1);
-    check_kept(env, sim);
+    check_batch_kept(env, sim);
 }
 
 TEST_CASE("gemini batch: an expired batch keeps what completed and returns the rest") {
@@ -158,7 +141,7 @@ TEST_CASE("gemini batch: an expired batch keeps what completed and returns the r
     CHECK(env.attempts("b") == std::vector<std::string>{"returned||", "ok||"});
     CHECK(env.value("SELECT vendor_status FROM vendor_batches ORDER BY id LIMIT 1") ==
           "BATCH_STATE_EXPIRED");
-    check_kept(env, sim);
+    check_batch_kept(env, sim);
 }
 
 TEST_CASE("gemini batch: a failed batch is a server error of each line, retried") {
@@ -171,7 +154,7 @@ TEST_CASE("gemini batch: a failed batch is a server error of each line, retried"
     CHECK(env.attempts("a").front() == "error|server|0");
     CHECK(env.job_state("b") == "failed");
     CHECK(env.number("SELECT count(*) FROM outputs") == 0);
-    check_kept(env, sim);
+    check_batch_kept(env, sim);
 }
 
 TEST_CASE("gemini batch: a create whose answer was lost is adopted, not submitted again") {
@@ -184,7 +167,7 @@ TEST_CASE("gemini batch: a create whose answer was lost is adopted, not submitte
     env.check_outputs("lost", 1);
     CHECK(gstat(sim, "created") == 1);
     CHECK(env.value("SELECT vendor_id FROM vendor_batches").starts_with("batches/"));
-    check_kept(env, sim);
+    check_batch_kept(env, sim);
 }
 
 TEST_CASE("gemini batch: kill -9 while polling resumes the same vendor batch") {
@@ -196,7 +179,7 @@ TEST_CASE("gemini batch: kill -9 while polling resumes the same vendor batch") {
         "while polling");
     check_all_done(env, 4);
     CHECK(gstat(sim, "created") == 1);
-    check_kept(env, sim);
+    check_batch_kept(env, sim);
 }
 
 TEST_CASE("gemini batch: cancel cancels the vendor batch and keeps what it made") {
@@ -216,7 +199,7 @@ TEST_CASE("gemini batch: cancel cancels the vendor batch and keeps what it made"
     CHECK(daemon->err().find("event=vendor_batch_cancel ") != std::string::npos);
     CHECK(env.value("SELECT vendor_status FROM vendor_batches") == "BATCH_STATE_CANCELLED");
     CHECK(env.number("SELECT count(*) FROM jobs WHERE state = 'cancelled'") == 6);
-    check_kept(env, sim);
+    check_batch_kept(env, sim);
 }
 
 TEST_CASE("gemini batch: a responses file larger than max_response_bytes streams to disk") {
@@ -229,7 +212,7 @@ TEST_CASE("gemini batch: a responses file larger than max_response_bytes streams
     // The images alone (base64 in the file is larger still) exceed what one answer may hold.
     CHECK(env.number("SELECT sum(bytes) FROM outputs") > 8192);
     CHECK(path_count(sim, "/download/v1beta/files") == 1);
-    check_kept(env, sim);
+    check_batch_kept(env, sim);
 }
 
 TEST_CASE("gemini batch: with batch_retry_direct a failed line is retried as a direct call") {
@@ -255,5 +238,5 @@ TEST_CASE("gemini batch: with batch_retry_direct a failed line is retried as a d
                    " ORDER BY id") == std::vector<std::string>{"gem", "gem"});
     CHECK(path_count(sim, "/v1beta/models/" + kFlash + ":generateContent") == 1);
     CHECK(r.err.find("retry_provider=gemd") != std::string::npos);
-    check_kept(env, sim);
+    check_batch_kept(env, sim);
 }
