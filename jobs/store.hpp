@@ -458,6 +458,10 @@ class Store {
 
     // ---- queries ----
     Stats stats(const std::optional<std::string>& batch, double now);
+    // A batch's job counts (states, images) once none of its jobs is pending, queued or
+    // running; nullopt while it has work left or does not exist. Reads only the
+    // jobs_batch_state index: cheap enough to ask after every completion.
+    std::optional<Stats> finished_batch(const std::string& batch);
     std::vector<JobRow> list_jobs(const JobFilter& filter);
     std::optional<JobDetail> job_detail(std::int64_t job_id);
     // Streams one record per job, in job id order.

@@ -95,34 +95,65 @@ void count_state(Stats& st, std::int64_t& remaining, const std::string& state, s
         remaining += std::max<std::int64_t>(0, n - done);
 }
 
-}  // namespace
-
-Stats Store::stats(const std::optional<std::string>& batch, double now) {
-    Stats st;
+// Fills the job counts of st (of one batch, or of all jobs) and returns the images still
+// wanted by unfinished jobs. Covered by the indexes jobs_state / jobs_batch_state: no table
+// rows are read.
+// Every state at 0: a listed state with no job shows as 0, not as missing.
+void zero_states(Stats& st) {
     for (auto s : {JobState::pending, JobState::queued, JobState::running, JobState::succeeded,
                    JobState::failed, JobState::blocked, JobState::cancelled, JobState::rejected})
         st.jobs_by_state[std::string(to_string(s))] = 0;
+}
+
+std::int64_t count_states(StoreDb& impl, Stats& st, std::optional<std::int64_t> bid) {
+    zero_states(st);
+    auto q = impl.prep(bid ? "SELECT state, COUNT(*), SUM(n), SUM(images_done) FROM jobs "
+                             "WHERE batch_id = ? GROUP BY state"
+                           : "SELECT state, COUNT(*), SUM(n), SUM(images_done) FROM jobs "
+                             "GROUP BY state");
+    if (bid) q->bind(1, *bid);
+    std::int64_t remaining = 0;
+    while (q->executeStep())
+        count_state(st, remaining, text(*q, 0), q->getColumn(1).getInt64(),
+                    q->getColumn(2).getInt64(), q->getColumn(3).getInt64());
+    return remaining;
+}
+
+}  // namespace
+
+std::optional<Stats> Store::finished_batch(const std::string& batch) {
+    auto bid = impl_->find_batch(batch);
+    if (!bid) return std::nullopt;
+    {
+        auto q = impl_->prep(
+            "SELECT EXISTS(SELECT 1 FROM jobs WHERE batch_id = ?1 AND state = 'pending') "
+            "OR EXISTS(SELECT 1 FROM jobs WHERE batch_id = ?1 AND state = 'queued') "
+            "OR EXISTS(SELECT 1 FROM jobs WHERE batch_id = ?1 AND state = 'running')");
+        q->bind(1, *bid);
+        q->executeStep();
+        if (q->getColumn(0).getInt() != 0) return std::nullopt;
+    }
+    Stats st;
+    count_states(*impl_, st, bid);
+    if (st.jobs == 0) return std::nullopt;
+    return st;
+}
+
+Stats Store::stats(const std::optional<std::string>& batch, double now) {
+    Stats st;
     std::optional<std::int64_t> bid;
     if (batch) {
         bid = impl_->find_batch(*batch);
-        if (!bid) return st;
+        if (!bid) {
+            zero_states(st);
+            return st;
+        }
     }
     auto bind_batch = [&](Stmt& q, int index) {
         if (bid) q->bind(index, *bid);
     };
 
-    std::int64_t remaining = 0;
-    {
-        // Covered by the indexes jobs_state / jobs_batch_state: no table rows are read.
-        auto q = impl_->prep(bid ? "SELECT state, COUNT(*), SUM(n), SUM(images_done) FROM jobs "
-                                   "WHERE batch_id = ? GROUP BY state"
-                                 : "SELECT state, COUNT(*), SUM(n), SUM(images_done) FROM jobs "
-                                   "GROUP BY state");
-        bind_batch(q, 1);
-        while (q->executeStep())
-            count_state(st, remaining, text(*q, 0), q->getColumn(1).getInt64(),
-                        q->getColumn(2).getInt64(), q->getColumn(3).getInt64());
-    }
+    std::int64_t remaining = count_states(*impl_, st, bid);
     {
         auto q = impl_->prep(bid ? "SELECT COUNT(*) FROM outputs o JOIN jobs j ON j.id = o.job_id "
                                    "WHERE o.created_at >= ? AND j.batch_id = ?"

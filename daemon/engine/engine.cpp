@@ -334,13 +334,8 @@ asio::awaitable<void> report_batches(Engine* e) {
     touched.swap(e->shared.batches_touched);
     auto read = [touched](jobs::Store& st) {
         std::vector<std::pair<std::string, jobs::Stats>> done;
-        double now = jobs::unix_now();
-        for (const auto& b : touched) {
-            jobs::Stats stats = st.stats(b, now);
-            auto& by = stats.jobs_by_state;
-            if (by["pending"] + by["queued"] + by["running"] == 0 && stats.jobs > 0)
-                done.emplace_back(b, std::move(stats));
-        }
+        for (const auto& b : touched)
+            if (auto stats = st.finished_batch(b)) done.emplace_back(b, std::move(*stats));
         return done;
     };
     auto done = co_await e->shared.db.call<std::vector<std::pair<std::string, jobs::Stats>>>(

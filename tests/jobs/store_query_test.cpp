@@ -66,6 +66,29 @@ TEST_CASE("stats: states, images, rate, ETA and providers") {
     CHECK(none.jobs_by_state.size() == 8);
 }
 
+TEST_CASE("finished_batch: counts only once nothing is pending, queued or running") {
+    Store s(":memory:");
+    s.enqueue("b1", {item("a", 2, 1), item("b", 1, 1)});
+    s.enqueue("b2", {item("c", 1, 1)});
+    CHECK_FALSE(s.finished_batch("b1"));
+    CHECK_FALSE(s.finished_batch("nope"));
+    auto c = s.claim("p1", kOwner, 3, 100, 1e12);  // a#0, a#1, b#0
+    REQUIRE(c.size() == 3);
+    std::vector<Completion> v{completion(c[0], kOwner, 1), completion(c[1], kOwner, 1)};
+    s.apply(v);
+    CHECK_FALSE(s.finished_batch("b1"));  // b is still running
+    std::vector<Completion> last{completion(c[2], kOwner, 1)};
+    s.apply(last);
+    auto done = s.finished_batch("b1");
+    REQUIRE(done);
+    CHECK(done->jobs == 2);
+    CHECK(done->jobs_by_state["succeeded"] == 2);
+    CHECK(done->jobs_by_state["queued"] == 0);
+    CHECK(done->images_done == 3);
+    CHECK(done->images_wanted == 3);
+    CHECK_FALSE(s.finished_batch("b2"));  // c is still queued
+}
+
 TEST_CASE("list_jobs and job_detail filter and order by id") {
     Store s(":memory:");
     auto r = s.enqueue("b1", {item("a"), item("b"), item("c")});
