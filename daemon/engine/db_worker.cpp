@@ -208,10 +208,17 @@ void DbWorker::thread_main() {
             apply_group(std::move(h.items), h.failures, h.delay);
             steps_.fetch_add(1, std::memory_order_relaxed);
         }
-        // New completions in one transaction; then the other items in order.
+        // Items asked for first (claims), then the new completions in one transaction, then
+        // the other items in order.
+        for (auto& item : work) {
+            if (!item || !item->first) continue;
+            item->run(*store_);
+            item.reset();
+            steps_.fetch_add(1, std::memory_order_relaxed);
+        }
         Group group;
         for (auto& item : work)
-            if (item->completion()) group.push_back(std::move(item));
+            if (item && item->completion()) group.push_back(std::move(item));
         if (!group.empty()) {
             apply_group(std::move(group));
             steps_.fetch_add(1, std::memory_order_relaxed);

@@ -80,6 +80,23 @@ class DbWorker {
             boost::asio::use_awaitable, F(std::forward<Fn>(fn)));
     }
 
+    // Like call, but run ahead of the completions waiting for the next group commit (not of
+    // a commit already under way): for a claim, which the provider's free slots wait for,
+    // while a commit's fsyncs can wait a few milliseconds more.
+    template <class R, class Fn>
+    boost::asio::awaitable<R> call_first(Fn&& fn) {
+        using F = std::decay_t<Fn>;
+        return boost::asio::async_initiate<const boost::asio::use_awaitable_t<>&,
+                                           void(std::exception_ptr, R)>(
+            [this](auto handler, F f) {
+                using H = decltype(handler);
+                auto item = std::make_unique<CallItem<R, F, H>>(std::move(f), std::move(handler));
+                item->first = true;
+                enqueue(std::move(item));
+            },
+            boost::asio::use_awaitable, F(std::forward<Fn>(fn)));
+    }
+
     // Runs fn(store) on the DB thread and waits for it (start-up, tests; never on the
     // network thread while it serves requests). Exceptions are rethrown here.
     template <class Fn>
@@ -124,6 +141,7 @@ class DbWorker {
         // Completion items: the completion, and the result of its group commit.
         virtual jobs::Completion* completion() { return nullptr; }
         virtual void finish(std::exception_ptr, bool) {}
+        bool first = false;  // runs before the group commit it was queued with (call_first)
     };
 
   private:

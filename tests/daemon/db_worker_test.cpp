@@ -169,6 +169,47 @@ TEST_CASE("completions queued together are applied in one group commit") {
     CHECK(queued == 5);
 }
 
+TEST_CASE("call_first runs before the completions queued with it; call runs after them") {
+    TempDb t;
+    enqueue_jobs(t.path, 3);
+    std::vector<std::string> order;  // DB thread only, read after io.run()
+    DbWorker::FileHooks hooks{
+        [&order](jobs::Completion&) { order.push_back("place"); }, {}, {}, {}};
+    asio::io_context io;
+    DbWorker db(t.path, hooks);
+    auto claimed = db.call_sync(
+        [](jobs::Store& st) { return st.claim("sim", "me", 10, jobs::unix_now(), 60); });
+    REQUIRE(claimed.size() == 3);
+    std::promise<void> release;
+    auto gate = release.get_future().share();
+    db.post([gate](jobs::Store&) { gate.wait(); });
+
+    Results results;
+    for (auto& r : claimed)
+        asio::co_spawn(io, complete_one(&db, done(r, "me"), &results), asio::detached);
+    auto later = [&db, &order]() -> asio::awaitable<void> {
+        auto fn = [&order](jobs::Store&) {
+            order.push_back("call");
+            return 1;
+        };
+        co_await db.call<int>(std::move(fn));
+    };
+    auto first = [&db, &order]() -> asio::awaitable<void> {
+        auto fn = [&order](jobs::Store&) {
+            order.push_back("call_first");
+            return 1;
+        };
+        co_await db.call_first<int>(std::move(fn));
+    };
+    asio::co_spawn(io, later(), asio::detached);
+    asio::co_spawn(io, first(), asio::detached);  // queued last, runs first
+    io.poll();
+    release.set_value();
+    io.run();
+    REQUIRE(results.applied.size() == 3);
+    CHECK(order == std::vector<std::string>{"call_first", "place", "place", "place", "call"});
+}
+
 TEST_CASE("stale completions have their files discarded") {
     TempDb t;
     enqueue_jobs(t.path, 1);
