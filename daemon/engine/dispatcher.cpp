@@ -62,7 +62,26 @@ void ProviderRuntime::share_with(int daemons) {
 }
 
 int ProviderRuntime::prefetch_target() const {
-    return std::clamp(config.max_concurrency, 1, 128);
+    return std::clamp(config.max_concurrency, 1, 128) * prefetch_scale;
+}
+
+int next_prefetch_scale(int scale, bool claim_was_full, int ready, int free, int concurrency,
+                        int target) {
+    if (claim_was_full && ready == 0 && free >= std::max(2, concurrency / 2)) {
+        // The slots drained everything held ahead while the claim was on its way, and the
+        // queue has more: claim more at a time (fast answers at high concurrency). A lane
+        // spaced by a rate never has more than one start free: it keeps scale 1.
+        return std::min(scale * 2, kMaxPrefetchScale);
+    }
+    // Half of what was held ahead was still waiting: the claims are ahead of the lane.
+    if (scale > 1 && ready * 2 >= target) return scale / 2;
+    return scale;
+}
+
+void ProviderRuntime::adapt_prefetch(bool claim_was_full, double now) {
+    prefetch_scale =
+        next_prefetch_scale(prefetch_scale, claim_was_full, static_cast<int>(ready.size()),
+                            lane.claimable(now), lane.limits().max_concurrency, prefetch_target());
 }
 
 bool LaneSlot::release() {
@@ -320,12 +339,14 @@ asio::awaitable<void> claim_more(EngineShared* s, ProviderRuntime* p, int want) 
                       skip = s->budget.held_batches()](jobs::Store& st) {
             return st.claim_except(name, owner, want, now, lease, cap, skip);
         };
-        claimed = co_await s->db.call<std::vector<jobs::ClaimedRequest>>(std::move(claim));
+        // Ahead of the completions waiting for their group commit: free slots wait for it.
+        claimed = co_await s->db.call_first<std::vector<jobs::ClaimedRequest>>(std::move(claim));
     } catch (const std::exception& e) {
         spdlog::error("event=db_error op=claim provider={} error={}", q(name), q(e.what()));
         failed = true;
     }
     --s->claims_pending;
+    if (!failed) p->adapt_prefetch(static_cast<int>(claimed.size()) == want, jobs::unix_now());
     for (auto& req : claimed) {
         s->in_flight[req.request_id] =
             InFlight{req.job_id, req.attempt_no, now,       name,   AttemptState::claimed,
@@ -409,7 +430,9 @@ asio::awaitable<void> dispatch_loop(EngineShared* s, ProviderRuntime* p) {
         int want = std::max(can, 0) + target - buffered;
         bool need = can > 0 || buffered * 2 < target;
         if (!p->claiming && want > 0 && need && now >= p->claim_not_before)
-            asio::co_spawn(s->executor, claim_more(s, p, std::min(want, 256)), asio::detached);
+            asio::co_spawn(s->executor,
+                           claim_more(s, p, std::min(want, ProviderRuntime::kMaxClaim)),
+                           asio::detached);
         double wait = s->poll_interval_s;
         if (can <= 0) {
             double at = p->lane.next_start_at(now);

@@ -53,6 +53,14 @@ struct ProviderCounters {
     }
 };
 
+// The prefetch scale after a claim came back (see ProviderRuntime::prefetch_target):
+// claim_was_full (the queue may have more), ready (requests still held ahead when it came
+// back), free (slots the lane could start now), concurrency (the lane's max_concurrency),
+// target (the prefetch target at this scale).
+int next_prefetch_scale(int scale, bool claim_was_full, int ready, int free, int concurrency,
+                        int target);
+constexpr int kMaxPrefetchScale = 8;
+
 struct ProviderRuntime {
     ProviderRuntime(boost::asio::any_io_executor ex, const ProviderConfig& cfg,
                     const ProviderApi* api, std::string key);
@@ -87,7 +95,14 @@ struct ProviderRuntime {
     std::deque<jobs::ClaimedRequest> ready;
     bool claiming = false;        // a claim is on its way to the DB thread
     double claim_not_before = 0;  // the queue was found empty: claim again then (or on wake)
-    int prefetch_target() const;  // how many claims to hold ahead
+    // How many claims to hold ahead: the concurrency (at most 128) times prefetch_scale,
+    // which adapt_prefetch doubles (up to kMaxPrefetchScale) when a claim comes back to a
+    // drained lane with free slots, and halves when claims run ahead of the lane. One claim
+    // takes at most kMaxClaim requests.
+    int prefetch_target() const;
+    void adapt_prefetch(bool claim_was_full, double now);
+    int prefetch_scale = 1;
+    static constexpr int kMaxClaim = 1024;
     // Attempts whose slot was freed when their answer came in and whose images are still
     // being decoded and written: at most max_concurrency, so that a disk slower than the
     // provider holds the lane back instead of piling answers up in memory.
