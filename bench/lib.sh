@@ -2,7 +2,8 @@
 # start `imgbatch sim` on a free loopback port, and clean both up at exit.
 
 # bench_init NAME [BINARY]: sets $bin (BINARY, else $IMGBATCH_BIN, else build/imgbatch) and
-# $dir (a fresh temporary directory).
+# $dir (a fresh temporary directory under $BENCH_TMPDIR, default /tmp: the file system the
+# database and the images are written to).
 bench_init() {
     local name=$1
     bin=${2:-${IMGBATCH_BIN:-}}
@@ -11,7 +12,7 @@ bench_init() {
         [[ -x "$b" ]] && bin=$b
     fi
     [[ -x "${bin:-}" ]] || { echo "imgbatch binary not found; pass its path" >&2; exit 2; }
-    dir=$(mktemp -d "/tmp/imgbatch-$name-XXXXXX")
+    dir=$(mktemp -d "${BENCH_TMPDIR:-/tmp}/imgbatch-$name-XXXXXX")
     sim_pid=""
     trap bench_cleanup EXIT
 }
