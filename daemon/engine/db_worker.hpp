@@ -70,14 +70,7 @@ class DbWorker {
     // full-expression twice, so no lambda temporary may appear in the co_await expression.
     template <class R, class Fn>
     boost::asio::awaitable<R> call(Fn&& fn) {
-        using F = std::decay_t<Fn>;
-        return boost::asio::async_initiate<const boost::asio::use_awaitable_t<>&,
-                                           void(std::exception_ptr, R)>(
-            [this](auto handler, F f) {
-                using H = decltype(handler);
-                enqueue(std::make_unique<CallItem<R, F, H>>(std::move(f), std::move(handler)));
-            },
-            boost::asio::use_awaitable, F(std::forward<Fn>(fn)));
+        return call_item<R>(std::forward<Fn>(fn), false);
     }
 
     // Like call, but run ahead of the completions waiting for the next group commit (not of
@@ -85,16 +78,7 @@ class DbWorker {
     // while a commit's fsyncs can wait a few milliseconds more.
     template <class R, class Fn>
     boost::asio::awaitable<R> call_first(Fn&& fn) {
-        using F = std::decay_t<Fn>;
-        return boost::asio::async_initiate<const boost::asio::use_awaitable_t<>&,
-                                           void(std::exception_ptr, R)>(
-            [this](auto handler, F f) {
-                using H = decltype(handler);
-                auto item = std::make_unique<CallItem<R, F, H>>(std::move(f), std::move(handler));
-                item->first = true;
-                enqueue(std::move(item));
-            },
-            boost::asio::use_awaitable, F(std::forward<Fn>(fn)));
+        return call_item<R>(std::forward<Fn>(fn), true);
     }
 
     // Runs fn(store) on the DB thread and waits for it (start-up, tests; never on the
@@ -145,6 +129,20 @@ class DbWorker {
     };
 
   private:
+    template <class R, class Fn>
+    boost::asio::awaitable<R> call_item(Fn&& fn, bool first) {
+        using F = std::decay_t<Fn>;
+        return boost::asio::async_initiate<const boost::asio::use_awaitable_t<>&,
+                                           void(std::exception_ptr, R)>(
+            [this, first](auto handler, F f) {
+                using H = decltype(handler);
+                auto item = std::make_unique<CallItem<R, F, H>>(std::move(f), std::move(handler));
+                item->first = first;
+                enqueue(std::move(item));
+            },
+            boost::asio::use_awaitable, F(std::forward<Fn>(fn)));
+    }
+
     template <class R, class Fn, class H>
     struct CallItem : Item {
         CallItem(Fn f, H h) : fn(std::move(f)), handler(std::move(h)) {}

@@ -77,6 +77,26 @@ jobs::Completion done(const jobs::ClaimedRequest& r, const std::string& owner) {
     return c;
 }
 
+// Holds the DB thread until the promise is set: what is queued meanwhile is seen at once.
+std::promise<void> hold_db_thread(DbWorker& db) {
+    std::promise<void> release;
+    db.post([gate = release.get_future().share()](jobs::Store&) { gate.wait(); });
+    return release;
+}
+
+// A worker on a database of `jobs` one-image jobs, all claimed by "me".
+struct ClaimedDb {
+    ClaimedDb(int jobs, DbWorker::FileHooks hooks) {
+        enqueue_jobs(t.path, jobs);
+        db = std::make_unique<DbWorker>(t.path, std::move(hooks));
+        claimed = db->call_sync(
+            [](jobs::Store& st) { return st.claim("sim", "me", 10, jobs::unix_now(), 60); });
+    }
+    TempDb t;
+    std::unique_ptr<DbWorker> db;
+    std::vector<jobs::ClaimedRequest> claimed;
+};
+
 }  // namespace
 
 TEST_CASE("calls run on the DB thread and results come back on the io thread") {
@@ -127,21 +147,15 @@ TEST_CASE("exceptions thrown on the DB thread reach the awaiting coroutine") {
 }
 
 TEST_CASE("completions queued together are applied in one group commit") {
-    TempDb t;
-    enqueue_jobs(t.path, 5);
     int placed = 0, synced = 0;
-    DbWorker::FileHooks hooks{
-        [&placed](jobs::Completion&) { ++placed; }, [&synced] { ++synced; }, {}, {}};
     asio::io_context io;  // outlives the worker (see above)
-    DbWorker db(t.path, hooks);
-    auto claimed = db.call_sync(
-        [](jobs::Store& st) { return st.claim("sim", "me", 10, jobs::unix_now(), 60); });
+    ClaimedDb c(5, {[&placed](jobs::Completion&) { ++placed; }, [&synced] { ++synced; }, {}, {}});
+    DbWorker& db = *c.db;
+    auto& claimed = c.claimed;
     REQUIRE(claimed.size() == 5);
 
     // Hold the DB thread so that every completion is queued before it looks.
-    std::promise<void> release;
-    auto gate = release.get_future().share();
-    db.post([gate](jobs::Store&) { gate.wait(); });
+    std::promise<void> release = hold_db_thread(db);
 
     Results results;
     for (auto& r : claimed)
@@ -170,19 +184,13 @@ TEST_CASE("completions queued together are applied in one group commit") {
 }
 
 TEST_CASE("call_first runs before the completions queued with it; call runs after them") {
-    TempDb t;
-    enqueue_jobs(t.path, 3);
     std::vector<std::string> order;  // DB thread only, read after io.run()
-    DbWorker::FileHooks hooks{
-        [&order](jobs::Completion&) { order.push_back("place"); }, {}, {}, {}};
     asio::io_context io;
-    DbWorker db(t.path, hooks);
-    auto claimed = db.call_sync(
-        [](jobs::Store& st) { return st.claim("sim", "me", 10, jobs::unix_now(), 60); });
+    ClaimedDb c(3, {[&order](jobs::Completion&) { order.push_back("place"); }, {}, {}, {}});
+    DbWorker& db = *c.db;
+    auto& claimed = c.claimed;
     REQUIRE(claimed.size() == 3);
-    std::promise<void> release;
-    auto gate = release.get_future().share();
-    db.post([gate](jobs::Store&) { gate.wait(); });
+    std::promise<void> release = hold_db_thread(db);
 
     Results results;
     for (auto& r : claimed)
@@ -300,9 +308,7 @@ TEST_CASE("one completion that cannot be placed does not sink the others of its 
     REQUIRE(claimed.size() == 4);
     bad_request = claimed[2].request_id;
 
-    std::promise<void> release;
-    auto gate = release.get_future().share();
-    db.post([gate](jobs::Store&) { gate.wait(); });
+    std::promise<void> release = hold_db_thread(db);
     Results results;
     for (auto& r : claimed)
         asio::co_spawn(io, complete_one(&db, done(r, "me"), &results), asio::detached);
