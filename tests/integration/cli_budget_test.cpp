@@ -87,8 +87,9 @@ TEST_CASE("enqueue --budget --strict: rolled back with the jobs") {
                           lines("a", 2) + "{\"prompt\": \"\"}\n");
     CHECK(r.code == 1);
     CHECK(has(r.out, "batch s: budget not set (no job was stored)"));
-    CHECK(!std::filesystem::exists(env.db) ||
-          env.number("SELECT count(*) FROM batches WHERE name = 's'") == 0);
+    const bool none = !std::filesystem::exists(env.db) ||
+                      env.number("SELECT count(*) FROM batches WHERE name = 's'") == 0;
+    CHECK(none);
 }
 
 TEST_CASE("enqueue --dry-run says whether the estimate fits the batch budget") {
