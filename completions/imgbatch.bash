@@ -63,7 +63,7 @@ _imgbatch() {
     local opts=""
     case "$cmd" in
         init) opts="" ;;
-        enqueue) opts="--batch --model --provider --n --priority --strict --dry-run --estimate --format --json" ;;
+        enqueue) opts="--batch --model --provider --n --priority --strict --dry-run --estimate --budget --format --json" ;;
         run) opts="--until-idle --max-seconds --allow-multiple" ;;
         status) opts="--batch --json --watch --interval" ;;
         wait) opts="--batch --timeout --interval" ;;

@@ -50,9 +50,17 @@ std::string BudgetHold::key() const {
     return kind == BudgetKind::batch ? "batch:" + batch : std::string(to_string(kind));
 }
 
+std::optional<double> BudgetLedger::limit(BudgetKind k, const std::string& batch) const {
+    if (k == BudgetKind::batch)
+        if (auto it = batch_max_usd_.find(batch); it != batch_max_usd_.end()) return it->second;
+    return config_.limit(k);
+}
+
 void BudgetLedger::snapshot(double day_start, double day_usd, double run_usd,
-                            const std::map<std::string, double>& batch_usd) {
+                            const std::map<std::string, double>& batch_usd,
+                            const std::map<std::string, double>& batch_max_usd) {
     snapshotted_ = true;
+    batch_max_usd_ = batch_max_usd;
     day_start_ = day_start;
     day_usd_ = day_usd;
     run_usd_ = run_usd;
@@ -110,7 +118,7 @@ double BudgetLedger::reserved(BudgetKind k, const std::string& batch) const {
 
 std::optional<BudgetHold> BudgetLedger::check_one(BudgetKind k, const std::string& batch,
                                                   std::optional<double> worst, double now) const {
-    const auto limit = config_.limit(k);
+    const auto limit = this->limit(k, batch);
     if (!limit) return std::nullopt;
     BudgetHold h;
     h.kind = k;

@@ -54,10 +54,19 @@ class BudgetLedger {
   public:
     void configure(const BudgetConfig& c) { config_ = c; }
     const BudgetConfig& config() const { return config_; }
+    // Any budget: of the config, or a batch's own (read at the last snapshot).
+    bool any() const { return config_.any() || !batch_max_usd_.empty(); }
+    // The budget k that applies to batch: for a batch budget the batch's own (batches.max_usd)
+    // when it has one, else the config's max_usd_per_batch.
+    std::optional<double> limit(BudgetKind k, const std::string& batch) const;
+    // The batches' own budgets of the last snapshot.
+    const std::map<std::string, double>& batch_budgets() const { return batch_max_usd_; }
 
-    // Database spend at one moment. day_start: the day the day_usd is for.
+    // Database spend at one moment. day_start: the day the day_usd is for. batch_max_usd: the
+    // batches' own budgets (a batch absent has none).
     void snapshot(double day_start, double day_usd, double run_usd,
-                  const std::map<std::string, double>& batch_usd);
+                  const std::map<std::string, double>& batch_usd,
+                  const std::map<std::string, double>& batch_max_usd = {});
     bool has_snapshot() const { return snapshotted_; }
     // Whether the batch's spend was part of the last snapshot.
     bool knows_batch(const std::string& batch) const { return batch_usd_.count(batch) > 0; }
@@ -95,6 +104,7 @@ class BudgetLedger {
     double day_start_ = 0;
     double day_usd_ = 0, run_usd_ = 0;
     std::map<std::string, double> batch_usd_;
+    std::map<std::string, double> batch_max_usd_;
     std::map<std::int64_t, Reservation> reserved_;
     std::vector<Recorded> since_snapshot_;  // recorded after the snapshot was read
 };

@@ -9,6 +9,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -321,9 +322,24 @@ struct BudgetHoldRow {
 };
 // Spend that budgets count (billed attempts): of the day from day_start, of one run (owner),
 // and of each batch asked for (absent batches spent 0).
+// With the batches' own budgets (schema 009): those of the batches asked for and of every
+// batch with open work (pending, queued or running jobs) that has one, whose spend is in
+// batch_usd too; open_batches: which batches of batch_usd have open work.
 struct BudgetSpend {
     double day_usd = 0, run_usd = 0;
     std::map<std::string, double> batch_usd;
+    std::map<std::string, double> batch_max_usd;
+    std::set<std::string> open_batches;
+};
+// What a budget read sums; what is not asked for reads as 0 (the config sets no such budget).
+// Without batches, a batch asked for reads its spend only when it has a budget of its own.
+struct BudgetRead {
+    bool day = true, run = true, batches = true;
+};
+// What setting a batch's own budget changed.
+struct BatchBudgetChange {
+    bool existed = false;          // the batch was there before
+    std::optional<double> before;  // its own budget before (unset: none)
 };
 
 // What is left to do (for `run --until-idle`): pending rows, and open (queued or running)
@@ -502,7 +518,15 @@ class Store {
     std::vector<BudgetHoldRow> budget_holds();
     // What the budgets of a daemon (owner) count, in one read.
     BudgetSpend budget_spend(std::string_view owner, double day_start,
-                             const std::vector<std::string>& batches);
+                             const std::vector<std::string>& batches, BudgetRead what = {});
+    // Sets (max_usd) or clears (unset) the batch's own budget (batches.max_usd, schema 009).
+    // A new batch is created when create is set; else an unknown batch is left alone (nullopt).
+    // Inside a transaction the caller holds on db() it writes into that one.
+    std::optional<BatchBudgetChange> set_batch_budget(std::string_view batch,
+                                                      std::optional<double> max_usd,
+                                                      bool create = true);
+    // The batch's own budget (unset: none, or no such batch).
+    std::optional<double> batch_budget(std::string_view batch);
 
     // ---- vendor batches (store_batches.cpp) ----
     // This database's instance id (database_instance.id).

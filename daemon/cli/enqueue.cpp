@@ -13,6 +13,8 @@
 #include <CLI/CLI.hpp>
 #include <boost/json/serialize.hpp>
 #include <cerrno>
+#include <charconv>
+#include <cmath>
 #include <cstring>
 #include <ctime>
 #include <filesystem>
@@ -22,10 +24,12 @@
 #include <utility>
 
 #include "daemon/cli/commands.hpp"
+#include "daemon/cli/cost_view.hpp"
 #include "daemon/cli/enqueue_store.hpp"
 #include "daemon/cli/estimate.hpp"
 #include "daemon/cli/format.hpp"
 #include "daemon/cost.hpp"
+#include "daemon/json_text.hpp"
 #include "daemon/logfmt.hpp"
 #include "jobs/job_file.hpp"
 #include "jobs/planner.hpp"
@@ -44,7 +48,28 @@ struct EnqueueOptions {
     CLI::Option* priority_opt = nullptr;
     bool strict = false, dry_run = false, json = false;
     bool estimate = false;  // --estimate: --dry-run with the database's queue beside the file
+    std::string budget;     // --budget USD|none
+    CLI::Option* budget_opt = nullptr;
 };
+
+// --budget's value: USD >= 0, or "none" to clear the batch's own budget (unset). Throws
+// UsageError naming the option.
+std::optional<double> parse_budget(const std::string& text) {
+    if (text == "none") return std::nullopt;
+    double v = 0;
+    const char* end = text.data() + text.size();
+    auto [ptr, ec] = std::from_chars(text.data(), end, v);
+    if (text.empty() || ec != std::errc() || ptr != end || !std::isfinite(v) || v < 0)
+        throw UsageError(
+            "--budget: must be a number of USD >= 0 (0 stops the batch's calls), "
+            "or 'none' to clear the batch's budget; got '" +
+            text + "'");
+    return v;
+}
+
+std::string budget_or_none(std::optional<double> usd) {
+    return usd ? format_usd(*usd) : std::string("none");
+}
 
 std::string default_batch_name(const std::string& first_file) {
     std::string stem = first_file == "-" ? "stdin" : std::filesystem::path(first_file).stem();
@@ -80,6 +105,7 @@ class Enqueuer final : public jobs::JobSink {
         if (o.n_opt->count()) defaults_.n = o.n;
         if (o.priority_opt->count()) defaults_.priority = o.priority;
         if (!o.format.empty()) forced_ = jobs::format_from_name("x." + o.format);
+        if (o.budget_opt->count()) store_.budget = parse_budget(o.budget);
         if (o.dry_run) {
             estimate_.emplace(cfg_);
             store_.on_count = [this](const jobs::EnqueueItem& item) { estimate_->add(item); };
@@ -94,9 +120,12 @@ class Enqueuer final : public jobs::JobSink {
     void abandon();
     void print_summary();  // the summary line, or with --json the JSON object
     void print_json_summary();
+    void print_budget();  // what --budget changed
     int exit_code() const { return rejected_ > 0 ? 1 : 0; }
     // --estimate: what the database already has queued or running, beside the file's cost.
     void read_queued(Context& ctx);
+    // --dry-run: the batch budget that would apply, and what the batch spent and has queued.
+    void read_budget(Context& ctx);
 
     void job(jobs::JobSpec&& spec) override;
     void error(jobs::LineError&& e) override { reject(e.line, std::move(e.reason)); }
@@ -158,6 +187,60 @@ void Enqueuer::read_queued(Context& ctx) {
         return;
     }
     queued_ = ctx.existing_store().queued_cost({}, queued_pricer(cfg_), true);
+}
+
+void Enqueuer::read_budget(Context& ctx) {
+    std::error_code ec;
+    const bool has_db = std::filesystem::exists(ctx.database(), ec);
+    BatchBudgetFit fit;
+    std::optional<double> limit;
+    if (o_.budget_opt->count()) {
+        limit = parse_budget(o_.budget);
+        fit.source = "--budget";
+    } else if (has_db) {
+        limit = ctx.existing_store().batch_budget(batch_);
+        fit.source = "the batch's own";
+    }
+    if (!limit && cfg_.budget.max_usd_per_batch) {
+        limit = cfg_.budget.max_usd_per_batch;
+        fit.source = "budget.max_usd_per_batch";
+    }
+    if (!limit) return;
+    fit.limit_usd = *limit;
+    if (has_db) {
+        auto& st = ctx.existing_store();
+        fit.spent_usd = st.spend(batch_filter(batch_)).usd;
+        const auto q = st.queued_cost(batch_filter(batch_), queued_pricer(cfg_), true);
+        fit.queued_worst_usd = q.worst_usd;
+        fit.queued_unpriced = q.unpriced;
+    }
+    estimate_->set_budget(fit);
+}
+
+void Enqueuer::print_budget() {
+    if (!store_.budget || o_.dry_run) return;
+    const auto& change = store_.budget_change();
+    const std::optional<double> now = *store_.budget;
+    std::string out = "batch " + batch_ + ": ";
+    if (!change) {
+        out += "budget not set (no job was stored";
+        out += o_.strict && rejected_ > 0 ? ")" : " and the batch does not exist)";
+    } else if (change->existed && change->before == now) {
+        out += "budget " + budget_or_none(now) + " (unchanged)";
+    } else if (now) {
+        out += (change->existed ? "budget changed from " + budget_or_none(change->before) + " to "
+                                : "budget set to ") +
+               format_usd(*now);
+        if (*now == 0) out += ": the batch's calls are held until it is raised";
+    } else {
+        out += "budget cleared (was " + budget_or_none(change->before) + ")";
+    }
+    if (change && !now)
+        out += cfg_.budget.max_usd_per_batch
+                   ? "; the config's max_usd_per_batch " +
+                         format_usd(*cfg_.budget.max_usd_per_batch) + " applies"
+                   : "; no batch budget applies";
+    std::cout << out << '\n';
 }
 
 void Enqueuer::job(jobs::JobSpec&& spec) {
@@ -293,7 +376,15 @@ void Enqueuer::print_json_summary() {
                    {"warnings", std::move(warnings)},
                    {"more_warnings", more_warnings_}};
     if (estimate_) o["estimate"] = estimate_->json(queued_);
-    std::cout << json::serialize(o) << '\n';
+    if (store_.budget) {
+        const auto& change = store_.budget_change();
+        o["budget"] = json::object{
+            {"max_usd", usd_json(*store_.budget)},
+            {"set", change.has_value()},
+            {"before_usd", change ? usd_json(change->before) : json::value(nullptr)},
+            {"changed", change && (!change->existed || change->before != *store_.budget)}};
+    }
+    std::cout << json_text(o) << '\n';
 }
 
 void Enqueuer::print_summary() {
@@ -306,13 +397,54 @@ void Enqueuer::print_summary() {
               << (o_.dry_run ? " jobs would be enqueued (" : " jobs enqueued (") << c.images
               << " images in " << c.requests << " requests), " << rejected_ << " rejected, "
               << c.duplicates << " duplicates" << (o_.dry_run ? " (dry run)" : "") << '\n';
+    print_budget();
     if (estimate_) std::cout << estimate_->text(queued_);
     if (!o_.dry_run && c.jobs > 0)
         spdlog::debug("enqueued batch={} jobs={} images={} requests={}", q(batch_), c.jobs,
                       c.images, c.requests);
 }
 
+// `enqueue --batch B --budget USD` without a file: changes the budget of batch B only.
+int change_budget(const EnqueueOptions& o, Context& ctx) {
+    const std::optional<double> budget = parse_budget(o.budget);
+    std::error_code ec;
+    if (!std::filesystem::exists(ctx.database(), ec))
+        throw OperationError("no batch '" + o.batch + "' (no database at " + ctx.database() + ")");
+    const auto change = ctx.existing_store().set_batch_budget(o.batch, budget, false);
+    if (!change) throw OperationError("no batch '" + o.batch + "'");
+    if (o.json) {
+        namespace json = boost::json;
+        std::cout << json_text(json::object{
+                         {"batch", o.batch},
+                         {"budget", json::object{{"max_usd", usd_json(budget)},
+                                                 {"set", true},
+                                                 {"before_usd", usd_json(change->before)},
+                                                 {"changed", change->before != budget}}}})
+                  << '\n';
+        return 0;
+    }
+    std::string out = "batch " + o.batch + ": ";
+    if (change->before == budget)
+        out += "budget " + budget_or_none(budget) + " (unchanged)";
+    else if (budget)
+        out += "budget changed from " + budget_or_none(change->before) + " to " +
+               format_usd(*budget) +
+               (*budget == 0 ? ": the batch's calls are held until it is raised" : "");
+    else
+        out += "budget cleared (was " + budget_or_none(change->before) + ")";
+    std::cout << out << '\n';
+    return 0;
+}
+
 int run_enqueue(EnqueueOptions o, Context& ctx) {
+    if (o.budget_opt->count()) parse_budget(o.budget);  // a bad value stops before anything
+    if (o.files.empty()) {
+        if (o.budget_opt->count() && !o.batch.empty() && !o.dry_run && !o.estimate)
+            return change_budget(o, ctx);
+        throw UsageError(
+            "enqueue: give FILE... (only --batch B --budget USD|none changes a batch's budget "
+            "without a file)");
+    }
     if (o.estimate) o.dry_run = true;
     // SQLite's memory statistics take a global mutex on every allocation: not needed here.
     // (Only possible before SQLite starts; later it is refused, and nothing changes.)
@@ -323,6 +455,7 @@ int run_enqueue(EnqueueOptions o, Context& ctx) {
         for (const auto& file : o.files) e.read(file);
         e.finish();
         if (o.estimate) e.read_queued(ctx);
+        if (o.dry_run) e.read_budget(ctx);
     } catch (const std::exception& ex) {
         // Chunks already committed stay (keys make enqueueing the file again safe).
         e.abandon();
@@ -341,8 +474,9 @@ int run_enqueue(EnqueueOptions o, Context& ctx) {
 void add_enqueue(CLI::App& app, Context& ctx) {
     auto o = std::make_shared<EnqueueOptions>();
     auto* cmd = app.add_subcommand("enqueue", "validate job files and add their jobs");
-    cmd->add_option("files", o->files, "job files (.jsonl, .csv, .txt); '-' reads stdin")
-        ->required();
+    cmd->add_option("files", o->files,
+                    "job files (.jsonl, .csv, .txt); '-' reads stdin (none: with --batch and "
+                    "--budget, only change the batch's budget)");
     cmd->add_option("--batch", o->batch, "batch name (default: FILE-STEM-YYYYmmdd-HHMMSS)");
     cmd->add_option("--model", o->model, "model for lines that name none");
     cmd->add_option("--provider", o->provider, "provider for lines that name none");
@@ -358,6 +492,12 @@ void add_enqueue(CLI::App& app, Context& ctx) {
     cmd->add_flag("--json", o->json,
                   "print one JSON object (batch, counts, rejections, duplicate keys) on stdout "
                   "instead of the summary line and the messages on stderr");
+    o->budget_opt =
+        cmd->add_option("--budget", o->budget,
+                        "USD the batch may spend in all, replacing the config's "
+                        "max_usd_per_batch for it (0 holds its calls; 'none' clears it); "
+                        "given for an existing batch, changes its budget")
+            ->type_name("USD|none");
     cmd->add_option("--format", o->format, "input format (default: from the file extension)")
         ->check(CLI::IsMember({"jsonl", "csv", "txt"}));
     cmd->callback([o, &ctx] { ctx.action = [o, &ctx] { return run_enqueue(*o, ctx); }; });

@@ -92,13 +92,22 @@ void ChunkStore::wait(bool rethrow) {
 }
 
 void ChunkStore::commit() {
+    if (budget && !budget_written_ && !dry_run_ && !rolled_back_) {
+        // No job stored (every line rejected or a duplicate): an existing batch still takes it.
+        budget_change_ = ctx_.store().set_batch_budget(batch_, *budget, false);
+        budget_written_ = true;
+    }
     if (strict_txn_) strict_txn_->commit();
     strict_txn_.reset();
 }
 
 void ChunkStore::roll_back() {
-    if (strict_txn_) counts_.jobs = counts_.images = counts_.requests = 0;
+    if (strict_txn_) {
+        counts_.jobs = counts_.images = counts_.requests = 0;
+        budget_change_.reset();  // undone with the jobs
+    }
     strict_txn_.reset();
+    rolled_back_ = true;
 }
 
 void ChunkStore::run() {
@@ -170,6 +179,11 @@ void ChunkStore::store(Chunk& c) {
     }
     if (strict_ && !strict_txn_)
         strict_txn_.emplace(store.db(), SQLite::TransactionBehavior::IMMEDIATE);
+    if (budget && !budget_written_) {
+        // Before the first job: a daemon never runs one of the batch without its budget.
+        budget_change_ = store.set_batch_budget(batch_, *budget, true);
+        budget_written_ = true;
+    }
     auto result = store.enqueue(batch_, c.items);
     std::size_t d = 0;  // duplicates come in item order
     for (std::size_t i = 0; i < c.items.size(); ++i) {

@@ -96,6 +96,13 @@ class ChunkStore {
     std::vector<Message>& messages() { return kept_; }
     // Called (on the store's thread) with each item counted: stored, or with dry_run would be.
     std::function<void(const jobs::EnqueueItem&)> on_count;
+    // enqueue --budget: the batch's own budget to set (unset inside: clear it), written before
+    // its first job (in the --strict transaction), or at commit() into an existing batch when
+    // no job was stored. Set before the first submit().
+    std::optional<std::optional<double>> budget;
+    // After commit(): what setting the budget changed (unset: not set, e.g. nothing stored
+    // into a batch that does not exist, or --strict rolled back, or dry_run).
+    const std::optional<jobs::BatchBudgetChange>& budget_change() const { return budget_change_; }
 
   private:
     void run();
@@ -111,6 +118,8 @@ class ChunkStore {
     std::vector<Message> kept_;
     std::optional<SQLite::Transaction> strict_txn_;
     bool tuned_ = false;
+    bool budget_written_ = false, rolled_back_ = false;
+    std::optional<jobs::BatchBudgetChange> budget_change_;
     Counts counts_;
     std::mutex m_;
     std::condition_variable cv_;

@@ -141,6 +141,7 @@ json::object Estimate::json(const std::optional<jobs::QueuedCost>& queued) const
                                         : json::value(config_.catalog.prices_as_of())},
                    {"prices_source", config_.catalog.prices_source()},
                    {"by_model", std::move(rows)}};
+    o["batch_budget"] = budget_ ? json::value(budget_json(worst, unpriced)) : json::value(nullptr);
     if (queued) {
         o["queued"] = projection_json(*queued);
         o["total_worst_usd"] = usd_json(worst + queued->worst_usd);
@@ -186,8 +187,41 @@ std::string Estimate::text(const std::optional<jobs::QueuedCost>& queued) const 
         out += ")\nwith this file: " + format_usd(typical + queued->typical_usd) + " typical, " +
                format_usd(worst + queued->worst_usd) + " worst case\n";
     }
+    if (budget_) out += budget_text(worst, unpriced);
     out += "prices go stale: see README \"Prices and spend\" to update them\n";
     return out;
+}
+
+bool Estimate::fits(double worst, std::int64_t unpriced) const {
+    const auto& b = *budget_;
+    // Requests without a price are held under a budget (their worst case is unknown).
+    return unpriced == 0 && b.queued_unpriced == 0 &&
+           b.spent_usd + b.queued_worst_usd + worst <= b.limit_usd + 1e-9;
+}
+
+std::string Estimate::budget_text(double worst, std::int64_t unpriced) const {
+    const auto& b = *budget_;
+    std::string out = "batch budget: " + format_usd(b.limit_usd) + " (" + b.source + "): spent " +
+                      format_usd(b.spent_usd) + ", queued or running " +
+                      format_usd(b.queued_worst_usd) + " worst case, this file " +
+                      format_usd(worst) + " worst case: ";
+    if (fits(worst, unpriced)) return out + "fits\n";
+    out += "does not fit";
+    if (unpriced + b.queued_unpriced > 0)
+        out += " (" + std::to_string(unpriced + b.queued_unpriced) +
+               " requests without a price are held under a budget)";
+    return out + "; calls stop before one would cross it, the rest stay queued\n";
+}
+
+json::object Estimate::budget_json(double worst, std::int64_t unpriced) const {
+    const auto& b = *budget_;
+    return json::object{{"limit_usd", usd_json(b.limit_usd)},
+                        {"source", b.source},
+                        {"spent_usd", usd_json(b.spent_usd)},
+                        {"queued_worst_usd", usd_json(b.queued_worst_usd)},
+                        {"queued_unpriced_requests", b.queued_unpriced},
+                        {"worst_usd", usd_json(b.spent_usd + b.queued_worst_usd + worst)},
+                        {"fits", fits(worst, unpriced)}};
 }
 
 }  // namespace imgbatch::daemon::cli

@@ -11,6 +11,7 @@
 #include "daemon/cli/commands.hpp"
 #include "daemon/cli/cost_view.hpp"
 #include "daemon/cli/format.hpp"
+#include "daemon/json_text.hpp"
 
 namespace imgbatch::daemon::cli {
 namespace {
@@ -50,7 +51,7 @@ std::string param_cell(const json::object& params, std::string_view name) {
     const auto* v = params.if_contains(name);
     if (!v || v->is_null()) return {};
     if (v->is_string()) return std::string(v->get_string());
-    return json::serialize(*v);
+    return json_text(*v);
 }
 
 json::object record_json(const jobs::ExportRecord& r, const PathStyle& path) {
@@ -106,7 +107,7 @@ std::string csv_line(const std::vector<std::string>& f) {
 void add_param_cells(std::vector<std::string>& f, const jobs::JobRow& j) {
     auto params = params_of(j);
     for (const auto& g : jobs::generation_fields()) f.push_back(param_cell(params, g));
-    f.push_back(params.empty() ? "" : json::serialize(params));
+    f.push_back(params.empty() ? "" : json_text(params));
 }
 
 std::string job_csv_header() {
@@ -132,7 +133,7 @@ std::string record_csv(const jobs::ExportRecord& r, const PathStyle& path) {
                            ? std::to_string(r.last_error->http_status)
                            : "",
                        r.last_error ? r.last_error->message : "", j.metadata_json,
-                       r.usage.empty() ? "" : json::serialize(r.usage), usd_cell(r.cost_usd)});
+                       r.usage.empty() ? "" : json_text(r.usage), usd_cell(r.cost_usd)});
     return csv_line(f);
 }
 
@@ -210,7 +211,7 @@ int run_export(const ExportOptions& o, Context& ctx) {
             if (csv)
                 out << image_csv(r, path);
             else
-                out << json::serialize(image_json(r, path)) << '\n';
+                out << json_text(image_json(r, path)) << '\n';
             ++count;
         });
     } else {
@@ -219,7 +220,7 @@ int run_export(const ExportOptions& o, Context& ctx) {
             if (csv)
                 out << record_csv(r, path);
             else
-                out << json::serialize(record_json(r, path)) << '\n';
+                out << json_text(record_json(r, path)) << '\n';
             ++count;
         });
     }

@@ -8,6 +8,7 @@
 #include "daemon/cli/commands.hpp"
 #include "daemon/cli/cost_view.hpp"
 #include "daemon/cli/format.hpp"
+#include "daemon/json_text.hpp"
 #include "jobs/state.hpp"
 
 namespace imgbatch::daemon::cli {
@@ -55,7 +56,7 @@ int run_jobs(const JobsOptions& o, Context& ctx) {
     if (o.json) {
         json::array arr;
         for (const auto& j : rows) arr.push_back(job_json(j));
-        std::cout << json::serialize(arr) << '\n';
+        std::cout << json_text(arr) << '\n';
         return 0;
     }
     std::vector<std::vector<std::string>> table{
@@ -176,7 +177,7 @@ int run_show(const ShowOptions& o, Context& ctx) {
     if (o.json) {
         auto obj = detail_json(*detail);
         obj["vendor_batches"] = attempt_batches_json(vendor);
-        std::cout << json::serialize(obj) + "\n";
+        std::cout << json_text(obj) + "\n";
     } else {
         std::cout << detail_text(*detail) << attempt_batches_text(vendor);
     }

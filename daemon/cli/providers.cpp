@@ -9,6 +9,7 @@
 #include "daemon/cli/commands.hpp"
 #include "daemon/cli/format.hpp"
 #include "daemon/cli/progress.hpp"
+#include "daemon/json_text.hpp"
 #include "jobs/text.hpp"
 
 namespace imgbatch::daemon::cli {
@@ -113,7 +114,7 @@ int run_providers(const ProvidersOptions& o, Context& ctx) {
         }
     }
     if (o.json)
-        std::cout << json::serialize(arr) << '\n';
+        std::cout << json_text(arr) << '\n';
     else if (cfg.providers.empty())
         std::cout << "no providers configured ("
                   << (cfg.source.empty() ? std::string("built-in defaults") : cfg.source) << ")\n";

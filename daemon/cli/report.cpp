@@ -13,6 +13,7 @@
 #include "daemon/cli/commands.hpp"
 #include "daemon/cli/cost_view.hpp"
 #include "daemon/cli/format.hpp"
+#include "daemon/json_text.hpp"
 #include "daemon/thumbnail.hpp"
 
 namespace imgbatch {
@@ -156,7 +157,8 @@ int run_report(const ReportOptions& o, Context& ctx) {
                                                              : json::value(nullptr)},
                                           {"providers", std::move(providers)},
                                           {"models", std::move(models)},
-                                          {"spend", spend_json(store.spend(batch_filter(name)))}});
+                                          {"spend", spend_json(store.spend(batch_filter(name)))},
+                                          {"budget_usd", usd_json(store.batch_budget(name))}});
     }
 
     // The same image twice (same bytes) has one thumbnail.
@@ -187,7 +189,7 @@ int run_report(const ReportOptions& o, Context& ctx) {
     // In a <script> element "</script>" must not appear: '<' only occurs inside JSON strings,
     // where \u003c means the same.
     std::string blob;
-    for (char c : json::serialize(page_data)) {
+    for (char c : json_text(page_data)) {
         if (c == '<')
             blob += "\\u003c";
         else

@@ -16,6 +16,7 @@
 #include "daemon/cli/format.hpp"
 #include "daemon/cli/progress.hpp"
 #include "daemon/cost.hpp"
+#include "daemon/json_text.hpp"
 #include "jobs/state.hpp"
 
 namespace imgbatch::daemon::cli {
@@ -179,6 +180,48 @@ std::string progress_text(const Snapshot& progress) {
     return out;
 }
 
+// The batch budget of a batch (README "Budgets"): its own, else the config's max_usd_per_batch.
+struct BatchBudgetView {
+    double limit_usd = 0;
+    bool own = false;   // enqueue --budget (batches.max_usd), else the config's
+    bool held = false;  // a live daemon holds the batch's calls
+};
+std::optional<BatchBudgetView> batch_budget_view(jobs::Store& store, const Config& config,
+                                                 const std::string& batch) {
+    BatchBudgetView v;
+    if (auto own = store.batch_budget(batch)) {
+        v.limit_usd = *own;
+        v.own = true;
+    } else if (config.budget.max_usd_per_batch) {
+        v.limit_usd = *config.budget.max_usd_per_batch;
+    } else {
+        return std::nullopt;
+    }
+    for (const auto& h : store.budget_holds())
+        v.held = v.held || (h.budget == "batch" && h.batch == batch);
+    return v;
+}
+
+json::value batch_budget_json(const std::optional<BatchBudgetView>& v, double spent) {
+    if (!v) return nullptr;
+    return json::object{{"limit_usd", usd_json(v->limit_usd)},
+                        {"source", v->own ? "batch" : "config"},
+                        {"spent_usd", usd_json(spent)},
+                        {"remaining_usd", usd_json(std::max(v->limit_usd - spent, 0.0))},
+                        {"held", v->held}};
+}
+
+std::string batch_budget_text(const std::optional<BatchBudgetView>& v, double spent) {
+    if (!v) return {};
+    std::string out = "budget: " + format_usd(v->limit_usd) +
+                      (v->own ? " (the batch's own, enqueue --budget)"
+                              : " (the config's budget.max_usd_per_batch)") +
+                      ", " + format_usd(spent) + " spent, " +
+                      format_usd(std::max(v->limit_usd - spent, 0.0)) + " left";
+    if (v->held) out += "; held: the next call's worst case would cross it";
+    return out + "\n";
+}
+
 // One status (text, or JSON with --json); stamp: start the text with the time.
 void print_once(const StatusOptions& o, Context& ctx, ProgressReader& reader, bool stamp,
                 Snapshot& progress) {
@@ -198,17 +241,20 @@ void print_once(const StatusOptions& o, Context& ctx, ProgressReader& reader, bo
     spent.batch = batch;
     const auto spend = store.spend(spent);
     const auto projected = store.queued_cost(spent, queued_pricer(ctx.config()), true);
+    std::optional<BatchBudgetView> budget;
+    if (batch) budget = batch_budget_view(store, ctx.config(), *batch);
     std::string text;
     if (o.json) {
         auto obj = status_json(batch, stats, lines, daemons, now, progress);
         obj["vendor_batches"] = vendor_batches_json(vendor, now);
         obj["spend"] = spend_json(spend);
         obj["projected"] = projection_json(projected);
-        text = json::serialize(obj) + "\n";
+        if (batch) obj["budget"] = batch_budget_json(budget, spend.usd);
+        text = json_text(obj) + "\n";
     } else {
         text = status_text(batch, stats, lines) + spend_text(spend, projected) +
-               progress_text(progress) + vendor_batches_text(vendor, now) +
-               daemons_text(daemons, now);
+               batch_budget_text(budget, spend.usd) + progress_text(progress) +
+               vendor_batches_text(vendor, now) + daemons_text(daemons, now);
     }
     if (stamp && !o.json) text = "--- " + format_time(now) + "\n" + text;
     std::cout << text << std::flush;

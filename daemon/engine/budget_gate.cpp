@@ -9,6 +9,7 @@
 #include <algorithm>
 
 #include "daemon/engine/budget_dispatch.hpp"
+#include "daemon/engine/metrics.hpp"
 #include "daemon/logfmt.hpp"
 #include "jobs/attempt_cost.hpp"
 
@@ -44,6 +45,33 @@ void log_hold(const jobs::BudgetHold& h, const std::string& provider) {
         q(h.unpriced ? "the call has no price, so its worst case is unknown: set the provider's "
                        "prices to dispatch it under a budget"
                      : "its worst case would cross the budget; the jobs stay queued"));
+}
+
+// Logs a batch's own budget when the daemon first sees it, or sees it changed.
+void note_batch_budgets(const BudgetGate& g, const jobs::BudgetSpend& sp) {
+    if (!g.ledger.has_snapshot()) return;  // the first read: nothing changed
+    const auto& before = g.ledger.batch_budgets();
+    for (const auto& [batch, max] : sp.batch_max_usd) {
+        auto it = before.find(batch);
+        if (it != before.end() && it->second == max) continue;
+        spdlog::info("event=batch_budget batch={} max_usd={} was={}", q(batch), usd(max),
+                     it == before.end() ? std::string("none") : usd(it->second));
+    }
+    for (const auto& [batch, max] : before)
+        if (!sp.batch_max_usd.count(batch) && sp.batch_usd.count(batch))
+            spdlog::info("event=batch_budget batch={} max_usd=none was={}", q(batch), usd(max));
+}
+
+// Batches without open work, hold or call in flight are not read again (a later claim of
+// one reads it anew): the set stays as small as the work.
+void forget_finished_batches(BudgetGate& g, const jobs::BudgetSpend& sp) {
+    g.open_batches = sp.open_batches;
+    for (auto it = g.batches.begin(); it != g.batches.end();) {
+        const bool keep = sp.open_batches.count(*it) || !sp.batch_usd.count(*it) ||
+                          g.holds.count("batch:" + *it) ||
+                          g.ledger.reserved(jobs::BudgetKind::batch, *it) > 0;
+        it = keep ? std::next(it) : g.batches.erase(it);
+    }
 }
 
 }  // namespace
@@ -90,10 +118,11 @@ std::optional<double> worst_case_of(const Config& config, const ProviderConfig& 
 Admit budget_admit(EngineShared* s, ProviderRuntime* p, const jobs::ClaimedRequest& req,
                    double now) {
     auto& g = s->budget;
-    if (!g.enabled() || !g.config) return Admit::go;
-    const auto& cfg = g.ledger.config();
-    if (cfg.max_usd_per_batch && g.batches.insert(req.batch).second) g.snapshot_wanted = true;
-    if (!g.ledger.has_snapshot() || (cfg.max_usd_per_batch && !g.ledger.knows_batch(req.batch))) {
+    if (!g.config) return Admit::go;
+    // A batch may have a budget of its own (enqueue --budget): its first call waits for a
+    // snapshot that read it, whatever the config says.
+    if (g.batches.insert(req.batch).second) g.snapshot_wanted = true;
+    if (!g.ledger.has_snapshot() || !g.ledger.knows_batch(req.batch)) {
         // The spend is not known yet: read it before the first call.
         g.snapshot_wanted = true;
         asio::co_spawn(s->executor, budget_refresh(s), asio::detached);
@@ -142,7 +171,7 @@ void budget_recheck(EngineShared* s) {
             ++it;
             continue;
         }
-        const auto limit = g.ledger.config().limit(old.kind);
+        const auto limit = g.ledger.limit(old.kind, old.batch);
         spdlog::info(
             "event=budget_resumed budget={} batch={} limit_usd={} spent_usd={} held_s={:.0f}",
             jobs::to_string(old.kind), q(old.batch), limit ? usd(*limit) : std::string("none"),
@@ -157,7 +186,7 @@ void budget_recheck(EngineShared* s) {
 
 asio::awaitable<void> budget_refresh(EngineShared* s) {
     auto& g = s->budget;
-    if (!g.enabled() || g.snapshot_pending) co_return;
+    if (g.snapshot_pending) co_return;  // read even without a budget: a batch may have its own
     g.snapshot_pending = true;
     const bool waited = g.snapshot_wanted;  // calls wait for this read
     g.snapshot_wanted = false;
@@ -166,11 +195,17 @@ asio::awaitable<void> budget_refresh(EngineShared* s) {
     try {
         // Commits whose results came back before this read's are in it; the others are
         // recorded after it (one DB thread, results posted in order).
-        auto read = [owner = s->owner, day, batches](jobs::Store& st) {
-            return st.budget_spend(owner, day, batches);
+        // Without a budget in the config only the batches' own budgets (and their batches'
+        // spend) are read: no sum over the day's or the run's attempts every poll.
+        const auto& cfg = g.ledger.config();
+        const jobs::BudgetRead what{cfg.any(), cfg.any(), cfg.max_usd_per_batch.has_value()};
+        auto read = [owner = s->owner, day, batches, what](jobs::Store& st) {
+            return st.budget_spend(owner, day, batches, what);
         };
         auto sp = co_await s->db.call<jobs::BudgetSpend>(std::move(read));
-        g.ledger.snapshot(day, sp.day_usd, sp.run_usd, sp.batch_usd);
+        note_batch_budgets(g, sp);
+        g.ledger.snapshot(day, sp.day_usd, sp.run_usd, sp.batch_usd, sp.batch_max_usd);
+        forget_finished_batches(g, sp);
     } catch (const std::exception& e) {
         spdlog::error("event=db_error op=budget_spend error={}", q(e.what()));
     }
@@ -230,33 +265,49 @@ std::string render_budget_metrics(const BudgetGate& g, double now) {
         out += fmt::format("# HELP {} {}\n# TYPE {} gauge\n", name, help, name);
     };
     const auto& cfg = g.ledger.config();
+    auto held_batch = [&](const std::string& b) { return g.holds.count("batch:" + b) > 0; };
+    // Per batch: those under a batch budget (their own or the config's) with open work or
+    // held, so that the series do not grow with the batches of the past.
+    std::set<std::string> batches(g.batches);
+    for (const auto& [b, max] : g.ledger.batch_budgets()) batches.insert(b);
+    std::vector<std::pair<std::string, double>> capped;  // (label, limit)
+    for (const auto& b : batches)
+        if (auto limit = g.ledger.limit(jobs::BudgetKind::batch, b))
+            if (g.open_batches.count(b) || held_batch(b)) capped.emplace_back(b, *limit);
+    auto batch_label = [](const std::string& b) {
+        return "budget=\"batch\",batch=\"" + metric_label_value(b) + "\"";
+    };
+
     head("imgbatch_budget_held",
          "1 while the budget holds dispatching (a call's worst case would cross it), by budget: "
-         "batch, day, run.");
+         "batch (any batch, and each batch under a budget with open work), day, run.");
     for (const auto k : jobs::kBudgetKinds) {
         bool held = false;
         for (const auto& [key, h] : g.holds) held = held || h.hold.kind == k;
         out += fmt::format("imgbatch_budget_held{{budget=\"{}\"}} {}\n", jobs::to_string(k),
                            held ? 1 : 0);
     }
-    head("imgbatch_budget_spent_usd",
-         "USD billed that counts against the budget: today's, this run's, and for batch the "
-         "batch that spent most among those this daemon ran.");
-    for (const auto k : jobs::kBudgetKinds) {
-        double v = 0;
-        if (k == jobs::BudgetKind::batch) {
-            for (const auto& b : g.batches) v = std::max(v, g.ledger.spent(k, b, now));
-        } else {
-            v = g.ledger.spent(k, "", now);
-        }
+    for (const auto& [b, limit] : capped)
         out +=
-            fmt::format("imgbatch_budget_spent_usd{{budget=\"{}\"}} {}\n", jobs::to_string(k), v);
-    }
-    head("imgbatch_budget_limit_usd", "The budget in USD (budget.max_usd_per_*), when set.");
+            fmt::format("imgbatch_budget_held{{{}}} {}\n", batch_label(b), held_batch(b) ? 1 : 0);
+    head("imgbatch_budget_spent_usd",
+         "USD billed that counts against the budget: today's, this run's, and each batch's "
+         "(batches under a budget with open work or held).");
+    for (const auto k : {jobs::BudgetKind::day, jobs::BudgetKind::run})
+        out += fmt::format("imgbatch_budget_spent_usd{{budget=\"{}\"}} {}\n", jobs::to_string(k),
+                           g.ledger.spent(k, "", now));
+    for (const auto& [b, limit] : capped)
+        out += fmt::format("imgbatch_budget_spent_usd{{{}}} {}\n", batch_label(b),
+                           g.ledger.spent(jobs::BudgetKind::batch, b, now));
+    head("imgbatch_budget_limit_usd",
+         "The budget in USD when set: budget.max_usd_per_* of the config, and each batch's "
+         "(its own from enqueue --budget, else max_usd_per_batch).");
     for (const auto k : jobs::kBudgetKinds)
         if (auto limit = cfg.limit(k))
             out += fmt::format("imgbatch_budget_limit_usd{{budget=\"{}\"}} {}\n",
                                jobs::to_string(k), *limit);
+    for (const auto& [b, limit] : capped)
+        out += fmt::format("imgbatch_budget_limit_usd{{{}}} {}\n", batch_label(b), limit);
     return out;
 }
 

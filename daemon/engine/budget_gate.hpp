@@ -27,12 +27,16 @@ struct BudgetGate {
         double since = 0;
     };
     std::map<std::string, Held> holds;
-    // Batches whose spend the snapshots read (every batch this daemon claimed from).
+    // Batches whose spend the snapshots read (those this daemon claimed from that still have
+    // open work, are held or have calls in flight).
     std::set<std::string> batches;
+    // Of the batches the last snapshot read, those with open work (pending, queued, running).
+    std::set<std::string> open_batches;
     bool snapshot_pending = false;
     bool snapshot_wanted = false;  // a call waits for a snapshot that knows its batch
 
-    bool enabled() const { return ledger.config().any(); }
+    // A budget of the config, or a batch's own (enqueue --budget) with open work.
+    bool enabled() const { return ledger.any(); }
     // A day or run budget holds: nothing starts.
     const Held* global_hold() const;
     // Batches held by their batch budget (claims skip them).
@@ -45,7 +49,8 @@ struct BudgetGate {
 std::optional<double> worst_case_of(const Config& config, const ProviderConfig& provider,
                                     const jobs::ClaimedRequest& req);
 
-// The Prometheus series imgbatch_budget_held, _spent_usd and _limit_usd.
+// The Prometheus series imgbatch_budget_held, _spent_usd and _limit_usd: per budget, and per
+// batch (label batch) for the batches under a batch budget that have open work or are held.
 std::string render_budget_metrics(const BudgetGate& gate, double now);
 
 }  // namespace imgbatch::daemon

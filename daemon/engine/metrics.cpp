@@ -104,6 +104,10 @@ const char* const kErrorClasses[] = {
 
 }  // namespace
 
+std::string metric_label_value(std::string_view v) {
+    return esc(v);
+}
+
 std::string render_metrics(const EngineShared& s) {
     Out o;
     const double now = jobs::unix_now();

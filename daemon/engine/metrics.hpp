@@ -4,12 +4,16 @@
 // outcome and error class is there from the start, at zero.
 #include <boost/asio/awaitable.hpp>
 #include <string>
+#include <string_view>
 
 #include "daemon/engine/dispatcher.hpp"
 
 namespace imgbatch::daemon {
 
 std::string render_metrics(const EngineShared& shared);
+
+// A label value in the exposition format: \\ \" and \n escaped (without the quotes).
+std::string metric_label_value(std::string_view v);
 
 // A listening socket for metrics_listen ("host:port", "[v6]:port"), opened at start-up so
 // that an address that cannot be bound stops the daemon before it does anything: throws

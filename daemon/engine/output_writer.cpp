@@ -1,4 +1,5 @@
 #include "daemon/engine/output_writer.hpp"
+#include "daemon/json_text.hpp"
 #include "daemon/logfmt.hpp"
 
 #include <fcntl.h>
@@ -153,7 +154,7 @@ std::string sidecar_json(const jobs::ClaimedRequest& req, const jobs::OutputReco
         {"attempt", req.attempt_no},
         {"cost_usd", cost_usd ? boost::json::value(std::round(*cost_usd * 1e9) / 1e9)
                               : boost::json::value(nullptr)}};
-    return boost::json::serialize(o) + "\n";
+    return json_text(o) + "\n";
 }
 
 }  // namespace

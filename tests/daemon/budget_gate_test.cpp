@@ -73,13 +73,61 @@ TEST_CASE("budget gate: metrics say which budget holds, its limit and spend") {
     CHECK(m.find("imgbatch_budget_held{budget=\"day\"} 1\n") != std::string::npos);
     CHECK(m.find("imgbatch_budget_held{budget=\"batch\"} 0\n") != std::string::npos);
     CHECK(m.find("imgbatch_budget_spent_usd{budget=\"day\"} 1.5\n") != std::string::npos);
-    CHECK(m.find("imgbatch_budget_spent_usd{budget=\"batch\"} 0.75\n") != std::string::npos);
+    // No aggregate over batches: a series per batch (below).
+    CHECK(m.find("imgbatch_budget_spent_usd{budget=\"batch\"}") == std::string::npos);
     CHECK(m.find("imgbatch_budget_spent_usd{budget=\"run\"} 0.25\n") != std::string::npos);
     CHECK(m.find("imgbatch_budget_limit_usd{budget=\"day\"} 2\n") != std::string::npos);
     CHECK(m.find("imgbatch_budget_limit_usd{budget=\"run\"}") == std::string::npos);
     CHECK(m.find("# TYPE imgbatch_budget_held gauge") != std::string::npos);
     CHECK(g.global_hold() != nullptr);
     CHECK(g.held_batches().empty());
+}
+
+TEST_CASE("budget gate: per-batch series for batches under a budget, open or held, escaped") {
+    BudgetGate g;
+    jobs::BudgetConfig c;
+    c.max_usd_per_batch = 1;
+    g.ledger.configure(c);
+    const double now = 1795435200;
+    const std::string odd = "a \"q\"\\b\nc";
+    g.ledger.snapshot(jobs::budget_day_start(c, now), 0, 0,
+                      {{"open", 0.75}, {"own", 0.5}, {"done", 0.25}, {"held", 2}, {odd, 0}},
+                      {{"own", 3}, {"held", 1.5}});
+    g.batches = {"open", "own", "done", "held", odd};
+    g.open_batches = {"open", "own", odd};  // "held" has no open work but is held
+    BudgetGate::Held h;
+    h.hold.kind = jobs::BudgetKind::batch;
+    h.hold.batch = "held";
+    g.holds["batch:held"] = h;
+    const std::string m = render_budget_metrics(g, now);
+    INFO(m);
+    CHECK(m.find("imgbatch_budget_held{budget=\"batch\"} 1\n") != std::string::npos);
+    CHECK(m.find("imgbatch_budget_held{budget=\"batch\",batch=\"held\"} 1\n") != std::string::npos);
+    CHECK(m.find("imgbatch_budget_held{budget=\"batch\",batch=\"open\"} 0\n") != std::string::npos);
+    CHECK(m.find("imgbatch_budget_spent_usd{budget=\"batch\",batch=\"open\"} 0.75\n") !=
+          std::string::npos);
+    CHECK(m.find("imgbatch_budget_spent_usd{budget=\"batch\",batch=\"own\"} 0.5\n") !=
+          std::string::npos);
+    CHECK(m.find("imgbatch_budget_limit_usd{budget=\"batch\",batch=\"open\"} 1\n") !=
+          std::string::npos);
+    CHECK(m.find("imgbatch_budget_limit_usd{budget=\"batch\",batch=\"own\"} 3\n") !=
+          std::string::npos);
+    CHECK(m.find("imgbatch_budget_limit_usd{budget=\"batch\",batch=\"held\"} 1.5\n") !=
+          std::string::npos);
+    CHECK(m.find("imgbatch_budget_limit_usd{budget=\"batch\"} 1\n") != std::string::npos);
+    // Done and not held: no series.
+    CHECK(m.find("batch=\"done\"") == std::string::npos);
+    // Label values escaped as the exposition format wants.
+    CHECK(
+        m.find("imgbatch_budget_spent_usd{budget=\"batch\",batch=\"a \\\"q\\\"\\\\b\\nc\"} 0\n") !=
+        std::string::npos);
+    // Without a per-batch budget in the config, only batches with their own have series.
+    jobs::BudgetConfig none;
+    g.ledger.configure(none);
+    const std::string m2 = render_budget_metrics(g, now);
+    CHECK(m2.find("batch=\"open\"") == std::string::npos);
+    CHECK(m2.find("imgbatch_budget_limit_usd{budget=\"batch\",batch=\"own\"} 3\n") !=
+          std::string::npos);
 }
 
 TEST_CASE("budget gate: a live daemon's hold shows the lane as budget, unless paused") {
