@@ -314,9 +314,12 @@ asio::awaitable<void> batch_loop(EngineShared* s, ProviderRuntime* p) {
             }
             if (!s->budget.enabled()) {
                 r->reservations_built = false;
+                s->budget.vendor_reserved.erase(p->config.name);
             } else if (!r->reservations_built) {
                 co_await rebuild_reservations(r, rows);
                 r->reservations_built = true;
+                s->budget.vendor_reserved.insert(p->config.name);
+                s->wake_all();  // direct calls waited for these reservations
             }
             auto& open_by = gauges()[p->config.name].open;
             open_by.clear();

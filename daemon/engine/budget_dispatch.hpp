@@ -41,6 +41,10 @@ void budget_recheck(EngineShared* s);
 // A vendor batch's lines are billed when its results are recorded, up to 24 h later: each line
 // is reserved at its worst case at the batch price from its admission until it is recorded.
 
+// Whether every batch-mode provider has its open vendor batches reserved (after a start, or a
+// budget set by SIGHUP, its runner rebuilds them first): direct calls wait until then.
+bool vendor_batches_reserved(const EngineShared* s);
+
 // Waits until the spend the budgets count is known (for the batch budget, of these batches
 // too). False when the daemon stops first.
 boost::asio::awaitable<bool> budget_know(EngineShared* s, std::vector<std::string> batches);

@@ -50,6 +50,13 @@ void log_hold(const jobs::BudgetHold& h, const std::string& provider) {
 
 }  // namespace
 
+bool vendor_batches_reserved(const EngineShared* s) {
+    for (const auto& p : s->providers)
+        if (p->config.mode == "batch" && !s->budget.vendor_reserved.count(p->config.name))
+            return false;
+    return true;
+}
+
 const BudgetGate::Held* BudgetGate::global_hold() const {
     for (const auto& [key, h] : holds)
         if (h.hold.kind != jobs::BudgetKind::batch) return &h;
@@ -101,6 +108,7 @@ Admit budget_admit(EngineShared* s, ProviderRuntime* p, const jobs::ClaimedReque
         asio::co_spawn(s->executor, budget_refresh(s), asio::detached);
         return Admit::wait;
     }
+    if (!vendor_batches_reserved(s)) return Admit::wait;  // woken when they are
     const auto worst = worst_case_of(*g.config, p->config, req);
     auto h = g.ledger.check(req.batch, worst, now);
     if (!h) {

@@ -31,6 +31,9 @@ struct BudgetGate {
     std::set<std::string> batches;
     bool snapshot_pending = false;
     bool snapshot_wanted = false;  // a call waits for a snapshot that knows its batch
+    // Batch-mode providers whose open vendor batches are reserved (their runner rebuilt the
+    // reservations from the database): direct calls wait for every one of them.
+    std::set<std::string> vendor_reserved;
 
     bool enabled() const { return ledger.config().any(); }
     // A day or run budget holds: nothing starts.
