@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <ctime>
+#include <set>
 
 namespace imgbatch::jobs {
 
@@ -69,7 +70,12 @@ void BudgetLedger::snapshot(double day_start, double day_usd, double run_usd,
 }
 
 void BudgetLedger::reserve(std::int64_t request_id, const std::string& batch, double worst_usd) {
+    release(request_id);  // reserved again (a vendor batch's lines after a restart): once
     reserved_[request_id] = Reservation{batch, worst_usd};
+    reserved_usd_ += worst_usd;
+    auto& b = reserved_by_batch_[batch];
+    ++b.count;
+    b.usd += worst_usd;
 }
 
 void BudgetLedger::recorded(std::int64_t request_id, std::optional<double> cost,
@@ -79,11 +85,50 @@ void BudgetLedger::recorded(std::int64_t request_id, std::optional<double> cost,
     // An attempt of unknown cost keeps its worst case until the database says more.
     since_snapshot_.push_back(
         Recorded{it->second.batch, cost.value_or(it->second.usd), finished_at});
-    reserved_.erase(it);
+    release(request_id);
 }
 
-void BudgetLedger::release(std::int64_t request_id) {
-    reserved_.erase(request_id);
+std::optional<double> BudgetLedger::release(std::int64_t request_id) {
+    auto it = reserved_.find(request_id);
+    if (it == reserved_.end()) return std::nullopt;
+    const double usd = it->second.usd;
+    if (auto b = reserved_by_batch_.find(it->second.batch); b != reserved_by_batch_.end()) {
+        if (--b->second.count <= 0)
+            reserved_by_batch_.erase(b);  // no drift left behind by the subtractions
+        else
+            b->second.usd -= usd;
+    }
+    reserved_.erase(it);
+    reserved_usd_ = reserved_.empty() ? 0 : reserved_usd_ - usd;
+    return usd;
+}
+
+std::vector<bool> BudgetLedger::admit(const std::vector<BudgetLine>& lines, double now,
+                                      std::vector<BudgetHold>& holds) {
+    std::vector<bool> out(lines.size(), false);
+    bool all_held = false;
+    std::set<std::string> held_batches;
+    for (std::size_t i = 0; i < lines.size() && !all_held; ++i) {
+        const auto& line = lines[i];
+        if (held_batches.count(line.batch)) continue;
+        auto h = check(line.batch, line.worst_usd, now);
+        if (!h) {
+            reserve(line.request_id, line.batch, line.worst_usd.value_or(0));
+            out[i] = true;
+            continue;
+        }
+        if (h->kind == BudgetKind::batch)
+            held_batches.insert(line.batch);
+        else
+            all_held = true;
+        holds.push_back(std::move(*h));
+    }
+    return out;
+}
+
+void BudgetLedger::line_recorded(const std::string& batch, double usd, double finished_at) {
+    since_snapshot_.push_back(Recorded{batch, usd, finished_at, false});
+    run_lines_usd_ += usd;
 }
 
 double BudgetLedger::spent(BudgetKind k, const std::string& batch, double now) const {
@@ -98,22 +143,22 @@ double BudgetLedger::spent(BudgetKind k, const std::string& batch, double now) c
             if (day_start_ == day) usd = day_usd_;
             break;
         case BudgetKind::run:
-            usd = run_usd_;
+            usd = run_usd_ + run_lines_usd_;
             break;
     }
     for (const auto& r : since_snapshot_) {
         if (k == BudgetKind::batch && r.batch != batch) continue;
         if (k == BudgetKind::day && r.finished_at < day) continue;
+        if (k == BudgetKind::run && !r.in_run) continue;  // in run_lines_usd_
         usd += r.usd;
     }
     return usd;
 }
 
 double BudgetLedger::reserved(BudgetKind k, const std::string& batch) const {
-    double usd = 0;
-    for (const auto& [id, r] : reserved_)
-        if (k != BudgetKind::batch || r.batch == batch) usd += r.usd;
-    return usd;
+    if (k != BudgetKind::batch) return reserved_usd_;
+    auto it = reserved_by_batch_.find(batch);
+    return it == reserved_by_batch_.end() ? 0 : it->second.usd;
 }
 
 std::optional<BudgetHold> BudgetLedger::check_one(BudgetKind k, const std::string& batch,

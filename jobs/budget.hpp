@@ -44,6 +44,13 @@ struct BudgetHold {
     std::string key() const;
 };
 
+// A line of a vendor batch about to be submitted (README "Budgets", vendor batches).
+struct BudgetLine {
+    std::int64_t request_id = 0;
+    std::string batch;
+    std::optional<double> worst_usd;  // worst case at the batch price; unset: no price
+};
+
 // Spend, reservations and the decision. The daemon feeds it:
 //  - snapshot(): spend read from the database (billed attempts of the day, of this run, of
 //    the batches asked for), which includes every attempt recorded before it was read;
@@ -75,7 +82,23 @@ class BudgetLedger {
     // cost: what the attempt cost (unset: unknown, its worst case stays counted until the next
     // snapshot); finished_at for the day it counts in.
     void recorded(std::int64_t request_id, std::optional<double> cost, double finished_at);
-    void release(std::int64_t request_id);
+    // Returns the reservation released (none: there was none).
+    std::optional<double> release(std::int64_t request_id);
+
+    // Vendor batch lines, in the order of their vendor batch: each one that fits every budget
+    // with the reservations made so far (lines admitted before it included) is admitted and
+    // its worst case reserved under its request id. Once a budget held a line, no later line
+    // it covers is admitted (a day or run budget: no later line at all; a batch budget: none
+    // of that batch), as a held direct call holds the calls behind it. Returns, per line,
+    // whether it was admitted; holds gets one hold per budget that held a line (at the first
+    // line it held).
+    std::vector<bool> admit(const std::vector<BudgetLine>& lines, double now,
+                            std::vector<BudgetHold>& holds);
+    // A vendor batch line this daemon recorded, at usd (its reservation was released by the
+    // caller): counted for the day and its batch until the next snapshot reads it from the
+    // database, and for the run as long as the ledger lives (the database's run spend counts
+    // the daemon's own attempts; a line's attempt belongs to its vendor batch).
+    void line_recorded(const std::string& batch, double usd, double finished_at);
 
     // Spend so far and reserved in-flight worst case that count against a budget.
     double spent(BudgetKind k, const std::string& batch, double now) const;
@@ -98,6 +121,11 @@ class BudgetLedger {
         std::string batch;
         double usd = 0;
         double finished_at = 0;
+        bool in_run = true;  // the next snapshot's run spend includes it
+    };
+    struct BatchReserved {
+        std::int64_t count = 0;
+        double usd = 0;
     };
     BudgetConfig config_;
     bool snapshotted_ = false;
@@ -106,7 +134,11 @@ class BudgetLedger {
     std::map<std::string, double> batch_usd_;
     std::map<std::string, double> batch_max_usd_;
     std::map<std::int64_t, Reservation> reserved_;
+    // Sums of reserved_ (a check costs no walk over 50,000 vendor batch lines).
+    double reserved_usd_ = 0;
+    std::map<std::string, BatchReserved> reserved_by_batch_;
     std::vector<Recorded> since_snapshot_;  // recorded after the snapshot was read
+    double run_lines_usd_ = 0;              // vendor batch lines recorded by this daemon
 };
 
 }  // namespace imgbatch::jobs

@@ -527,6 +527,12 @@ class Store {
                                                       bool create = true);
     // The batch's own budget (unset: none, or no such batch).
     std::optional<double> batch_budget(std::string_view batch);
+    // Lines of vendor batch id, still preparing, that a budget does not admit: back to queued
+    // as if never claimed (no attempt used), unmapped, the row's request count lowered, in one
+    // transaction. A row left without a line is deleted (nothing was sent for it). Returns
+    // the lines given back.
+    int return_vendor_batch_lines(std::int64_t id, const std::vector<LeasedAttempt>& lines,
+                                  double now);
 
     // ---- vendor batches (store_batches.cpp) ----
     // This database's instance id (database_instance.id).
@@ -535,13 +541,15 @@ class Store {
     // claims into it, in the same transaction, up to limit queued requests of provider whose
     // not_before <= now (claim order): running, leased by vendor_batch_owner(id) until
     // now + lease_s, attempt_no + 1, mapped in vendor_batch_requests. nullopt (nothing
-    // recorded) when no request is ready.
+    // recorded) when no request is ready. Requests of the batches named in skip_batches (held
+    // by their budget) stay queued.
     struct OpenedVendorBatch {
         VendorBatchRow batch;
         std::vector<ClaimedRequest> requests;
     };
-    std::optional<OpenedVendorBatch> open_vendor_batch(std::string_view provider, int limit,
-                                                       double now, double lease_s);
+    std::optional<OpenedVendorBatch> open_vendor_batch(
+        std::string_view provider, int limit, double now, double lease_s,
+        const std::vector<std::string>& skip_batches = {});
     // Takes requests out of a vendor batch that is still preparing (over its byte limit): back
     // to queued as if never claimed, unmapped, the row's request count lowered.
     void drop_from_vendor_batch(std::int64_t id, const std::vector<LeasedAttempt>& attempts,

@@ -98,9 +98,9 @@ std::string Store::database_instance() {
     return q->executeStep() ? text(*q, 0) : std::string();
 }
 
-std::optional<Store::OpenedVendorBatch> Store::open_vendor_batch(std::string_view provider,
-                                                                 int limit, double now,
-                                                                 double lease_s) {
+std::optional<Store::OpenedVendorBatch> Store::open_vendor_batch(
+    std::string_view provider, int limit, double now, double lease_s,
+    const std::vector<std::string>& skip_batches) {
     if (limit <= 0) return std::nullopt;
     auto txn = impl_->write_txn();
     {
@@ -134,14 +134,28 @@ std::optional<Store::OpenedVendorBatch> Store::open_vendor_batch(std::string_vie
         q->exec();
     }
     {
-        auto q = impl_->prep(std::string(claim_sql()));
+        std::string sql(claim_sql());
+        if (!skip_batches.empty()) {
+            // Requests of the batches skipped (held by their budget) stay queued.
+            std::string names;
+            for (std::size_t i = 0; i < skip_batches.size(); ++i)
+                names += (i ? ", ?" : "?") + std::to_string(6 + i);
+            sql.insert(sql.find(" ORDER BY priority"),
+                       " AND NOT EXISTS (SELECT 1 FROM jobs j JOIN batches b ON b.id = j.batch_id "
+                       "WHERE j.id = requests.job_id AND b.name IN (" +
+                           names + "))");
+        }
+        auto q = impl_->prep(sql);
         q->bind(1, vendor_batch_owner(id));
         q->bind(2, now + lease_s);
         q->bind(3, std::string(provider));
         q->bind(4, now);
         q->bind(5, limit);
+        for (std::size_t i = 0; i < skip_batches.size(); ++i)
+            q->bind(static_cast<int>(6 + i), skip_batches[i]);
         while (q->executeStep()) out.requests.push_back(read_line(*impl_, *q));
     }
+    if (out.requests.empty()) return std::nullopt;  // only skipped ones: nothing recorded
     std::sort(out.requests.begin(), out.requests.end(),
               [](const ClaimedRequest& a, const ClaimedRequest& b) {
                   return a.request_id < b.request_id;

@@ -1,6 +1,7 @@
 // Vendor batch results: output and error files downloaded to a temporary file and recorded
 // line by line, kGroup lines a group commit, through the completion path of direct calls.
 #include "daemon/engine/batch_common.hpp"
+#include "daemon/engine/budget_dispatch.hpp"
 
 namespace imgbatch::daemon::vbatch {
 
@@ -8,18 +9,31 @@ namespace {
 
 // Records completions in group commits (every one queued before the DB thread wakes goes
 // into one transaction). Returns how many were applied.
-asio::awaitable<void> complete_one(Runner* r, std::shared_ptr<int> left,
+// The line a result is for.
+struct LineOf {
+    std::int64_t job_id = 0;
+    std::string batch;
+};
+
+asio::awaitable<void> complete_one(Runner* r, std::int64_t vb, std::shared_ptr<int> left,
                                    std::shared_ptr<asio::steady_timer> done, AttemptResult result,
-                                   std::int64_t job_id) {
+                                   LineOf line) {
     const std::size_t images = result.completion.outputs.size();
     const auto request_id = result.completion.request_id;
     const int attempt_no = result.completion.attempt_no;
+    const bool returned = result.completion.next == jobs::Next::returned;
+    const std::optional<double> cost = result.completion.cost_usd;
+    const double finished_at = result.completion.finished_at;
+    const std::int64_t job_id = line.job_id;
     bool applied = false;
     try {
         applied = co_await r->s->db.complete(std::move(result.completion));
     } catch (const std::exception& e) {
         spdlog::error("event=complete_failed request={} error={}", request_id, q(e.what()));
     }
+    // Billed when recorded: the line's reservation becomes its cost; a line returned unbilled
+    // (or not recorded) gives its reservation back.
+    line_ended(r, vb, request_id, line.batch, applied && !returned, cost, finished_at);
     if (applied) {
         r->p->counters.images += images;
         r->p->counters.count_attempt(
@@ -33,19 +47,20 @@ asio::awaitable<void> complete_one(Runner* r, std::shared_ptr<int> left,
     if (--*left == 0) done->cancel();
 }
 
-asio::awaitable<void> complete_all(Runner* r, std::vector<AttemptResult> results,
-                                   std::vector<std::int64_t> jobs_of) {
+asio::awaitable<void> complete_all(Runner* r, std::int64_t vb, std::vector<AttemptResult> results,
+                                   std::vector<LineOf> lines) {
     if (results.empty()) co_return;
     auto left = std::make_shared<int>(static_cast<int>(results.size()));
     auto done = std::make_shared<asio::steady_timer>(r->s->executor);
     for (std::size_t i = 0; i < results.size(); ++i)
         asio::co_spawn(r->s->executor,
-                       complete_one(r, left, done, std::move(results[i]), jobs_of[i]),
+                       complete_one(r, vb, left, done, std::move(results[i]), std::move(lines[i])),
                        asio::detached);
     while (*left > 0) {
         done->expires_after(std::chrono::hours(1));
         co_await done->async_wait(asio::as_tuple(asio::use_awaitable));
     }
+    budget_recheck(r->s);  // once a group: reservations became costs
 }
 
 // Uniform [0, 1) for the retry policy's jitter, on whichever thread decodes the lines.
@@ -103,7 +118,7 @@ void log_line(Runner* r, const jobs::ClaimedRequest& req, const AttemptResult& a
 asio::awaitable<void> end_lines(Runner* r, std::int64_t vb, std::vector<jobs::ClaimedRequest> lines,
                                 std::optional<Error> error, double started) {
     std::vector<AttemptResult> results;
-    std::vector<std::int64_t> jobs_of;
+    std::vector<LineOf> jobs_of;
     for (const auto& req : lines) {
         AttemptResult a;
         if (error) {
@@ -120,9 +135,9 @@ asio::awaitable<void> end_lines(Runner* r, std::int64_t vb, std::vector<jobs::Cl
         reroute(r, req, a);
         log_line(r, req, a, vb, error ? error->http_status : 0);
         results.push_back(std::move(a));
-        jobs_of.push_back(req.job_id);
+        jobs_of.push_back({req.job_id, req.batch});
     }
-    co_await complete_all(r, std::move(results), std::move(jobs_of));
+    co_await complete_all(r, vb, std::move(results), std::move(jobs_of));
 }
 
 // The lines of vb not recorded yet, in request id order.
@@ -319,14 +334,14 @@ asio::awaitable<bool> apply_file(Runner* r, VendorBatchRow& row, const std::stri
                 return d;
             };
             auto d = co_await on_pool<std::shared_ptr<Decoded>>(r->s, std::move(decode));
-            std::vector<std::int64_t> jobs_of;
+            std::vector<LineOf> jobs_of;
             for (std::size_t i = 0; i < d->results.size(); ++i) {
                 reroute(r, *d->reqs[i], d->results[i]);
                 log_line(r, *d->reqs[i], d->results[i], row.id, d->statuses[i]);
-                jobs_of.push_back(d->reqs[i]->job_id);
+                jobs_of.push_back({d->reqs[i]->job_id, d->reqs[i]->batch});
             }
             applied += static_cast<std::int64_t>(d->results.size());
-            co_await complete_all(r, std::move(d->results), std::move(jobs_of));
+            co_await complete_all(r, row.id, std::move(d->results), std::move(jobs_of));
         }
         if (group->end) break;
     }

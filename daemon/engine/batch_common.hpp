@@ -115,6 +115,12 @@ struct Runner {
     // hold_until; hold_s grows from batch_poll_s, doubling up to batch_poll_max_s.
     double hold_until = 0;
     double hold_s = 0;
+    // Budgets (README "Budgets"): the request ids each vendor batch holds a reservation for in
+    // this daemon, until each line is recorded or the vendor batch ends; and whether the
+    // reservations of the vendor batches already at the vendor were rebuilt from the database
+    // since a budget was set (at start, by SIGHUP).
+    std::map<std::int64_t, std::set<std::int64_t>> reserved{};
+    bool reservations_built = false;
 };
 
 const std::string& name(Runner* r);
@@ -136,6 +142,19 @@ GenerationRequest generation(const jobs::ClaimedRequest& req);
 // policy), or returned to the queue without using an attempt (no error).
 asio::awaitable<void> end_lines(Runner* r, std::int64_t vb, std::vector<jobs::ClaimedRequest> lines,
                                 std::optional<Error> error, double started);
+
+// Budgets (batch_runner.cpp). The lines of a chunk not uploaded yet that the budgets admit, each
+// reserved at its worst case at the batch price; the others go back to the queue without using
+// an attempt (the row is deleted when none is left). With no budget set: every line.
+asio::awaitable<std::vector<jobs::ClaimedRequest>> admit_chunk(
+    Runner* r, VendorBatchRow& row, std::vector<jobs::ClaimedRequest> lines);
+// Releases the reservations vendor batch vb still holds (it ended, or its lines are admitted
+// again) and re-checks the holds.
+void release_reserved(Runner* r, std::int64_t vb);
+// A line of vb ended (recorded with cost, or not recorded): its reservation, if any, becomes its
+// cost or goes (budget_line_ended). The caller re-checks the holds (budget_recheck).
+void line_ended(Runner* r, std::int64_t vb, std::int64_t request_id, const std::string& batch,
+                bool recorded, std::optional<double> cost, double finished_at);
 
 // batch_submit.cpp
 // preparing -> uploaded (first: the lines just claimed; empty: read from the database).

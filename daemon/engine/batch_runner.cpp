@@ -33,6 +33,8 @@ asio::awaitable<void> save(Runner* r, const VendorBatchRow& row) {
     };
     co_await r->s->db.call<int>(std::move(fn));
     log_state(r, row);
+    // An ended vendor batch's lines never recorded (of jobs cancelled meanwhile) reserve no more.
+    if (row.state == jobs::kVbDone || row.state == jobs::kVbAbandoned) release_reserved(r, row.id);
 }
 
 asio::awaitable<HttpResult> send(Runner* r, HttpRequest http) {
@@ -54,7 +56,105 @@ bool permanent(const Error& e) {
     return e.cls == ErrorClass::invalid_request;
 }
 
+void release_reserved(Runner* r, std::int64_t vb) {
+    auto it = r->reserved.find(vb);
+    if (it == r->reserved.end()) return;
+    for (auto id : it->second) budget_line_ended(r->s, id, "", true, false, std::nullopt, 0);
+    r->reserved.erase(it);
+    budget_recheck(r->s);
+}
+
+void line_ended(Runner* r, std::int64_t vb, std::int64_t request_id, const std::string& batch,
+                bool recorded, std::optional<double> cost, double finished_at) {
+    // Only a reservation this vendor batch made: the request may be reserved again elsewhere
+    // (a retry as a direct call) by the time a stale result comes back.
+    bool reserved = false;
+    if (auto it = r->reserved.find(vb); it != r->reserved.end())
+        reserved = it->second.erase(request_id) > 0;
+    budget_line_ended(r->s, request_id, batch, reserved, recorded, cost, finished_at);
+}
+
+asio::awaitable<std::vector<jobs::ClaimedRequest>> admit_chunk(
+    Runner* r, VendorBatchRow& row, std::vector<jobs::ClaimedRequest> lines) {
+    release_reserved(r, row.id);  // admitted again as a whole
+    std::set<std::string> names;
+    for (const auto& l : lines) names.insert(l.batch);
+    // Known before the test below: a new batch's own budget is only known once read.
+    const bool known =
+        co_await budget_know(r->s, std::vector<std::string>(names.begin(), names.end()));
+    if (known && !r->s->budget.enabled()) co_return lines;
+    // A stop before the spend was known: the whole chunk goes back to the queue.
+    std::vector<bool> ok(lines.size(), false);
+    if (known) ok = budget_admit_lines(r->s, r->p, lines, jobs::unix_now());
+    std::vector<jobs::ClaimedRequest> keep;
+    std::vector<jobs::LeasedAttempt> back;
+    auto& ids = r->reserved[row.id];
+    for (std::size_t i = 0; i < lines.size(); ++i) {
+        if (ok[i]) {
+            ids.insert(lines[i].request_id);
+            keep.push_back(std::move(lines[i]));
+        } else {
+            back.push_back({lines[i].request_id, lines[i].attempt_no});
+        }
+    }
+    if (!back.empty()) {
+        Busy busy(r->s);
+        try {
+            auto fn = [id = row.id, back](jobs::Store& st) {
+                return st.return_vendor_batch_lines(id, back, jobs::unix_now());
+            };
+            co_await r->s->db.call<int>(std::move(fn));
+        } catch (...) {
+            // Every line is still in the chunk: admitted again at its next step.
+            release_reserved(r, row.id);
+            throw;
+        }
+        row.requests -= static_cast<std::int64_t>(back.size());
+        spdlog::info("event=vendor_batch_budget provider={} id={} admitted={} returned={} note={}",
+                     q(name(r)), row.id, keep.size(), back.size(),
+                     q(keep.empty() ? "a budget holds every line: nothing is submitted"
+                                    : "a budget holds the other lines: they stay queued"));
+    }
+    if (keep.empty()) r->reserved.erase(row.id);
+    co_return keep;
+}
+
 namespace {
+
+// The reservations of the vendor batches already (or perhaps) at the vendor, rebuilt from
+// their lines not recorded yet (at start, after a budget was set): money committed before this
+// daemon ran, or before the budget, is never forgotten. Chunks not uploaded yet are admitted at
+// their next step instead.
+asio::awaitable<void> rebuild_reservations(Runner* r, const std::vector<VendorBatchRow>& rows) {
+    int batches = 0, unpriced = 0;
+    std::int64_t lines = 0;
+    double usd = 0;
+    for (const auto& row : rows) {
+        if (row.state == jobs::kVbPreparing) continue;
+        std::int64_t after = 0;
+        for (;;) {
+            auto page = co_await open_lines(r, row.id, after, 1000);
+            if (page.empty()) break;
+            after = page.back().request_id;
+            usd += budget_reserve_lines(r->s, r->p, page, &unpriced);
+            auto& ids = r->reserved[row.id];
+            for (const auto& l : page) ids.insert(l.request_id);
+            lines += static_cast<std::int64_t>(page.size());
+        }
+        ++batches;
+    }
+    if (batches > 0)
+        spdlog::info(
+            "event=budget_vendor_batches_reserved provider={} vendor_batches={} lines={} "
+            "usd={:.4f} unpriced_lines={}",
+            q(name(r)), batches, lines, usd, unpriced);
+    if (unpriced > 0)
+        spdlog::warn(
+            "event=budget_unpriced_lines provider={} lines={} note={}", q(name(r)), unpriced,
+            q("open vendor batch lines without a price are reserved at 0: set the provider's "
+              "prices"));
+    budget_recheck(r->s);
+}
 
 // submitted: polls when due; cancels a batch whose jobs are all cancelled.
 asio::awaitable<void> poll(Runner* r, VendorBatchRow& row) {
@@ -118,6 +218,18 @@ asio::awaitable<void> step(Runner* r, VendorBatchRow row) {
     log_state(r, row);
     const bool submitting = row.state == jobs::kVbPreparing || row.state == jobs::kVbUploaded;
     if (submitting && held(r)) co_return;
+    if (row.state == jobs::kVbPreparing && r->s->budget.enabled() && !r->reserved.count(row.id)) {
+        // Recorded before a start, a budget, or a failed admission: admitted before it goes.
+        std::vector<jobs::ClaimedRequest> lines;
+        std::int64_t after = 0;
+        for (;;) {
+            auto page = co_await open_lines(r, row.id, after, 1000);
+            if (page.empty()) break;
+            after = page.back().request_id;
+            std::move(page.begin(), page.end(), std::back_inserter(lines));
+        }
+        if (!lines.empty() && (co_await admit_chunk(r, row, std::move(lines))).empty()) co_return;
+    }
     if (row.state == jobs::kVbPreparing) {
         const bool ok = co_await upload(r, row, {});
         submitted(r, ok || row.state != jobs::kVbPreparing);
@@ -151,14 +263,18 @@ asio::awaitable<bool> open_new(Runner* r) {
     std::optional<jobs::Store::OpenedVendorBatch> opened;
     {
         Busy busy(r->s);
-        auto fn = [provider = name(r), limit](jobs::Store& st) {
-            return st.open_vendor_batch(provider, limit, jobs::unix_now(), kVendorBatchLeaseS);
+        // The batches a batch budget holds stay queued.
+        auto fn = [provider = name(r), limit, skip = r->s->budget.held_batches()](jobs::Store& st) {
+            return st.open_vendor_batch(provider, limit, jobs::unix_now(), kVendorBatchLeaseS,
+                                        skip);
         };
         opened =
             co_await r->s->db.call<std::optional<jobs::Store::OpenedVendorBatch>>(std::move(fn));
     }
     if (!opened) co_return false;
     VendorBatchRow row = opened->batch;
+    opened->requests = co_await admit_chunk(r, row, std::move(opened->requests));
+    if (opened->requests.empty()) co_return false;  // a budget holds: the row is gone
     log_state(r, row);
     const bool uploaded = co_await upload(r, row, std::move(opened->requests));
     submitted(r, uploaded || row.state != jobs::kVbPreparing);
@@ -197,6 +313,15 @@ asio::awaitable<void> batch_loop(EngineShared* s, ProviderRuntime* p) {
                     if (row.state == jobs::kVbUploaded) r->maybe_created.insert(row.id);
                 first = false;
             }
+            if (!s->budget.enabled()) {
+                r->reservations_built = false;
+                s->budget.vendor_reserved.erase(p->config.name);
+            } else if (!r->reservations_built) {
+                co_await rebuild_reservations(r, rows);
+                r->reservations_built = true;
+                s->budget.vendor_reserved.insert(p->config.name);
+                s->wake_all();  // direct calls waited for these reservations
+            }
             auto& open_by = gauges()[p->config.name].open;
             open_by.clear();
             for (const auto& row : rows)
@@ -209,8 +334,8 @@ asio::awaitable<void> batch_loop(EngineShared* s, ProviderRuntime* p) {
             }
             // The co_await stays out of the condition: GCC 12 may evaluate it before the
             // conditions it follows.
-            while (!s->stopping && !p->lane.paused() && !held(r) &&
-                   !budget_blocks_vendor_batches(s, p) &&
+            // A day or run budget that holds: no new vendor batch.
+            while (!s->stopping && !p->lane.paused() && !held(r) && !s->budget.global_hold() &&
                    open < static_cast<std::size_t>(p->config.batch_max_open)) {
                 if (!co_await open_new(r)) break;
                 ++open;

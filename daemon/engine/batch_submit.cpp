@@ -3,6 +3,7 @@
 #include <limits>
 
 #include "daemon/engine/batch_common.hpp"
+#include "daemon/engine/budget_dispatch.hpp"
 
 namespace imgbatch::daemon::vbatch {
 
@@ -102,6 +103,9 @@ asio::awaitable<bool> upload(Runner* r, VendorBatchRow& row,
         };
         co_await r->s->db.call<int>(std::move(fn));
         row.requests -= static_cast<std::int64_t>(c.over.size());
+        // Back in the queue: reserved again when a later chunk admits them.
+        for (const auto& a : c.over) line_ended(r, row.id, a.request_id, "", false, {}, 0);
+        budget_recheck(r->s);
     }
     for (std::size_t i = 0; i < c.bad.size(); ++i) {
         Busy busy(r->s);

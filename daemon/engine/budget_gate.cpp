@@ -1,8 +1,10 @@
 #include "daemon/engine/budget_gate.hpp"
 
 #include <spdlog/spdlog.h>
+#include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/json/parse.hpp>
 
@@ -76,6 +78,13 @@ void forget_finished_batches(BudgetGate& g, const jobs::BudgetSpend& sp) {
 
 }  // namespace
 
+bool vendor_batches_reserved(const EngineShared* s) {
+    for (const auto& p : s->providers)
+        if (p->config.mode == "batch" && !s->budget.vendor_reserved.count(p->config.name))
+            return false;
+    return true;
+}
+
 const BudgetGate::Held* BudgetGate::global_hold() const {
     for (const auto& [key, h] : holds)
         if (h.hold.kind != jobs::BudgetKind::batch) return &h;
@@ -128,6 +137,7 @@ Admit budget_admit(EngineShared* s, ProviderRuntime* p, const jobs::ClaimedReque
         asio::co_spawn(s->executor, budget_refresh(s), asio::detached);
         return Admit::wait;
     }
+    if (!vendor_batches_reserved(s)) return Admit::wait;  // woken when they are
     const auto worst = worst_case_of(*g.config, p->config, req);
     auto h = g.ledger.check(req.batch, worst, now);
     if (!h) {
@@ -241,16 +251,86 @@ void budget_reconfigure(EngineShared* s, const jobs::BudgetConfig& c) {
     s->wake_all();
 }
 
-bool budget_blocks_vendor_batches(const EngineShared* s, const ProviderRuntime* p) {
-    if (!s->budget.enabled()) return false;
-    // Told once per provider and process.
-    static std::set<std::string> told;
-    if (told.insert(p->config.name).second)
-        spdlog::warn(
-            "event=budget_hold budget=vendor_batch provider={} note={}", q(p->config.name),
-            q("a budget is set: no vendor batch is submitted (their spend is known only when "
-              "the results come back); the jobs stay queued"));
-    return true;
+// ---- vendor batches (batch-mode providers) ----
+
+namespace {
+
+// A budget holds a provider's next line: one hold per budget, logged and written once per
+// provider, as budget_admit does for a direct call.
+void note_hold(EngineShared* s, ProviderRuntime* p, const jobs::BudgetHold& h, double now) {
+    auto [it, fresh] = s->budget.holds.try_emplace(h.key());
+    it->second.hold = h;
+    if (fresh) it->second.since = now;
+    if (it->second.providers.insert(p->config.name).second) {
+        log_hold(h, p->config.name);
+        persist(s);
+    }
+    if (h.kind != jobs::BudgetKind::batch) s->wake_all();  // every lane holds
+}
+
+}  // namespace
+
+asio::awaitable<bool> budget_know(EngineShared* s, std::vector<std::string> batches) {
+    auto& g = s->budget;
+    // Every batch's spend and own budget (enqueue --budget) is read, whatever the config
+    // says: a batch may have a budget of its own.
+    auto known = [&] {
+        if (!g.ledger.has_snapshot()) return false;
+        return std::all_of(batches.begin(), batches.end(),
+                           [&](const std::string& b) { return g.ledger.knows_batch(b); });
+    };
+    while (g.config && !known()) {
+        if (s->stopping) co_return false;
+        for (const auto& b : batches)
+            if (g.batches.insert(b).second) g.snapshot_wanted = true;
+        if (!g.snapshot_pending) {
+            g.snapshot_wanted = true;
+            co_await budget_refresh(s);
+            if (known()) break;
+        }
+        // A read under way (or one that failed): look again shortly.
+        asio::steady_timer wait(s->executor, std::chrono::milliseconds(50));
+        co_await wait.async_wait(asio::as_tuple(asio::use_awaitable));
+    }
+    co_return !s->stopping;
+}
+
+std::vector<bool> budget_admit_lines(EngineShared* s, ProviderRuntime* p,
+                                     const std::vector<jobs::ClaimedRequest>& lines, double now) {
+    auto& g = s->budget;
+    if (!g.enabled() || !g.config) return std::vector<bool>(lines.size(), true);
+    std::vector<jobs::BudgetLine> in;
+    in.reserve(lines.size());
+    for (const auto& req : lines)
+        in.push_back({req.request_id, req.batch, worst_case_of(*g.config, p->config, req)});
+    std::vector<jobs::BudgetHold> holds;
+    auto admitted = g.ledger.admit(in, now, holds);
+    for (const auto& h : holds) note_hold(s, p, h, now);
+    return admitted;
+}
+
+double budget_reserve_lines(EngineShared* s, ProviderRuntime* p,
+                            const std::vector<jobs::ClaimedRequest>& lines, int* unpriced) {
+    auto& g = s->budget;
+    if (!g.config) return 0;
+    double usd = 0;
+    for (const auto& req : lines) {
+        const auto worst = worst_case_of(*g.config, p->config, req);
+        if (!worst) ++*unpriced;
+        g.ledger.reserve(req.request_id, req.batch, worst.value_or(0));
+        usd += worst.value_or(0);
+    }
+    return usd;
+}
+
+void budget_line_ended(EngineShared* s, std::int64_t request_id, const std::string& batch,
+                       bool reserved, bool recorded, std::optional<double> cost,
+                       double finished_at) {
+    auto& ledger = s->budget.ledger;
+    const std::optional<double> held = reserved ? ledger.release(request_id) : std::nullopt;
+    if (!recorded) return;
+    // A billed line of unknown cost counts at its worst case.
+    if (const auto usd = cost ? cost : held) ledger.line_recorded(batch, *usd, finished_at);
 }
 
 void budget_clear(EngineShared* s) {

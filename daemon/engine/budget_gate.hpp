@@ -34,6 +34,9 @@ struct BudgetGate {
     std::set<std::string> open_batches;
     bool snapshot_pending = false;
     bool snapshot_wanted = false;  // a call waits for a snapshot that knows its batch
+    // Batch-mode providers whose open vendor batches are reserved (their runner rebuilt the
+    // reservations from the database): direct calls wait for every one of them.
+    std::set<std::string> vendor_reserved;
 
     // A budget of the config, or a batch's own (enqueue --budget) with open work.
     bool enabled() const { return ledger.any(); }

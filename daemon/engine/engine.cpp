@@ -244,12 +244,19 @@ asio::awaitable<bool> check_idle(Engine* e) {
     };
     auto [work, batch_held] = co_await e->shared.db.call<Work>(std::move(read));
     if (work.pending > 0 || !e->shared.in_flight.empty()) co_return false;
+    // A vendor batch still open is followed to its end (its lines are paid for).
+    auto read_open = [](jobs::Store& st) { return st.open_vendor_batches(); };
+    const auto vendor_batches =
+        co_await e->shared.db.call<std::vector<jobs::VendorBatchRow>>(std::move(read_open));
     std::string held;
     for (auto& [name, count] : work.requests_by_provider) {
         auto* p = e->shared.provider(name);
+        if (p && p->config.mode == "batch" &&
+            std::any_of(vendor_batches.begin(), vendor_batches.end(),
+                        [&](const jobs::VendorBatchRow& vb) { return vb.provider == name; }))
+            co_return false;
         // Requests a budget holds cannot run either (until SIGHUP raises it or a new day).
-        const bool budget = p && (e->shared.budget.global_hold() || batch_held[name] >= count ||
-                                  (p->config.mode == "batch" && e->shared.budget.enabled()));
+        const bool budget = p && (e->shared.budget.global_hold() || batch_held[name] >= count);
         if (p && !budget && (!p->lane.paused() || probe_due(p->lane))) co_return false;
         held += (held.empty() ? "" : ",") + name + "(" + std::to_string(count) +
                 (budget ? ",budget" : "") + ")";

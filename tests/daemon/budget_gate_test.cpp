@@ -167,3 +167,13 @@ TEST_CASE("budget gate: a live daemon's hold shows the lane as budget, unless pa
     CHECK(cli::budget_hold_text(batch) ==
           "batch night budget 10.00 USD: 9.95 spent or in flight, next call has no price");
 }
+
+TEST_CASE("budget gate: a batch-mode provider's lines are reserved at the batch price") {
+    Config direct = relay_config(R"(, "prices": {"per_call": 0.10})");
+    Config half = relay_config(R"(, "mode": "batch", "prices": {"per_call": 0.10})");
+    Config quarter =
+        relay_config(R"(, "mode": "batch", "prices": {"per_call": 0.10, "batch_discount": 0.25})");
+    CHECK(*worst_case_of(direct, direct.providers[0], request(1)) == doctest::Approx(0.10));
+    CHECK(*worst_case_of(half, half.providers[0], request(1)) == doctest::Approx(0.05));
+    CHECK(*worst_case_of(quarter, quarter.providers[0], request(1)) == doctest::Approx(0.075));
+}

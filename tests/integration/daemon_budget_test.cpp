@@ -170,21 +170,6 @@ TEST_CASE("budget: a billed timeout counts against the budget") {
     CHECK(r.err.find("spent_usd=0.1000") != std::string::npos);
 }
 
-TEST_CASE("budget: a batch-mode provider submits no vendor batch under a budget") {
-    Sim sim({"--batch-ms", "100"});
-    DaemonEnv env(
-        {openai_provider(sim, "vb",
-                         R"("mode": "batch", "batch_poll_s": 0.05, "batch_poll_max_s": 0.2)")},
-        fast_retry(), 10, R"("budget": {"max_usd_per_day": 100})");
-    env.enqueue(jobs_lines("j", 2));
-    RunResult r = env.run_until_idle();
-    CHECK(env.number("SELECT count(*) FROM vendor_batches") == 0);
-    CHECK(count_state(env, "queued") == 2);
-    CHECK(sim.stat("requests") == 0);
-    CHECK(r.err.find("event=budget_hold budget=vendor_batch provider=vb") != std::string::npos);
-    CHECK(r.err.find("event=idle_with_held_work providers=vb(2,budget)") != std::string::npos);
-}
-
 TEST_CASE("budget: a call without a price is held, never sent unbounded") {
     Sim sim;
     // sora_image: a relay name without a price in the catalog, and none in the config.

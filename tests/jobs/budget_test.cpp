@@ -204,3 +204,141 @@ TEST_CASE("store: claim_except leaves the requests of held batches queued") {
     CHECK(s.claim_except("p1", "run-1", 10, 1e12, 60, 0, {"held", "also-held"}).empty());
     CHECK(s.claim("p1", "run-1", 10, 1e12, 60).size() == 3);
 }
+
+// ---- vendor batch lines (README "Budgets", vendor batches) ----
+
+TEST_CASE("budget: vendor batch lines are admitted in order while they fit; a day hold stops") {
+    BudgetLedger l;
+    l.configure(day_budget(1.0));
+    l.snapshot(budget_day_start(l.config(), kNoon), 0.1, 0, {});
+    std::vector<BudgetHold> holds;
+    // 0.1 spent + 0.3 + 0.3 fit; 0.5 more would cross 1.0; the 0.1 after it is not admitted
+    // either (the calls behind a held one wait with it).
+    auto ok = l.admit({{1, "a", 0.3}, {2, "a", 0.3}, {3, "b", 0.5}, {4, "b", 0.1}}, kNoon, holds);
+    CHECK(ok == std::vector<bool>{true, true, false, false});
+    REQUIRE(holds.size() == 1);
+    CHECK(holds[0].kind == BudgetKind::day);
+    CHECK(holds[0].spent_usd == doctest::Approx(0.1));
+    CHECK(holds[0].reserved_usd == doctest::Approx(0.6));
+    CHECK(holds[0].need_usd == doctest::Approx(0.5));
+    CHECK(l.reserved(BudgetKind::day, "") == doctest::Approx(0.6));
+    CHECK(l.reserved(BudgetKind::batch, "a") == doctest::Approx(0.6));
+    CHECK(l.reserved(BudgetKind::batch, "b") == 0);
+    // The reservations count for direct calls too.
+    CHECK(l.check("c", 0.31, kNoon));
+    CHECK_FALSE(l.check("c", 0.3, kNoon));
+}
+
+TEST_CASE("budget: a batch budget holds the lines of its batch only; unpriced lines hold") {
+    BudgetLedger l;
+    BudgetConfig c;
+    c.max_usd_per_batch = 0.5;
+    l.configure(c);
+    l.snapshot(budget_day_start(c, kNoon), 0, 0, {{"a", 0.1}, {"b", 0}, {"u", 0}});
+    std::vector<BudgetHold> holds;
+    auto ok = l.admit({{1, "a", 0.3},
+                       {2, "a", 0.2},
+                       {3, "b", 0.4},
+                       {4, "a", 0.05},
+                       {5, "b", 0.2},
+                       {6, "u", std::nullopt},
+                       {7, "b", 0.1}},
+                      kNoon, holds);
+    CHECK(ok == std::vector<bool>{true, false, true, false, false, false, false});
+    REQUIRE(holds.size() == 3);
+    CHECK(holds[0].key() == "batch:a");
+    CHECK(holds[0].spent_usd == doctest::Approx(0.1));
+    CHECK(holds[0].reserved_usd == doctest::Approx(0.3));
+    CHECK(holds[0].need_usd == doctest::Approx(0.2));
+    CHECK(holds[1].key() == "batch:b");
+    CHECK(holds[2].key() == "batch:u");
+    CHECK(holds[2].unpriced);
+    // No budget set: every line fits, unpriced ones too.
+    BudgetLedger free;
+    holds.clear();
+    CHECK(free.admit({{1, "a", 5.0}, {2, "a", std::nullopt}}, kNoon, holds) ==
+          std::vector<bool>{true, true});
+    CHECK(holds.empty());
+}
+
+TEST_CASE("budget: reservations add up, are replaced, released and given back exactly") {
+    BudgetLedger l;
+    l.configure(day_budget(1.0));
+    l.reserve(1, "a", 0.1);
+    l.reserve(2, "a", 0.2);
+    l.reserve(3, "b", 0.3);
+    l.reserve(2, "a", 0.2);  // reserved again (rebuilt after a restart): counted once
+    CHECK(l.reserved(BudgetKind::run, "") == doctest::Approx(0.6));
+    CHECK(l.reserved(BudgetKind::batch, "a") == doctest::Approx(0.3));
+    CHECK(l.release(2).value_or(-1) == doctest::Approx(0.2));
+    CHECK_FALSE(l.release(2));
+    CHECK_FALSE(l.release(99));
+    CHECK(l.reserved(BudgetKind::batch, "a") == doctest::Approx(0.1));
+    l.release(1);
+    l.release(3);
+    CHECK(l.reserved(BudgetKind::day, "") == 0);  // exactly: no drift from the subtractions
+    CHECK(l.reserved(BudgetKind::batch, "a") == 0);
+}
+
+TEST_CASE("budget: a vendor batch line counts for the run beyond the next snapshot") {
+    BudgetLedger l;
+    BudgetConfig c;
+    c.max_usd_per_run = 1;
+    c.max_usd_per_day = 1;
+    c.max_usd_per_batch = 1;
+    l.configure(c);
+    const double day = budget_day_start(c, kNoon);
+    l.snapshot(day, 0, 0, {{"a", 0}});
+    l.reserve(1, "a", 0.05);
+    l.line_recorded("a", l.release(1).value_or(-1), kNoon);
+    CHECK(l.spent(BudgetKind::run, "", kNoon) == doctest::Approx(0.05));
+    CHECK(l.spent(BudgetKind::day, "", kNoon) == doctest::Approx(0.05));
+    CHECK(l.spent(BudgetKind::batch, "a", kNoon) == doctest::Approx(0.05));
+    // The database has the line now, for the day and the batch, but not as the run's (its
+    // attempt is the vendor batch's): counted once each.
+    l.snapshot(day, 0.05, 0, {{"a", 0.05}});
+    CHECK(l.spent(BudgetKind::run, "", kNoon) == doctest::Approx(0.05));
+    CHECK(l.spent(BudgetKind::day, "", kNoon) == doctest::Approx(0.05));
+    CHECK(l.spent(BudgetKind::batch, "a", kNoon) == doctest::Approx(0.05));
+}
+
+TEST_CASE("budget: a new day does not release an open vendor batch's reservation") {
+    BudgetLedger l;
+    l.configure(day_budget(1.0));
+    l.snapshot(budget_day_start(l.config(), kNoon), 0.4, 0, {});
+    std::vector<BudgetHold> holds;
+    CHECK(l.admit({{1, "a", 0.5}}, kNoon, holds) == std::vector<bool>{true});
+    const double tomorrow = kNoon + 13 * 3600;
+    CHECK(l.spent(BudgetKind::day, "", tomorrow) == 0);
+    CHECK_FALSE(l.check("a", 0.5, tomorrow));
+    CHECK(l.check("a", 0.51, tomorrow));  // 0.5 still reserved
+}
+
+TEST_CASE("store: a vendor batch skips held batches; lines a budget refuses go back unused") {
+    TempDir dir;
+    Store s(dir.file("a.db"));
+    s.enqueue("held", {item("a"), item("b")});
+    s.enqueue("free", {item("c"), item("d"), item("e")});
+    CHECK_FALSE(s.open_vendor_batch("p1", 10, unix_now(), 86400, {"held", "free"}));
+    CHECK(s.open_vendor_batches().empty());  // nothing recorded
+    auto opened = s.open_vendor_batch("p1", 10, unix_now(), 86400, {"held"});
+    REQUIRE(opened);
+    REQUIRE(opened->requests.size() == 3);
+    for (const auto& r : opened->requests) CHECK(r.batch == "free");
+    const auto id = opened->batch.id;
+    const auto& r = opened->requests;
+    CHECK(s.return_vendor_batch_lines(
+              id, {{r[1].request_id, r[1].attempt_no}, {r[2].request_id, r[2].attempt_no}},
+              unix_now()) == 2);
+    CHECK(s.vendor_batch(id)->requests == 1);
+    CHECK(s.vendor_batch_lines(id, 0, 100).size() == 1);
+    CHECK(s.db()
+              .execAndGet("SELECT count(*) FROM requests WHERE state = 'queued' AND "
+                          "attempt_no = 0 AND attempts = 0")
+              .getInt64() == 4);
+    // The last line given back: the row goes (nothing was sent for it).
+    CHECK(s.return_vendor_batch_lines(id, {{r[0].request_id, r[0].attempt_no}}, unix_now()) == 1);
+    CHECK_FALSE(s.vendor_batch(id));
+    CHECK(s.db().execAndGet("SELECT count(*) FROM vendor_batch_requests").getInt64() == 0);
+    CHECK(s.db().execAndGet("SELECT count(*) FROM jobs WHERE state = 'queued'").getInt64() == 5);
+}
