@@ -137,7 +137,8 @@ Admit budget_admit(EngineShared* s, ProviderRuntime* p, const jobs::ClaimedReque
         asio::co_spawn(s->executor, budget_refresh(s), asio::detached);
         return Admit::wait;
     }
-    if (!vendor_batches_reserved(s)) return Admit::wait;  // woken when they are
+    // Under a budget the open vendor batches are reserved first (woken when they are).
+    if (g.enabled() && !vendor_batches_reserved(s)) return Admit::wait;
     const auto worst = worst_case_of(*g.config, p->config, req);
     auto h = g.ledger.check(req.batch, worst, now);
     if (!h) {
