@@ -40,6 +40,7 @@ VendorBatchRow read_row(SQLite::Statement& q) {
 }
 
 // The job's fields a claim carries.
+// The first 13 columns of the claim's RETURNING too (claim_sql), whose priority comes last.
 constexpr const char* kLineColumns =
     "r.id, r.job_id, r.seq, r.first_index, r.n, r.images_done, r.attempt_no, r.attempts, "
     "r.rate_limited, r.moderation, r.provider, r.timeouts, r.provider_failures";

@@ -15,7 +15,7 @@ constexpr const char* kClaimSql =
     "WHERE id IN (SELECT id FROM requests WHERE state = 'queued' AND provider = ?3 "
     "AND not_before <= ?4 ORDER BY priority DESC, id LIMIT ?5) "
     "RETURNING id, job_id, seq, first_index, n, images_done, attempt_no, attempts, "
-    "rate_limited, moderation, provider, priority, timeouts, provider_failures";
+    "rate_limited, moderation, provider, timeouts, provider_failures, priority";
 
 constexpr const char* kLeaseExpiredMessage =
     "the daemon holding the lease stopped before the answer was recorded";
@@ -166,9 +166,9 @@ std::vector<ClaimedRequest> Store::claim_except(std::string_view provider, std::
             r.rate_limited = q->getColumn(8).getInt();
             r.moderation = q->getColumn(9).getInt();
             r.provider = text(*q, 10);
-            priority.push_back(q->getColumn(11).getInt());
-            r.timeouts = q->getColumn(12).getInt();
-            r.provider_failures = q->getColumn(13).getInt();
+            r.timeouts = q->getColumn(11).getInt();
+            r.provider_failures = q->getColumn(12).getInt();
+            priority.push_back(q->getColumn(13).getInt());
             out.push_back(std::move(r));
         }
     }

@@ -43,6 +43,24 @@ TEST_CASE("custom_id and owner names read back") {
     CHECK_FALSE(vendor_batch_of_owner("vbatch:"));
 }
 
+TEST_CASE("a vendor batch's lines carry their requests' counters, as a claim does") {
+    TempDir dir;
+    Store st(dir.file("t.db"));
+    st.enqueue("b", {item("p0", 1, 1, "", 7)});
+    st.db().exec("UPDATE requests SET timeouts = 1, provider_failures = 2, attempts = 3");
+    auto opened = st.open_vendor_batch("p1", 3, unix_now(), 86400);
+    REQUIRE(opened);
+    REQUIRE(opened->requests.size() == 1);
+    CHECK(opened->requests[0].attempts == 3);
+    CHECK(opened->requests[0].timeouts == 1);
+    CHECK(opened->requests[0].provider_failures == 2);
+    CHECK(opened->requests[0].provider == "p1");
+    auto lines = st.vendor_batch_lines(opened->batch.id, 0, 10);
+    REQUIRE(lines.size() == 1);
+    CHECK(lines[0].timeouts == 1);
+    CHECK(lines[0].provider_failures == 2);
+}
+
 TEST_CASE("a vendor batch is recorded with its requests before it exists at the vendor") {
     TempDir dir;
     Store st(dir.file("t.db"));
