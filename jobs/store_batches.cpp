@@ -192,24 +192,29 @@ std::optional<Store::OpenedVendorBatch> Store::open_vendor_batch(
 void Store::drop_from_vendor_batch(std::int64_t id, const std::vector<LeasedAttempt>& attempts,
                                    double now) {
     if (attempts.empty()) return;
-    {
-        auto txn = impl_->write_txn();
-        for (const auto& a : attempts) {
-            auto q = impl_->prep(
-                "DELETE FROM vendor_batch_requests WHERE vendor_batch_id = ? AND request_id = ?");
-            q->bind(1, id);
-            q->bind(2, a.request_id);
-            q->exec();
-        }
-        auto q = impl_->prep(
-            "UPDATE vendor_batches SET requests = (SELECT count(*) FROM vendor_batch_requests "
-            "WHERE vendor_batch_id = ?1), updated_at = ?2 WHERE id = ?1");
+    // One transaction: a request is never left leased to a vendor batch it is not in.
+    auto txn = impl_->write_txn();
+    impl_->unmap_vendor_batch_lines(id, attempts, now);
+    txn.commit();
+}
+
+int StoreDb::unmap_vendor_batch_lines(std::int64_t id, const std::vector<LeasedAttempt>& lines,
+                                      double now) {
+    for (const auto& a : lines) {
+        auto q =
+            prep("DELETE FROM vendor_batch_requests WHERE vendor_batch_id = ? AND request_id = ?");
         q->bind(1, id);
-        q->bind(2, now);
+        q->bind(2, a.request_id);
         q->exec();
-        txn.commit();
     }
-    unclaim(vendor_batch_owner(id), attempts, now);
+    const int changed = unclaim_rows(vendor_batch_owner(id), lines, now);
+    auto q = prep(
+        "UPDATE vendor_batches SET requests = (SELECT count(*) FROM vendor_batch_requests "
+        "WHERE vendor_batch_id = ?1), updated_at = ?2 WHERE id = ?1");
+    q->bind(1, id);
+    q->bind(2, now);
+    q->exec();
+    return changed;
 }
 
 void Store::update_vendor_batch(const VendorBatchRow& r) {

@@ -136,49 +136,10 @@ std::optional<double> Store::batch_budget(std::string_view batch) {
 int Store::return_vendor_batch_lines(std::int64_t id, const std::vector<LeasedAttempt>& lines,
                                      double now) {
     if (lines.empty()) return 0;
-    const std::string owner = vendor_batch_owner(id);
     auto txn = impl_->write_txn();
-    int changed = 0;
-    for (const auto& a : lines) {
-        {
-            auto q = impl_->prep(
-                "DELETE FROM vendor_batch_requests WHERE vendor_batch_id = ? AND request_id = ?");
-            q->bind(1, id);
-            q->bind(2, a.request_id);
-            q->exec();
-        }
-        std::int64_t job_id = 0;
-        {
-            auto q = impl_->prep(
-                "SELECT job_id FROM requests WHERE id = ? AND attempt_no = ? "
-                "AND state = 'running' AND lease_owner = ?");
-            q->bind(1, a.request_id);
-            q->bind(2, a.attempt_no);
-            q->bind(3, owner);
-            if (!q->executeStep()) continue;
-            job_id = q->getColumn(0).getInt64();
-        }
-        {
-            // As if never claimed; a job cancelled meanwhile has its request cancelled.
-            auto q = impl_->prep(
-                "UPDATE requests SET state = CASE (SELECT state FROM jobs WHERE id = ?2) "
-                "WHEN 'cancelled' THEN 'cancelled' ELSE 'queued' END, lease_owner = NULL, "
-                "lease_until = NULL, attempt_no = attempt_no - 1 WHERE id = ?1");
-            q->bind(1, a.request_id);
-            q->bind(2, job_id);
-            changed += q->exec();
-        }
-        impl_->settle_job(job_id, now);
-    }
+    const int changed = impl_->unmap_vendor_batch_lines(id, lines, now);
     {
-        auto q = impl_->prep(
-            "UPDATE vendor_batches SET requests = (SELECT count(*) FROM vendor_batch_requests "
-            "WHERE vendor_batch_id = ?1), updated_at = ?2 WHERE id = ?1");
-        q->bind(1, id);
-        q->bind(2, now);
-        q->exec();
-    }
-    {
+        // Nothing was sent for a chunk left without a line.
         auto q = impl_->prep(
             "DELETE FROM vendor_batches WHERE id = ?1 AND state = 'preparing' AND requests = 0");
         q->bind(1, id);

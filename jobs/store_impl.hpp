@@ -55,6 +55,16 @@ struct StoreDb {
     std::int64_t batch_id(std::string_view name);  // creates the batch if new
     std::optional<std::int64_t> find_batch(std::string_view name);
 
+    // Gives back attempts leased to owner, as if never claimed (no attempt used; a request of a
+    // job cancelled meanwhile is cancelled), inside the caller's write transaction. Returns
+    // the requests given back.
+    int unclaim_rows(std::string_view owner, const std::vector<LeasedAttempt>& attempts,
+                     double now);
+    // Takes lines out of vendor batch id (unmapped, given back as unclaim_rows does, the
+    // batch's request count lowered), inside the caller's write transaction.
+    int unmap_vendor_batch_lines(std::int64_t id, const std::vector<LeasedAttempt>& lines,
+                                 double now);
+
     // Recomputes a job's state from its requests after one of them changed: running while a
     // request runs, queued while one waits, else the final state (a cancelled job stays so).
     // A completion passes the images it recorded (added to jobs.images_done, with updated_at,

@@ -218,11 +218,18 @@ int Store::renew_leases(std::string_view owner, const std::vector<LeasedAttempt>
 
 int Store::unclaim(std::string_view owner, const std::vector<LeasedAttempt>& attempts, double now) {
     auto txn = impl_->write_txn();
+    int changed = impl_->unclaim_rows(owner, attempts, now);
+    txn.commit();
+    return changed;
+}
+
+int StoreDb::unclaim_rows(std::string_view owner, const std::vector<LeasedAttempt>& attempts,
+                          double now) {
     int changed = 0;
     for (const auto& a : attempts) {
         std::int64_t job_id = 0;
         {
-            auto q = impl_->prep(
+            auto q = prep(
                 "SELECT job_id FROM requests WHERE id = ? AND attempt_no = ? "
                 "AND state = 'running' AND lease_owner = ?");
             q->bind(1, a.request_id);
@@ -231,18 +238,17 @@ int Store::unclaim(std::string_view owner, const std::vector<LeasedAttempt>& att
             if (!q->executeStep()) continue;
             job_id = q->getColumn(0).getInt64();
         }
-        const bool cancelled = job_state(*impl_, job_id) == "cancelled";
+        const bool cancelled = job_state(*this, job_id) == "cancelled";
         {
-            auto q = impl_->prep(
+            auto q = prep(
                 "UPDATE requests SET state = ?, lease_owner = NULL, lease_until = NULL, "
                 "attempt_no = attempt_no - 1 WHERE id = ?");
             q->bind(1, cancelled ? "cancelled" : "queued");
             q->bind(2, a.request_id);
             changed += q->exec();
         }
-        impl_->settle_job(job_id, now);
+        settle_job(job_id, now);
     }
-    txn.commit();
     return changed;
 }
 
