@@ -58,10 +58,10 @@ TEST_CASE("batch reroute: a job retried as a direct call belongs to the direct p
     // ok: made in the vendor batch. moved: its line fails, the retry is a direct call.
     // dead: fails in the batch and again as a direct call. half: the batch line answers one
     // image of two, the top-up is a direct call.
-    env.enqueue(job_line("ok", "fine", "gpt-image-1", 1) +
-                job_line("moved", "flaky #fail=500*1", "gpt-image-1", 1) +
-                job_line("dead", "broken #fail=500", "gpt-image-1", 1) +
-                job_line("half", "two of them #fail=partial*1", "gpt-image-1", 2));
+    env.enqueue(job_line("ok", "fine", "gpt-image-2", 1) +
+                job_line("moved", "flaky #fail=500*1", "gpt-image-2", 1) +
+                job_line("dead", "broken #fail=500", "gpt-image-2", 1) +
+                job_line("half", "two of them #fail=partial*1", "gpt-image-2", 2));
     auto r = env.run_until_idle();
     INFO(DaemonEnv::tail(r.err));
     REQUIRE(env.job_state("ok") == "succeeded");
