@@ -16,13 +16,15 @@ cd "$dir"
 cat >imgbatch.json <<'JSON'
 { "database": "bench.db", "output_dir": "out",
   "providers": [{"name": "sim", "api": "openai", "base_url": "http://127.0.0.1:9/v1",
-                 "models": ["gpt-image-2", "dall-e-3"]}] }
+                 "models": ["gpt-image-2"]},
+                {"name": "gem", "api": "gemini", "base_url": "http://127.0.0.1:9/v1beta",
+                 "models": ["gemini-2.5-flash-image"]}] }
 JSON
 # Mixed lines: keys, sizes, n > per-request maximum (split into several requests), metadata.
 awk -v n="$lines" 'BEGIN {
   for (i = 1; i <= n; i++) {
     if (i % 3 == 0)
-      printf "{\"key\":\"job-%d\",\"prompt\":\"a lighthouse at dusk, number %d\",\"model\":\"dall-e-3\",\"n\":2,\"size\":\"1024x1792\",\"quality\":\"hd\"}\n", i, i
+      printf "{\"key\":\"job-%d\",\"prompt\":\"a lighthouse at dusk, number %d\",\"model\":\"gemini-2.5-flash-image\",\"n\":2,\"aspect_ratio\":\"9:16\"}\n", i, i
     else
       printf "{\"key\":\"job-%d\",\"prompt\":\"a watercolor fox in the snow, variant %d\",\"model\":\"gpt-image-2\",\"n\":%d,\"size\":\"1024x1024\",\"metadata\":{\"row\":%d}}\n", i, i, i % 4 + 1, i
   }

@@ -329,4 +329,20 @@ std::vector<AttemptVendorBatch> Store::job_vendor_batches(std::int64_t job_id) {
     return out;
 }
 
+void move_to_provider(StoreDb& impl, std::int64_t request_id, std::int64_t job_id,
+                      const std::string& provider) {
+    {
+        auto q = impl.prep("UPDATE requests SET provider = ? WHERE id = ?");
+        q->bind(1, provider);
+        q->bind(2, request_id);
+        q->exec();
+    }
+    // The job names the provider that serves it now (status, show, export, the report); each
+    // attempt keeps the provider it called.
+    auto q = impl.prep("UPDATE jobs SET provider = ? WHERE id = ?");
+    q->bind(1, provider);
+    q->bind(2, job_id);
+    q->exec();
+}
+
 }  // namespace imgbatch::jobs

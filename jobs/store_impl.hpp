@@ -94,5 +94,9 @@ void fill_job(StoreDb& impl, ClaimedRequest& r);
 // bind_filter in the same order, starting at *index.
 void append_filter(std::string& sql, const JobFilter& filter);
 void bind_filter(SQLite::Statement& s, int& index, const JobFilter& filter);
+// A request retried on another provider (a vendor-batch line retried as a direct call): the
+// request and its job now belong to that provider (store_batches.cpp).
+void move_to_provider(StoreDb& impl, std::int64_t request_id, std::int64_t job_id,
+                      const std::string& provider);
 
 }  // namespace imgbatch::jobs

@@ -481,7 +481,8 @@ void Store::export_images(const std::optional<std::string>& batch,
         if (!bid) return;
     }
     // The producing attempt: the request's last attempt with images that finished before the
-    // output was recorded (a request topped up over several attempts has several).
+    // output was recorded (a request topped up over several attempts has several; the next
+    // attempt starts only once the outputs of the last one are committed).
     // kJobColumns' 16 columns, then the output's and the attempt's.
     std::string sql = kJobColumns;
     sql.insert(sql.find(" FROM jobs j"),
@@ -491,7 +492,7 @@ void Store::export_images(const std::optional<std::string>& batch,
     sql +=
         " JOIN outputs o ON o.job_id = j.id"
         " LEFT JOIN attempts a ON a.id = (SELECT x.id FROM attempts x WHERE x.request_id = "
-        "o.request_id AND x.images > 0 AND x.finished_at <= o.created_at + 1 "
+        "o.request_id AND x.images > 0 AND x.finished_at <= o.created_at "
         "ORDER BY x.id DESC LIMIT 1)";
     sql += bid ? " WHERE j.batch_id = ? ORDER BY j.id, o.idx" : " ORDER BY j.id, o.idx";
     auto s = impl_->prep(sql);

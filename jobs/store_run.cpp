@@ -512,12 +512,8 @@ std::vector<bool> Store::apply(std::vector<Completion>& completions,
             q->exec();
         }
         if (c.next == Next::retry && !c.requeue_provider.empty() &&
-            std::string_view(state) == "queued") {
-            auto q = impl_->prep("UPDATE requests SET provider = ? WHERE id = ?");
-            q->bind(1, c.requeue_provider);
-            q->bind(2, c.request_id);
-            q->exec();
-        }
+            std::string_view(state) == "queued")
+            move_to_provider(*impl_, c.request_id, job_id, c.requeue_provider);
         // The job's images_done and state in one UPDATE of its row.
         impl_->settle_job(job_id, now, added, &job_now);
         result[i] = true;

@@ -29,20 +29,20 @@ cat >imgbatch.json <<JSON
   "retry": {"max_attempts": 3, "base_delay_s": 0.1, "max_delay_s": 0.5, "moderation_retries": 1},
   "providers": [
     {"name": "openai", "api": "openai", "base_url": "http://127.0.0.1:$port/v1",
-     "models": ["gpt-image-1", "dall-e-3"], "max_concurrency": 4},
-    {"name": "imagen", "api": "google", "base_url": "http://127.0.0.1:$port/v1beta",
-     "models": ["imagen-4.0-generate-001"], "max_concurrency": 4, "auth": "bearer"}
+     "models": ["gpt-image-2"], "max_concurrency": 4},
+    {"name": "gemini", "api": "gemini", "base_url": "http://127.0.0.1:$port/v1beta",
+     "models": ["gemini-2.5-flash-image"], "max_concurrency": 4}
   ]
 }
 JSON
 cat >jobs.jsonl <<'JSONL'
-{"key": "fox", "prompt": "A red fox in fresh snow at dawn", "model": "gpt-image-1", "n": 4, "size": "1024x1024"}
-{"key": "owl", "prompt": "A snowy owl on a birch branch", "model": "imagen-4.0-generate-001", "n": 4}
-{"key": "lighthouse", "prompt": "A lighthouse in a storm, oil painting", "model": "dall-e-3", "n": 1}
-{"key": "boats", "prompt": "Fishing boats in a harbour at sunrise", "model": "gpt-image-1", "n": 3}
-{"key": "lake", "prompt": "A mountain lake under the stars", "model": "imagen-4.0-generate-001", "n": 2}
-{"key": "poster", "prompt": "A poster with tiny unreadable text #fail=invalid", "model": "gpt-image-1", "n": 2}
-{"key": "forest", "prompt": "A misty forest path #fail=moderation", "model": "gpt-image-1", "n": 1}
+{"key": "fox", "prompt": "A red fox in fresh snow at dawn", "model": "gpt-image-2", "n": 4, "size": "1024x1024"}
+{"key": "owl", "prompt": "A snowy owl on a birch branch", "model": "gemini-2.5-flash-image", "n": 4}
+{"key": "lighthouse", "prompt": "A lighthouse in a storm, oil painting", "model": "gpt-image-2", "n": 1, "size": "1024x1536", "quality": "high"}
+{"key": "boats", "prompt": "Fishing boats in a harbour at sunrise", "model": "gpt-image-2", "n": 3}
+{"key": "lake", "prompt": "A mountain lake under the stars", "model": "gemini-2.5-flash-image", "n": 2, "aspect_ratio": "16:9"}
+{"key": "poster", "prompt": "A poster with tiny unreadable text #fail=invalid", "model": "gpt-image-2", "n": 2}
+{"key": "forest", "prompt": "A misty forest path #fail=moderation", "model": "gpt-image-2", "n": 1}
 JSONL
 export IMGBATCH_CONFIG=$work/imgbatch.json
 "$bin" enqueue jobs.jsonl --batch "night-$(date -u +%F)" >/dev/null

@@ -13,7 +13,7 @@ using imgbatch::daemon::testing::config_error_of;
 namespace {
 
 std::string provider(const std::string& api, const std::string& extra) {
-    std::string models = api == "openai" ? R"(["gpt-image-1"])" : R"(["imagen-4.0-generate-001"])";
+    std::string models = api == "openai" ? R"(["gpt-image-2"])" : R"(["imagen-4.0-generate-001"])";
     return R"({"providers": [{"name": "p", "api": ")" + api +
            R"(", "base_url": "http://127.0.0.1:1/v1", "models": )" + models + ", " + extra + "}]}";
 }

@@ -20,7 +20,7 @@ namespace {
 
 std::string provider_json(const std::string& extra) {
     return R"({"providers": [{"name": "p", "api": "openai", "base_url": "http://127.0.0.1:1/v1",
-               "models": ["gpt-image-1"])" +
+               "models": ["gpt-image-2"])" +
            extra + "}]}";
 }
 
@@ -62,7 +62,7 @@ TEST_CASE("a full configuration with comments and trailing commas") {
         "models": {"my-model": {"like": "dall-e-3"}},
         "providers": [
           {"name": "a", "api": "openai", "base_url": "https://api.example.com/v1",
-           "api_key_env": "A_KEY", "models": ["gpt-image-1", "my-model"],
+           "api_key_env": "A_KEY", "models": ["gpt-image-2", "my-model"],
            "max_concurrency": 8, "requests_per_minute": 50, "images_per_minute": 100,
            "timeout_s": 120, "connect_timeout_s": 5, "max_images_per_request": 4,
            "max_response_bytes": 1000000, "headers": {"X-Team": "art"},},
@@ -94,7 +94,7 @@ TEST_CASE("a full configuration with comments and trailing commas") {
     CHECK(a.api == "openai");
     CHECK(a.base_url == "https://api.example.com/v1");
     CHECK(a.api_key_env == "A_KEY");
-    CHECK(a.models == std::vector<std::string>{"gpt-image-1", "my-model"});
+    CHECK(a.models == std::vector<std::string>{"gpt-image-2", "my-model"});
     CHECK(a.max_concurrency == 8);
     CHECK(a.requests_per_minute == doctest::Approx(50));
     CHECK(a.images_per_minute == doctest::Approx(100));
@@ -196,7 +196,7 @@ TEST_CASE("unknown models and bad model overrides") {
     std::string e = config_error_of(R"({"providers": [{"name": "p", "api": "openai",
         "base_url": "http://h/v1", "models": ["dall-e-9"]}]})");
     CHECK(e.find("cfg.json: 'providers[0].models' names unknown model 'dall-e-9' (known: ") == 0);
-    CHECK(e.find("gpt-image-1") != std::string::npos);
+    CHECK(e.find("gpt-image-2") != std::string::npos);
     // A catalog error (std::invalid_argument) becomes a ConfigError naming the file.
     e = config_error_of(R"({"models": {"m": {"like": "nope"}}})");
     CHECK(e.find("cfg.json: ") == 0);
@@ -308,9 +308,9 @@ TEST_CASE("shutdown_grace_s: \"auto\" by default covers the slowest provider's c
     using imgbatch::daemon::kShutdownGraceMargin_s;
     const std::string providers =
         R"("providers": [
-          {"name": "a", "api": "openai", "base_url": "https://a/v1", "models": ["gpt-image-1"],
+          {"name": "a", "api": "openai", "base_url": "https://a/v1", "models": ["gpt-image-2"],
            "timeout_s": 120, "connect_timeout_s": 5},
-          {"name": "b", "api": "openai", "base_url": "https://b/v1", "models": ["gpt-image-1"]}])";
+          {"name": "b", "api": "openai", "base_url": "https://b/v1", "models": ["gpt-image-2"]}])";
     Config d = parse_config("{" + providers + "}", "d.json");
     CHECK(!d.shutdown_grace_s);
     // b keeps the defaults: 30 s to connect, 300 s to answer.
@@ -375,7 +375,7 @@ TEST_CASE("every number has a sane range: times, rates, counts, sizes") {
         R"({"poll_interval_s": 3600, "shutdown_grace_s": 86400,
             "retry": {"max_delay_s": 86400, "auth_probe_s": 86400, "max_attempts": 1000},
             "providers": [{"name": "p", "api": "openai", "base_url": "http://127.0.0.1:1/v1",
-              "models": ["gpt-image-1"], "timeout_s": 86400, "connect_timeout_s": 0.001,
+              "models": ["gpt-image-2"], "timeout_s": 86400, "connect_timeout_s": 0.001,
               "max_concurrency": 10000, "requests_per_minute": 1000000}]})",
         "cfg.json");
     CHECK(c.poll_interval_s == 3600);
@@ -441,7 +441,7 @@ TEST_CASE("api gemini: x-goog-api-key by default, bearer for relays and Vertex A
               .find("only for api \"google\" or \"gemini\"") != std::string::npos);
     CHECK(
         config_error_of(R"({"providers": [{"name": "p", "api": "gemeni", "base_url": "http://h/v1",
-                       "models": ["gpt-image-1"]}]})")
+                       "models": ["gpt-image-2"]}]})")
             .find("one of openai, google, openai-chat, gemini") != std::string::npos);
 }
 

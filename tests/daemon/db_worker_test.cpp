@@ -37,7 +37,7 @@ void enqueue_jobs(const std::string& path, int count) {
     for (int i = 0; i < count; ++i) {
         jobs::EnqueueItem item;
         item.spec.prompt = "p" + std::to_string(i);
-        item.spec.model = "gpt-image-1";
+        item.spec.model = "gpt-image-2";
         item.spec.n = 1;
         item.provider = "sim";
         item.plan = jobs::plan_requests(1, 1);

@@ -79,6 +79,17 @@ void write_all(tcp::socket& socket, const std::string& text) {
     asio::write(socket, asio::buffer(text), ec);
 }
 
+// Closes in order: FIN, no reset.
+void close_with_fin(tcp::socket& socket) {
+    boost::system::error_code ec;
+    socket.shutdown(tcp::socket::shutdown_both, ec);
+    socket.close(ec);
+}
+
+std::string local_url(int port, const std::string& path = "/") {
+    return "http://127.0.0.1:" + std::to_string(port) + path;
+}
+
 // A server with one thread per accepted connection, so that several connections can be open
 // at once (kept-alive connections that are closed later). Stops accepting after `connections`.
 class ThreadedServer {
@@ -135,7 +146,7 @@ HttpRequest post(const std::string& url, const std::string& prompt) {
     HttpRequest r;
     r.url = url;
     r.headers = {{"Content-Type", "application/json"}};
-    r.body = R"({"model":"gpt-image-1","prompt":")" + prompt + R"(","n":1})";
+    r.body = R"({"model":"gpt-image-2","prompt":")" + prompt + R"(","n":1})";
     return r;
 }
 
@@ -232,8 +243,7 @@ TEST_CASE("http client: reset, truncated body and refused connection are network
         tcp::acceptor a(tmp, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
         closed_port = a.local_endpoint().port();
     }
-    const auto refused =
-        failed(send(client, ioc, get("http://127.0.0.1:" + std::to_string(closed_port) + "/")));
+    const auto refused = failed(send(client, ioc, get(local_url(closed_port))));
     CHECK(refused.cls == ErrorClass::network);
     CHECK(contains(refused.message, "connect to 127.0.0.1:" + std::to_string(closed_port)));
 }
@@ -265,7 +275,7 @@ TEST_CASE("http client: interim 1xx answers are skipped until the final answer")
     });
     asio::io_context ioc;
     HttpClient client(ioc.get_executor(), no_env());
-    std::string url = "http://127.0.0.1:" + std::to_string(server.port()) + "/a";
+    std::string url = local_url(server.port(), "/a");
     const auto first = ok(send(client, ioc, get(url)));
     CHECK(first.status == 200);
     CHECK(first.body == "first");
@@ -301,7 +311,7 @@ TEST_CASE("http client: a connection with bytes after the answer is not used aga
     });
     asio::io_context ioc;
     HttpClient client(ioc.get_executor(), no_env());
-    std::string url = "http://127.0.0.1:" + std::to_string(server.port()) + "/a";
+    std::string url = local_url(server.port(), "/a");
     CHECK(ok(send(client, ioc, get(url))).body == "ok");
     CHECK(ok(send(client, ioc, get(url))).body == "fresh");
 }
@@ -319,13 +329,11 @@ TEST_CASE("http client: a stale kept-alive connection is retried on a new connec
         }
         write_all(socket, answer("first"));
         read_head(socket, buf);
-        boost::system::error_code ec;
-        socket.shutdown(tcp::socket::shutdown_both, ec);
-        socket.close(ec);
+        close_with_fin(socket);
     });
     asio::io_context ioc;
     HttpClient client(ioc.get_executor(), no_env());
-    std::string url = "http://127.0.0.1:" + std::to_string(server.port()) + "/a";
+    std::string url = local_url(server.port(), "/a");
     // Two requests at once: two connections, both kept alive afterwards.
     std::vector<HttpResult> results;
     for (int i = 0; i < 2; ++i)
@@ -354,6 +362,31 @@ void read_request(tcp::socket& socket, asio::streambuf& buf) {
     buf.consume(length);
 }
 
+namespace {
+
+// The server side of one exchange: reads a request whole, counts it, answers body.
+void serve_one(tcp::socket& socket, asio::streambuf& buf, std::atomic<int>& served,
+               const std::string& body) {
+    read_request(socket, buf);
+    ++served;
+    write_all(socket, answer(body));
+}
+
+// Two POSTs on one kept-alive connection to a server whose serve answers the first with
+// "first" and drops the second: returns the second's failure. A resend would go to a
+// connection nobody serves: it would time out (5 s), not hang the test.
+HttpFailure second_post_failure(const ThreadedServer& server) {
+    asio::io_context ioc;
+    auto opt = no_env();
+    opt.response_timeout = std::chrono::seconds(5);
+    HttpClient client(ioc.get_executor(), opt);
+    std::string url = local_url(server.port(), "/v1/images");
+    CHECK(ok(send(client, ioc, post(url, "one"))).body == "first");
+    return failed(send(client, ioc, post(url, "two")));
+}
+
+}  // namespace
+
 TEST_CASE("http client: a POST reset after it was sent is not sent again") {
     // The server dropped the kept-alive connection with the request in its buffer: a reset.
     // Whether it was processed cannot be known (a proxy may reset after forwarding it), so the
@@ -361,23 +394,14 @@ TEST_CASE("http client: a POST reset after it was sent is not sent again") {
     std::atomic<int> served{0};
     ThreadedServer server(1, [&](tcp::socket& socket, int) {
         asio::streambuf buf;
-        read_request(socket, buf);
-        ++served;
-        write_all(socket, answer("first"));
+        serve_one(socket, buf, served, "first");
         boost::system::error_code ec;
         while (socket.available(ec) == 0 && !ec)  // the next request is there, unread
             std::this_thread::sleep_for(std::chrono::milliseconds(1));
         socket.set_option(tcp::socket::linger(true, 0), ec);  // close with a reset
         socket.close(ec);
     });
-    asio::io_context ioc;
-    // A resend would go to a connection nobody serves: it would time out, not hang the test.
-    auto opt = no_env();
-    opt.response_timeout = std::chrono::seconds(5);
-    HttpClient client(ioc.get_executor(), opt);
-    std::string url = "http://127.0.0.1:" + std::to_string(server.port()) + "/v1/images";
-    CHECK(ok(send(client, ioc, post(url, "one"))).body == "first");
-    const auto f = failed(send(client, ioc, post(url, "two")));
+    const auto f = second_post_failure(server);
     CHECK(f.cls == ErrorClass::network);
     CHECK(f.code == "after_send");
     CHECK(server.accepted() == 1);
@@ -390,23 +414,12 @@ TEST_CASE("http client: a POST read whole and then dropped without an answer is 
     std::atomic<int> served{0};
     ThreadedServer server(1, [&](tcp::socket& socket, int) {
         asio::streambuf buf;
+        serve_one(socket, buf, served, "first");
         read_request(socket, buf);
         ++served;
-        write_all(socket, answer("first"));
-        read_request(socket, buf);
-        ++served;
-        boost::system::error_code ec;
-        socket.shutdown(tcp::socket::shutdown_both, ec);
-        socket.close(ec);
+        close_with_fin(socket);
     });
-    asio::io_context ioc;
-    // A resend would go to a connection nobody serves: it would time out, not hang the test.
-    auto opt = no_env();
-    opt.response_timeout = std::chrono::seconds(5);
-    HttpClient client(ioc.get_executor(), opt);
-    std::string url = "http://127.0.0.1:" + std::to_string(server.port()) + "/v1/images";
-    CHECK(ok(send(client, ioc, post(url, "one"))).body == "first");
-    const auto f = failed(send(client, ioc, post(url, "two")));
+    const auto f = second_post_failure(server);
     CHECK(f.cls == ErrorClass::network);
     CHECK(f.code == "after_send");
     CHECK(contains(f.message, "closed the connection without an answer"));
@@ -421,22 +434,17 @@ TEST_CASE("http client: a pooled connection the server closed while idle is not 
     std::atomic<bool> closed{false};
     ThreadedServer server(2, [&](tcp::socket& socket, int connection) {
         asio::streambuf buf;
-        read_request(socket, buf);
-        ++served;
+        serve_one(socket, buf, served, connection == 1 ? "fresh" : "first");
         if (connection == 1) {
-            write_all(socket, answer("fresh"));
             read_head(socket, buf);
             return;
         }
-        write_all(socket, answer("first"));
-        boost::system::error_code ec;
-        socket.shutdown(tcp::socket::shutdown_both, ec);
-        socket.close(ec);
+        close_with_fin(socket);
         closed = true;
     });
     asio::io_context ioc;
     HttpClient client(ioc.get_executor(), no_env());
-    std::string url = "http://127.0.0.1:" + std::to_string(server.port()) + "/v1/images";
+    std::string url = local_url(server.port(), "/v1/images");
     CHECK(ok(send(client, ioc, post(url, "one"))).body == "first");
     while (!closed) std::this_thread::sleep_for(std::chrono::milliseconds(1));
     CHECK(ok(send(client, ioc, post(url, "two"))).body == "fresh");
@@ -453,8 +461,7 @@ TEST_CASE("http client: a connection closed without any answer is a network fail
     });
     asio::io_context ioc;
     HttpClient client(ioc.get_executor(), no_env());
-    const auto f =
-        failed(send(client, ioc, get("http://127.0.0.1:" + std::to_string(server.port()) + "/")));
+    const auto f = failed(send(client, ioc, get(local_url(server.port()))));
     CHECK(f.cls == ErrorClass::network);
     CHECK(contains(f.message, "closed the connection without an answer"));
 }
@@ -485,8 +492,7 @@ TEST_CASE("http client: gzip and deflate answers are decoded") {
         });
         asio::io_context ioc;
         HttpClient client(ioc.get_executor(), no_env());
-        const auto res =
-            ok(send(client, ioc, get("http://127.0.0.1:" + std::to_string(server.port()) + "/")));
+        const auto res = ok(send(client, ioc, get(local_url(server.port()))));
         CHECK(res.body == text);
         CHECK(res.header("content-encoding").empty());
         CHECK(contains(head, "Accept-Encoding: gzip, deflate"));
@@ -507,8 +513,7 @@ TEST_CASE("http client: a compressed answer over max_response_bytes or corrupt f
         auto opt = no_env();
         opt.max_response_bytes = 64 * 1024;
         HttpClient client(ioc.get_executor(), opt);
-        const auto f =
-            failed(send(client, ioc, get("http://127.0.0.1:" + std::to_string(server.port()))));
+        const auto f = failed(send(client, ioc, get(local_url(server.port(), ""))));
         if (body == &bomb) {
             CHECK(f.cls == ErrorClass::invalid_request);
             CHECK(f.code == "response_too_large");
@@ -555,7 +560,7 @@ TEST_CASE("http client: a kept-alive connection closed by the server is retried 
     });
     asio::io_context ioc;
     HttpClient client(ioc.get_executor(), no_env());
-    std::string url = "http://127.0.0.1:" + std::to_string(server.port()) + "/a";
+    std::string url = local_url(server.port(), "/a");
     CHECK(ok(send(client, ioc, get(url))).body == "ok");
     std::this_thread::sleep_for(std::chrono::milliseconds(50));  // let the close arrive
     CHECK(ok(send(client, ioc, get(url))).body == "ok");
@@ -689,7 +694,7 @@ TEST_CASE("http client: a body file takes a 2xx answer larger than max_response_
     auto opt = no_env();
     opt.max_response_bytes = 64 * 1024;
     HttpClient client(ioc.get_executor(), opt);
-    const std::string url = "http://127.0.0.1:" + std::to_string(server.port()) + "/file";
+    const std::string url = local_url(server.port(), "/file");
     const std::string path = sink_path("a");
     HttpRequest r = get(url);
     r.body_file = path;

@@ -17,7 +17,7 @@ using imgbatch::daemon::logfmt_value;
 using imgbatch::daemon::q;
 
 TEST_CASE("logfmt: plain tokens stay bare, anything else is quoted and escaped") {
-    CHECK(logfmt_value("gpt-image-1") == "gpt-image-1");
+    CHECK(logfmt_value("gpt-image-2") == "gpt-image-2");
     CHECK(logfmt_value("") == "\"\"");
     CHECK(logfmt_value("a b") == "\"a b\"");
     CHECK(logfmt_value("say \"hi\"") == "\"say \\\"hi\\\"\"");

@@ -78,9 +78,9 @@ TEST_CASE("config: output_name and sidecar are read and checked") {
 
 TEST_CASE("output_name: tokens render readable names that end in -{job}-{index}") {
     auto w = writer("/o", "{batch}/{date}/{model}/{prompt_slug}_{key}");
-    NameFields f{"night run", "fox", "gpt-image-1", "A red Fox, at dawn!", 12, 3, kDay + 3600};
+    NameFields f{"night run", "fox", "gpt-image-2", "A red Fox, at dawn!", 12, 3, kDay + 3600};
     CHECK(w.final_path(f, "png") ==
-          "/o/night run/2026-11-21/gpt-image-1/a-red-fox-at-dawn_fox-12-3.png");
+          "/o/night run/2026-11-21/gpt-image-2/a-red-fox-at-dawn_fox-12-3.png");
     // The job and index the template writes itself are not repeated.
     auto w2 = writer("/o", "{batch}/{prompt_slug}-{job}-{index}");
     CHECK(w2.final_path(f, "webp") == "/o/night run/a-red-fox-at-dawn-12-3.webp");
@@ -126,7 +126,7 @@ TEST_CASE("sidecars: staged, placed and unplaced with their images; removed with
     req.attempt_no = 1;
     req.batch = "b";
     req.key = "k";
-    req.model = "gpt-image-1";
+    req.model = "gpt-image-2";
     req.provider = "oa";
     req.prompt = "a red fox";
     req.params_json = R"({"size":"1024x1024"})";
@@ -153,7 +153,7 @@ TEST_CASE("sidecars: staged, placed and unplaced with their images; removed with
     REQUIRE(c.outputs[0].path == image);
     auto side = boost::json::parse(slurp(image + ".json")).as_object();
     CHECK(side.at("prompt") == "a red fox");
-    CHECK(side.at("model") == "gpt-image-1");
+    CHECK(side.at("model") == "gpt-image-2");
     CHECK(side.at("provider") == "oa");
     CHECK(side.at("job") == 42);
     CHECK(side.at("key") == "k");

@@ -47,7 +47,7 @@ std::string submit(SimState& sim, const std::string& lines, const std::string& c
 
 std::string line(const std::string& id, const std::string& prompt) {
     return R"({"custom_id":")" + id +
-           R"(","method":"POST","url":"/v1/images/generations","body":{"model":"gpt-image-1","prompt":")" +
+           R"(","method":"POST","url":"/v1/images/generations","body":{"model":"gpt-image-2","prompt":")" +
            prompt + R"(","n":1}})" + "\n";
 }
 

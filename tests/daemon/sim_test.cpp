@@ -83,7 +83,7 @@ json::object json_of(const Raw& r) {
 }
 
 std::string openai_body(const std::string& prompt, int n = 1, const std::string& extra = "") {
-    return R"({"model":"gpt-image-1","prompt":)" + json::serialize(json::string(prompt)) +
+    return R"({"model":"gpt-image-2","prompt":)" + json::serialize(json::string(prompt)) +
            ",\"n\":" + std::to_string(n) + extra + "}";
 }
 std::string google_body(const std::string& prompt, int k = 1) {
@@ -164,7 +164,7 @@ TEST_CASE("sim: url answers are served from /sim/files") {
 
 TEST_CASE("sim: a request without prompt is an invalid_request_error") {
     SimThread sim;
-    Raw r = raw_request(sim.port(), "POST", kOpenai, R"({"model":"gpt-image-1"})");
+    Raw r = raw_request(sim.port(), "POST", kOpenai, R"({"model":"gpt-image-2"})");
     CHECK(r.status == 400);
     CHECK(json_of(r).at("error").at("type").as_string() == "invalid_request_error");
 }

@@ -28,13 +28,13 @@ struct Cli {
             "database": "t.db", "output_dir": "out",
             // These tests are about input: the models' lifecycle (warnings) is left out here
             // and tested in daemon_catalog_test.
-            "models": {"gpt-image-1": {"status": "active"}, "dall-e-3": {"status": "active"},
+            "models": {"gpt-image-2": {"status": "active"}, "dall-e-3": {"status": "active"},
                        "dall-e-2": {"status": "active"},
                        "imagen-4.0-generate-001": {"status": "active"},
                        "imagen-3.0-generate-002": {"status": "active"}},
             "providers": [
               {"name": "oa", "api": "openai", "base_url": "http://127.0.0.1:9/v1",
-               "models": ["gpt-image-1", "dall-e-3", "dall-e-2"]},
+               "models": ["gpt-image-2", "dall-e-3", "dall-e-2"]},
               {"name": "gg", "api": "google", "base_url": "http://127.0.0.1:9/v1beta",
                "models": ["imagen-4.0-generate-001", "imagen-3.0-generate-002"]},
             ],
@@ -70,7 +70,7 @@ TEST_CASE("enqueue jsonl: job lines and OpenAI Batch lines") {
     Cli cli;
     cli.file(
         "a.jsonl",
-        R"({"prompt": "a cat", "model": "gpt-image-1", "n": 3, "key": "k1", "size": "1024x1024", "metadata": {"row": 1}}
+        R"({"prompt": "a cat", "model": "gpt-image-2", "n": 3, "key": "k1", "size": "1024x1024", "metadata": {"row": 1}}
 {"prompt": "a dog", "model": "dall-e-3", "n": 2, "priority": 5}
 
 {"custom_id": "req-1", "method": "POST", "url": "/v1/images/generations", "body": {"model": "dall-e-2", "prompt": "a fox", "n": 12}}
@@ -84,7 +84,7 @@ TEST_CASE("enqueue jsonl: job lines and OpenAI Batch lines") {
     CHECK(sql_rows(cli.db,
                    "SELECT j.key, j.state, j.prompt, j.model, j.provider, j.n, j.priority, b.name "
                    "FROM jobs j JOIN batches b ON b.id = j.batch_id ORDER BY j.id") ==
-          std::vector<std::string>{"k1|queued|a cat|gpt-image-1|oa|3|0|b1",
+          std::vector<std::string>{"k1|queued|a cat|gpt-image-2|oa|3|0|b1",
                                    "|queued|a dog|dall-e-3|oa|2|5|b1",
                                    "req-1|queued|a fox|dall-e-2|oa|12|0|b1"});
     CHECK(sql_value(cli.db, "SELECT json_extract(params, '$.size') FROM jobs WHERE key='k1'") ==
@@ -98,7 +98,7 @@ TEST_CASE("enqueue jsonl: job lines and OpenAI Batch lines") {
 TEST_CASE("enqueue csv with quoted commas and newlines, txt, and stdin") {
     Cli cli;
     cli.file("p.csv",
-             "prompt,model,n,size\n\"a cat, sitting\",gpt-image-1,2,1024x1536\n"
+             "prompt,model,n,size\n\"a cat, sitting\",gpt-image-2,2,1024x1536\n"
              "\"two\nlines\",dall-e-3,1,\n");
     auto r = cli({"enqueue", "p.csv", "--batch", "c"});
     CHECK(r.code == 0);
@@ -119,7 +119,7 @@ TEST_CASE("enqueue csv with quoted commas and newlines, txt, and stdin") {
     CHECK(r.out.rfind("batch stdin-", 0) == 0);
     CHECK(cli.count("prompt = 'from stdin'") == "1");
 
-    r = cli({"enqueue", "-", "--format", "txt", "--model", "gpt-image-1", "--batch", "t"},
+    r = cli({"enqueue", "-", "--format", "txt", "--model", "gpt-image-2", "--batch", "t"},
             "one\ntwo\n");
     CHECK(r.code == 0);
     CHECK(cli.count("prompt IN ('one', 'two')") == "2");
@@ -129,31 +129,28 @@ TEST_CASE("bad lines are reported as FILE:LINE and the good ones are stored") {
     Cli cli;
     const std::string long_prompt(4001, 'x');
     cli.file("mixed.jsonl",
-             "{\"prompt\": \"good one\", \"model\": \"gpt-image-1\", \"key\": \"g1\"}\n"
+             "{\"prompt\": \"good one\", \"model\": \"gpt-image-2\", \"key\": \"g1\"}\n"
              "{\"prompt\": \"broken\", \n"
              "{\"prompt\": \"a\", \"model\": \"no-such-model\"}\n"
              "{\"prompt\": \"a\", \"model\": \"dall-e-3\", \"size\": \"512x512\"}\n"
-             "{\"prompt\": \"a\", \"model\": \"gpt-image-1\", \"quality\": \"ultra\"}\n"
+             "{\"prompt\": \"a\", \"model\": \"gpt-image-2\", \"quality\": \"ultra\"}\n"
              "{\"prompt\": \"a\", \"model\": \"dall-e-3\", \"background\": \"transparent\"}\n"
-             "{\"prompt\": \"a\", \"model\": \"gpt-image-1\", \"n\": 0}\n"
-             "{\"prompt\": \"\", \"model\": \"gpt-image-1\"}\n"
+             "{\"prompt\": \"a\", \"model\": \"gpt-image-2\", \"n\": 0}\n"
+             "{\"prompt\": \"\", \"model\": \"gpt-image-2\"}\n"
              "{\"prompt\": \"" +
                  long_prompt +
                  "\", \"model\": \"dall-e-3\"}\n"
-                 "{\"prompt\": \"again\", \"model\": \"gpt-image-1\", \"key\": \"g1\"}\n"
+                 "{\"prompt\": \"again\", \"model\": \"gpt-image-2\", \"key\": \"g1\"}\n"
                  "{\"prompt\": \"good two\", \"model\": \"dall-e-3\"}\n");
     auto r = cli({"enqueue", "mixed.jsonl", "--batch", "m"});
     CHECK(r.code == 1);
     CHECK(r.out == "batch m: 2 jobs enqueued (2 images in 2 requests), 9 rejected, 0 duplicates\n");
-    CHECK(has(r.err, "mixed.jsonl:2: "));
-    CHECK(has(r.err, "mixed.jsonl:3: field 'model': unknown model 'no-such-model'"));
-    CHECK(has(r.err, "mixed.jsonl:4: field 'size'"));
-    CHECK(has(r.err, "mixed.jsonl:5: field 'quality'"));
-    CHECK(has(r.err, "mixed.jsonl:6: field 'background'"));
-    CHECK(has(r.err, "mixed.jsonl:7: field 'n'"));
-    CHECK(has(r.err, "mixed.jsonl:8: field 'prompt'"));
-    CHECK(has(r.err, "mixed.jsonl:9: field 'prompt'"));
-    CHECK(has(r.err, "mixed.jsonl:10: key 'g1' repeats line 1"));
+    check_has_all(r.err,
+                  {"mixed.jsonl:2: ", "mixed.jsonl:3: field 'model': unknown model 'no-such-model'",
+                   "mixed.jsonl:4: field 'size'", "mixed.jsonl:5: field 'quality'",
+                   "mixed.jsonl:6: field 'background'", "mixed.jsonl:7: field 'n'",
+                   "mixed.jsonl:8: field 'prompt'", "mixed.jsonl:9: field 'prompt'",
+                   "mixed.jsonl:10: key 'g1' repeats line 1"});
     CHECK_FALSE(has(r.err, "mixed.jsonl:1:"));
     CHECK_FALSE(has(r.err, "mixed.jsonl:11:"));
     CHECK(sql_rows(cli.db, "SELECT prompt FROM jobs ORDER BY id") ==
@@ -166,11 +163,10 @@ TEST_CASE("binary junk, an empty file, an unreadable file") {
     cli.file("empty.jsonl", "");
     cli.file("ok.txt", "fine\n");
     auto r = cli({"enqueue", "junk.jsonl", "empty.jsonl", "missing.jsonl", "ok.txt", "--model",
-                  "gpt-image-1", "--batch", "j"});
+                  "gpt-image-2", "--batch", "j"});
     CHECK(r.code == 1);
-    CHECK(has(r.err, "junk.jsonl:1: "));
-    CHECK(has(r.err, "empty.jsonl: "));
-    CHECK(has(r.err, "missing.jsonl: cannot read: No such file or directory"));
+    check_has_all(r.err, {"junk.jsonl:1: ", "empty.jsonl: ",
+                          "missing.jsonl: cannot read: No such file or directory"});
     CHECK(r.out == "batch j: 1 jobs enqueued (1 images in 1 requests), 3 rejected, 0 duplicates\n");
     CHECK(cli.count() == "1");
 }
@@ -178,22 +174,22 @@ TEST_CASE("binary junk, an empty file, an unreadable file") {
 TEST_CASE("a key already in the database is skipped, and re-runs are idempotent") {
     Cli cli;
     cli.file("k.jsonl",
-             "{\"prompt\": \"one\", \"model\": \"gpt-image-1\", \"key\": \"a\"}\n"
-             "{\"prompt\": \"two\", \"model\": \"gpt-image-1\", \"key\": \"b\"}\n");
+             "{\"prompt\": \"one\", \"model\": \"gpt-image-2\", \"key\": \"a\"}\n"
+             "{\"prompt\": \"two\", \"model\": \"gpt-image-2\", \"key\": \"b\"}\n");
     CHECK(cli({"enqueue", "k.jsonl", "--batch", "k"}).code == 0);
     auto r = cli({"enqueue", "k.jsonl", "--batch", "k"});
     CHECK(r.code == 0);
     CHECK(r.out == "batch k: 0 jobs enqueued (0 images in 0 requests), 0 rejected, 2 duplicates\n");
-    CHECK(has(r.err, "k.jsonl:1: key 'a' already enqueued as job 1; skipped"));
-    CHECK(has(r.err, "k.jsonl:2: key 'b' already enqueued as job 2; skipped"));
+    check_has_all(r.err, {"k.jsonl:1: key 'a' already enqueued as job 1; skipped",
+                          "k.jsonl:2: key 'b' already enqueued as job 2; skipped"});
     CHECK(cli.count() == "2");
 }
 
 TEST_CASE("--strict enqueues nothing when a line is rejected; --dry-run enqueues nothing") {
     Cli cli;
     cli.file("s.jsonl",
-             "{\"prompt\": \"ok\", \"model\": \"gpt-image-1\"}\n"
-             "{\"prompt\": \"bad\", \"model\": \"gpt-image-1\", \"n\": -1}\n");
+             "{\"prompt\": \"ok\", \"model\": \"gpt-image-2\"}\n"
+             "{\"prompt\": \"bad\", \"model\": \"gpt-image-2\", \"n\": -1}\n");
     auto r = cli({"enqueue", "s.jsonl", "--strict", "--batch", "s"});
     CHECK(r.code == 1);
     CHECK(has(r.err, "s.jsonl:2: field 'n'"));
@@ -201,7 +197,7 @@ TEST_CASE("--strict enqueues nothing when a line is rejected; --dry-run enqueues
     CHECK(cli({"init"}).code == 0);
     CHECK(cli.count() == "0");
 
-    cli.file("ok.jsonl", "{\"prompt\": \"ok\", \"model\": \"gpt-image-1\", \"n\": 4}\n");
+    cli.file("ok.jsonl", "{\"prompt\": \"ok\", \"model\": \"gpt-image-2\", \"n\": 4}\n");
     CHECK(cli({"enqueue", "ok.jsonl", "--strict"}).code == 0);
     CHECK(cli.count() == "1");
 
@@ -243,7 +239,7 @@ TEST_CASE("configuration errors exit 78 (EX_CONFIG), usage errors 2") {
 namespace {
 
 std::string jsonl_line(int i, const std::string& key) {
-    return "{\"prompt\": \"streamed " + std::to_string(i) + "\", \"model\": \"gpt-image-1\"" +
+    return "{\"prompt\": \"streamed " + std::to_string(i) + "\", \"model\": \"gpt-image-2\"" +
            (key.empty() ? "" : ", \"key\": \"" + key + "\"") + "}\n";
 }
 
@@ -271,7 +267,7 @@ TEST_CASE("enqueue: chunk boundaries change nothing: repeats, known keys, bad li
         std::string key = i % 2 ? "key-" + std::to_string(i) : "";
         if (i == 15000 || i == 24999) key = "key-5";  // repeats line 5, chunks later
         if (i == 12345) {
-            text += "{\"prompt\": \"bad\", \"model\": \"gpt-image-1\", \"n\": 0}\n";
+            text += "{\"prompt\": \"bad\", \"model\": \"gpt-image-2\", \"n\": 0}\n";
             continue;
         }
         text += jsonl_line(i, key);
@@ -294,7 +290,7 @@ TEST_CASE("enqueue: chunk boundaries change nothing: repeats, known keys, bad li
     CHECK(dry.out.rfind("batch d: 24996 jobs would be enqueued (24996 images in 24996 requests), 3 "
                         "rejected, 1 duplicates (dry run)\nestimate (USD):\n",
                         0) == 0);
-    CHECK(has(dry.out, "oa        gpt-image-1  24996  24996   24996 "));
+    CHECK(has(dry.out, "oa        gpt-image-2  24996  24996   24996 "));
     CHECK(cli.count() == "1");
 
     auto r = cli({"enqueue", "big.jsonl", "--batch", "b"});
@@ -327,7 +323,7 @@ TEST_CASE("enqueue: chunk boundaries change nothing: repeats, known keys, bad li
 TEST_CASE("enqueue: a key repeated across files names the file of its first line") {
     Cli cli;
     cli.file("one.jsonl", jsonl_line(1, "") + jsonl_line(2, "shared"));
-    cli.file("two.csv", "prompt,model,key\nx,gpt-image-1,shared\n");
+    cli.file("two.csv", "prompt,model,key\nx,gpt-image-2,shared\n");
     auto r = cli({"enqueue", "one.jsonl", "two.csv", "--batch", "t"});
     CHECK(r.code == 1);
     CHECK(has(r.err, "two.csv:2: key 'shared' repeats one.jsonl:2"));
@@ -376,7 +372,7 @@ TEST_CASE("enqueue: a database error midway keeps the chunks committed before it
              "BEGIN SELECT RAISE(ABORT, 'poison refused'); END");
     std::string text;
     for (int i = 1; i <= 15000; ++i)
-        text += i == 12000 ? "{\"prompt\": \"poison\", \"model\": \"gpt-image-1\"}\n"
+        text += i == 12000 ? "{\"prompt\": \"poison\", \"model\": \"gpt-image-2\"}\n"
                            : jsonl_line(i, "");
     cli.file("p.jsonl", text);
 
@@ -390,7 +386,7 @@ TEST_CASE("enqueue: a database error midway keeps the chunks committed before it
 
     // A bad line in the chunk that fails is still reported.
     text.replace(text.find(jsonl_line(11000, "")), jsonl_line(11000, "").size(),
-                 "{\"prompt\": \"bad\", \"model\": \"gpt-image-1\", \"n\": 0}\n");
+                 "{\"prompt\": \"bad\", \"model\": \"gpt-image-2\", \"n\": 0}\n");
     cli.file("p.jsonl", text);
     auto r = cli({"enqueue", "p.jsonl", "--batch", "b"});
     CHECK(r.code == 1);

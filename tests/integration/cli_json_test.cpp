@@ -52,7 +52,7 @@ struct Ran {
                    provider_json("down", "openai", "http://127.0.0.1:9/v1", {"dall-e-3"})},
                   fast_retry(1)};
     Ran() {
-        env.enqueue(job_line("ok", "a cat", "gpt-image-1", 2) +
+        env.enqueue(job_line("ok", "a cat", "gpt-image-2", 2) +
                         job_line("down", "a dog", "dall-e-3", 1, R"("provider": "down")"),
                     "b");
         env.run_until_idle();

@@ -19,12 +19,12 @@ struct Ops {
     Ops() {
         write_file(dir.file("imgbatch.json"), R"({"database": "t.db", "providers": [
             {"name": "oa", "api": "openai", "base_url": "http://127.0.0.1:9/v1",
-             "models": ["gpt-image-1"], "max_concurrency": 3, "requests_per_minute": 60},
+             "models": ["gpt-image-2"], "max_concurrency": 3, "requests_per_minute": 60},
             {"name": "gg", "api": "google", "base_url": "http://127.0.0.1:9/v1beta",
              "models": ["imagen-4.0-generate-001"]}]})");
         write_file(dir.file("p.txt"), "one\ntwo\n");
-        REQUIRE((*this)({"enqueue", "p.txt", "--batch", "a", "--model", "gpt-image-1"}).code == 0);
-        REQUIRE((*this)({"enqueue", "p.txt", "--batch", "b", "--model", "gpt-image-1"}).code == 0);
+        REQUIRE((*this)({"enqueue", "p.txt", "--batch", "a", "--model", "gpt-image-2"}).code == 0);
+        REQUIRE((*this)({"enqueue", "p.txt", "--batch", "b", "--model", "gpt-image-2"}).code == 0);
     }
     RunResult operator()(const std::vector<std::string>& args) const {
         return run(args, "", {}, dir.path());
@@ -115,7 +115,7 @@ TEST_CASE("providers, pause and resume") {
     CHECK(arr[0].at("max_concurrency") == 3);
     CHECK(arr[0].at("requests_per_minute") == 60);
     CHECK(arr[0].at("queued") == 4);
-    CHECK(arr[0].at("models") == json::parse(R"(["gpt-image-1"])"));
+    CHECK(arr[0].at("models") == json::parse(R"(["gpt-image-2"])"));
     CHECK(arr[1].at("paused") == false);
     CHECK(has(o({"providers"}).out, "paused (maintenance)"));
     CHECK(has(o({"status"}).out, "paused (maintenance)"));

@@ -24,11 +24,11 @@ struct Progress {
     Progress() {
         write_file(dir.file("imgbatch.json"), R"({"database": "t.db", "providers": [
             {"name": "oa", "api": "openai", "base_url": "http://127.0.0.1:9/v1",
-             "models": ["gpt-image-1", "dall-e-3"]},
+             "models": ["gpt-image-2", "dall-e-3"]},
             {"name": "idle", "api": "openai", "base_url": "http://127.0.0.1:9/v1",
              "models": ["dall-e-3"]}]})");
         write_file(dir.file("q.jsonl"),
-                   R"({"prompt": "two cats", "model": "gpt-image-1", "n": 2, "key": "a"}
+                   R"({"prompt": "two cats", "model": "gpt-image-2", "n": 2, "key": "a"}
 {"prompt": "a dog", "model": "dall-e-3", "key": "b"}
 {"prompt": "say \"hi\", twice", "model": "dall-e-3", "metadata": {"row": 3}}
 )");
@@ -123,7 +123,7 @@ TEST_CASE("status --watch redraws until SIGTERM, then exits 0") {
 
 TEST_CASE("a row inserted with plain SQL shows as pending") {
     Progress p;
-    sql_exec(p.db, "INSERT INTO jobs(prompt, model, n) VALUES ('from sql', 'gpt-image-1', 3)");
+    sql_exec(p.db, "INSERT INTO jobs(prompt, model, n) VALUES ('from sql', 'gpt-image-2', 3)");
     auto r = p({"status", "--json"});
     auto s = json::parse(r.out).as_object();
     CHECK(s.at("by_state").at("pending") == 1);
@@ -141,7 +141,7 @@ TEST_CASE("jobs: one line per job, filters, JSON") {
     auto lines = std::count(r.out.begin(), r.out.end(), '\n');
     CHECK(lines == 5);  // header + 4 jobs
     CHECK(r.out.rfind("ID  STATE", 0) == 0);
-    CHECK(has(r.out, "1   succeeded  2/2     gpt-image-1  oa        a    two cats"));
+    CHECK(has(r.out, "1   succeeded  2/2     gpt-image-2  oa        a    two cats"));
 
     r = p({"jobs", "--batch", "q", "--state", "failed"});
     CHECK(std::count(r.out.begin(), r.out.end(), '\n') == 2);
@@ -201,7 +201,7 @@ TEST_CASE("export: JSON lines and CSV with every field") {
     CHECK(a.at("batch") == "q");
     CHECK(a.at("state") == "succeeded");
     CHECK(a.at("prompt") == "two cats");
-    CHECK(a.at("model") == "gpt-image-1");
+    CHECK(a.at("model") == "gpt-image-2");
     CHECK(a.at("provider") == "oa");
     CHECK(a.at("n") == 2);
     CHECK(a.at("images_done") == 2);
@@ -230,7 +230,7 @@ TEST_CASE("export: JSON lines and CSV with every field") {
                     "images,attempts,last_error_class,last_error_code,last_error_http_status,"
                     "last_error_message,metadata,usage,cost_usd\r\n",
                     0) == 0);
-    CHECK(has(csv, "1,a,q,succeeded,two cats,gpt-image-1,oa,2,,,,,,,,,,,,0,"));
+    CHECK(has(csv, "1,a,q,succeeded,two cats,gpt-image-2,oa,2,,,,,,,,,,,,0,"));
     // cost_usd empty: attempts inserted by SQL, billing unknown.
     CHECK(has(csv, ",2,out/q/a-0.png;out/q/a-1.png,1,,,,,,,\r\n"));
     CHECK(has(csv, "2,b,q,failed,a dog,dall-e-3,oa,1,,,,,,,,,,,,0,"));

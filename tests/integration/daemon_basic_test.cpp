@@ -31,7 +31,7 @@ std::string write_config(const TempDir& dir, const Sim& sim, double grace_s = 10
         "\", \"poll_interval_s\": 0.2, \"shutdown_grace_s\": " + std::to_string(grace_s) +
         ", \"retry\": {\"max_attempts\": 4, \"base_delay_s\": 0.05, "
         "\"max_delay_s\": 0.5},\n \"providers\": [" +
-        provider("oa", "openai", sim.url() + "/v1", "[\"gpt-image-1\"]") + ",\n" +
+        provider("oa", "openai", sim.url() + "/v1", "[\"gpt-image-2\"]") + ",\n" +
         provider("gg", "google", sim.url() + "/v1beta", "[\"imagen-4.0-generate-001\"]") + ",\n" +
         provider("chat", "openai-chat", sim.url() + "/v1", "[\"sora_image\"]") + "]}";
     std::string path = dir.file("config.json");
@@ -61,11 +61,11 @@ TEST_CASE("run --until-idle: three API styles, files named and recorded") {
     std::string cfg = write_config(dir, sim);
     std::string db = dir.file("t.db");
     write_file(dir.file("jobs.jsonl"),
-               "{\"key\": \"cat\", \"prompt\": \"a cat\", \"model\": \"gpt-image-1\", \"n\": 3}\n"
+               "{\"key\": \"cat\", \"prompt\": \"a cat\", \"model\": \"gpt-image-2\", \"n\": 3}\n"
                "{\"key\": \"dog\", \"prompt\": \"a dog\", \"model\": "
                "\"imagen-4.0-generate-001\", \"n\": 6}\n"
                "{\"key\": \"fox\", \"prompt\": \"a fox\", \"model\": \"sora_image\", \"n\": 1}\n"
-               "{\"prompt\": \"an owl #url\", \"model\": \"gpt-image-1\", \"n\": 2}\n");
+               "{\"prompt\": \"an owl #url\", \"model\": \"gpt-image-2\", \"n\": 2}\n");
     auto enq = run({"--config", cfg, "enqueue", dir.file("jobs.jsonl"), "--batch", "night run"});
     REQUIRE(enq.code == 0);
 
@@ -115,7 +115,7 @@ TEST_CASE("rows inserted by plain SQL are planned and run; bad rows rejected") {
     {
         SQLite::Database w(db, SQLite::OPEN_READWRITE);
         w.exec(
-            "INSERT INTO jobs(prompt, model, n) VALUES ('by sql', 'gpt-image-1', 2), "
+            "INSERT INTO jobs(prompt, model, n) VALUES ('by sql', 'gpt-image-2', 2), "
             "('bad model', 'no-such-model', 1)");
     }
     auto r = run({"--config", cfg, "run", "--until-idle"}, "", {}, "", 60);
@@ -137,7 +137,7 @@ TEST_CASE("SIGTERM: in-flight requests go back to the queue without using an att
     std::string lines;
     for (int i = 0; i < 4; ++i)
         lines += "{\"prompt\": \"slow " + std::to_string(i) +
-                 " #slow=4000\", \"model\": \"gpt-image-1\", \"n\": 1}\n";
+                 " #slow=4000\", \"model\": \"gpt-image-2\", \"n\": 1}\n";
     write_file(dir.file("slow.jsonl"), lines);
     REQUIRE(run({"--config", cfg, "enqueue", dir.file("slow.jsonl")}).code == 0);
 

@@ -18,8 +18,8 @@ using Clock = std::chrono::steady_clock;
 TEST_CASE("capacity: the next call starts while the last answer's commit waits for the database") {
     Sim sim;
     DaemonEnv env({openai_provider(sim, "p", R"("max_concurrency": 1)")});
-    env.enqueue(job_line("a", "first fox #slow=1500", "gpt-image-1", 1) +
-                job_line("b", "second fox #slow=300", "gpt-image-1", 1));
+    env.enqueue(job_line("a", "first fox #slow=1500", "gpt-image-2", 1) +
+                job_line("b", "second fox #slow=300", "gpt-image-2", 1));
     auto daemon = env.start_run({"--until-idle"});
     REQUIRE(wait_for([&] { return sim.stat("in_flight") >= 1; }, 20));
     bool second_started = false;
@@ -47,7 +47,7 @@ TEST_CASE("capacity: the next call starts while the last answer's commit waits f
 TEST_CASE("capacity: a request claimed again while its old attempt runs leaks no lane slot") {
     Sim sim;
     DaemonEnv env({openai_provider(sim, "p", R"("max_concurrency": 2)")});
-    env.enqueue(job_line("a", "requeued fox #slow=2500", "gpt-image-1", 1));
+    env.enqueue(job_line("a", "requeued fox #slow=2500", "gpt-image-2", 1));
     auto daemon = env.start_run();
     REQUIRE(wait_for([&] { return sim.stat("in_flight") >= 1; }, 20));
     // Something outside the daemon puts the running request back in the queue (as another
@@ -62,8 +62,8 @@ TEST_CASE("capacity: a request claimed again while its old attempt runs leaks no
     sleep_s(0.5);  // both attempts ended
     sim.reset();
     // Both slots of the lane are free again: two new calls run side by side.
-    env.enqueue(job_line("c", "third fox #slow=2000", "gpt-image-1", 1) +
-                    job_line("d", "fourth fox #slow=2000", "gpt-image-1", 1),
+    env.enqueue(job_line("c", "third fox #slow=2000", "gpt-image-2", 1) +
+                    job_line("d", "fourth fox #slow=2000", "gpt-image-2", 1),
                 "b2");
     bool both = wait_for([&] { return sim.stat("in_flight") >= 2; }, 10);
     daemon->signal(SIGTERM);
@@ -82,7 +82,7 @@ TEST_CASE("capacity: run --until-idle exits once the last request is recorded, n
     REQUIRE(at != std::string::npos);
     text.replace(at, std::string("\"poll_interval_s\": 0.1").size(), "\"poll_interval_s\": 60");
     write_file(env.config, text);
-    env.enqueue(job_line("a", "idle fox #slow=500", "gpt-image-1", 1));
+    env.enqueue(job_line("a", "idle fox #slow=500", "gpt-image-2", 1));
     auto daemon = env.start_run({"--until-idle"});
     auto code = daemon->wait(20);  // the next tick would be 60 s after the start
     INFO("daemon stderr: " << DaemonEnv::tail(daemon->err(), 6000));

@@ -24,7 +24,7 @@ TEST_CASE("db: a write lock held past the busy timeout loses no image and pays n
     std::string lines;
     for (int i = 0; i < jobs; ++i)
         lines += job_line("k" + std::to_string(i),
-                          "locked fox " + std::to_string(i) + " #slow=1500", "gpt-image-1", 1);
+                          "locked fox " + std::to_string(i) + " #slow=1500", "gpt-image-2", 1);
     env.enqueue(lines);
 
     auto daemon = env.start_run({"--until-idle"});

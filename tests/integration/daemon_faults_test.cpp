@@ -14,7 +14,7 @@ struct Api {
     std::string model;
     int n;  // images per job in these tests (within one request)
 };
-const Api kOpenai{"openai", "gpt-image-1", 2};
+const Api kOpenai{"openai", "gpt-image-2", 2};
 const Api kGoogle{"google", "imagen-4.0-generate-001", 2};
 const Api kChat{"openai-chat", "sora_image", 1};
 
@@ -170,7 +170,7 @@ TEST_CASE("faults: moderation every time blocks the job with the provider's reas
 }
 
 TEST_CASE("faults: a partial answer keeps its images and a top-up asks for the rest") {
-    for (const Api& api : {Api{"openai", "gpt-image-1", 4}, Api{"google", kGoogle.model, 4}}) {
+    for (const Api& api : {Api{"openai", "gpt-image-2", 4}, Api{"google", kGoogle.model, 4}}) {
         INFO("api " << api.name);
         Sim sim;
         DaemonEnv env({provider_for(api, sim)});
@@ -194,7 +194,7 @@ TEST_CASE("faults: a partial answer keeps its images and a top-up asks for the r
 TEST_CASE("faults: an invalid request fails at once and keeps the message") {
     Sim sim;
     DaemonEnv env({openai_provider(sim, "p")});
-    env.enqueue(job_line("j", "an invalid fox #fail=invalid", "gpt-image-1", 2));
+    env.enqueue(job_line("j", "an invalid fox #fail=invalid", "gpt-image-2", 2));
     env.run_until_idle();
     CHECK(env.job_state("j") == "failed");
     CHECK(env.attempts("j") == std::vector<std::string>{"error|invalid_request|400"});
@@ -214,8 +214,8 @@ void pauses_provider(const std::string& kind, const std::string& cls, int http) 
     Sim sim;
     DaemonEnv env({openai_provider(sim, "p"), openai_provider(sim, "other")});
     env.enqueue(
-        job_line("j", "a locked fox #fail=" + kind + "*1", "gpt-image-1", 2, R"("provider": "p")") +
-        job_line("k", "a free fox", "gpt-image-1", 1, R"("provider": "other")"));
+        job_line("j", "a locked fox #fail=" + kind + "*1", "gpt-image-2", 2, R"("provider": "p")") +
+        job_line("k", "a free fox", "gpt-image-2", 1, R"("provider": "other")"));
     env.run_until_idle();
 
     CHECK(env.job_state("k") == "succeeded");

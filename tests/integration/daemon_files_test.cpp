@@ -49,9 +49,9 @@ TEST_CASE("files: keys that look alike get distinct, readable files with their o
     Sim sim;
     DaemonEnv env({openai_provider(sim, "p")});
     // The key-less job is job 1, next to the key "1".
-    std::string lines = "{\"prompt\": \"no key\", \"model\": \"gpt-image-1\", \"n\": 1}\n";
+    std::string lines = "{\"prompt\": \"no key\", \"model\": \"gpt-image-2\", \"n\": 1}\n";
     for (const std::string key : {"\xe7\x8c\xab", "\xe7\x8b\x97", "a b", "a_b", "1"})
-        lines += job_line(key, "picture of " + key, "gpt-image-1", 1);
+        lines += job_line(key, "picture of " + key, "gpt-image-2", 1);
     env.enqueue(lines, "night run");
     REQUIRE(env.value("SELECT id FROM jobs WHERE key IS NULL") == "1");
     env.run_until_idle();
@@ -70,8 +70,8 @@ TEST_CASE("files: keys that look alike get distinct, readable files with their o
 TEST_CASE("files: a second daemon never removes a live daemon's staged images") {
     Sim sim;
     DaemonEnv env({openai_provider(sim, "p")});
-    env.enqueue(job_line("s0", "slow owl #slow=1000", "gpt-image-1", 1) +
-                job_line("s1", "slow elk #slow=1000", "gpt-image-1", 1));
+    env.enqueue(job_line("s0", "slow owl #slow=1000", "gpt-image-2", 1) +
+                job_line("s1", "slow elk #slow=1000", "gpt-image-2", 1));
     // Both daemons ask for company: the second one must not be refused before it reaches
     // the files.
     auto first = env.start_run({"--until-idle", "--allow-multiple"});
@@ -120,7 +120,7 @@ TEST_CASE("files: a second daemon never removes a live daemon's staged images") 
 TEST_CASE("files: a final file a crash left unrecorded is removed at start") {
     Sim sim;
     DaemonEnv env({openai_provider(sim, "p")});
-    env.enqueue(job_line("k", "a heron", "gpt-image-1", 1));
+    env.enqueue(job_line("k", "a heron", "gpt-image-2", 1));
     // As after a crash between the rename and the commit: the request was attempted and is
     // queued again, and its file is there without an output row.
     env.exec("UPDATE requests SET attempt_no = 1");
@@ -147,7 +147,7 @@ TEST_CASE("files: run refuses an output directory it cannot write, before any ca
     REQUIRE(at != std::string::npos);
     cfg.replace(at, json_str(env.out).size(), json_str(bad));
     write_file(env.config, cfg);
-    env.enqueue(job_line("k", "a lantern", "gpt-image-1", 1));
+    env.enqueue(job_line("k", "a lantern", "gpt-image-2", 1));
 
     RunResult r = env.cli({"run", "--until-idle"}, "", 30);
     INFO("run stderr: " << r.err);

@@ -52,7 +52,8 @@ inline std::string provider_json(const std::string& name, const std::string& api
 // Providers of each API style on a sim.
 inline std::string openai_provider(const Sim& sim, const std::string& name = "oa",
                                    const std::string& extra = "") {
-    return provider_json(name, "openai", sim.url() + "/v1", {"gpt-image-1", "dall-e-3"}, extra);
+    return provider_json(name, "openai", sim.url() + "/v1",
+                         {"gpt-image-2", "gpt-image-1", "dall-e-3"}, extra);
 }
 inline std::string google_provider(const Sim& sim, const std::string& name = "gg",
                                    const std::string& extra = "") {

@@ -49,7 +49,7 @@ TEST_CASE("http: interim 1xx answers are skipped; each job keeps the image of it
         std::string lines;
         for (int i = 0; i < 4; ++i) {
             prompts.push_back("picture number " + std::to_string(i) + " #fail=interim");
-            lines += job_line("j" + std::to_string(i), prompts.back(), "gpt-image-1", 1);
+            lines += job_line("j" + std::to_string(i), prompts.back(), "gpt-image-2", 1);
         }
         env.enqueue(lines);
         env.run_until_idle();
@@ -71,7 +71,7 @@ TEST_CASE("http: keep-alive connections the server dropped are not used for a re
     std::string lines;
     for (int i = 0; i < 12; ++i)
         lines += job_line("s" + std::to_string(i), "stale " + std::to_string(i) + " #fail=stale",
-                          "gpt-image-1", 1);
+                          "gpt-image-2", 1);
     env.enqueue(lines);
     env.run_until_idle();
     for (int i = 0; i < 12; ++i) {
@@ -93,8 +93,8 @@ TEST_CASE("http: a POST dropped after it was sent on a reused connection is not 
     // error that may have been billed (counted like a timeout), and the retry is a new attempt.
     Sim sim;
     DaemonEnv env({openai_provider(sim, "oa", R"("max_concurrency": 1)")});
-    env.enqueue(job_line("a", "a calm lake", "gpt-image-1", 1) +
-                job_line("b", "a quiet harbour #fail=close*1", "gpt-image-1", 1));
+    env.enqueue(job_line("a", "a calm lake", "gpt-image-2", 1) +
+                job_line("b", "a quiet harbour #fail=close*1", "gpt-image-2", 1));
     env.run_until_idle();
     CHECK(env.job_state("a") == "succeeded");
     CHECK(env.job_state("b") == "succeeded");
@@ -117,7 +117,7 @@ TEST_CASE("http: a POST dropped after it was sent on a reused connection is not 
 TEST_CASE("http: a connection closed without any answer is a network error, then retried") {
     Sim sim;
     DaemonEnv env({openai_provider(sim)});
-    env.enqueue(job_line("c", "a quiet harbour #fail=close*1", "gpt-image-1", 2));
+    env.enqueue(job_line("c", "a quiet harbour #fail=close*1", "gpt-image-2", 2));
     env.run_until_idle();
     CHECK(env.job_state("c") == "succeeded");
     CHECK(env.attempts("c") == std::vector<std::string>{"error|network|0", "ok||"});
@@ -130,7 +130,7 @@ TEST_CASE("http: a connection closed without any answer is a network error, then
 TEST_CASE("http: a gzip answer is decoded") {
     Sim sim;
     DaemonEnv env({openai_provider(sim), google_provider(sim)});
-    env.enqueue(job_line("o", "zipped owl #fail=gzip", "gpt-image-1", 2) +
+    env.enqueue(job_line("o", "zipped owl #fail=gzip", "gpt-image-2", 2) +
                 job_line("g", "zipped gull #fail=gzip", "imagen-4.0-generate-001", 2));
     env.run_until_idle();
     for (const char* key : {"o", "g"}) {
@@ -146,7 +146,7 @@ TEST_CASE("http: a gzip answer is decoded") {
 TEST_CASE("http: an answer over max_response_bytes fails the request at once") {
     Sim sim;
     DaemonEnv env({openai_provider(sim, "oa", R"("max_response_bytes": 2000)")});
-    env.enqueue(job_line("big", "a large picture", "gpt-image-1", 1));
+    env.enqueue(job_line("big", "a large picture", "gpt-image-2", 1));
     env.run_until_idle();
     CHECK(env.job_state("big") == "failed");
     CHECK(env.attempts("big") == std::vector<std::string>{"error|invalid_request|0"});
@@ -157,7 +157,7 @@ TEST_CASE("http: an answer over max_response_bytes fails the request at once") {
 TEST_CASE("http: a Latin-1 error page is stored and exported as valid UTF-8") {
     Sim sim;
     DaemonEnv env({openai_provider(sim)}, fast_retry(2));
-    env.enqueue(job_line("l", "a latin page #fail=latin1", "gpt-image-1", 1));
+    env.enqueue(job_line("l", "a latin page #fail=latin1", "gpt-image-2", 1));
     env.run_until_idle();
     CHECK(env.job_state("l") == "failed");
     CHECK(env.attempts("l") == std::vector<std::string>{"error|server|502", "error|server|502"});
@@ -184,7 +184,7 @@ TEST_CASE("http: a Latin-1 error page is stored and exported as valid UTF-8") {
 TEST_CASE("http: one bad base64 image does not throw away the good ones") {
     Sim sim;
     DaemonEnv env({openai_provider(sim), google_provider(sim)});
-    env.enqueue(job_line("o", "three owls #fail=badb64one*1", "gpt-image-1", 3) +
+    env.enqueue(job_line("o", "three owls #fail=badb64one*1", "gpt-image-2", 3) +
                 job_line("g", "three gulls #fail=badb64one*1", "imagen-4.0-generate-001", 3));
     env.run_until_idle();
     for (const char* key : {"o", "g"}) {
@@ -211,8 +211,8 @@ TEST_CASE("http: a TLS certificate failure pauses the provider and says what was
         INFO("trusted " << trusted);
         DaemonEnv env({provider_json("tls", "openai",
                                      "https://localhost:" + std::to_string(server.port()) + "/v1",
-                                     {"gpt-image-1"})});
-        env.enqueue(job_line("t", "a fox behind glass", "gpt-image-1", 1));
+                                     {"gpt-image-2"})});
+        env.enqueue(job_line("t", "a fox behind glass", "gpt-image-2", 1));
         std::vector<std::string> vars;
         if (trusted) vars.push_back("SSL_CERT_FILE=" + cert.cert_file());
         RunResult r =

@@ -60,7 +60,7 @@ TEST_CASE("api_key_command: expired tokens are refreshed once per 401 wave, noth
         sim, "oa", "\"max_concurrency\": 2, \"api_key_command\": [" + json_str(script) + "]")});
     std::string jobs;
     for (int i = 0; i < 10; ++i)
-        jobs += job_line("j" + std::to_string(i), "fox " + std::to_string(i), "gpt-image-1", 1);
+        jobs += job_line("j" + std::to_string(i), "fox " + std::to_string(i), "gpt-image-2", 1);
     env.enqueue(jobs);
     RunResult r = env.run_until_idle();
 
@@ -110,7 +110,7 @@ TEST_CASE("api_key_command: a fresh token refused again pauses the provider") {
     const std::string script = token_script(keys);
     DaemonEnv env({openai_provider(
         sim, "oa", "\"max_concurrency\": 1, \"api_key_command\": [" + json_str(script) + "]")});
-    env.enqueue(job_line("j", "a locked fox", "gpt-image-1", 1));
+    env.enqueue(job_line("j", "a locked fox", "gpt-image-2", 1));
     RunResult r = env.run_until_idle();
     CHECK(env.job_state("j") == "queued");
     CHECK(runs(keys) == 2);       // at start, and once after the first 401
@@ -133,8 +133,8 @@ TEST_CASE("api_key_command: a failure after a 401 pauses the provider with the c
                   "\"; echo 'ERROR: (gcloud.auth) Reauthentication required.' >&2; exit 1; fi\n");
     DaemonEnv env({openai_provider(
         sim, "oa", "\"max_concurrency\": 1, \"api_key_command\": [" + json_str(script) + "]")});
-    env.enqueue(job_line("a", "fox a", "gpt-image-1", 1) +
-                job_line("b", "fox b", "gpt-image-1", 1));
+    env.enqueue(job_line("a", "fox a", "gpt-image-2", 1) +
+                job_line("b", "fox b", "gpt-image-2", 1));
     RunResult r = env.run_until_idle();
     CHECK(runs(keys) == 2);
     CHECK(env.number("SELECT count(*) FROM jobs WHERE state = 'succeeded'") == 1);
@@ -174,7 +174,7 @@ TEST_CASE("api_key_command: api_key_refresh_s runs the helper again during a lon
                                        json_str(script) + "]")});
     std::string jobs;
     for (int i = 0; i < 8; ++i)
-        jobs += job_line("j" + std::to_string(i), "fox " + std::to_string(i), "gpt-image-1", 1);
+        jobs += job_line("j" + std::to_string(i), "fox " + std::to_string(i), "gpt-image-2", 1);
     env.enqueue(jobs);
     RunResult r = env.run_until_idle();  // at least 8 x 400 ms
     CHECK(env.number("SELECT count(*) FROM jobs WHERE state = 'succeeded'") == 8);
@@ -212,7 +212,7 @@ TEST_CASE("api_key_command: SIGHUP runs the command again and the paused provide
         sim, "p", "\"max_concurrency\": 1, \"api_key_command\": [" + json_str(script) + "]")});
     std::string lines;
     for (int i = 0; i < 3; ++i)
-        lines += job_line("k" + std::to_string(i), "a kite " + std::to_string(i), "gpt-image-1", 1);
+        lines += job_line("k" + std::to_string(i), "a kite " + std::to_string(i), "gpt-image-2", 1);
     env.enqueue(lines);
 
     auto daemon = env.start_run();

@@ -11,7 +11,7 @@ TEST_CASE("timeouts: a gateway timeout is a timeout that may have been billed") 
         INFO("status " << status);
         Sim sim;
         DaemonEnv env({openai_provider(sim, "p")});
-        env.enqueue(job_line("j", "a slow fox #fail=" + status + "*1", "gpt-image-1", 1));
+        env.enqueue(job_line("j", "a slow fox #fail=" + status + "*1", "gpt-image-2", 1));
         env.run_until_idle();
         CHECK(env.job_state("j") == "succeeded");
         env.check_outputs("j", 1);
@@ -30,7 +30,7 @@ TEST_CASE("timeouts: a request is called at most retry.max_timeouts times when e
     Sim sim;
     // Six attempts allowed, but only two calls that may have been billed (the default).
     DaemonEnv env({openai_provider(sim, "p", R"("timeout_s": 1)")}, fast_retry(6));
-    env.enqueue(job_line("j", "a fox that never comes #fail=timeout", "gpt-image-1", 1));
+    env.enqueue(job_line("j", "a fox that never comes #fail=timeout", "gpt-image-2", 1));
     env.run_until_idle();
     CHECK(env.job_state("j") == "failed");
     CHECK(env.attempts("j") == std::vector<std::string>{"error|timeout|0", "error|timeout|0"});
@@ -46,7 +46,7 @@ std::string many_jobs(int count, const std::string& prefix) {
     std::string lines;
     for (int i = 0; i < count; ++i)
         lines += job_line(prefix + std::to_string(i), prefix + " fox number " + std::to_string(i),
-                          "gpt-image-1", 1);
+                          "gpt-image-2", 1);
     return lines;
 }
 
@@ -76,10 +76,10 @@ TEST_CASE("unknown limit: a first burst refused whole does not leave the lane at
     // three requests claimed meanwhile still go out within seconds, not a minute apart.
     Sim sim({"--latency-ms", "300"});
     DaemonEnv env({openai_provider(sim, "p", R"("max_concurrency": 4)")}, fast_retry(6));
-    env.enqueue(R"({"key": "k0", "prompt": "a sea #fail=429*4", "model": "gpt-image-1"}
-{"key": "k1", "prompt": "a sea #fail=429*4", "model": "gpt-image-1"}
-{"key": "k2", "prompt": "a sea #fail=429*4", "model": "gpt-image-1"}
-{"key": "k3", "prompt": "a sea #fail=429*4", "model": "gpt-image-1"}
+    env.enqueue(R"({"key": "k0", "prompt": "a sea #fail=429*4", "model": "gpt-image-2"}
+{"key": "k1", "prompt": "a sea #fail=429*4", "model": "gpt-image-2"}
+{"key": "k2", "prompt": "a sea #fail=429*4", "model": "gpt-image-2"}
+{"key": "k3", "prompt": "a sea #fail=429*4", "model": "gpt-image-2"}
 )");
     env.run_until_idle(30);  // at 1 request a minute this took over three minutes
     CHECK(env.number("SELECT count(*) FROM jobs WHERE state = 'succeeded'") == 4);

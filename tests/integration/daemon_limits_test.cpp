@@ -16,7 +16,7 @@ TEST_CASE("limits: max_concurrency caps the calls in flight and is reached") {
     std::string lines;
     for (int i = 0; i < 40; ++i)
         lines +=
-            job_line("j" + std::to_string(i), "fox number " + std::to_string(i), "gpt-image-1", 1);
+            job_line("j" + std::to_string(i), "fox number " + std::to_string(i), "gpt-image-2", 1);
     env.enqueue(lines);
     env.run_until_idle();
     CHECK(env.number("SELECT count(*) FROM jobs WHERE state = 'succeeded'") == 40);
@@ -33,8 +33,8 @@ TEST_CASE("limits: jobs are split by the model's maximum per request") {
     env.enqueue(job_line("im10", "ten imagen foxes", "imagen-4.0-generate-001", 10) +
                 job_line("ul3", "three ultra foxes", "imagen-4.0-ultra-generate-001", 3) +
                 job_line("d2", "two dalle foxes", "dall-e-3", 2) +
-                job_line("g25", "many gpt foxes", "gpt-image-1", 25, R"("provider": "oa")") +
-                job_line("s5", "five small foxes", "gpt-image-1", 5, R"("provider": "small")"));
+                job_line("g25", "many gpt foxes", "gpt-image-2", 25, R"("provider": "oa")") +
+                job_line("s5", "five small foxes", "gpt-image-2", 5, R"("provider": "small")"));
 
     // Planned at enqueue: request sizes in seq order.
     auto sizes = [&](const std::string& key) {
@@ -67,10 +67,10 @@ TEST_CASE("limits: jobs are split by the model's maximum per request") {
 TEST_CASE("limits: a paused provider keeps its jobs queued while another runs") {
     Sim sim;
     DaemonEnv env({openai_provider(sim, "a"), openai_provider(sim, "b")});
-    env.enqueue(job_line("a1", "fox for a, one", "gpt-image-1", 1, R"("provider": "a")") +
-                job_line("a2", "fox for a, two", "gpt-image-1", 2, R"("provider": "a")") +
-                job_line("b1", "fox for b, one", "gpt-image-1", 1, R"("provider": "b")") +
-                job_line("b2", "fox for b, two", "gpt-image-1", 2, R"("provider": "b")"));
+    env.enqueue(job_line("a1", "fox for a, one", "gpt-image-2", 1, R"("provider": "a")") +
+                job_line("a2", "fox for a, two", "gpt-image-2", 2, R"("provider": "a")") +
+                job_line("b1", "fox for b, one", "gpt-image-2", 1, R"("provider": "b")") +
+                job_line("b2", "fox for b, two", "gpt-image-2", 2, R"("provider": "b")"));
     RunResult p = env.cli({"pause", "a"});
     INFO("pause: " << p.out << p.err);
     REQUIRE(p.code == 0);
@@ -101,13 +101,13 @@ TEST_CASE("limits: rows inserted by plain SQL are validated, planned and run") {
     INFO("init: " << init.out << init.err);
     REQUIRE(init.code == 0);
     env.exec(
-        "INSERT INTO jobs(prompt, model, n) VALUES ('a fox from sql', 'gpt-image-1', 2);"
+        "INSERT INTO jobs(prompt, model, n) VALUES ('a fox from sql', 'gpt-image-2', 2);"
         "INSERT INTO jobs(prompt, model, n, params) VALUES ('an imagen fox from sql', "
         "  'imagen-4.0-generate-001', 6, '{\"aspect_ratio\": \"16:9\"}');"
         "INSERT INTO jobs(prompt, model, n) VALUES ('a fox of no model', 'no-such-model', 1);"
-        "INSERT INTO jobs(prompt, model, n) VALUES ('no foxes', 'gpt-image-1', 0);"
+        "INSERT INTO jobs(prompt, model, n) VALUES ('no foxes', 'gpt-image-2', 0);"
         "INSERT INTO jobs(prompt, model, n, params) VALUES ('a fox with bad params', "
-        "  'gpt-image-1', 1, 'not json');"
+        "  'gpt-image-2', 1, 'not json');"
         "INSERT INTO jobs(prompt, model, n, params) VALUES ('a fox of bad size', "
         "  'dall-e-3', 1, '{\"size\": \"512x512\"}');");
     CHECK(env.number("SELECT count(*) FROM jobs WHERE state = 'pending'") == 6);
@@ -147,7 +147,7 @@ TEST_CASE("limits: a running daemon picks up rows inserted by SQL") {
     auto daemon = env.start_run();
     std::this_thread::sleep_for(std::chrono::milliseconds(300));
     REQUIRE(daemon->running());
-    env.exec("INSERT INTO jobs(prompt, model, n) VALUES ('a late fox', 'gpt-image-1', 3)");
+    env.exec("INSERT INTO jobs(prompt, model, n) VALUES ('a late fox', 'gpt-image-2', 3)");
     std::string state;
     for (int i = 0; i < 300 && state != "succeeded"; ++i) {
         std::this_thread::sleep_for(std::chrono::milliseconds(100));

@@ -12,10 +12,10 @@ using namespace imgbatch::test;
 TEST_CASE("logs: a newline or a quote in a row's model stays inside one field") {
     Sim sim;
     DaemonEnv env({openai_provider(sim, "p")});
-    env.enqueue(job_line("ok", "a calm sea", "gpt-image-1", 1));
+    env.enqueue(job_line("ok", "a calm sea", "gpt-image-2", 1));
     // A row inserted by SQL whose model forges a line and a field.
     env.exec(
-        "INSERT INTO jobs(prompt, model) VALUES ('x', 'gpt-image-1\n2026-01-01 00:00:00.000 "
+        "INSERT INTO jobs(prompt, model) VALUES ('x', 'gpt-image-2\n2026-01-01 00:00:00.000 "
         "error event=provider_paused provider=p reason=\"forged\"')");
     RunResult r = env.run_until_idle(60);
     INFO("stderr: " << r.err);
@@ -72,7 +72,7 @@ TEST_CASE("logs: under the journal lines carry <N> priorities and no time stamp"
     std::string jobs;
     for (int i = 0; i < 4; ++i)
         jobs += job_line("k" + std::to_string(i), "a sea " + std::to_string(i) + " #fail=auth",
-                         "gpt-image-1", 1);
+                         "gpt-image-2", 1);
     env.enqueue(jobs);
     // systemd sets JOURNAL_STREAM to the device and inode of the stream it connects to
     // stderr: the same is done here with the file stderr goes to.
@@ -107,7 +107,7 @@ TEST_CASE("logs: under the journal lines carry <N> priorities and no time stamp"
 TEST_CASE("logs: a JOURNAL_STREAM inherited by a process writing elsewhere keeps time stamps") {
     Sim sim;
     DaemonEnv env({openai_provider(sim, "p")});
-    env.enqueue(job_line("a", "a calm sea", "gpt-image-1", 1));
+    env.enqueue(job_line("a", "a calm sea", "gpt-image-2", 1));
     RunResult r = run({"--config", env.config, "run", "--until-idle"}, "",
                       {"JOURNAL_STREAM=1:1", "NO_COLOR=1"}, env.dir.path(), 60);
     INFO("stderr: " << r.err);
@@ -126,9 +126,9 @@ TEST_CASE(
     "with one summary line") {
     Sim sim;
     DaemonEnv env({openai_provider(sim, "p")});
-    env.enqueue(job_line("good", "a calm sea", "gpt-image-1", 2) +
-                    job_line("again", "a storm #fail=500*1", "gpt-image-1", 1) +
-                    job_line("refused", "a ship #fail=moderation", "gpt-image-1", 1),
+    env.enqueue(job_line("good", "a calm sea", "gpt-image-2", 2) +
+                    job_line("again", "a storm #fail=500*1", "gpt-image-2", 1) +
+                    job_line("refused", "a ship #fail=moderation", "gpt-image-2", 1),
                 "night");
     RunResult r = env.run_until_idle(60);
     INFO("stderr: " << r.err);
@@ -149,7 +149,7 @@ TEST_CASE(
 TEST_CASE("logs: an idle daemon does not log every 10 s") {
     Sim sim;
     DaemonEnv env({openai_provider(sim, "p")});
-    env.enqueue(job_line("a", "a calm sea", "gpt-image-1", 1));
+    env.enqueue(job_line("a", "a calm sea", "gpt-image-2", 1));
     env.run_until_idle(60);
     // 12 s with nothing to do: past the 10 s progress interval.
     auto daemon = env.start_run({"--max-seconds", "12"});
@@ -172,7 +172,7 @@ TEST_CASE("logs: a lane hold and its slow-down are logged once, not per request"
     // Four calls in flight at once, each answered 429 (Retry-After: 1); then they succeed.
     std::string jobs;
     for (int i = 0; i < 4; ++i)
-        jobs += job_line("k" + std::to_string(i), "a sea #fail=429*4", "gpt-image-1", 1);
+        jobs += job_line("k" + std::to_string(i), "a sea #fail=429*4", "gpt-image-2", 1);
     env.enqueue(jobs);
     RunResult r = env.run_until_idle(60);
     INFO("stderr: " << r.err);

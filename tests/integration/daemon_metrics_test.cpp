@@ -51,7 +51,7 @@ std::string jobs(int count, int n = 1) {
     std::string lines;
     for (int i = 0; i < count; ++i)
         lines += job_line("j" + std::to_string(i), "a quiet harbour " + std::to_string(i),
-                          "gpt-image-1", n);
+                          "gpt-image-2", n);
     return lines;
 }
 
@@ -112,7 +112,7 @@ TEST_CASE("metrics: a scrape during a run passes promtool and the counters match
     const int port = free_port();
     DaemonEnv env({openai_provider(sim, "p", "\"max_concurrency\": 2")}, fast_retry(), 10,
                   "\"metrics_listen\": \"127.0.0.1:" + std::to_string(port) + "\"");
-    env.enqueue(jobs(6, 2) + job_line("retried", "a storm #fail=500*1", "gpt-image-1", 1));
+    env.enqueue(jobs(6, 2) + job_line("retried", "a storm #fail=500*1", "gpt-image-2", 1));
     auto daemon = env.start_run();
     // During the run: requests in flight, some attempts ended.
     SimpleResponse m;

@@ -21,7 +21,7 @@ std::string slow_jobs(const std::string& prefix, int count, int slow_ms) {
         lines +=
             job_line(prefix + std::to_string(i),
                      prefix + " fox " + std::to_string(i) + " #slow=" + std::to_string(slow_ms),
-                     "gpt-image-1", 1);
+                     "gpt-image-2", 1);
     return lines;
 }
 
@@ -135,8 +135,8 @@ TEST_CASE("pauses: only the probe's answer resumes a provider; a user's pause st
                       "auth_probe_s": 0.3})");
     // A: a slow good call. B: refused for its key, slowly, every time; its first refusal
     // pauses the provider, and B is then the probe, still on the wire when A succeeds.
-    env.enqueue(job_line("a", "slow good #slow=3000", "gpt-image-1", 1) +
-                job_line("b", "bad key #fail=auth #slow=1500", "gpt-image-1", 1));
+    env.enqueue(job_line("a", "slow good #slow=3000", "gpt-image-2", 1) +
+                job_line("b", "bad key #fail=auth #slow=1500", "gpt-image-2", 1));
     RunResult r = env.cli({"run", "--max-seconds", "5"}, "", 30);
     INFO("stderr: " << DaemonEnv::tail(r.err));
     CHECK(r.code == 0);

@@ -17,10 +17,10 @@ TEST_CASE("output_name and sidecar: templated names, one sidecar per image, noth
     DaemonEnv env({openai_provider(sim)}, fast_retry(), 10,
                   R"("sidecar": true, "output_name": "{batch}/{date}/{prompt_slug}")");
     // The same prompt for several jobs, with and without keys, and a retried call.
-    env.enqueue(job_line("a", "A red fox", "gpt-image-1", 3, R"("size": "1024x1024")") +
-                    job_line("b", "A red fox", "gpt-image-1", 2) +
-                    R"({"prompt": "A red fox", "model": "gpt-image-1", "n": 2})" + "\n" +
-                    job_line("c", "a flaky fox #fail=503*1", "gpt-image-1", 1),
+    env.enqueue(job_line("a", "A red fox", "gpt-image-2", 3, R"("size": "1024x1024")") +
+                    job_line("b", "A red fox", "gpt-image-2", 2) +
+                    R"({"prompt": "A red fox", "model": "gpt-image-2", "n": 2})" + "\n" +
+                    job_line("c", "a flaky fox #fail=503*1", "gpt-image-2", 1),
                 "night");
     env.run_until_idle();
     CHECK(env.value("SELECT group_concat(state) FROM jobs") ==
@@ -48,7 +48,7 @@ TEST_CASE("output_name and sidecar: templated names, one sidecar per image, noth
         CHECK(side.at("sha256") == f[3].c_str());
         CHECK(side.at("job").to_number<long long>() == std::stoll(f[0]));
         CHECK(side.at("index").to_number<long long>() == std::stoll(f[1]));
-        CHECK(side.at("model") == "gpt-image-1");
+        CHECK(side.at("model") == "gpt-image-2");
         CHECK(side.at("batch") == "night");
     }
     CHECK(paths.size() == 8);

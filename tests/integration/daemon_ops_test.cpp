@@ -24,7 +24,7 @@ std::string jobs(int count) {
     std::string lines;
     for (int i = 0; i < count; ++i)
         lines += job_line("j" + std::to_string(i), "a quiet harbour " + std::to_string(i),
-                          "gpt-image-1", 1);
+                          "gpt-image-2", 1);
     return lines;
 }
 
@@ -137,7 +137,7 @@ TEST_CASE("local error: an unwritable output directory holds dispatching, keeps 
     std::string lines;
     for (int i = 0; i < 6; ++i)
         lines += job_line("k" + std::to_string(i), "a lantern in fog " + std::to_string(i),
-                          "gpt-image-1", 1);
+                          "gpt-image-2", 1);
     env.enqueue(lines);
 
     auto daemon = env.start_run({"--until-idle"});

@@ -33,7 +33,7 @@ std::string slow_jobs(int count, int slow_ms) {
     for (int i = 0; i < count; ++i)
         lines += job_line("s" + std::to_string(i),
                           "slow fox " + std::to_string(i) + " #slow=" + std::to_string(slow_ms),
-                          "gpt-image-1", 1);
+                          "gpt-image-2", 1);
     return lines;
 }
 
@@ -103,7 +103,7 @@ TEST_CASE("recovery: SIGKILL at arbitrary moments loses and duplicates nothing")
     std::string lines;
     for (int i = 0; i < jobs; ++i)
         lines +=
-            job_line("k" + std::to_string(i), "crash fox " + std::to_string(i), "gpt-image-1", n);
+            job_line("k" + std::to_string(i), "crash fox " + std::to_string(i), "gpt-image-2", n);
     env.enqueue(lines);
 
     std::mt19937 rng(20240601);

@@ -25,8 +25,8 @@ TEST_CASE("spend: status, export, sidecars, the report and the metric show what 
     DaemonEnv env(
         {openai_provider(sim)}, fast_retry(), 10,
         "\"sidecar\": true, \"metrics_listen\": \"127.0.0.1:" + std::to_string(port) + "\"");
-    env.enqueue(job_line("a", "a red fox", "gpt-image-1", 2) +
-                job_line("b", "a blue owl", "gpt-image-1", 1));
+    env.enqueue(job_line("a", "a red fox", "gpt-image-2", 2) +
+                job_line("b", "a blue owl", "gpt-image-2", 1));
     auto daemon = env.start_run();
     REQUIRE(wait_for(
         [&] {
@@ -44,11 +44,11 @@ TEST_CASE("spend: status, export, sidecars, the report and the metric show what 
         port,
         [](const std::string& body) {
             return metric_sample(
-                       body, "imgbatch_spend_usd_total{provider=\"oa\",model=\"gpt-image-1\"}") > 0;
+                       body, "imgbatch_spend_usd_total{provider=\"oa\",model=\"gpt-image-2\"}") > 0;
         },
         20, m));
     CHECK(
-        metric_sample(m.body, "imgbatch_spend_usd_total{provider=\"oa\",model=\"gpt-image-1\"}") ==
+        metric_sample(m.body, "imgbatch_spend_usd_total{provider=\"oa\",model=\"gpt-image-2\"}") ==
         doctest::Approx(spent));
     CHECK(metric_sample(m.body, "imgbatch_spend_usd_total{provider=\"oa\",model=\"dall-e-3\"}") ==
           0);
@@ -58,16 +58,16 @@ TEST_CASE("spend: status, export, sidecars, the report and the metric show what 
     CHECK(daemon->wait(30) == 0);
     CHECK(env.number("SELECT count(*) FROM outputs") == sim.stat("images"));
 
-    // Something queued, not run: its projection. gpt-image-1 with size and quality left to the
-    // vendor: at worst high 1024x1536 (6240 tokens at $40/1M) and the prompt's bytes.
+    // Something queued, not run: its projection. gpt-image-2 with size and quality left to the
+    // vendor: at worst high 1024x1024 (7024 tokens at $30/1M) and the prompt's bytes.
     const std::string later = "a later picture";
-    env.enqueue(job_line("c", later, "gpt-image-1", 1), "b2");
+    env.enqueue(job_line("c", later, "gpt-image-2", 1), "b2");
     auto s = json::parse(env.cli({"status", "--json"}).out).as_object();
     CHECK(s.at("spend").at("usd").to_number<double>() == doctest::Approx(spent));
     CHECK(s.at("spend").at("billed_attempts").as_int64() == 2);
     CHECK(s.at("projected").at("requests").as_int64() == 1);
     CHECK(s.at("projected").at("worst_usd").to_number<double>() ==
-          doctest::Approx((later.size() + 16) * 5e-6 + 6240 * 40e-6));
+          doctest::Approx((later.size() + 16) * 5e-6 + 7024 * 30e-6));
     auto sb = json::parse(env.cli({"status", "--batch", "b2", "--json"}).out).as_object();
     CHECK(sb.at("spend").at("usd").to_number<double>() == 0);
     auto text = env.cli({"status"}).out;

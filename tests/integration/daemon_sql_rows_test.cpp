@@ -29,41 +29,41 @@ TEST_CASE("sql rows: every bad row is rejected with its reason, the good ones ru
     DaemonEnv env({openai_provider(sim, "p")});
     REQUIRE(env.cli({"init"}).code == 0);
     const std::vector<BadRow> bad{
-        {"dangling batch", "model, batch_id", "'gpt-image-1', 4242",
+        {"dangling batch", "model, batch_id", "'gpt-image-2', 4242",
          "field 'batch_id': no batch with id 4242"},
-        {"batch by name", "model, batch_id", "'gpt-image-1', 'night'",
+        {"batch by name", "model, batch_id", "'gpt-image-2', 'night'",
          "field 'batch_id': must be the id of a batch (an integer), got \"night\""},
-        {"n too big", "model, n", "'gpt-image-1', 4294967297",
+        {"n too big", "model, n", "'gpt-image-2', 4294967297",
          "field 'n': out of range, got 4294967297"},
-        {"n real", "model, n", "'gpt-image-1', 2.7", "field 'n': must be an integer, got 2.7"},
-        {"n text", "model, n", "'gpt-image-1', 'two'",
+        {"n real", "model, n", "'gpt-image-2', 2.7", "field 'n': must be an integer, got 2.7"},
+        {"n text", "model, n", "'gpt-image-2', 'two'",
          "field 'n': must be an integer, got \"two\""},
-        {"n zero", "model, n", "'gpt-image-1', 0", "field 'n': must be between 1 and"},
-        {"n negative", "model, n", "'gpt-image-1', -3", "field 'n': must be between 1 and"},
-        {"params array", "model, params", "'gpt-image-1', '[1, 2]'",
+        {"n zero", "model, n", "'gpt-image-2', 0", "field 'n': must be between 1 and"},
+        {"n negative", "model, n", "'gpt-image-2', -3", "field 'n': must be between 1 and"},
+        {"params array", "model, params", "'gpt-image-2', '[1, 2]'",
          "field 'params': must be a JSON object, got \"[1, 2]\""},
-        {"params junk", "model, params", "'gpt-image-1', 'size=big'",
+        {"params junk", "model, params", "'gpt-image-2', 'size=big'",
          "field 'params': must be a JSON object, got \"size=big\""},
-        {"metadata text", "model, metadata", "'gpt-image-1', 'sku 42'",
+        {"metadata text", "model, metadata", "'gpt-image-2', 'sku 42'",
          "field 'metadata': must be a JSON object, got \"sku 42\""},
-        {"priority text", "model, priority", "'gpt-image-1', 'urgent'",
+        {"priority text", "model, priority", "'gpt-image-2', 'urgent'",
          "field 'priority': must be an integer, got \"urgent\""},
         {"model blob", "model", "x'6770742d696d6167652d31'",
          "field 'model': must be text, got a blob of 11 bytes"},
-        {"queued by hand", "model, state", "'gpt-image-1', 'queued'",
+        {"queued by hand", "model, state", "'gpt-image-2', 'queued'",
          "field 'state': inserted as 'queued' without requests"},
-        {"running by hand", "model, state", "'gpt-image-1', 'running'",
+        {"running by hand", "model, state", "'gpt-image-2', 'running'",
          "field 'state': inserted as 'running' without requests"},
     };
     // A sqlite3 shell does not enforce foreign keys unless told to: a dangling batch_id gets in.
     std::string sql = "PRAGMA foreign_keys = OFF;";
-    sql += "INSERT INTO jobs(prompt, model, n) VALUES ('good first', 'gpt-image-1', 2);";
+    sql += "INSERT INTO jobs(prompt, model, n) VALUES ('good first', 'gpt-image-2', 2);";
     for (const auto& b : bad)
         sql += "INSERT INTO jobs(prompt, " + b.columns + ") VALUES ('" + b.prompt + "', " +
                b.values + ");";
-    sql += "INSERT INTO jobs(prompt, model, n) VALUES ('good last', 'gpt-image-1', 3);";
+    sql += "INSERT INTO jobs(prompt, model, n) VALUES ('good last', 'gpt-image-2', 3);";
     sql +=
-        "INSERT INTO jobs(prompt, model, state) VALUES ('done by hand', 'gpt-image-1', "
+        "INSERT INTO jobs(prompt, model, state) VALUES ('done by hand', 'gpt-image-2', "
         "'succeeded');";
     sql_exec(env.db, sql);
 
@@ -106,10 +106,10 @@ TEST_CASE("sql rows: a bad row inserted while the daemon runs does not stop plan
     auto daemon = env.start_run();
     env.exec(
         "PRAGMA foreign_keys = OFF;"
-        "INSERT INTO jobs(prompt, model, batch_id) VALUES ('lost batch', 'gpt-image-1', 99);"
-        "INSERT INTO jobs(prompt, model, state) VALUES ('skipped pending', 'gpt-image-1', "
+        "INSERT INTO jobs(prompt, model, batch_id) VALUES ('lost batch', 'gpt-image-2', 99);"
+        "INSERT INTO jobs(prompt, model, state) VALUES ('skipped pending', 'gpt-image-2', "
         "'queued');"
-        "INSERT INTO jobs(prompt, model, n) VALUES ('a late fox', 'gpt-image-1', 2);");
+        "INSERT INTO jobs(prompt, model, n) VALUES ('a late fox', 'gpt-image-2', 2);");
     std::string state;
     for (int i = 0; i < 300 && state != "succeeded"; ++i) {
         std::this_thread::sleep_for(std::chrono::milliseconds(100));

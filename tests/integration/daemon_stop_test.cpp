@@ -56,7 +56,7 @@ TEST_CASE("stop: STOPPING=1 at SIGTERM, EXTEND_TIMEOUT_USEC while a slow call dr
     // Call deadlines 5 + 20 s: the "auto" grace waits for them (plus a margin).
     DaemonEnv env({openai_provider(sim, "p")});
     use_auto_grace(env);
-    env.enqueue(job_line("heron", "a slow heron #slow=8000", "gpt-image-1", 2));
+    env.enqueue(job_line("heron", "a slow heron #slow=8000", "gpt-image-2", 2));
     NotifyListener notify(env.dir.path());
     auto daemon = start_notified(env, notify);
     REQUIRE(wait_for([&] { return sim.stat("in_flight") == 1; }, 20));
@@ -90,7 +90,7 @@ TEST_CASE("stop: a second SIGTERM stops at once; the call goes back to the queue
     Sim sim;
     DaemonEnv env({openai_provider(sim, "p")});
     use_auto_grace(env);
-    env.enqueue(job_line("owl", "a very slow owl #slow=15000", "gpt-image-1", 1));
+    env.enqueue(job_line("owl", "a very slow owl #slow=15000", "gpt-image-2", 1));
     NotifyListener notify(env.dir.path());
     auto daemon = start_notified(env, notify);
     REQUIRE(wait_for([&] { return sim.stat("in_flight") == 1; }, 20));
@@ -115,7 +115,7 @@ TEST_CASE("stop: a second SIGTERM stops at once; the call goes back to the queue
 TEST_CASE("stop: a claim on its way to the database when SIGTERM arrives is given back") {
     Sim sim;
     DaemonEnv env({openai_provider(sim, "p")});
-    env.enqueue(job_line("crane", "a crane", "gpt-image-1", 1));
+    env.enqueue(job_line("crane", "a crane", "gpt-image-2", 1));
     // Not claimable yet: the daemon polls with claims that find nothing.
     env.exec("UPDATE requests SET not_before = unixepoch() + 3600");
     NotifyListener notify(env.dir.path());
@@ -158,7 +158,7 @@ TEST_CASE("restart: a provider paused for a wrong key is probed at start and run
     std::string lines;
     for (int i = 0; i < 3; ++i)
         lines +=
-            job_line("k" + std::to_string(i), "a kestrel " + std::to_string(i), "gpt-image-1", 1);
+            job_line("k" + std::to_string(i), "a kestrel " + std::to_string(i), "gpt-image-2", 1);
     env.enqueue(lines);
 
     // Wrong key: 401, the provider is paused (next probe in an hour), the run ends.
@@ -189,9 +189,9 @@ TEST_CASE("SIGHUP: a fixed api_key_file resumes the provider; a user's pause sta
                    openai_provider(sim, "u", "\"api_key_file\": " + json_str(keys.file("u.key")))});
     std::string lines;
     for (int i = 0; i < 3; ++i)
-        lines += job_line("k" + std::to_string(i), "a kite " + std::to_string(i), "gpt-image-1", 1,
+        lines += job_line("k" + std::to_string(i), "a kite " + std::to_string(i), "gpt-image-2", 1,
                           R"("provider": "p")");
-    lines += job_line("user", "a kite held back", "gpt-image-1", 1, R"("provider": "u")");
+    lines += job_line("user", "a kite held back", "gpt-image-2", 1, R"("provider": "u")");
     env.enqueue(lines);
     REQUIRE(env.cli({"pause", "u"}).code == 0);
 

@@ -40,10 +40,10 @@ std::string str(const json::value& v) {
 
 // Two keyed jobs (one fails once with an invalid request) and one without a key, run.
 void run_batch(const DaemonEnv& env) {
-    env.enqueue(job_line("fox", "a red fox", "gpt-image-1", 2,
+    env.enqueue(job_line("fox", "a red fox", "gpt-image-2", 2,
                          R"("size": "1024x1536", "quality": "low", "metadata": {"shot": 7})") +
-                    job_line("bad", "a broken fox #fail=invalid*1", "gpt-image-1", 1) +
-                    R"({"prompt": "a keyless owl", "model": "gpt-image-1"})" + "\n",
+                    job_line("bad", "a broken fox #fail=invalid*1", "gpt-image-2", 1) +
+                    R"({"prompt": "a keyless owl", "model": "gpt-image-2"})" + "\n",
                 "night");
     env.run_until_idle();
     REQUIRE(env.job_state("fox") == "succeeded");
@@ -76,7 +76,7 @@ TEST_CASE("export --per-image: one row per image with parameters, file facts and
         CHECK(row.at("width") == 64);  // the sim's images
         CHECK(row.at("height") == 64);
         CHECK(row.at("provider") == "oa");
-        CHECK(row.at("model") == "gpt-image-1");
+        CHECK(row.at("model") == "gpt-image-2");
         CHECK(row.at("batch") == "night");
         CHECK(row.at("mime") == "image/png");
         CHECK(row.at("job").to_number<std::int64_t>() > 0);
@@ -142,7 +142,7 @@ TEST_CASE("export fed back to enqueue: failed rows run again, with another model
     CHECK(env.value("SELECT json_extract(metadata, '$.rerun_of.job') || '|' || "
                     "json_extract(metadata, '$.rerun_of.key') || '|' || prompt || '|' || model "
                     "FROM jobs WHERE batch_id = (SELECT id FROM batches WHERE name = 'again')") ==
-          bad_id + "|bad|a broken fox #fail=invalid*1|gpt-image-1");
+          bad_id + "|bad|a broken fox #fail=invalid*1|gpt-image-2");
 
     // The whole CSV job export, with another model.
     r = env.cli({"export", "--batch", "night", "--format", "csv", "-o", env.dir.file("jobs.csv")});

@@ -1,5 +1,7 @@
 #include "tests/integration/harness.hpp"
 
+#include <doctest/doctest.h>
+
 #include <SQLiteCpp/SQLiteCpp.h>
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -372,6 +374,14 @@ int occurrences(const std::string& text, const std::string& what) {
 
 double num_or_nan(const std::string& s) {
     return s.empty() ? std::nan("") : std::stod(s);
+}
+
+void check_has_all(const std::string& text, const std::vector<std::string>& parts) {
+    INFO("in: " << text);
+    for (const auto& part : parts) {
+        INFO("missing: " << part);
+        CHECK(has(text, part));
+    }
 }
 
 }  // namespace imgbatch::test

@@ -125,5 +125,8 @@ double metric_sample(const std::string& body, const std::string& series);
 int occurrences(const std::string& text, const std::string& what);
 // A number from SQL text; NaN for "" (NULL).
 double num_or_nan(const std::string& s);
+// CHECKs that text contains every one of parts; a failure names the missing part and shows
+// the text.
+void check_has_all(const std::string& text, const std::vector<std::string>& parts);
 
 }  // namespace imgbatch::test

@@ -34,7 +34,7 @@ TEST_CASE("an answer's image URL with CR/LF is bad_response and never requested"
         const bool chat = std::string(api) == "openai-chat";
         DaemonEnv env({chat ? chat_provider(sim, "p") : openai_provider(sim, "p")});
         env.enqueue(
-            job_line("j", "a red fox #fail=badurl*1", chat ? "sora_image" : "gpt-image-1", 1));
+            job_line("j", "a red fox #fail=badurl*1", chat ? "sora_image" : "gpt-image-2", 1));
         env.run_until_idle();
         CHECK(env.job_state("j") == "succeeded");
         env.check_outputs("j", 1);
@@ -55,7 +55,7 @@ TEST_CASE("an answer's image URL with CR/LF is bad_response and never requested"
 TEST_CASE("a Retry-After date in year 9999 holds the request for a day, not a retry at once") {
     Sim sim;
     DaemonEnv env({openai_provider(sim, "p")});
-    env.enqueue(job_line("j", "a red fox #fail=429far", "gpt-image-1", 1));
+    env.enqueue(job_line("j", "a red fox #fail=429far", "gpt-image-2", 1));
     auto daemon = env.start_run();
     REQUIRE(wait_for_count(env, "SELECT count(*) FROM attempts", 1, 60));
     // The request waits a day after its attempt (the longest wait a Retry-After is read as).
@@ -92,7 +92,7 @@ TEST_CASE("configuration numbers out of range are refused at load, naming the fi
         write_file(dir.file("c.json"),
                    "{\"database\": \"t.db\", \"output_dir\": \"out\", " + top +
                        "\"providers\": [{\"name\": \"p\", \"api\": \"openai\", \"base_url\": "
-                       "\"http://127.0.0.1:9/v1\", \"models\": [\"gpt-image-1\"]" +
+                       "\"http://127.0.0.1:9/v1\", \"models\": [\"gpt-image-2\"]" +
                        provider + "}]}");
         return run({"--config", dir.file("c.json"), "run", "--until-idle"}, "", {}, dir.path(), 30);
     };
@@ -135,9 +135,9 @@ TEST_CASE("enqueue: text after a quoted CSV field and a lone CR is an error, not
     write_file(dir.file("c.json"),
                R"({"database": "t.db", "output_dir": "out", "providers": [{"name": "p",
                    "api": "openai", "base_url": "http://127.0.0.1:9/v1",
-                   "models": ["gpt-image-1"]}]})");
-    write_file(dir.file("p.csv"), "prompt,model\n\"a fox\"\r in the snow,gpt-image-1\nok,\n");
-    auto r = run({"--config", dir.file("c.json"), "enqueue", "p.csv", "--model", "gpt-image-1",
+                   "models": ["gpt-image-2"]}]})");
+    write_file(dir.file("p.csv"), "prompt,model\n\"a fox\"\r in the snow,gpt-image-2\nok,\n");
+    auto r = run({"--config", dir.file("c.json"), "enqueue", "p.csv", "--model", "gpt-image-2",
                   "--batch", "b"},
                  "", {}, dir.path());
     INFO("stderr: " << r.err);

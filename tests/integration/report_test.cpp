@@ -48,10 +48,10 @@ TEST_CASE(
     REQUIRE_MESSAGE(!chromium().empty(), "chromium is not installed (scripts/install-deps.sh)");
     Sim sim;
     DaemonEnv env({openai_provider(sim), google_provider(sim)});
-    env.enqueue(job_line("fox", "a red fox", "gpt-image-1", 2) +
+    env.enqueue(job_line("fox", "a red fox", "gpt-image-2", 2) +
                     job_line("owl", "a snowy owl", "imagen-4.0-generate-001", 2) +
-                    job_line("cat", "a <b>bold</b> cat", "gpt-image-1", 1) +
-                    job_line("bad", "a broken fox #fail=invalid", "gpt-image-1", 1),
+                    job_line("cat", "a <b>bold</b> cat", "gpt-image-2", 1) +
+                    job_line("bad", "a broken fox #fail=invalid", "gpt-image-2", 1),
                 "night");
     env.run_until_idle();
     REQUIRE(env.job_state("bad") == "failed");
@@ -105,7 +105,7 @@ TEST_CASE(
     CHECK(count(dom, R"(class="tile")") == 2);
     CHECK(count(dom, R"(class="failure")") == 0);
     CHECK(dom.find("2 images, 0 failures shown") != std::string::npos);
-    dom = dump_dom(env.dir, url + "#state=failed&model=gpt-image-1");
+    dom = dump_dom(env.dir, url + "#state=failed&model=gpt-image-2");
     CHECK(count(dom, R"(class="tile")") == 0);
     CHECK(count(dom, R"(class="failure")") == 1);
 

@@ -16,7 +16,7 @@ namespace fs = std::filesystem;
 TEST_CASE("credentials: the unit's directory form reaches the provider; none is no key") {
     Sim sim({"--api-key", "sk-from-credstore"});
     DaemonEnv env({openai_provider(sim, "openai")});  // no api_key_env, no api_key_file
-    env.enqueue(job_line("fox", "a fox", "gpt-image-1", 2));
+    env.enqueue(job_line("fox", "a fox", "gpt-image-2", 2));
     TempDir creds;
     write_file(creds.file("imgbatch_openai"), "sk-from-credstore\n");
 
@@ -36,7 +36,7 @@ TEST_CASE("credentials: the unit's directory form reaches the provider; none is 
     // Without the credential no key is sent: the provider answers 401 and is paused, nothing
     // is paid for.
     sim.reset();
-    env.enqueue(job_line("owl", "an owl", "gpt-image-1", 1), "b2");
+    env.enqueue(job_line("owl", "an owl", "gpt-image-2", 1), "b2");
     TempDir empty;
     RunResult none = run({"--config", env.config, "run", "--until-idle"}, "",
                          {"CREDENTIALS_DIRECTORY=" + empty.path()}, env.dir.path());

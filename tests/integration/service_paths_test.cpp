@@ -33,7 +33,7 @@ TEST_CASE("paths: relative database and output_dir follow the config file, not t
         all.insert(all.end(), args.begin(), args.end());
         return run(all, in, {}, elsewhere.path());
     };
-    RunResult e = cli({"enqueue", "-", "--batch", "b"}, job_line("fox", "a fox", "gpt-image-1", 2));
+    RunResult e = cli({"enqueue", "-", "--batch", "b"}, job_line("fox", "a fox", "gpt-image-2", 2));
     INFO("enqueue: " << e.err);
     REQUIRE(e.code == 0);
     CHECK(fs::exists(conf_dir.file("sub/jobs.db")));
@@ -109,7 +109,7 @@ TEST_CASE("exit codes: configuration errors exit 78 (EX_CONFIG), other start err
     write_file(dir.file("nokey.json"),
                "{\"providers\": [{\"name\": \"p\", \"api\": \"openai\", \"base_url\": "
                "\"http://127.0.0.1:9/v1\", \"api_key_env\": \"IMGBATCH_TEST_UNSET_KEY\", "
-               "\"models\": [\"gpt-image-1\"]}]}\n");
+               "\"models\": [\"gpt-image-2\"]}]}\n");
     RunResult nokey =
         run({"--config", dir.file("nokey.json"), "run", "--until-idle"}, "", {}, dir.path());
     CHECK(nokey.code == 78);
@@ -136,8 +136,8 @@ TEST_CASE(
     write_file(dir.file("imgbatch.json"),
                "{\"database\": \"state/imgbatch.db\", \"output_dir\": \"state/out\", "
                "\"providers\": [" +
-                   provider_json("p", "openai", "http://127.0.0.1:9/v1", {"gpt-image-1"}) + "]}\n");
-    write_file(dir.file("jobs.jsonl"), job_line("a", "a fox", "gpt-image-1", 1));
+                   provider_json("p", "openai", "http://127.0.0.1:9/v1", {"gpt-image-2"}) + "]}\n");
+    write_file(dir.file("jobs.jsonl"), job_line("a", "a fox", "gpt-image-2", 1));
     // An open connection keeps -wal and -shm while another process enqueues.
     const std::string cmd = "umask 0007 && cd / && " + imgbatch_bin() + " --config " +
                             dir.file("imgbatch.json") + " init >/dev/null && sqlite3 " + state +

@@ -39,7 +39,7 @@ int count_of(const NotifyListener& notify, const std::string& message) {
 TEST_CASE("service: STATUS= from the start names the queue, in flight, images and pauses") {
     Sim sim;
     DaemonEnv env({openai_provider(sim, "p"), google_provider(sim, "held")});
-    env.enqueue(job_line("slow", "a slow heron #slow=6000", "gpt-image-1", 1) +
+    env.enqueue(job_line("slow", "a slow heron #slow=6000", "gpt-image-2", 1) +
                 job_line("g1", "a goose", "imagen-4.0-generate-001", 1) +
                 job_line("g2", "a gull", "imagen-4.0-generate-001", 1));
     REQUIRE(env.cli({"pause", "held", "--reason", "maintenance"}).code == 0);
@@ -72,7 +72,7 @@ TEST_CASE("service: STATUS= from the start names the queue, in flight, images an
 TEST_CASE("service: WATCHDOG=1 stops while the DB thread is stuck and resumes after") {
     Sim sim;
     DaemonEnv env({openai_provider(sim, "p")});
-    env.enqueue(job_line("fox", "a fox", "gpt-image-1", 1));
+    env.enqueue(job_line("fox", "a fox", "gpt-image-2", 1));
     NotifyListener notify(env.dir.path());
     // WatchdogSec=2: WATCHDOG=1 every 0.5 s while healthy.
     auto daemon = start_notified(env, notify, {"WATCHDOG_USEC=2000000"});

@@ -18,7 +18,7 @@ namespace {
 std::string jobs_lines(int n) {
     std::string s;
     for (int i = 0; i < n; ++i)
-        s += job_line("k" + std::to_string(i), "prompt " + std::to_string(i), "gpt-image-1", 1);
+        s += job_line("k" + std::to_string(i), "prompt " + std::to_string(i), "gpt-image-2", 1);
     return s;
 }
 
@@ -139,7 +139,7 @@ TEST_CASE("wait: blocks until the batch is final; exit 0, 1, 2 and 124") {
     Sim sim({"--latency-ms", "50"});
     DaemonEnv env({openai_provider(sim)});
     env.enqueue(jobs_lines(4), "b");
-    env.enqueue(job_line("c0", "to cancel", "gpt-image-1", 1), "c");
+    env.enqueue(job_line("c0", "to cancel", "gpt-image-2", 1), "c");
 
     // No daemon yet: it says so, and gives up at the timeout like timeout(1).
     auto r = env.cli({"wait", "--batch", "b", "--timeout", "0.3"});

@@ -49,7 +49,7 @@ TEST_CASE("export_images: one record per image, in job and index order, with its
 TEST_CASE("export rows read back: a new job each, key kept in metadata.rerun_of") {
     JobDefaults d;
     auto f = parse_job_file(
-        R"({"id": 7, "key": "fox", "batch": "night", "state": "failed", "prompt": "a fox", "model": "gpt-image-1", "provider": "oa", "n": 3, "params": {"size": "1024x1024"}, "priority": 2, "images_done": 1, "images": [], "attempts": 4, "last_error": null, "metadata": {"sku": 1}, "usage": null}
+        R"({"id": 7, "key": "fox", "batch": "night", "state": "failed", "prompt": "a fox", "model": "gpt-image-2", "provider": "oa", "n": 3, "params": {"size": "1024x1024"}, "priority": 2, "images_done": 1, "images": [], "attempts": 4, "last_error": null, "metadata": {"sku": 1}, "usage": null}
 {"job": 8, "key": null, "batch": "night", "state": "succeeded", "idx": 4, "path": "/x.png", "prompt": "an owl", "model": "dall-e-3", "provider": "oa", "params": {}, "width": 64}
 )",
         "e.jsonl", FileFormat::jsonl, d);
@@ -58,7 +58,7 @@ TEST_CASE("export rows read back: a new job each, key kept in metadata.rerun_of"
     const auto& a = f.jobs[0];
     CHECK(a.key.empty());
     CHECK(a.prompt == "a fox");
-    CHECK(a.model == "gpt-image-1");
+    CHECK(a.model == "gpt-image-2");
     CHECK(a.provider == "oa");
     CHECK(a.n == 3);
     CHECK(a.priority == 2);
@@ -75,7 +75,7 @@ TEST_CASE("export rows read back: a new job each, key kept in metadata.rerun_of"
     JobDefaults other;
     other.model = "imagen-4.0-generate-001";
     auto g = parse_job_file(
-        R"({"id": 7, "state": "failed", "prompt": "a fox", "model": "gpt-image-1", "provider": "oa"})",
+        R"({"id": 7, "state": "failed", "prompt": "a fox", "model": "gpt-image-2", "provider": "oa"})",
         "e.jsonl", FileFormat::jsonl, other);
     REQUIRE(g.jobs.size() == 1);
     CHECK(g.jobs[0].model == "imagen-4.0-generate-001");
@@ -96,9 +96,9 @@ TEST_CASE("export CSV read back: per-parameter columns ignored, params and numbe
     JobDefaults d;
     auto f = parse_job_file(
         "job,key,batch,state,idx,path,prompt,model,provider,size,quality,params,width,metadata\r\n"
-        "3,k,b,succeeded,2,/o/k-2.png,\"a \"\"red\"\" fox\",gpt-image-1,oa,1024x1024,low,"
+        "3,k,b,succeeded,2,/o/k-2.png,\"a \"\"red\"\" fox\",gpt-image-2,oa,1024x1024,low,"
         "\"{\"\"size\"\":\"\"1024x1024\"\",\"\"quality\"\":\"\"low\"\"}\",64,\r\n"
-        "3,k,b,succeeded,3,/o/k-3.png,a fox,gpt-image-1,oa,,,notjson,64,\r\n",
+        "3,k,b,succeeded,3,/o/k-3.png,a fox,gpt-image-2,oa,,,notjson,64,\r\n",
         "e.csv", FileFormat::csv, d);
     REQUIRE(f.jobs.size() == 1);
     const auto& a = f.jobs[0];

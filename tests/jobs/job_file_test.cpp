@@ -13,7 +13,7 @@ using namespace imgbatch::jobs;
 using namespace std::string_literals;
 
 namespace {
-JobDefaults defaults(std::string model = "gpt-image-1") {
+JobDefaults defaults(std::string model = "gpt-image-2") {
     JobDefaults d;
     d.model = std::move(model);
     return d;
@@ -87,7 +87,7 @@ TEST_CASE("JSONL job lines: fields, named parameters merged into params, line nu
     CHECK(a.line == 1);
     const auto& b = f.jobs[1];
     CHECK(b.line == 4);
-    CHECK(b.model == "gpt-image-1");  // from the defaults
+    CHECK(b.model == "gpt-image-2");  // from the defaults
     CHECK(b.n == 1);
     CHECK(b.params.at("output_compression") == 50);
     CHECK_FALSE(b.params.contains("aspect_ratio"));  // null: not given
@@ -223,7 +223,7 @@ TEST_CASE("CSV: quoting per RFC 4180, line numbers where records start") {
             "\"a cat, sitting\",dall-e-3,1,1024x1024,7,r1\r\n"
             "\"she said \"\"hi\"\"\nacross lines\",,2,,,\r\n"
             "\r\n"
-            "plain prompt , gpt-image-1 , 3 ,auto\r\n"
+            "plain prompt , gpt-image-2 , 3 ,auto\r\n"
             ",,,,,\n"
             "\"  kept as written  \",,,,,\n"
             "last,,,,,");
@@ -236,7 +236,7 @@ TEST_CASE("CSV: quoting per RFC 4180, line numbers where records start") {
     CHECK(f.jobs[0].metadata.at("row") == "r1");
     CHECK(f.jobs[0].line == 2);
     CHECK(f.jobs[1].prompt == "she said \"hi\"\nacross lines");
-    CHECK(f.jobs[1].model == "gpt-image-1");  // empty cell: the default
+    CHECK(f.jobs[1].model == "gpt-image-2");  // empty cell: the default
     CHECK(f.jobs[1].n == 2);
     CHECK(f.jobs[1].params.empty());
     CHECK(f.jobs[1].line == 3);
@@ -337,7 +337,7 @@ TEST_CASE("TXT: one trimmed prompt a line, comments and blanks skipped") {
     REQUIRE(f.jobs.size() == 2);
     CHECK(f.jobs[0].prompt == "a quiet harbour at dawn");
     CHECK(f.jobs[0].line == 2);
-    CHECK(f.jobs[0].model == "gpt-image-1");
+    CHECK(f.jobs[0].model == "gpt-image-2");
     CHECK(f.jobs[0].source == "in.txt");
     CHECK(f.jobs[1].prompt == "a \"quoted\" prompt, with commas");
     CHECK(f.jobs[1].line == 5);
@@ -412,7 +412,7 @@ TEST_CASE("streaming: any split of the input gives the same jobs and errors") {
          "\"a cat, sitting\",dall-e-3,1,7,r1\r\n"
          "\"she said \"\"hi\"\"\nacross\r\nlines\",,2,,\r\n"
          "\r\n"
-         "plain , gpt-image-1 , 3 \r\n"
+         "plain , gpt-image-2 , 3 \r\n"
          "bad,,two,,\n"
          "\"a\"b,,1,,\n"
          "x,,1,,,,\n"

@@ -22,8 +22,8 @@ void make_version1(const std::string& path) {
     db.exec(R"(
         INSERT INTO batches(id, name) VALUES (1, 'b');
         INSERT INTO jobs(id, batch_id, key, state, prompt, model, n, images_done)
-            VALUES (1, 1, 'a b', 'succeeded', 'p', 'gpt-image-1', 2, 2),
-                   (2, 1, 'a_b', 'succeeded', 'p', 'gpt-image-1', 2, 2);
+            VALUES (1, 1, 'a b', 'succeeded', 'p', 'gpt-image-2', 2, 2),
+                   (2, 1, 'a_b', 'succeeded', 'p', 'gpt-image-2', 2, 2);
         INSERT INTO requests(id, job_id, seq, first_index, provider, n, images_done, state)
             VALUES (1, 1, 0, 0, 'p1', 2, 2, 'succeeded'), (2, 2, 0, 0, 'p1', 2, 2, 'succeeded');
         INSERT INTO outputs(id, job_id, request_id, idx, path, bytes, sha256, mime)

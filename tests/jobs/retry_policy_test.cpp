@@ -155,7 +155,7 @@ TEST_CASE("invalid_request fails at once; auth and quota pause the provider; loc
 
 TEST_CASE("classify_http: rate limits versus quota") {
     CHECK(classify_http(429, "rate_limit_exceeded",
-                        "Rate limit reached for gpt-image-1 on images per minute (IPM)",
+                        "Rate limit reached for gpt-image-2 on images per minute (IPM)",
                         false) == ErrorClass::rate_limited);
     CHECK(classify_http(429, "", "", false) == ErrorClass::rate_limited);
     CHECK(classify_http(429, "insufficient_quota",

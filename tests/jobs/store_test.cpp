@@ -116,7 +116,7 @@ TEST_CASE("store: rows inserted by plain SQL are pending and planned") {
     s.db().exec("INSERT INTO jobs(prompt, model, n) VALUES ('a fox', 'dall-e-3', 2)");
     s.db().exec(
         "INSERT INTO jobs(prompt, model, n, params, priority) "
-        "VALUES ('an owl', 'gpt-image-1', 1, '{\"size\":\"auto\"}', 7)");
+        "VALUES ('an owl', 'gpt-image-2', 1, '{\"size\":\"auto\"}', 7)");
     s.db().exec("INSERT INTO jobs(prompt, model, params) VALUES ('bad', 'm', '[1]')");
     s.db().exec("INSERT INTO jobs(prompt, model, metadata) VALUES ('bad2', 'm', 'nope')");
     CHECK_FALSE(s.idle());
@@ -213,12 +213,12 @@ namespace {
 std::string row_error(const std::string& columns, const std::string& values) {
     TempDir dir;
     Store s(dir.file("rows.db"));
-    s.db().exec("INSERT INTO jobs(prompt, model) VALUES ('good before', 'gpt-image-1')");
+    s.db().exec("INSERT INTO jobs(prompt, model) VALUES ('good before', 'gpt-image-2')");
     // A user's sqlite3 shell does not enforce foreign keys.
     s.db().exec("PRAGMA foreign_keys = OFF");
     s.db().exec("INSERT INTO jobs(" + columns + ") VALUES (" + values + ")");
     s.db().exec("PRAGMA foreign_keys = ON");
-    s.db().exec("INSERT INTO jobs(prompt, model) VALUES ('good after', 'gpt-image-1')");
+    s.db().exec("INSERT INTO jobs(prompt, model) VALUES ('good after', 'gpt-image-2')");
     auto p = s.pending_jobs(10);
     REQUIRE(p.size() == 3);
     CHECK(p[0].parse_error == "");
@@ -232,62 +232,62 @@ std::string row_error(const std::string& columns, const std::string& values) {
 
 TEST_CASE("store: n that is not an integer in range is named, never rounded or wrapped") {
     const std::string cols = "prompt, model, n";
-    CHECK(row_error(cols, "'x', 'gpt-image-1', 4294967297") ==
+    CHECK(row_error(cols, "'x', 'gpt-image-2', 4294967297") ==
           "field 'n': out of range, got 4294967297");
-    CHECK(row_error(cols, "'x', 'gpt-image-1', -4294967295") ==
+    CHECK(row_error(cols, "'x', 'gpt-image-2', -4294967295") ==
           "field 'n': out of range, got -4294967295");
-    CHECK(row_error(cols, "'x', 'gpt-image-1', 2.7") == "field 'n': must be an integer, got 2.7");
-    CHECK(row_error(cols, "'x', 'gpt-image-1', 'three'") ==
+    CHECK(row_error(cols, "'x', 'gpt-image-2', 2.7") == "field 'n': must be an integer, got 2.7");
+    CHECK(row_error(cols, "'x', 'gpt-image-2', 'three'") ==
           "field 'n': must be an integer, got \"three\"");
-    CHECK(row_error(cols, "'x', 'gpt-image-1', x'03'") ==
+    CHECK(row_error(cols, "'x', 'gpt-image-2', x'03'") ==
           "field 'n': must be an integer, got a blob of 1 bytes");
     // A whole number written as text or real is stored as an integer by SQLite: fine.
-    CHECK(row_error(cols, "'x', 'gpt-image-1', '3'") == "");
-    CHECK(row_error(cols, "'x', 'gpt-image-1', 3.0") == "");
+    CHECK(row_error(cols, "'x', 'gpt-image-2', '3'") == "");
+    CHECK(row_error(cols, "'x', 'gpt-image-2', 3.0") == "");
     // 0 and negative numbers are read as they are; validation names them (see below).
-    CHECK(row_error(cols, "'x', 'gpt-image-1', 0") == "");
-    CHECK(row_error(cols, "'x', 'gpt-image-1', -2") == "");
+    CHECK(row_error(cols, "'x', 'gpt-image-2', 0") == "");
+    CHECK(row_error(cols, "'x', 'gpt-image-2', -2") == "");
 }
 
 TEST_CASE("store: priority, text columns and batch_id of the wrong type are named") {
-    CHECK(row_error("prompt, model, priority", "'x', 'gpt-image-1', 'high'") ==
+    CHECK(row_error("prompt, model, priority", "'x', 'gpt-image-2', 'high'") ==
           "field 'priority': must be an integer, got \"high\"");
-    CHECK(row_error("prompt, model, priority", "'x', 'gpt-image-1', 1e12") ==
+    CHECK(row_error("prompt, model, priority", "'x', 'gpt-image-2', 1e12") ==
           "field 'priority': out of range, got 1000000000000");
-    CHECK(row_error("prompt, model", "x'00ff', 'gpt-image-1'") ==
+    CHECK(row_error("prompt, model", "x'00ff', 'gpt-image-2'") ==
           "field 'prompt': must be text, got a blob of 2 bytes");
     CHECK(row_error("prompt, model", "'x', x'41'") ==
           "field 'model': must be text, got a blob of 1 bytes");
-    CHECK(row_error("prompt, model, provider", "'x', 'gpt-image-1', x'41'") ==
+    CHECK(row_error("prompt, model, provider", "'x', 'gpt-image-2', x'41'") ==
           "field 'provider': must be text, got a blob of 1 bytes");
-    CHECK(row_error("prompt, model, key", "'x', 'gpt-image-1', x'41'") ==
+    CHECK(row_error("prompt, model, key", "'x', 'gpt-image-2', x'41'") ==
           "field 'key': must be text, got a blob of 1 bytes");
-    CHECK(row_error("prompt, model, batch_id", "'x', 'gpt-image-1', 999") ==
+    CHECK(row_error("prompt, model, batch_id", "'x', 'gpt-image-2', 999") ==
           "field 'batch_id': no batch with id 999");
-    CHECK(row_error("prompt, model, batch_id", "'x', 'gpt-image-1', 'night'") ==
+    CHECK(row_error("prompt, model, batch_id", "'x', 'gpt-image-2', 'night'") ==
           "field 'batch_id': must be the id of a batch (an integer), got \"night\"");
     // Numbers in text columns are stored as text by SQLite: a prompt of 42 is the text "42".
-    CHECK(row_error("prompt, model", "42, 'gpt-image-1'") == "");
+    CHECK(row_error("prompt, model", "42, 'gpt-image-2'") == "");
 }
 
 TEST_CASE("store: params and metadata must be JSON objects without reserved fields") {
-    CHECK(row_error("prompt, model, params", "'x', 'gpt-image-1', '[1]'") ==
+    CHECK(row_error("prompt, model, params", "'x', 'gpt-image-2', '[1]'") ==
           "field 'params': must be a JSON object, got \"[1]\"");
-    CHECK(row_error("prompt, model, params", "'x', 'gpt-image-1', 'not json'") ==
+    CHECK(row_error("prompt, model, params", "'x', 'gpt-image-2', 'not json'") ==
           "field 'params': must be a JSON object, got \"not json\"");
-    CHECK(row_error("prompt, model, params", "'x', 'gpt-image-1', x'7b7d'") ==
+    CHECK(row_error("prompt, model, params", "'x', 'gpt-image-2', x'7b7d'") ==
           "field 'params': must be a JSON object, got a blob of 2 bytes");
-    CHECK(row_error("prompt, model, params", "'x', 'gpt-image-1', '{\"n\": 4}'") ==
+    CHECK(row_error("prompt, model, params", "'x', 'gpt-image-2', '{\"n\": 4}'") ==
           "field 'params.n': use the column 'n'");
-    CHECK(row_error("prompt, model, params", "'x', 'gpt-image-1', '{\"prompt\": \"y\"}'") ==
+    CHECK(row_error("prompt, model, params", "'x', 'gpt-image-2', '{\"prompt\": \"y\"}'") ==
           "field 'params.prompt': use the column 'prompt'");
-    CHECK(row_error("prompt, model, metadata", "'x', 'gpt-image-1', 'nope'") ==
+    CHECK(row_error("prompt, model, metadata", "'x', 'gpt-image-2', 'nope'") ==
           "field 'metadata': must be a JSON object, got \"nope\"");
-    CHECK(row_error("prompt, model, metadata", "'x', 'gpt-image-1', '3'") ==
+    CHECK(row_error("prompt, model, metadata", "'x', 'gpt-image-2', '3'") ==
           "field 'metadata': must be a JSON object, got \"3\"");
     // A long value is cut in the message.
     const std::string err =
-        row_error("prompt, model, params", "'x', 'gpt-image-1', '" + std::string(500, 'a') + "'");
+        row_error("prompt, model, params", "'x', 'gpt-image-2', '" + std::string(500, 'a') + "'");
     CHECK(err.rfind("field 'params': must be a JSON object, got \"aaaa", 0) == 0);
     CHECK(err.size() < 120);
     CHECK(err.find("...") != std::string::npos);
@@ -296,11 +296,11 @@ TEST_CASE("store: params and metadata must be JSON objects without reserved fiel
 TEST_CASE("store: a plan that breaks a constraint rejects its row only") {
     TempDir dir;
     Store s(dir.file("plan.db"));
-    s.db().exec("INSERT INTO jobs(prompt, model) VALUES ('one', 'gpt-image-1')");
+    s.db().exec("INSERT INTO jobs(prompt, model) VALUES ('one', 'gpt-image-2')");
     s.db().exec("PRAGMA foreign_keys = OFF");
-    s.db().exec("INSERT INTO jobs(prompt, model, batch_id) VALUES ('two', 'gpt-image-1', 77)");
+    s.db().exec("INSERT INTO jobs(prompt, model, batch_id) VALUES ('two', 'gpt-image-2', 77)");
     s.db().exec("PRAGMA foreign_keys = ON");
-    s.db().exec("INSERT INTO jobs(prompt, model) VALUES ('three', 'gpt-image-1')");
+    s.db().exec("INSERT INTO jobs(prompt, model) VALUES ('three', 'gpt-image-2')");
     // Plans made as if every row were fine: the row of the dangling batch cannot be queued.
     std::vector<PlanDecision> plans;
     for (const auto& p : s.pending_jobs(10)) plans.push_back({p.id, "", "p1", {{0, 0, 1}}});
@@ -322,7 +322,7 @@ TEST_CASE("store: planning a pending row clears counters a SQL insert may have s
     Store s(":memory:");
     s.db().exec(
         "INSERT INTO jobs(prompt, model, images_done, error, finished_at) "
-        "VALUES ('x', 'gpt-image-1', 5, 'old', 12)");
+        "VALUES ('x', 'gpt-image-2', 5, 'old', 12)");
     auto p = s.pending_jobs(10);
     REQUIRE(p.size() == 1);
     s.apply_plans({{p[0].id, "", "p1", {{0, 0, 1}}}});
@@ -339,12 +339,12 @@ TEST_CASE("store: queued or running rows inserted without requests are rejected"
     auto enq = s.enqueue("b", {item("enqueued")});  // queued, with its request
     s.db().exec(
         "INSERT INTO jobs(prompt, model, state) VALUES "
-        "('q', 'gpt-image-1', 'queued'), ('r', 'gpt-image-1', 'running'), "
-        "('s', 'gpt-image-1', 'succeeded'), ('c', 'gpt-image-1', 'cancelled'), "
-        "('p', 'gpt-image-1', 'pending')");
+        "('q', 'gpt-image-2', 'queued'), ('r', 'gpt-image-2', 'running'), "
+        "('s', 'gpt-image-2', 'succeeded'), ('c', 'gpt-image-2', 'cancelled'), "
+        "('p', 'gpt-image-2', 'pending')");
     // Queued by SQL with its request (what bench/memory.sh does): runnable, kept.
     s.db().exec(
-        "INSERT INTO jobs(prompt, model, provider, state) VALUES ('full', 'gpt-image-1', 'p1', "
+        "INSERT INTO jobs(prompt, model, provider, state) VALUES ('full', 'gpt-image-2', 'p1', "
         "'queued'); INSERT INTO requests(job_id, seq, first_index, provider, n) "
         "VALUES (last_insert_rowid(), 0, 0, 'p1', 1)");
     auto rejected = s.reject_unplanned(1000);
@@ -373,7 +373,7 @@ TEST_CASE("store: queued or running rows inserted without requests are rejected"
 
     // Rows already checked are not read again; new ones are.
     CHECK(s.reject_unplanned(1000).empty());
-    s.db().exec("INSERT INTO jobs(prompt, model, state) VALUES ('q2', 'gpt-image-1', 'queued')");
+    s.db().exec("INSERT INTO jobs(prompt, model, state) VALUES ('q2', 'gpt-image-2', 'queued')");
     CHECK(s.reject_unplanned(1000).size() == 1);
     CHECK(state("q2") == "rejected");
 }
@@ -381,11 +381,11 @@ TEST_CASE("store: queued or running rows inserted without requests are rejected"
 TEST_CASE("store: the check for rows without requests goes in bounded steps") {
     TempDir dir;
     Store s(dir.file("steps.db"));
-    s.db().exec("INSERT INTO jobs(prompt, model, state) VALUES ('a', 'gpt-image-1', 'queued')");
+    s.db().exec("INSERT INTO jobs(prompt, model, state) VALUES ('a', 'gpt-image-2', 'queued')");
     for (int i = 0; i < 30; ++i) s.enqueue("b", {item("x" + std::to_string(i))});
     s.db().exec(
         "INSERT INTO jobs(id, prompt, model, state) VALUES "
-        "(1000000, 'far', 'gpt-image-1', 'queued')");
+        "(1000000, 'far', 'gpt-image-2', 'queued')");
     std::size_t rejected = 0;
     int calls = 0;
     for (; calls < 100; ++calls) {

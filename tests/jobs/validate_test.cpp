@@ -10,7 +10,7 @@ using namespace imgbatch::jobs;
 namespace {
 const std::vector<ProviderInfo> kProviders = {
     {"openai", "openai", {"gpt-image-1", "dall-e-3", "dall-e-2", "gpt-image-2"}, 4},
-    {"relay", "openai", {"gpt-image-1", "sora_image", "imagen-4.0-generate-001"}, 0},
+    {"relay", "openai", {"gpt-image-2", "sora_image", "imagen-4.0-generate-001"}, 0},
     {"google",
      "google",
      {"imagen-3.0-generate-002", "imagen-4.0-generate-001", "imagen-4.0-ultra-generate-001",
@@ -35,13 +35,13 @@ std::string error_of(const JobSpec& j, const Catalog& c = Catalog::builtin()) {
 
 TEST_CASE("a valid job resolves its provider and images per request") {
     auto c = Catalog::builtin();
-    auto r = validate_job(job("gpt-image-1"), c, kProviders);
+    auto r = validate_job(job("gpt-image-2"), c, kProviders);
     REQUIRE(r.ok);
     CHECK(r.error.empty());
     CHECK(r.ok->provider == "openai");  // first provider serving the model
     CHECK(r.ok->per_request == 4);      // min(model 10, provider 4)
 
-    auto relay = job("gpt-image-1");
+    auto relay = job("gpt-image-2");
     relay.provider = "relay";
     r = validate_job(relay, c, kProviders);
     REQUIRE(r.ok);
@@ -65,19 +65,19 @@ TEST_CASE("model and provider errors name the field and the choices") {
     CHECK(error_of(job("gpt-image-1-mini")) ==
           "field 'model': no configured provider serves 'gpt-image-1-mini'");
 
-    auto j = job("gpt-image-1");
+    auto j = job("gpt-image-2");
     j.provider = "azure";
     CHECK(error_of(j) ==
           "field 'provider': unknown provider 'azure' (configured: openai, relay, "
           "google)");
     j.provider = "google";
     CHECK(error_of(j) ==
-          "field 'provider': provider 'google' does not serve 'gpt-image-1' (served by: openai, "
+          "field 'provider': provider 'google' does not serve 'gpt-image-2' (served by: openai, "
           "relay)");
 }
 
 TEST_CASE("n must be between 1 and 10000") {
-    auto j = job("gpt-image-1");
+    auto j = job("gpt-image-2");
     for (int bad : {0, -1, 10001}) {
         j.n = bad;
         CHECK(error_of(j) == "field 'n': must be between 1 and 10000, got " + std::to_string(bad));
@@ -89,8 +89,8 @@ TEST_CASE("n must be between 1 and 10000") {
 }
 
 TEST_CASE("prompts: non-empty, within the limit counted in code points") {
-    CHECK(error_of(job("gpt-image-1", "")) == "field 'prompt': empty");
-    CHECK(error_of(job("gpt-image-1", " \t\n ")) == "field 'prompt': empty");
+    CHECK(error_of(job("gpt-image-2", "")) == "field 'prompt': empty");
+    CHECK(error_of(job("gpt-image-2", " \t\n ")) == "field 'prompt': empty");
     CHECK(error_of(job("dall-e-3", std::string(4000, 'a'))) == "(ok)");
     CHECK(error_of(job("dall-e-3", std::string(4312, 'a'))) ==
           "field 'prompt': 4312 characters; dall-e-3 accepts at most 4000");
@@ -103,7 +103,7 @@ TEST_CASE("prompts: non-empty, within the limit counted in code points") {
     CHECK(imagen.starts_with(
         "field 'prompt': 1921 characters; imagen-4.0-generate-001 accepts at most 1920 ("));
     CHECK(imagen.find("480 tokens") != std::string::npos);
-    CHECK(error_of(job("gpt-image-1", "bad \xC3\x28 bytes")) ==
+    CHECK(error_of(job("gpt-image-2", "bad \xC3\x28 bytes")) ==
           "field 'prompt': not valid UTF-8 text");
 }
 
@@ -115,32 +115,32 @@ TEST_CASE("sizes and enums are checked against the model, listing the allowed va
           "1024x1792)");
     CHECK(error_of(job("dall-e-3", "x", R"({"quality": "high"})")) ==
           "field 'quality': 'high' is not allowed for dall-e-3 (allowed: standard, hd)");
-    CHECK(error_of(job("gpt-image-1", "x", R"({"style": "vivid"})")) ==
-          "field 'style': not accepted by gpt-image-1");
-    CHECK(error_of(job("gpt-image-1", "x", R"({"quality": 3})")) ==
+    CHECK(error_of(job("gpt-image-2", "x", R"({"style": "vivid"})")) ==
+          "field 'style': not accepted by gpt-image-2");
+    CHECK(error_of(job("gpt-image-2", "x", R"({"quality": 3})")) ==
           "field 'quality': must be a string, got 3");
-    CHECK(error_of(job("gpt-image-1", "x", R"({"size": "auto", "background": "transparent",
+    CHECK(error_of(job("gpt-image-2", "x", R"({"size": "auto", "background": "transparent",
         "moderation": "low", "output_format": "webp", "output_compression": 80})")) == "(ok)");
     CHECK(
         error_of(job("sora_image", "x", R"({"size": "auto"})"))
             .starts_with("field 'size': 'auto' is not allowed for sora_image (allowed: 1024x1024"));
-    CHECK(error_of(job("gpt-image-1", "x", R"({"aspect_ratio": "16:9"})")) ==
-          "field 'aspect_ratio': not accepted by gpt-image-1 (use size: auto, 1024x1024, "
+    CHECK(error_of(job("gpt-image-2", "x", R"({"aspect_ratio": "16:9"})")) ==
+          "field 'aspect_ratio': not accepted by gpt-image-2 (use size: auto, 1024x1024, "
           "1536x1024, 1024x1536)");
 }
 
 TEST_CASE("integer ranges") {
-    CHECK(error_of(job("gpt-image-1", "x", R"({"output_compression": 0})")) == "(ok)");
-    CHECK(error_of(job("gpt-image-1", "x", R"({"output_compression": 100})")) == "(ok)");
-    CHECK(error_of(job("gpt-image-1", "x", R"({"output_compression": 101})")) ==
-          "field 'output_compression': 101 is out of range for gpt-image-1 (allowed: 0..100)");
-    CHECK(error_of(job("gpt-image-1", "x", R"({"output_compression": -1})"))
+    CHECK(error_of(job("gpt-image-2", "x", R"({"output_compression": 0})")) == "(ok)");
+    CHECK(error_of(job("gpt-image-2", "x", R"({"output_compression": 100})")) == "(ok)");
+    CHECK(error_of(job("gpt-image-2", "x", R"({"output_compression": 101})")) ==
+          "field 'output_compression': 101 is out of range for gpt-image-2 (allowed: 0..100)");
+    CHECK(error_of(job("gpt-image-2", "x", R"({"output_compression": -1})"))
               .starts_with("field 'output_compression': -1 is out of range"));
-    CHECK(error_of(job("gpt-image-1", "x", R"({"output_compression": 18446744073709551615})"))
+    CHECK(error_of(job("gpt-image-2", "x", R"({"output_compression": 18446744073709551615})"))
               .starts_with("field 'output_compression': 18446744073709551615 is out of range"));
-    CHECK(error_of(job("gpt-image-1", "x", R"({"output_compression": "50"})")) ==
+    CHECK(error_of(job("gpt-image-2", "x", R"({"output_compression": "50"})")) ==
           "field 'output_compression': must be an integer, got \"50\"");
-    CHECK(error_of(job("gpt-image-1", "x", R"({"output_compression": 50.5})"))
+    CHECK(error_of(job("gpt-image-2", "x", R"({"output_compression": 50.5})"))
               .starts_with("field 'output_compression': must be an integer"));
 }
 
@@ -202,7 +202,7 @@ TEST_CASE("Imagen: aspect ratios, image sizes, person generation; no size") {
 }
 
 TEST_CASE("native parameters pass through; open custom models check only what they describe") {
-    CHECK(error_of(job("gpt-image-1", "x", R"({"user": "u1", "response_format": "b64_json",
+    CHECK(error_of(job("gpt-image-2", "x", R"({"user": "u1", "response_format": "b64_json",
                                                "seed": 7})")) == "(ok)");
     auto c = Catalog::builtin();
     c.apply_config(boost::json::parse(R"({"local-sd": {"max_per_request": 2,

@@ -65,7 +65,7 @@ TEST_CASE("answer json: a large answer through the owned parsers keeps every ima
                         R"({"created":1,"data":[{"b64_json":")" + base64_encode(a) +
                             R"(","revised_prompt":"r"},{"b64_json":")" + base64_encode(b) +
                             R"("}]})"};
-    GenerationRequest req{"gpt-image-1", "x", 2, {}};
+    GenerationRequest req{"gpt-image-2", "x", 2, {}};
     auto parsed = parse_openai_images_owned(std::move(openai), req);
     CHECK_FALSE(parsed.error);
     REQUIRE(parsed.images.size() == 2);

@@ -26,7 +26,7 @@ HttpResponse ok(std::string body) {
 }  // namespace
 
 TEST_CASE("an input line carries the custom_id, the endpoint and the direct call's body") {
-    GenerationRequest g{"gpt-image-1", "a fox", 2, {{"size", "1024x1024"}}};
+    GenerationRequest g{"gpt-image-2", "a fox", 2, {{"size", "1024x1024"}}};
     std::string endpoint;
     std::string line =
         ob::input_line("r7-a1", *find_provider_api("openai"), g, provider(), &endpoint);
@@ -37,7 +37,7 @@ TEST_CASE("an input line carries the custom_id, the endpoint and the direct call
     CHECK(v.at("method") == "POST");
     CHECK(v.at("url") == "/v1/images/generations");
     auto body = v.at("body").as_object();
-    CHECK(body.at("model") == "gpt-image-1");
+    CHECK(body.at("model") == "gpt-image-2");
     CHECK(body.at("prompt") == "a fox");
     CHECK(body.at("n") == 2);
     CHECK(body.at("size") == "1024x1024");

@@ -34,20 +34,20 @@ std::string b64_item(const std::string& bytes) {
 
 }  // namespace
 
-TEST_CASE("gpt-image-1 request: URL, bearer auth, params as given, no response_format") {
+TEST_CASE("gpt-image-2 request: URL, bearer auth, params as given, no response_format") {
     json::object params{
         {"size", "1536x1024"}, {"quality", "high"},       {"background", "transparent"},
         {"moderation", "low"}, {"output_format", "webp"}, {"output_compression", 80},
         {"user", "batch-7"}};
     auto http =
-        build_openai_images(request("gpt-image-1", 3, params), openai_provider(), "sk-test");
+        build_openai_images(request("gpt-image-2", 3, params), openai_provider(), "sk-test");
     CHECK(http.method == "POST");
     CHECK(http.url == "https://api.openai.com/v1/images/generations");
     CHECK(find_header(http.headers, "authorization") == "Bearer sk-test");
     CHECK(find_header(http.headers, "content-type") == "application/json");
 
     auto body = json::parse(http.body).as_object();
-    CHECK(body.at("model") == "gpt-image-1");
+    CHECK(body.at("model") == "gpt-image-2");
     CHECK(body.at("prompt") == "a lighthouse at dusk");
     CHECK(body.at("n") == 3);
     CHECK(body.at("size") == "1536x1024");
@@ -76,7 +76,7 @@ TEST_CASE("dall-e requests ask for b64_json unless the job chose a format") {
     CHECK(d2.at("response_format") == "url");
     CHECK(d2.at("n") == 2);
     auto gpt =
-        json::parse(build_openai_images(request("gpt-image-1", 1, {{"response_format", "url"}}),
+        json::parse(build_openai_images(request("gpt-image-2", 1, {{"response_format", "url"}}),
                                         openai_provider(), "k")
                         .body)
             .as_object();
@@ -86,7 +86,7 @@ TEST_CASE("dall-e requests ask for b64_json unless the job chose a format") {
 TEST_CASE("no Authorization without a key; configured headers are added and override") {
     auto p = openai_provider();
     p.headers = {{"X-Relay-Group", "night"}, {"Accept", "*/*"}};
-    auto http = build_openai_images(request("gpt-image-1", 1), p, "");
+    auto http = build_openai_images(request("gpt-image-2", 1), p, "");
     CHECK(find_header(http.headers, "Authorization").empty());
     CHECK(find_header(http.headers, "X-Relay-Group") == "night");
     CHECK(find_header(http.headers, "Accept") == "*/*");
@@ -101,7 +101,7 @@ TEST_CASE("parse b64_json images with revised prompt and usage") {
         ok(R"({"created":1713833628,"output_format":"png","data":[{"b64_json":")" +
            base64_encode(a) + R"(","revised_prompt":"A tall lighthouse"},)" + b64_item(b) +
            R"(],"usage":{"total_tokens":100,"input_tokens":50,"output_tokens":50,"input_tokens_details":{"text_tokens":10,"image_tokens":40}}})"),
-        request("gpt-image-1", 2));
+        request("gpt-image-2", 2));
     CHECK_FALSE(parsed.error);
     REQUIRE(parsed.images.size() == 2);
     CHECK(parsed.images[0].bytes == a);
@@ -129,13 +129,13 @@ TEST_CASE("parse url images and relay string entries") {
 TEST_CASE("fewer images than asked is not an error here") {
     auto parsed =
         parse_openai_images(ok(R"({"created":1,"data":[)" + b64_item(make_png(4, 4, 1)) + "]}"),
-                            request("gpt-image-1", 4));
+                            request("gpt-image-2", 4));
     CHECK_FALSE(parsed.error);
     CHECK(parsed.images.size() == 1);
 }
 
 TEST_CASE("an empty data array is bad_response") {
-    auto parsed = parse_openai_images(ok(R"({"created":1,"data":[]})"), request("gpt-image-1", 2));
+    auto parsed = parse_openai_images(ok(R"({"created":1,"data":[]})"), request("gpt-image-2", 2));
     REQUIRE(parsed.error);
     CHECK(parsed.error->cls == ErrorClass::bad_response);
     CHECK(parsed.error->message == "no images in the answer");
@@ -144,19 +144,19 @@ TEST_CASE("an empty data array is bad_response") {
 
 TEST_CASE("malformed answers are bad_response with an excerpt") {
     auto not_json = parse_openai_images(ok("<html><body>Gateway says hi</body></html>"),
-                                        request("gpt-image-1", 1));
+                                        request("gpt-image-2", 1));
     REQUIRE(not_json.error);
     CHECK(not_json.error->cls == ErrorClass::bad_response);
     CHECK(not_json.error->message.find("Gateway says hi") != std::string::npos);
 
     auto no_data =
-        parse_openai_images(ok(R"({"created":1,"data":"nope"})"), request("gpt-image-1", 1));
+        parse_openai_images(ok(R"({"created":1,"data":"nope"})"), request("gpt-image-2", 1));
     REQUIRE(no_data.error);
     CHECK(no_data.error->cls == ErrorClass::bad_response);
     CHECK(no_data.error->message.find("no data array") != std::string::npos);
 
     auto truncated = parse_openai_images(ok(R"({"created":1,"data":[{"b64_json":"iVBO)"),
-                                         request("gpt-image-1", 1));
+                                         request("gpt-image-2", 1));
     REQUIRE(truncated.error);
     CHECK(truncated.error->cls == ErrorClass::bad_response);
 }
@@ -165,7 +165,7 @@ TEST_CASE("invalid base64 names the image and keeps the good ones") {
     auto parsed = parse_openai_images(
         ok(R"({"created":1,"data":[)" + b64_item("fine") + R"(,{"b64_json":"%%%not base64%%%"},)" +
            b64_item("also fine") + "]}"),
-        request("gpt-image-1", 3));
+        request("gpt-image-2", 3));
     // Not an error of the whole answer: the engine decides once it counts the images.
     CHECK_FALSE(parsed.error);
     CHECK(parsed.item_error == "image 2: invalid base64");
@@ -174,7 +174,7 @@ TEST_CASE("invalid base64 names the image and keeps the good ones") {
     CHECK(parsed.images[1].bytes == "also fine");
 
     auto only_bad = parse_openai_images(ok(R"({"created":1,"data":[{"b64_json":"%%%"}]})"),
-                                        request("gpt-image-1", 1));
+                                        request("gpt-image-2", 1));
     REQUIRE(only_bad.error);
     CHECK(only_bad.error->cls == ErrorClass::bad_response);
     CHECK(only_bad.error->code == "invalid_base64");
@@ -185,7 +185,7 @@ TEST_CASE("revised prompts and usage are valid UTF-8") {
     auto parsed =
         parse_openai_images(ok(R"({"created":1,"data":[{"b64_json":")" + base64_encode("x") +
                                R"(","revised_prompt":"a\u0000b"}],"usage":{"note":"ok"}})"),
-                            request("gpt-image-1", 1));
+                            request("gpt-image-2", 1));
     REQUIRE(parsed.images.size() == 1);
     CHECK(parsed.images[0].revised_prompt ==
           "a\xef\xbf\xbd"
@@ -195,7 +195,7 @@ TEST_CASE("revised prompts and usage are valid UTF-8") {
 TEST_CASE("bytes that are no image are still returned (the writer checks them)") {
     auto parsed =
         parse_openai_images(ok(R"({"created":1,"data":[)" + b64_item("hello, not a png") + "]}"),
-                            request("gpt-image-1", 1));
+                            request("gpt-image-2", 1));
     CHECK_FALSE(parsed.error);
     REQUIRE(parsed.images.size() == 1);
     CHECK(parsed.images[0].bytes == "hello, not a png");
@@ -206,7 +206,7 @@ TEST_CASE("HTTP errors go through error_from_response") {
         {400,
          {},
          R"({"error":{"message":"Your request was rejected by the safety system.","type":"image_generation_user_error","param":null,"code":"moderation_blocked"}})"},
-        request("gpt-image-1", 1));
+        request("gpt-image-2", 1));
     REQUIRE(mod.error);
     CHECK(mod.error->cls == ErrorClass::moderation);
     CHECK(mod.error->code == "moderation_blocked");
@@ -216,7 +216,7 @@ TEST_CASE("HTTP errors go through error_from_response") {
         {429,
          {{"Retry-After", "12"}},
          R"({"error":{"message":"Rate limit reached","type":"requests","param":null,"code":"rate_limit_exceeded"}})"},
-        request("gpt-image-1", 1));
+        request("gpt-image-2", 1));
     REQUIRE(limited.error);
     CHECK(limited.error->cls == ErrorClass::rate_limited);
     REQUIRE(limited.error->retry_after_s);
@@ -243,9 +243,9 @@ TEST_CASE("the owned parse gives the same images and frees the answer's text") {
     std::string a = make_png(8, 8, 1), b = make_png(8, 8, 2);
     const std::string text =
         R"({"created":1,"data":[)" + b64_item(a) + "," + b64_item(b) + R"(],"usage":{"t":1}})";
-    auto shared = parse_openai_images(ok(text), request("gpt-image-1", 2));
+    auto shared = parse_openai_images(ok(text), request("gpt-image-2", 2));
     HttpResponse owned_response = ok(text);
-    auto owned = parse_openai_images_owned(std::move(owned_response), request("gpt-image-1", 2));
+    auto owned = parse_openai_images_owned(std::move(owned_response), request("gpt-image-2", 2));
     CHECK(owned_response.body.empty());
     CHECK_FALSE(owned.error);
     REQUIRE(owned.images.size() == 2);
@@ -254,7 +254,7 @@ TEST_CASE("the owned parse gives the same images and frees the answer's text") {
     CHECK(owned.usage_json == shared.usage_json);
     // No data array: the message still quotes the answer.
     HttpResponse no_data = ok(R"({"created":1,"what":"no images here"})");
-    auto missing = parse_openai_images_owned(std::move(no_data), request("gpt-image-1", 1));
+    auto missing = parse_openai_images_owned(std::move(no_data), request("gpt-image-2", 1));
     REQUIRE(missing.error);
     CHECK(missing.error->code == "no_data");
     CHECK(missing.error->message.find("no images here") != std::string::npos);
@@ -314,7 +314,7 @@ TEST_CASE("a chat-shaped images answer: markdown image links and data URIs, down
         "20260401/a.png)\n"
         "![image 2](data:image/png;base64," +
         base64_encode(png) + ")";
-    for (const char* model : {"gpt-image-1", "imagen-4.0-generate-preview-05-20", "sora_image"}) {
+    for (const char* model : {"gpt-image-2", "imagen-4.0-generate-preview-05-20", "sora_image"}) {
         CAPTURE(model);
         auto parsed = parse_openai_images(ok(chat_shaped(content)), request(model, 2));
         CHECK_FALSE(parsed.error);
@@ -339,7 +339,7 @@ TEST_CASE("a chat-shaped images answer: markdown image links and data URIs, down
 TEST_CASE("a chat-shaped images answer without an image: a refusal or a bad response") {
     // The seeds' own example: text only, no image.
     auto text = parse_openai_images(ok(chat_shaped("Hello there, how may I assist you today?")),
-                                    request("gpt-image-1", 1));
+                                    request("gpt-image-2", 1));
     REQUIRE(text.error);
     CHECK(text.error->cls == ErrorClass::bad_response);
     CHECK(text.error->code == "no_image");
@@ -347,7 +347,7 @@ TEST_CASE("a chat-shaped images answer without an image: a refusal or a bad resp
 
     // Only a plain download link: not an image.
     HttpResponse link = ok(chat_shaped("[download](https://filesystem.site/cdn/a.png)"));
-    auto owned = parse_openai_images_owned(std::move(link), request("gpt-image-1", 1));
+    auto owned = parse_openai_images_owned(std::move(link), request("gpt-image-2", 1));
     REQUIRE(owned.error);
     CHECK(owned.error->cls == ErrorClass::bad_response);
     CHECK(owned.images.empty());
@@ -356,14 +356,14 @@ TEST_CASE("a chat-shaped images answer without an image: a refusal or a bad resp
         ok(chat_shaped(
             "\xe6\x8a\xb1\xe6\xad\x89\xef\xbc\x8c\xe6\x97\xa0\xe6\xb3\x95\xe7\x94\x9f"
             "\xe6\x88\x90\xe8\xaf\xa5\xe5\x9b\xbe\xe7\x89\x87")),  // 抱歉，无法生成该图片
-        request("gpt-image-1", 1));
+        request("gpt-image-2", 1));
     REQUIRE(refusal.error);
     CHECK(refusal.error->cls == ErrorClass::moderation);
     CHECK(refusal.error->code == "refused");
 
     // A chat-shaped image URL that is no valid URL is never downloaded.
     auto bad = parse_openai_images(ok(chat_shaped("![x](https://cdn.test/a\x01.png)")),
-                                   request("gpt-image-1", 1));
+                                   request("gpt-image-2", 1));
     REQUIRE(bad.error);
     CHECK(bad.images.empty());
 }
