@@ -3,19 +3,12 @@
 // budget, and status --batch showing it.
 #include <filesystem>
 
+#include "tests/integration/budget_checks.hpp"
 #include "tests/integration/daemon_fixture.hpp"
 
 using namespace imgbatch::test;
 
 namespace {
-
-std::string lines(const std::string& prefix, int count) {
-    std::string out;
-    for (int i = 0; i < count; ++i)
-        out += job_line(prefix + std::to_string(i), "a lighthouse " + std::to_string(i),
-                        "gpt-image-1", 1);
-    return out;
-}
 
 // A provider billing 0.10 USD a call (no daemon runs in these tests).
 DaemonEnv priced_env(const std::string& extra_top = "") {
@@ -29,7 +22,8 @@ DaemonEnv priced_env(const std::string& extra_top = "") {
 TEST_CASE("enqueue --budget: a bad value is a usage error naming the option; nothing stored") {
     DaemonEnv env = priced_env();
     for (const std::string bad : {"-1", "abc", "inf", "nan", "", "1.5usd", "0x10"}) {
-        RunResult r = env.cli({"enqueue", "-", "--batch", "b", "--budget", bad}, lines("j", 1));
+        RunResult r =
+            env.cli({"enqueue", "-", "--batch", "b", "--budget", bad}, lighthouse_jobs("j", 1));
         INFO("value '" << bad << "': " << r.err);
         CHECK(r.code == 2);
         CHECK(has(r.err, "--budget: must be a number of USD >= 0"));
@@ -41,17 +35,18 @@ TEST_CASE("enqueue --budget: a bad value is a usage error naming the option; not
 
 TEST_CASE("enqueue --budget: set on a new batch, changed, unchanged, cleared, --json") {
     DaemonEnv env = priced_env(R"("budget": {"max_usd_per_batch": 3})");
-    RunResult r = env.cli({"enqueue", "-", "--batch", "night", "--budget", "5"}, lines("a", 2));
+    RunResult r =
+        env.cli({"enqueue", "-", "--batch", "night", "--budget", "5"}, lighthouse_jobs("a", 2));
     REQUIRE(r.code == 0);
     CHECK(has(r.out, "batch night: 2 jobs enqueued"));
     CHECK(has(r.out, "batch night: budget set to $5.00\n"));
     CHECK(env.value("SELECT max_usd FROM batches WHERE name = 'night'") == "5.0");
 
-    r = env.cli({"enqueue", "-", "--batch", "night", "--budget", "2.5"}, lines("b", 1));
+    r = env.cli({"enqueue", "-", "--batch", "night", "--budget", "2.5"}, lighthouse_jobs("b", 1));
     REQUIRE(r.code == 0);
     CHECK(has(r.out, "batch night: budget changed from $5.00 to $2.50\n"));
     // Only duplicates: the existing batch still takes the new budget.
-    r = env.cli({"enqueue", "-", "--batch", "night", "--budget", "0"}, lines("b", 1));
+    r = env.cli({"enqueue", "-", "--batch", "night", "--budget", "0"}, lighthouse_jobs("b", 1));
     REQUIRE(r.code == 0);
     CHECK(has(r.out,
               "budget changed from $2.50 to $0.00: the batch's calls are held until it is "
@@ -59,14 +54,15 @@ TEST_CASE("enqueue --budget: set on a new batch, changed, unchanged, cleared, --
     r = env.cli({"enqueue", "--batch", "night", "--budget", "0"});
     REQUIRE(r.code == 0);
     CHECK(r.out == "batch night: budget $0.00 (unchanged)\n");
-    r = env.cli({"enqueue", "-", "--batch", "night", "--budget", "none"}, lines("c", 1));
+    r = env.cli({"enqueue", "-", "--batch", "night", "--budget", "none"}, lighthouse_jobs("c", 1));
     REQUIRE(r.code == 0);
     CHECK(has(r.out,
               "batch night: budget cleared (was $0.00); the config's max_usd_per_batch "
               "$3.00 applies\n"));
     CHECK(env.value("SELECT max_usd IS NULL FROM batches WHERE name = 'night'") == "1");
 
-    r = env.cli({"enqueue", "-", "--batch", "night", "--budget", "0.125", "--json"}, lines("d", 1));
+    r = env.cli({"enqueue", "-", "--batch", "night", "--budget", "0.125", "--json"},
+                lighthouse_jobs("d", 1));
     REQUIRE(r.code == 0);
     CHECK(has(r.out, R"("budget":{"max_usd":0.125,"set":true,"before_usd":null,"changed":true})"));
 
@@ -84,7 +80,7 @@ TEST_CASE("enqueue --budget: set on a new batch, changed, unchanged, cleared, --
 TEST_CASE("enqueue --budget --strict: rolled back with the jobs") {
     DaemonEnv env = priced_env();
     RunResult r = env.cli({"enqueue", "-", "--batch", "s", "--budget", "1", "--strict"},
-                          lines("a", 2) + "{\"prompt\": \"\"}\n");
+                          lighthouse_jobs("a", 2) + "{\"prompt\": \"\"}\n");
     CHECK(r.code == 1);
     CHECK(has(r.out, "batch s: budget not set (no job was stored)"));
     const bool none = !std::filesystem::exists(env.db) ||
@@ -94,12 +90,13 @@ TEST_CASE("enqueue --budget --strict: rolled back with the jobs") {
 
 TEST_CASE("enqueue --dry-run says whether the estimate fits the batch budget") {
     DaemonEnv env = priced_env(R"("budget": {"max_usd_per_batch": 0.25})");
-    RunResult r = env.cli({"enqueue", "-", "--batch", "n", "--dry-run"}, lines("a", 2));
+    RunResult r = env.cli({"enqueue", "-", "--batch", "n", "--dry-run"}, lighthouse_jobs("a", 2));
     REQUIRE(r.code == 0);
     CHECK(has(r.out,
               "batch budget: $0.2500 (budget.max_usd_per_batch): spent $0.00, queued or "
               "running $0.00 worst case, this file $0.2000 worst case: fits\n"));
-    r = env.cli({"enqueue", "-", "--batch", "n", "--dry-run", "--budget", "0.15"}, lines("a", 2));
+    r = env.cli({"enqueue", "-", "--batch", "n", "--dry-run", "--budget", "0.15"},
+                lighthouse_jobs("a", 2));
     REQUIRE(r.code == 0);
     CHECK(has(r.out,
               "batch budget: $0.1500 (--budget): spent $0.00, queued or running $0.00 worst "
@@ -108,8 +105,9 @@ TEST_CASE("enqueue --dry-run says whether the estimate fits the batch budget") {
     CHECK_FALSE(std::filesystem::exists(env.db));  // a dry run stores nothing
 
     // The batch's own budget, with what it already has queued.
-    REQUIRE(env.cli({"enqueue", "-", "--batch", "n", "--budget", "0.35"}, lines("q", 2)).code == 0);
-    r = env.cli({"enqueue", "-", "--batch", "n", "--estimate", "--json"}, lines("a", 2));
+    REQUIRE(env.cli({"enqueue", "-", "--batch", "n", "--budget", "0.35"}, lighthouse_jobs("q", 2))
+                .code == 0);
+    r = env.cli({"enqueue", "-", "--batch", "n", "--estimate", "--json"}, lighthouse_jobs("a", 2));
     REQUIRE(r.code == 0);
     CHECK(has(r.out, R"("batch_budget":{"limit_usd":0.35,"source":"the batch's own",)"
                      R"("spent_usd":0,"queued_worst_usd":0.2,"queued_unpriced_requests":0,)"
@@ -118,8 +116,10 @@ TEST_CASE("enqueue --dry-run says whether the estimate fits the batch budget") {
 
 TEST_CASE("status --batch shows the batch budget") {
     DaemonEnv env = priced_env();
-    REQUIRE(env.cli({"enqueue", "-", "--batch", "n", "--budget", "2"}, lines("a", 1)).code == 0);
-    env.enqueue(lines("b", 1), "plain");
+    REQUIRE(
+        env.cli({"enqueue", "-", "--batch", "n", "--budget", "2"}, lighthouse_jobs("a", 1)).code ==
+        0);
+    env.enqueue(lighthouse_jobs("b", 1), "plain");
     RunResult r = env.cli({"status", "--batch", "n"});
     CHECK(has(r.out,
               "budget: $2.00 (the batch's own, enqueue --budget), $0.00 spent, $2.00 "

@@ -8,6 +8,7 @@
 #include <signal.h>
 
 #include "tests/integration/batch_checks.hpp"
+#include "tests/integration/budget_checks.hpp"
 #include "tests/integration/daemon_fixture.hpp"
 
 using namespace imgbatch::test;
@@ -52,14 +53,6 @@ long long count_state(const DaemonEnv& env, const std::string& state) {
 
 std::string spend(const DaemonEnv& env) {
     return env.value("SELECT printf('%.4f', total(cost_usd)) FROM attempts WHERE billed = 1");
-}
-
-void replace_in(const std::string& path, const std::string& from, const std::string& to) {
-    std::string text = read_file(path);
-    auto at = text.find(from);
-    REQUIRE(at != std::string::npos);
-    text.replace(at, from.size(), to);
-    write_file(path, text);
 }
 
 std::string metrics_top(int port, const std::string& budget) {

@@ -4,6 +4,7 @@
 // it, and money in JSON outputs prints as plain decimals.
 #include <csignal>
 
+#include "tests/integration/budget_checks.hpp"
 #include "tests/integration/daemon_fixture.hpp"
 
 using namespace imgbatch::test;
@@ -13,14 +14,6 @@ namespace {
 // price USD a call, whatever it returns: the worst case of every call is price.
 std::string priced_provider(const Sim& sim, const std::string& price = "0.10") {
     return openai_provider(sim, "p", R"("prices": {"per_call": )" + price + "}");
-}
-
-std::string jobs_lines(const std::string& prefix, int count) {
-    std::string out;
-    for (int i = 0; i < count; ++i)
-        out += job_line(prefix + std::to_string(i), "a lighthouse " + std::to_string(i),
-                        "gpt-image-1", 1);
-    return out;
 }
 
 long long count_state(const DaemonEnv& env, const std::string& state, const std::string& batch) {
@@ -51,9 +44,9 @@ RunResult enqueue_budget(const DaemonEnv& env, const std::string& lines, const s
 TEST_CASE("batch budget: enqueue --budget stops that batch, another batch runs on") {
     Sim sim;
     DaemonEnv env({priced_provider(sim)});  // no budget in the config
-    RunResult e = enqueue_budget(env, jobs_lines("c", 4), "capped", "0.25");
+    RunResult e = enqueue_budget(env, lighthouse_jobs("c", 4), "capped", "0.25");
     CHECK(has(e.out, "batch capped: budget set to $0.2500"));
-    env.enqueue(jobs_lines("f", 3), "free");
+    env.enqueue(lighthouse_jobs("f", 3), "free");
     CHECK(env.value("SELECT max_usd FROM batches WHERE name = 'capped'") == "0.25");
     CHECK(env.value("SELECT max_usd IS NULL FROM batches WHERE name = 'free'") == "1");
 
@@ -75,13 +68,13 @@ TEST_CASE("batch budget: enqueue --budget stops that batch, another batch runs o
     CHECK(sim.stat("requests") == 5);
 
     // --budget 0 on a new batch: none of its calls starts.
-    enqueue_budget(env, jobs_lines("z", 2), "zero", "0");
+    enqueue_budget(env, lighthouse_jobs("z", 2), "zero", "0");
     env.run_until_idle();
     CHECK(sim.stat("requests") == 5);
     CHECK(count_state(env, "queued", "zero") == 2);
 
     // Cleared: no budget applies (none in the config), the batch runs to the end.
-    RunResult c = enqueue_budget(env, jobs_lines("c", 4), "capped", "none");
+    RunResult c = enqueue_budget(env, lighthouse_jobs("c", 4), "capped", "none");
     CHECK(has(c.out, "batch capped: budget cleared (was $0.2500); no batch budget applies"));
     env.run_until_idle();
     CHECK(count_state(env, "succeeded", "capped") == 4);
@@ -92,9 +85,9 @@ TEST_CASE("batch budget: a batch's own budget replaces the config's max_usd_per_
     Sim sim;
     DaemonEnv env({priced_provider(sim)}, fast_retry(), 10,
                   R"("budget": {"max_usd_per_batch": 0.15})");
-    enqueue_budget(env, jobs_lines("h", 4), "higher", "0.35");  // above the config's
-    enqueue_budget(env, jobs_lines("l", 2), "lower", "0.05");   // below it
-    env.enqueue(jobs_lines("d", 3), "default");
+    enqueue_budget(env, lighthouse_jobs("h", 4), "higher", "0.35");  // above the config's
+    enqueue_budget(env, lighthouse_jobs("l", 2), "lower", "0.05");   // below it
+    env.enqueue(lighthouse_jobs("d", 3), "default");
     RunResult r = env.run_until_idle();
     CHECK(count_state(env, "succeeded", "higher") == 3);
     CHECK(count_state(env, "succeeded", "lower") == 0);
@@ -111,8 +104,8 @@ TEST_CASE("batch budget: raised on a running daemon, it resumes without SIGHUP; 
     const int port = free_port();
     DaemonEnv env({priced_provider(sim)}, fast_retry(), 10,
                   R"("metrics_listen": "127.0.0.1:)" + std::to_string(port) + "\"");
-    enqueue_budget(env, jobs_lines("c", 4), "night \"1\"", "0.15");
-    env.enqueue(jobs_lines("o", 2), "other");
+    enqueue_budget(env, lighthouse_jobs("c", 4), "night \"1\"", "0.15");
+    env.enqueue(lighthouse_jobs("o", 2), "other");
     auto daemon = env.start_run();
     REQUIRE(wait_for([&] { return count_state(env, "succeeded", "other") == 2; }, 30));
     REQUIRE(wait_for([&] { return has(daemon->err(), "event=budget_hold budget=batch"); }, 30));

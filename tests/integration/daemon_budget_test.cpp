@@ -9,6 +9,7 @@
 
 #include <csignal>
 
+#include "tests/integration/budget_checks.hpp"
 #include "tests/integration/daemon_fixture.hpp"
 
 using namespace imgbatch::test;
@@ -22,14 +23,6 @@ std::string priced_provider(const Sim& sim, const std::string& extra = "") {
         std::string(R"("prices": {"per_call": 0.10})") + (extra.empty() ? "" : ", " + extra));
 }
 
-std::string jobs_lines(const std::string& prefix, int count) {
-    std::string out;
-    for (int i = 0; i < count; ++i)
-        out += job_line(prefix + std::to_string(i), "a lighthouse " + std::to_string(i),
-                        "gpt-image-1", 1);
-    return out;
-}
-
 long long count_state(const DaemonEnv& env, const std::string& state,
                       const std::string& batch = "") {
     std::string sql = "SELECT count(*) FROM jobs WHERE state = '" + state + "'";
@@ -38,21 +31,13 @@ long long count_state(const DaemonEnv& env, const std::string& state,
     return env.number(sql);
 }
 
-void replace_in(const std::string& path, const std::string& from, const std::string& to) {
-    std::string text = read_file(path);
-    auto at = text.find(from);
-    REQUIRE(at != std::string::npos);
-    text.replace(at, from.size(), to);
-    write_file(path, text);
-}
-
 }  // namespace
 
 TEST_CASE("budget: a run budget stops dispatch; run --until-idle exits with the rest queued") {
     Sim sim;
     DaemonEnv env({priced_provider(sim)}, fast_retry(), 10,
                   R"("budget": {"max_usd_per_run": 0.35})");
-    env.enqueue(jobs_lines("j", 6));
+    env.enqueue(lighthouse_jobs("j", 6));
     RunResult r = env.run_until_idle();
     // 3 calls fit in 0.35 USD (0.30), a 4th would cross it, even while the 3 are in flight.
     CHECK(sim.stat("requests") == 3);
@@ -76,8 +61,8 @@ TEST_CASE("budget: a batch budget holds that batch only") {
     Sim sim;
     DaemonEnv env({priced_provider(sim)}, fast_retry(), 10,
                   R"("budget": {"max_usd_per_batch": 0.25})");
-    env.enqueue(jobs_lines("a", 4), "big");
-    env.enqueue(jobs_lines("b", 2), "small");
+    env.enqueue(lighthouse_jobs("a", 4), "big");
+    env.enqueue(lighthouse_jobs("b", 2), "small");
     RunResult r = env.run_until_idle();
     CHECK(sim.stat("requests") == 4);
     CHECK(count_state(env, "succeeded", "big") == 2);
@@ -97,7 +82,7 @@ TEST_CASE("budget: a day budget holds, status shows it, SIGHUP with a raised bud
     DaemonEnv env({priced_provider(sim)}, fast_retry(), 10,
                   R"("budget": {"max_usd_per_day": 0.25}, "metrics_listen": "127.0.0.1:)" +
                       std::to_string(port) + "\"");
-    env.enqueue(jobs_lines("j", 5));
+    env.enqueue(lighthouse_jobs("j", 5));
     auto daemon = env.start_run();
     REQUIRE(
         wait_for([&] { return daemon->err().find("event=budget_hold") != std::string::npos; }, 30));
@@ -147,7 +132,7 @@ TEST_CASE("budget: a day budget holds, status shows it, SIGHUP with a raised bud
 
     // Another daemon the same day: 0.50 spent, a 0.45 budget holds every call.
     replace_in(env.config, R"("max_usd_per_day": 1.0)", R"("max_usd_per_day": 0.45)");
-    env.enqueue(jobs_lines("k", 2), "later");
+    env.enqueue(lighthouse_jobs("k", 2), "later");
     RunResult r = env.run_until_idle();
     CHECK(sim.stat("requests") == 5);
     CHECK(count_state(env, "queued") == 2);
