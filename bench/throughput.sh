@@ -25,7 +25,7 @@ fsync_bin=${FSYNC_BENCH:-$(dirname "$bin")/bench/bench_fsync_bench}
 [[ -x "$fsync_bin" ]] || { echo "bench_fsync_bench not found (FSYNC_BENCH)" >&2; exit 2; }
 
 mkdir -p "$dir/fsync"
-disk=$("$fsync_bin" "$dir/fsync" "$files" 4 | tee /dev/stderr | awk '{print $(NF-1)}')
+disk=$("$fsync_bin" "$dir/fsync" "$files" 4 | tee /dev/stderr | awk '/ files\/s$/ {print $(NF-1)}')
 # The fsync bench's files are removed at the end, not here: on ext4 without a journal (this
 # machine's root file system) every inode created in the next 30 s (dirty_expire_centisecs)
 # skips each recently deleted inode of its group, one buffer lookup apiece, which took 45% of
@@ -92,6 +92,15 @@ awk -v t="$t" -v i="$images" -v d="$disk" -v p="$peak" -v f="$files" 'BEGIN {
 }'
 awk -v t="$t" -v k="$tck" -v n="$(nproc)" -v du="$du" -v ds="$ds" -v su="$su" -v ss="$ss" 'BEGIN {
     printf "zero latency CPU: daemon %.2f s user + %.2f s system, sim %.2f s user + %.2f s system (%.0f%% of %d cores over %.2f s)\n", du / k, ds / k, su / k, ss / k, 100 * (du + ds + su + ss) / k / (n * t), n, t
+}'
+# The machine's CPU bound: what the daemon and the sim spent per image, over all cores. When
+# it is below the disk's bound, no pipelining can reach the disk's rate on this machine.
+awk -v t="$t" -v i="$images" -v d="$disk" -v k="$tck" -v n="$(nproc)" -v du="$du" -v ds="$ds" \
+    -v su="$su" -v ss="$ss" 'BEGIN {
+    if (i == 0) exit
+    dc = (du + ds) / k / i; sc = (su + ss) / k / i; cpu = n / (dc + sc)
+    b = cpu < d ? cpu : d
+    printf "zero latency CPU bound: daemon %.0f us + sim %.0f us an image = %.0f images/s on %d cores; bound min(disk, CPU) = %.0f/s (%s), the run reached %.0f%% of it\n", dc * 1e6, sc * 1e6, cpu, n, b, cpu < d ? "CPU" : "disk", 100 * i / t / b
 }'
 [[ "$slow_jobs" -gt 0 ]] || exit 0
 read -r t images peak du ds su ss < <(run_case slow "$slow_jobs" "$slow_concurrency" "$latency")
