@@ -253,30 +253,44 @@ asio::awaitable<StageResult> stage_until_kept(EngineShared* s, const jobs::Claim
     }
 }
 
-// Decodes an answer on the decode pool, off the network thread: its Content-Encoding, the
-// JSON and the base64 images. The body is freed there as soon as it is parsed, so that at
-// most the answer and its decoded images are held at once.
-asio::awaitable<ParsedResponse> decode_on_pool(EngineShared* s, const ProviderApi* api,
-                                               HttpResponse&& response, const GenerationRequest& g,
-                                               std::size_t max_response_bytes) {
-    return asio::async_initiate<const asio::use_awaitable_t<>&, void(ParsedResponse)>(
+// Decodes an answer: its Content-Encoding, the JSON and the base64 images. The body is freed
+// as soon as it is parsed, so that at most the answer and its decoded images are held at once.
+ParsedResponse decode_here(const ProviderApi* api, HttpResponse& resp, const GenerationRequest& req,
+                           std::size_t max_response_bytes) {
+    ParsedResponse parsed;
+    try {
+        if (auto f = decode_content(resp, max_response_bytes))
+            parsed.error = Error{f->cls, f->code, resp.status, f->message, std::nullopt};
+        else if (api->parse_owned)
+            parsed = api->parse_owned(std::move(resp), req);
+        else
+            parsed = api->parse(resp, req);
+    } catch (const std::exception& e) {
+        parsed.images.clear();
+        parsed.error = bad_response_error(resp.status, "decode", e.what());
+    }
+    std::string().swap(resp.body);  // the answer's text is not needed any more
+    return parsed;
+}
+
+// Answers are decoded on the decode pool, off the network thread. Those up to this size
+// without a Content-Encoding (error bodies, image URLs, small images) are decoded on the
+// network thread: that takes microseconds, less than the two thread hops to the pool and
+// back. A compressed body may inflate far beyond its size, so it always goes to the pool.
+constexpr std::size_t kInlineDecodeBytes = 8 * 1024;
+
+asio::awaitable<ParsedResponse> decode_answer(EngineShared* s, const ProviderApi* api,
+                                              HttpResponse&& response, const GenerationRequest& g,
+                                              std::size_t max_response_bytes) {
+    if (response.body.size() <= kInlineDecodeBytes && response.header("content-encoding").empty()) {
+        HttpResponse resp = std::move(response);
+        co_return decode_here(api, resp, g, max_response_bytes);
+    }
+    co_return co_await asio::async_initiate<const asio::use_awaitable_t<>&, void(ParsedResponse)>(
         [s, api, max_response_bytes](auto handler, HttpResponse resp, GenerationRequest req) {
             asio::post(s->decode_pool, [api, max_response_bytes, h = std::move(handler),
                                         resp = std::move(resp), req = std::move(req)]() mutable {
-                ParsedResponse parsed;
-                try {
-                    if (auto f = decode_content(resp, max_response_bytes))
-                        parsed.error =
-                            Error{f->cls, f->code, resp.status, f->message, std::nullopt};
-                    else if (api->parse_owned)
-                        parsed = api->parse_owned(std::move(resp), req);
-                    else
-                        parsed = api->parse(resp, req);
-                } catch (const std::exception& e) {
-                    parsed.images.clear();
-                    parsed.error = bad_response_error(resp.status, "decode", e.what());
-                }
-                std::string().swap(resp.body);  // the answer's text is not needed any more
+                ParsedResponse parsed = decode_here(api, resp, req, max_response_bytes);
                 auto ex = asio::get_associated_executor(h);
                 asio::post(ex, [h = std::move(h), parsed = std::move(parsed)]() mutable {
                     std::move(h)(std::move(parsed));
@@ -389,7 +403,7 @@ asio::awaitable<Answer> call_provider(EngineShared* s, ProviderRuntime* p,
     a.http_status = resp.status;
     const int status = resp.status;
     ParsedResponse parsed =
-        co_await decode_on_pool(s, p->api, std::move(resp), g, p->config.max_response_bytes);
+        co_await decode_answer(s, p->api, std::move(resp), g, p->config.max_response_bytes);
     a.usage_json = valid_utf8(parsed.usage_json);
     std::optional<Error> download_error;
     // URL images are downloaded even when another entry was bad: they are paid for.

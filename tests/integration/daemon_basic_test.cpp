@@ -106,6 +106,29 @@ TEST_CASE("run --until-idle: three API styles, files named and recorded") {
     CHECK(first.find("\"usage\":{\"total_tokens\":") != std::string::npos);
 }
 
+TEST_CASE("run --until-idle: small answers (decoded on the network thread) are kept whole") {
+    // 4x4 PNGs: every answer is under the size decoded without the decode pool; the test
+    // above has answers over it.
+    Sim sim({"--image-size", "4"});
+    TempDir dir;
+    std::string cfg = write_config(dir, sim);
+    std::string db = dir.file("t.db");
+    write_file(dir.file("jobs.jsonl"),
+               "{\"key\": \"cat\", \"prompt\": \"a cat\", \"model\": \"gpt-image-2\", \"n\": 3}\n"
+               "{\"key\": \"dog\", \"prompt\": \"a dog\", \"model\": "
+               "\"imagen-4.0-generate-001\", \"n\": 2}\n"
+               "{\"key\": \"fox\", \"prompt\": \"a fox\", \"model\": \"sora_image\", \"n\": 1}\n");
+    REQUIRE(run({"--config", cfg, "enqueue", dir.file("jobs.jsonl"), "--batch", "tiny"}).code == 0);
+    auto r = run({"--config", cfg, "run", "--until-idle"}, "", {}, "", 60);
+    INFO(r.err);
+    REQUIRE(r.code == 0);
+    CHECK(sql_value(db, "SELECT count(*) FROM jobs WHERE state = 'succeeded'") == "3");
+    CHECK(sql_value(db, "SELECT count(*) FROM outputs") == "6");
+    CHECK(sim.stat("images") == 6);  // every image served is kept
+    CHECK(sql_value(db, "SELECT min(width) || 'x' || max(height) FROM outputs") == "4x4");
+    check_outputs(db);
+}
+
 TEST_CASE("rows inserted by plain SQL are planned and run; bad rows rejected") {
     Sim sim;
     TempDir dir;
