@@ -53,6 +53,25 @@ void check_outputs(const std::string& db) {
     }
 }
 
+// One job of each API style: cat (openai, n 3), dog (google, n dog_n), fox (openai-chat).
+std::string three_styles(int dog_n) {
+    return "{\"key\": \"cat\", \"prompt\": \"a cat\", \"model\": \"gpt-image-2\", \"n\": 3}\n"
+           "{\"key\": \"dog\", \"prompt\": \"a dog\", \"model\": "
+           "\"imagen-4.0-generate-001\", \"n\": " +
+           std::to_string(dog_n) +
+           "}\n"
+           "{\"key\": \"fox\", \"prompt\": \"a fox\", \"model\": \"sora_image\", \"n\": 1}\n";
+}
+
+// Enqueues jobs as batch, then `run --until-idle`.
+RunResult enqueue_and_run(const std::string& cfg, const TempDir& dir, const std::string& jobs,
+                          const std::string& batch) {
+    write_file(dir.file("jobs.jsonl"), jobs);
+    auto enq = run({"--config", cfg, "enqueue", dir.file("jobs.jsonl"), "--batch", batch});
+    REQUIRE(enq.code == 0);
+    return run({"--config", cfg, "run", "--until-idle"}, "", {}, "", 60);
+}
+
 }  // namespace
 
 TEST_CASE("run --until-idle: three API styles, files named and recorded") {
@@ -60,16 +79,10 @@ TEST_CASE("run --until-idle: three API styles, files named and recorded") {
     TempDir dir;
     std::string cfg = write_config(dir, sim);
     std::string db = dir.file("t.db");
-    write_file(dir.file("jobs.jsonl"),
-               "{\"key\": \"cat\", \"prompt\": \"a cat\", \"model\": \"gpt-image-2\", \"n\": 3}\n"
-               "{\"key\": \"dog\", \"prompt\": \"a dog\", \"model\": "
-               "\"imagen-4.0-generate-001\", \"n\": 6}\n"
-               "{\"key\": \"fox\", \"prompt\": \"a fox\", \"model\": \"sora_image\", \"n\": 1}\n"
-               "{\"prompt\": \"an owl #url\", \"model\": \"gpt-image-2\", \"n\": 2}\n");
-    auto enq = run({"--config", cfg, "enqueue", dir.file("jobs.jsonl"), "--batch", "night run"});
-    REQUIRE(enq.code == 0);
-
-    auto r = run({"--config", cfg, "run", "--until-idle"}, "", {}, "", 60);
+    auto r = enqueue_and_run(
+        cfg, dir,
+        three_styles(6) + "{\"prompt\": \"an owl #url\", \"model\": \"gpt-image-2\", \"n\": 2}\n",
+        "night run");
     INFO(r.err);
     REQUIRE(r.code == 0);
 
@@ -113,13 +126,7 @@ TEST_CASE("run --until-idle: small answers (decoded on the network thread) are k
     TempDir dir;
     std::string cfg = write_config(dir, sim);
     std::string db = dir.file("t.db");
-    write_file(dir.file("jobs.jsonl"),
-               "{\"key\": \"cat\", \"prompt\": \"a cat\", \"model\": \"gpt-image-2\", \"n\": 3}\n"
-               "{\"key\": \"dog\", \"prompt\": \"a dog\", \"model\": "
-               "\"imagen-4.0-generate-001\", \"n\": 2}\n"
-               "{\"key\": \"fox\", \"prompt\": \"a fox\", \"model\": \"sora_image\", \"n\": 1}\n");
-    REQUIRE(run({"--config", cfg, "enqueue", dir.file("jobs.jsonl"), "--batch", "tiny"}).code == 0);
-    auto r = run({"--config", cfg, "run", "--until-idle"}, "", {}, "", 60);
+    auto r = enqueue_and_run(cfg, dir, three_styles(2), "tiny");
     INFO(r.err);
     REQUIRE(r.code == 0);
     CHECK(sql_value(db, "SELECT count(*) FROM jobs WHERE state = 'succeeded'") == "3");
