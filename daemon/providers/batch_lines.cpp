@@ -42,14 +42,38 @@ const json::object* body_object(const HttpResponse& response, json::value& stora
     return &storage.get_object();
 }
 
-std::optional<batch_types::Batch> require_id(batch_types::Batch b, int http_status,
-                                             std::string_view message,
-                                             std::optional<jobs::Error>& error) {
+std::optional<batch_types::Batch> parse_batch(const HttpResponse& response, ReadBatch read,
+                                              std::string_view no_id_message,
+                                              std::optional<jobs::Error>& error) {
+    json::value v;
+    const auto* o = body_object(response, v, error);
+    if (!o) return std::nullopt;
+    batch_types::Batch b = read(*o);
     if (b.id.empty() || b.status.empty()) {
-        error = bad_response_error(http_status, "no_id", std::string(message));
+        error = bad_response_error(response.status, "no_id", std::string(no_id_message));
         return std::nullopt;
     }
     return b;
+}
+
+std::optional<batch_types::BatchPage> parse_page(const HttpResponse& response,
+                                                 std::string_view list_key,
+                                                 std::string_view cursor_key,
+                                                 std::string_view more_key, ReadBatch read,
+                                                 std::optional<jobs::Error>& error) {
+    json::value v;
+    const auto* o = body_object(response, v, error);
+    if (!o) return std::nullopt;
+    batch_types::BatchPage page;
+    if (auto* d = o->if_contains(list_key); d && d->is_array())
+        for (const auto& item : d->get_array())
+            if (item.is_object()) page.batches.push_back(read(item.get_object()));
+    page.last_id = str(*o, cursor_key);
+    if (more_key.empty())
+        page.has_more = !page.last_id.empty();
+    else if (auto* m = o->if_contains(more_key); m && m->is_bool())
+        page.has_more = m->get_bool();
+    return page;
 }
 
 std::optional<json::object> line_object(std::string_view text, std::string* why) {
@@ -63,11 +87,7 @@ std::optional<json::object> line_object(std::string_view text, std::string* why)
 }
 
 HttpResponse json_response(int status, std::string body) {
-    HttpResponse r;
-    r.status = status;
-    r.headers = {{"Content-Type", "application/json"}};
-    r.body = std::move(body);
-    return r;
+    return HttpResponse{status, {{"Content-Type", "application/json"}}, std::move(body)};
 }
 
 std::string str(const json::object& o, std::string_view key) {

@@ -24,11 +24,21 @@ void accept_any(HttpRequest& request);
 // not a JSON object (bad_response "not_json"). The object is held in storage.
 const boost::json::object* body_object(const HttpResponse& response, boost::json::value& storage,
                                        std::optional<jobs::Error>& error);
-// b when it has an id and a status, else nullopt and error set (bad_response "no_id" with
-// message).
-std::optional<batch_types::Batch> require_id(batch_types::Batch b, int http_status,
-                                             std::string_view message,
-                                             std::optional<jobs::Error>& error);
+// How a vendor's batch object is read.
+using ReadBatch = batch_types::Batch (*)(const boost::json::object&);
+// A batch object's answer (create, get, cancel) read by read, or nullopt with error set: as
+// body_object, or bad_response "no_id" with no_id_message when it has no id or status.
+std::optional<batch_types::Batch> parse_batch(const HttpResponse& response, ReadBatch read,
+                                              std::string_view no_id_message,
+                                              std::optional<jobs::Error>& error);
+// A list answer, or nullopt with error set (as body_object): the objects of the array at
+// list_key read by read, last_id the string at cursor_key; has_more the boolean at more_key,
+// or when more_key is empty, whether there is a cursor.
+std::optional<batch_types::BatchPage> parse_page(const HttpResponse& response,
+                                                 std::string_view list_key,
+                                                 std::string_view cursor_key,
+                                                 std::string_view more_key, ReadBatch read,
+                                                 std::optional<jobs::Error>& error);
 
 // One line of a result file as a JSON object; nullopt (why: "not a JSON object") when it is
 // not one.

@@ -235,25 +235,14 @@ HttpRequest download(const ProviderConfig& provider, std::string_view api_key,
 }
 
 std::optional<Batch> parse_batch(const HttpResponse& response, std::optional<jobs::Error>& error) {
-    json::value v;
-    const auto* o = batch_lines::body_object(response, v, error);
-    if (!o) return std::nullopt;
-    return batch_lines::require_id(read_operation(*o), response.status,
-                                   "the batch has no name or state", error);
+    return batch_lines::parse_batch(response, read_operation, "the batch has no name or state",
+                                    error);
 }
 
 std::optional<BatchPage> parse_list(const HttpResponse& response,
                                     std::optional<jobs::Error>& error) {
-    json::value v;
-    const auto* o = batch_lines::body_object(response, v, error);
-    if (!o) return std::nullopt;
-    BatchPage page;
-    if (auto* d = o->if_contains("operations"); d && d->is_array())
-        for (const auto& item : d->get_array())
-            if (item.is_object()) page.batches.push_back(read_operation(item.get_object()));
-    page.last_id = str(*o, "nextPageToken");
-    page.has_more = !page.last_id.empty();
-    return page;
+    return batch_lines::parse_page(response, "operations", "nextPageToken", "", read_operation,
+                                   error);
 }
 
 namespace {

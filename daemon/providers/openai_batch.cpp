@@ -139,25 +139,14 @@ std::string parse_file(const HttpResponse& response, std::optional<jobs::Error>&
 }
 
 std::optional<Batch> parse_batch(const HttpResponse& response, std::optional<jobs::Error>& error) {
-    json::value v;
-    const auto* o = batch_lines::body_object(response, v, error);
-    if (!o) return std::nullopt;
-    return batch_lines::require_id(read_batch(*o), response.status, "the batch has no id or status",
-                                   error);
+    return batch_lines::parse_batch(response, read_batch, "the batch has no id or status", error);
 }
 
 std::optional<BatchPage> parse_list(const HttpResponse& response,
                                     std::optional<jobs::Error>& error) {
-    json::value v;
-    const auto* o = batch_lines::body_object(response, v, error);
-    if (!o) return std::nullopt;
-    BatchPage page;
-    if (auto* d = o->if_contains("data"); d && d->is_array())
-        for (const auto& item : d->get_array())
-            if (item.is_object()) page.batches.push_back(read_batch(item.get_object()));
-    if (auto* m = o->if_contains("has_more"); m && m->is_bool()) page.has_more = m->get_bool();
-    page.last_id = str(*o, "last_id");
-    if (page.last_id.empty() && !page.batches.empty()) page.last_id = page.batches.back().id;
+    auto page = batch_lines::parse_page(response, "data", "last_id", "has_more", read_batch, error);
+    if (page && page->last_id.empty() && !page->batches.empty())
+        page->last_id = page->batches.back().id;
     return page;
 }
 

@@ -29,11 +29,7 @@ std::int64_t now_s() {
 }
 
 SimAnswer json_body(int status, std::string body) {
-    SimAnswer a;
-    a.status = status;
-    a.headers = {{"Content-Type", "application/json"}};
-    a.body = std::move(body);
-    return a;
+    return sim_batch::answer(status, "application/json", std::move(body));
 }
 
 SimAnswer openai_error(int status, std::string_view code, std::string_view message) {
@@ -290,10 +286,7 @@ std::optional<SimAnswer> SimState::batch_api(const SimRequest& request, std::str
             return openai_error(404, "not_found", "No such File object: " + std::string(id));
         if (request.method != "GET") return openai_error(405, "method_not_allowed", "Use GET");
         if (!content) return json_body(200, json::serialize(file_json(it->second)));
-        SimAnswer a;
-        a.headers = {{"Content-Type", "application/octet-stream"}};
-        a.body = it->second.data;
-        return a;
+        return sim_batch::file_answer(it->second.data);
     }
 
     if (request.method == "POST" && path.ends_with("/v1/batches")) {

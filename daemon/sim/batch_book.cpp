@@ -60,6 +60,18 @@ SimAnswer held() {
     return a;
 }
 
+SimAnswer answer(int status, std::string_view content_type, std::string body) {
+    SimAnswer a;
+    a.status = status;
+    a.headers.emplace_back("Content-Type", content_type);
+    a.body = std::move(body);
+    return a;
+}
+
+SimAnswer file_answer(std::string bytes) {
+    return answer(200, "application/octet-stream", std::move(bytes));
+}
+
 bool BatchBook::create(bool createlost, const std::string& key) {
     ++created;
     const bool lose = createlost && lost_creates.insert(key).second;

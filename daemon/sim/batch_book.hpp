@@ -35,6 +35,10 @@ bool has_token(std::string_view text, std::string_view token);
 
 // The answer of a create whose answer is lost: nothing until the client gives up.
 SimAnswer held();
+// An answer with status, Content-Type content_type and body.
+SimAnswer answer(int status, std::string_view content_type, std::string body);
+// A stored file's bytes (200, application/octet-stream).
+SimAnswer file_answer(std::string bytes);
 
 // The counters of one batch API and its once-only directives.
 struct BatchBook {

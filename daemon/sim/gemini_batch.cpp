@@ -34,11 +34,7 @@ std::string rfc3339_now() {
 }
 
 SimAnswer json_body(int status, std::string body) {
-    SimAnswer a;
-    a.status = status;
-    a.headers = {{"Content-Type", "application/json; charset=UTF-8"}};
-    a.body = std::move(body);
-    return a;
+    return sim_batch::answer(status, "application/json; charset=UTF-8", std::move(body));
 }
 
 SimAnswer google_error(int status, std::string_view grpc_status, std::string_view message) {
@@ -282,10 +278,7 @@ std::optional<SimAnswer> SimState::gemini_batch_api(const SimRequest& request,
         auto it = st.files.find(std::string(rest));
         if (it == st.files.end())
             return google_error(404, "NOT_FOUND", "File " + std::string(rest) + " not found.");
-        SimAnswer a;
-        a.headers = {{"Content-Type", "application/octet-stream"}};
-        a.body = it->second.data;
-        return a;
+        return sim_batch::file_answer(it->second.data);
     }
     if (create) {
         if (request.method != "POST") return google_error(405, "UNIMPLEMENTED", "Use POST");
