@@ -62,25 +62,19 @@ json::object record_json(const jobs::ExportRecord& r, const PathStyle& path) {
                                       {"sha256", img.sha256},
                                       {"bytes", img.bytes},
                                       {"mime", img.mime}});
-    return json::object{{"id", j.id},
-                        {"key", string_or_null(j.key)},
-                        {"batch", string_or_null(j.batch)},
-                        {"state", j.state},
-                        {"prompt", j.prompt},
-                        {"model", j.model},
-                        {"provider", string_or_null(j.provider)},
-                        {"n", j.n},
-                        {"params", params_of(j)},
-                        {"priority", j.priority},
-                        {"created_at", string_or_null(iso_time(j.created_at))},
-                        {"finished_at", string_or_null(iso_time(j.finished_at))},
-                        {"images_done", j.images_done},
-                        {"images", std::move(images)},
-                        {"attempts", r.attempts},
-                        {"last_error", json_error(r.last_error)},
-                        {"metadata", json_or_null(j.metadata_json)},
-                        {"usage", r.usage.empty() ? json::value(nullptr) : json::value(r.usage)},
-                        {"cost_usd", usd_json(r.cost_usd)}};
+    json::object o = json_job_head(j);
+    o["params"] = params_of(j);
+    o["priority"] = j.priority;
+    o["created_at"] = string_or_null(iso_time(j.created_at));
+    o["finished_at"] = string_or_null(iso_time(j.finished_at));
+    o["images_done"] = j.images_done;
+    o["images"] = std::move(images);
+    o["attempts"] = r.attempts;
+    o["last_error"] = json_error(r.last_error);
+    o["metadata"] = json_or_null(j.metadata_json);
+    o["usage"] = r.usage.empty() ? json::value(nullptr) : json::value(r.usage);
+    o["cost_usd"] = usd_json(r.cost_usd);
+    return o;
 }
 
 // Generation parameters get a column each (the catalog's fields), and all of them together

@@ -13,6 +13,8 @@
 #include <ctime>
 #include <stdexcept>
 
+#include "jobs/store.hpp"
+
 namespace imgbatch::daemon::cli {
 
 std::string format_time(double unix_s) {
@@ -166,6 +168,17 @@ boost::json::value json_error(const jobs::Error& e) {
 
 boost::json::value json_error(const std::optional<jobs::Error>& e) {
     return e ? json_error(*e) : boost::json::value(nullptr);
+}
+
+boost::json::object json_job_head(const jobs::JobRow& j) {
+    return boost::json::object{{"id", j.id},
+                               {"key", string_or_null(j.key)},
+                               {"batch", string_or_null(j.batch)},
+                               {"state", j.state},
+                               {"prompt", j.prompt},
+                               {"model", j.model},
+                               {"provider", string_or_null(j.provider)},
+                               {"n", j.n}};
 }
 
 AtomicFile::AtomicFile(std::string path) : path_(std::move(path)) {

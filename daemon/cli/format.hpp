@@ -10,6 +10,10 @@
 
 #include "jobs/error.hpp"
 
+namespace imgbatch::jobs {
+struct JobRow;
+}
+
 namespace imgbatch::daemon::cli {
 
 // "2026-11-21 11:42:06" in local time; "" for 0.
@@ -44,6 +48,9 @@ boost::json::value json_error(std::string_view cls, std::string_view code, int h
                               std::string_view message);
 boost::json::value json_error(const jobs::Error& e);
 boost::json::value json_error(const std::optional<jobs::Error>& e);  // null when none
+// A job's first fields, as jobs --json and export write them: id, key, batch, state, prompt,
+// model, provider, n (key, batch and provider null when empty). The caller appends the rest.
+boost::json::object json_job_head(const jobs::JobRow& j);
 
 // A file written to a temporary name next to it and renamed into place on commit(), so a
 // reader never sees half of it. Without commit() the temporary file is removed.

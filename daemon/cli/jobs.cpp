@@ -28,23 +28,17 @@ struct ShowOptions {
 };
 
 json::object job_json(const jobs::JobRow& j) {
-    return json::object{{"id", j.id},
-                        {"key", string_or_null(j.key)},
-                        {"batch", string_or_null(j.batch)},
-                        {"state", j.state},
-                        {"prompt", j.prompt},
-                        {"model", j.model},
-                        {"provider", string_or_null(j.provider)},
-                        {"n", j.n},
-                        {"images_done", j.images_done},
-                        {"priority", j.priority},
-                        {"params", json_or_null(j.params_json)},
-                        {"metadata", json_or_null(j.metadata_json)},
-                        {"attempts", j.attempts},
-                        {"last_error", json_error(j.last_error)},
-                        {"created_at", json_time(j.created_at)},
-                        {"updated_at", json_time(j.updated_at)},
-                        {"finished_at", json_time(j.finished_at)}};
+    json::object o = json_job_head(j);
+    o["images_done"] = j.images_done;
+    o["priority"] = j.priority;
+    o["params"] = json_or_null(j.params_json);
+    o["metadata"] = json_or_null(j.metadata_json);
+    o["attempts"] = j.attempts;
+    o["last_error"] = json_error(j.last_error);
+    o["created_at"] = json_time(j.created_at);
+    o["updated_at"] = json_time(j.updated_at);
+    o["finished_at"] = json_time(j.finished_at);
+    return o;
 }
 
 int run_jobs(const JobsOptions& o, Context& ctx) {

@@ -1,12 +1,15 @@
 #include "daemon/providers/gemini_batch.hpp"
 
-#include <algorithm>
 #include <boost/json.hpp>
 #include <cstdio>
 #include <stdexcept>
 
+#include "daemon/providers/batch_lines.hpp"
+
 namespace imgbatch::daemon::gemini_batch {
 namespace json = boost::json;
+using batch_lines::object_at;
+using batch_lines::str;
 using batch_types::Batch;
 using batch_types::BatchPage;
 using batch_types::Line;
@@ -17,18 +20,12 @@ constexpr std::string_view kPrefix = "imgbatch ";
 
 HttpRequest request(const ProviderConfig& provider, std::string_view api_key,
                     std::string_view method, std::string url) {
-    HttpRequest r;
-    r.method = std::string(method);
-    r.url = std::move(url);
     std::string key(api_key);
-    r.headers = provider.auth == "bearer" ? json_request_headers(provider, "Authorization",
-                                                                 key.empty() ? "" : "Bearer " + key)
-                                          : json_request_headers(provider, "x-goog-api-key", key);
-    if (method == "GET")
-        r.headers.erase(std::remove_if(r.headers.begin(), r.headers.end(),
-                                       [](const auto& h) { return h.first == "Content-Type"; }),
-                        r.headers.end());
-    return r;
+    return batch_lines::request(
+        method, std::move(url),
+        provider.auth == "bearer"
+            ? json_request_headers(provider, "Authorization", key.empty() ? "" : "Bearer " + key)
+            : json_request_headers(provider, "x-goog-api-key", key));
 }
 
 // base_url's version segment ("v1beta") moved behind "/upload" or "/download":
@@ -43,27 +40,9 @@ std::string service_base(std::string_view base_url, std::string_view service) {
     return base.substr(0, slash) + "/" + std::string(service) + base.substr(slash);
 }
 
-std::string str(const json::object& o, std::string_view key) {
-    auto* p = o.if_contains(key);
-    return p && p->is_string() ? std::string(p->get_string()) : std::string();
-}
-
 // An int64 of proto3 JSON: a string of digits, or a number.
 std::int64_t num(const json::object& o, std::string_view key) {
-    auto* p = o.if_contains(key);
-    if (!p) return 0;
-    if (p->is_int64()) return p->get_int64();
-    if (p->is_uint64()) return static_cast<std::int64_t>(p->get_uint64());
-    if (p->is_double()) return static_cast<std::int64_t>(p->get_double());
-    if (p->is_string()) {
-        std::int64_t v = 0;
-        for (char c : p->get_string()) {
-            if (c < '0' || c > '9') return 0;
-            v = v * 10 + (c - '0');
-        }
-        return v;
-    }
-    return 0;
+    return batch_lines::num(o, key, batch_lines::Digits::accept);
 }
 
 // Seconds since 1970 of an RFC 3339 timestamp ("2025-07-01T12:00:00.123Z"); 0 if unreadable.
@@ -80,28 +59,6 @@ std::int64_t rfc3339(std::string_view t) {
     const int doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
     const std::int64_t days = static_cast<std::int64_t>(era) * 146097 + doe - 719468;
     return days * 86400 + h * 3600 + mi * 60 + s;
-}
-
-const json::object* body_object(const HttpResponse& response, json::value& storage,
-                                std::optional<jobs::Error>& error) {
-    if (response.status < 200 || response.status > 299) {
-        error = error_from_response(response);
-        return nullptr;
-    }
-    boost::system::error_code ec;
-    storage = json::parse(response.body, ec);
-    if (ec || !storage.is_object()) {
-        error =
-            bad_response_error(response.status, "not_json",
-                               "the answer is not a JSON object: " + body_excerpt(response.body));
-        return nullptr;
-    }
-    return &storage.get_object();
-}
-
-const json::object* object_at(const json::object& o, std::string_view key) {
-    auto* p = o.if_contains(key);
-    return p && p->is_object() ? &p->get_object() : nullptr;
 }
 
 // The output of an Operation: metadata.output, else response (the LRO's result).
@@ -220,7 +177,7 @@ std::string parse_upload_start(const HttpResponse& response, std::optional<jobs:
 
 std::string parse_file(const HttpResponse& response, std::optional<jobs::Error>& error) {
     json::value v;
-    const auto* o = body_object(response, v, error);
+    const auto* o = batch_lines::body_object(response, v, error);
     if (!o) return {};
     std::string name;
     if (auto* f = object_at(*o, "file")) name = valid_utf8(str(*f, "name"));
@@ -273,35 +230,19 @@ HttpRequest download(const ProviderConfig& provider, std::string_view api_key,
     HttpRequest r = request(provider, api_key, "GET",
                             service_base(provider.base_url, "download") + "/" +
                                 std::string(file_name) + ":download?alt=media");
-    for (auto& h : r.headers)
-        if (h.first == "Accept") h.second = "*/*";
+    batch_lines::accept_any(r);
     return r;
 }
 
 std::optional<Batch> parse_batch(const HttpResponse& response, std::optional<jobs::Error>& error) {
-    json::value v;
-    const auto* o = body_object(response, v, error);
-    if (!o) return std::nullopt;
-    Batch b = read_operation(*o);
-    if (b.id.empty() || b.status.empty()) {
-        error = bad_response_error(response.status, "no_id", "the batch has no name or state");
-        return std::nullopt;
-    }
-    return b;
+    return batch_lines::parse_batch(response, read_operation, "the batch has no name or state",
+                                    error);
 }
 
 std::optional<BatchPage> parse_list(const HttpResponse& response,
                                     std::optional<jobs::Error>& error) {
-    json::value v;
-    const auto* o = body_object(response, v, error);
-    if (!o) return std::nullopt;
-    BatchPage page;
-    if (auto* d = o->if_contains("operations"); d && d->is_array())
-        for (const auto& item : d->get_array())
-            if (item.is_object()) page.batches.push_back(read_operation(item.get_object()));
-    page.last_id = str(*o, "nextPageToken");
-    page.has_more = !page.last_id.empty();
-    return page;
+    return batch_lines::parse_page(response, "operations", "nextPageToken", "", read_operation,
+                                   error);
 }
 
 namespace {
@@ -379,13 +320,9 @@ int http_status_of_code(std::int64_t code) {
 }
 
 std::optional<Line> parse_line(std::string_view text, std::string* why) {
-    boost::system::error_code ec;
-    json::value v = json::parse(text, ec);
-    if (ec || !v.is_object()) {
-        if (why) *why = "not a JSON object";
-        return std::nullopt;
-    }
-    auto& o = v.get_object();
+    auto parsed = batch_lines::line_object(text, why);
+    if (!parsed) return std::nullopt;
+    const json::object& o = *parsed;
     Line line;
     line.custom_id = str(o, "key");
     if (line.custom_id.empty())
@@ -394,20 +331,16 @@ std::optional<Line> parse_line(std::string_view text, std::string* why) {
         if (why) *why = "no key";
         return std::nullopt;
     }
-    HttpResponse resp;
-    resp.headers = {{"Content-Type", "application/json"}};
     if (auto* r = o.if_contains("response"); r && r->is_object()) {
-        resp.status = 200;
-        resp.body = json::serialize(*r);
-        line.response = std::move(resp);
+        line.response = batch_lines::json_response(200, json::serialize(*r));
     } else if (auto* e = object_at(o, "error")) {
         // A google.rpc.Status: the HTTP error answer a direct call would have had.
-        resp.status = http_status_of_code(num(*e, "code"));
+        const int status = http_status_of_code(num(*e, "code"));
         json::object err{
-            {"code", resp.status}, {"message", str(*e, "message")}, {"status", str(*e, "status")}};
+            {"code", status}, {"message", str(*e, "message")}, {"status", str(*e, "status")}};
         if (auto* d = e->if_contains("details")) err["details"] = *d;
-        resp.body = json::serialize(json::object{{"error", std::move(err)}});
-        line.response = std::move(resp);
+        line.response = batch_lines::json_response(
+            status, json::serialize(json::object{{"error", std::move(err)}}));
     } else {
         if (why) *why = "neither response nor error";
         return std::nullopt;

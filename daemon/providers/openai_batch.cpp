@@ -1,58 +1,23 @@
 #include "daemon/providers/openai_batch.hpp"
 
-#include <algorithm>
 #include <boost/json.hpp>
 #include <random>
+
+#include "daemon/providers/batch_lines.hpp"
 
 namespace imgbatch::daemon::openai_batch {
 namespace json = boost::json;
 
 namespace {
+using batch_lines::num;
+using batch_lines::str;
 
 HttpRequest request(const ProviderConfig& provider, std::string_view api_key,
                     std::string_view method, const std::string& path) {
-    HttpRequest r;
-    r.method = std::string(method);
-    r.url = join_url(provider.base_url, path);
-    r.headers = json_request_headers(provider, "Authorization",
-                                     api_key.empty() ? "" : "Bearer " + std::string(api_key));
-    if (method == "GET")
-        r.headers.erase(std::remove_if(r.headers.begin(), r.headers.end(),
-                                       [](const auto& h) { return h.first == "Content-Type"; }),
-                        r.headers.end());
-    return r;
-}
-
-std::string str(const json::object& o, std::string_view key) {
-    auto* p = o.if_contains(key);
-    return p && p->is_string() ? std::string(p->get_string()) : std::string();
-}
-
-std::int64_t num(const json::object& o, std::string_view key) {
-    auto* p = o.if_contains(key);
-    if (!p) return 0;
-    if (p->is_int64()) return p->get_int64();
-    if (p->is_uint64()) return static_cast<std::int64_t>(p->get_uint64());
-    if (p->is_double()) return static_cast<std::int64_t>(p->get_double());
-    return 0;
-}
-
-// The answer's object, or error set (a non-2xx answer, or a body that is not an object).
-const json::object* body_object(const HttpResponse& response, json::value& storage,
-                                std::optional<jobs::Error>& error) {
-    if (response.status < 200 || response.status > 299) {
-        error = error_from_response(response);
-        return nullptr;
-    }
-    boost::system::error_code ec;
-    storage = json::parse(response.body, ec);
-    if (ec || !storage.is_object()) {
-        error =
-            bad_response_error(response.status, "not_json",
-                               "the answer is not a JSON object: " + body_excerpt(response.body));
-        return nullptr;
-    }
-    return &storage.get_object();
+    return batch_lines::request(
+        method, join_url(provider.base_url, path),
+        json_request_headers(provider, "Authorization",
+                             api_key.empty() ? "" : "Bearer " + std::string(api_key)));
 }
 
 Batch read_batch(const json::object& o) {
@@ -160,14 +125,13 @@ HttpRequest file_content(const ProviderConfig& provider, std::string_view api_ke
                          std::string_view file_id) {
     HttpRequest r =
         request(provider, api_key, "GET", "/files/" + std::string(file_id) + "/content");
-    for (auto& h : r.headers)
-        if (h.first == "Accept") h.second = "*/*";
+    batch_lines::accept_any(r);
     return r;
 }
 
 std::string parse_file(const HttpResponse& response, std::optional<jobs::Error>& error) {
     json::value v;
-    const auto* o = body_object(response, v, error);
+    const auto* o = batch_lines::body_object(response, v, error);
     if (!o) return {};
     std::string id = valid_utf8(str(*o, "id"));
     if (id.empty()) error = bad_response_error(response.status, "no_id", "the file has no id");
@@ -175,29 +139,14 @@ std::string parse_file(const HttpResponse& response, std::optional<jobs::Error>&
 }
 
 std::optional<Batch> parse_batch(const HttpResponse& response, std::optional<jobs::Error>& error) {
-    json::value v;
-    const auto* o = body_object(response, v, error);
-    if (!o) return std::nullopt;
-    Batch b = read_batch(*o);
-    if (b.id.empty() || b.status.empty()) {
-        error = bad_response_error(response.status, "no_id", "the batch has no id or status");
-        return std::nullopt;
-    }
-    return b;
+    return batch_lines::parse_batch(response, read_batch, "the batch has no id or status", error);
 }
 
 std::optional<BatchPage> parse_list(const HttpResponse& response,
                                     std::optional<jobs::Error>& error) {
-    json::value v;
-    const auto* o = body_object(response, v, error);
-    if (!o) return std::nullopt;
-    BatchPage page;
-    if (auto* d = o->if_contains("data"); d && d->is_array())
-        for (const auto& item : d->get_array())
-            if (item.is_object()) page.batches.push_back(read_batch(item.get_object()));
-    if (auto* m = o->if_contains("has_more"); m && m->is_bool()) page.has_more = m->get_bool();
-    page.last_id = str(*o, "last_id");
-    if (page.last_id.empty() && !page.batches.empty()) page.last_id = page.batches.back().id;
+    auto page = batch_lines::parse_page(response, "data", "last_id", "has_more", read_batch, error);
+    if (page && page->last_id.empty() && !page->batches.empty())
+        page->last_id = page->batches.back().id;
     return page;
 }
 
@@ -207,13 +156,9 @@ bool is_open(std::string_view status) {
 }
 
 std::optional<Line> parse_line(std::string_view text, std::string* why) {
-    boost::system::error_code ec;
-    json::value v = json::parse(text, ec);
-    if (ec || !v.is_object()) {
-        if (why) *why = "not a JSON object";
-        return std::nullopt;
-    }
-    auto& o = v.get_object();
+    auto parsed = batch_lines::line_object(text, why);
+    if (!parsed) return std::nullopt;
+    const json::object& o = *parsed;
     Line line;
     line.custom_id = str(o, "custom_id");
     if (line.custom_id.empty()) {
@@ -222,11 +167,9 @@ std::optional<Line> parse_line(std::string_view text, std::string* why) {
     }
     if (auto* r = o.if_contains("response"); r && r->is_object()) {
         auto& ro = r->get_object();
-        HttpResponse resp;
-        resp.status = static_cast<int>(num(ro, "status_code"));
-        resp.headers = {{"Content-Type", "application/json"}};
-        if (auto* b = ro.if_contains("body")) resp.body = json::serialize(*b);
-        line.response = std::move(resp);
+        auto* b = ro.if_contains("body");
+        line.response = batch_lines::json_response(static_cast<int>(num(ro, "status_code")),
+                                                   b ? json::serialize(*b) : std::string());
     }
     if (auto* e = o.if_contains("error"); e && e->is_object()) {
         line.error_code = valid_utf8(str(e->get_object(), "code"));

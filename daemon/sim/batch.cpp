@@ -11,11 +11,10 @@
 //               per input file)
 #include <algorithm>
 #include <boost/json.hpp>
-#include <cctype>
 #include <chrono>
 #include <cstdlib>
-#include <set>
 
+#include "daemon/sim/batch_book.hpp"
 #include "daemon/sim/state.hpp"
 
 namespace imgbatch::daemon {
@@ -29,18 +28,8 @@ std::int64_t now_s() {
         .count();
 }
 
-std::int64_t now_ms() {
-    return std::chrono::duration_cast<std::chrono::milliseconds>(
-               std::chrono::steady_clock::now().time_since_epoch())
-        .count();
-}
-
 SimAnswer json_body(int status, std::string body) {
-    SimAnswer a;
-    a.status = status;
-    a.headers = {{"Content-Type", "application/json"}};
-    a.body = std::move(body);
-    return a;
+    return sim_batch::answer(status, "application/json", std::move(body));
 }
 
 SimAnswer openai_error(int status, std::string_view code, std::string_view message) {
@@ -90,23 +79,10 @@ std::vector<Part> multipart_parts(std::string_view body) {
     return parts;
 }
 
-// A directive token in a prompt, also when the prompt is inside JSON text (a quote may end it).
-bool has_token(std::string_view text, std::string_view token) {
-    auto boundary = [](char c) { return std::isspace(static_cast<unsigned char>(c)) || c == '"'; };
-    std::size_t at = 0;
-    while ((at = text.find(token, at)) != std::string_view::npos) {
-        const std::size_t end = at + token.size();
-        const bool start_ok = at == 0 || boundary(text[at - 1]);
-        const bool end_ok = end == text.size() || boundary(text[end]);
-        if (start_ok && end_ok) return true;
-        at = end;
-    }
-    return false;
-}
-
 }  // namespace
 
 namespace {
+using sim_batch::has_token;
 
 struct SimFile {
     std::string id, filename, purpose, data;
@@ -126,11 +102,9 @@ struct SimState::Batches {
     using File = SimFile;
     using Batch = SimBatch;
     std::map<std::string, File> files;
-    std::vector<Batch> batches;           // in creation order
-    std::set<std::string> lost_creates;   // input files whose create answer was lost once
-    std::set<std::string> expired_lines;  // #expire lines that expired a batch (once each)
+    std::vector<Batch> batches;  // in creation order
+    sim_batch::BatchBook book;   // lost creates keyed by input file
     std::uint64_t next_file = 1, next_line = 1;
-    std::uint64_t created = 0, lines = 0, lost = 0;
 
     Batch* find(std::string_view id) {
         for (auto& b : batches)
@@ -188,9 +162,7 @@ json::object batch_json(const SimBatch& b) {
 
 void SimState::batch_stats(json::object& stats) const {
     if (!batches_) return;
-    stats["batches"] = json::object{{"created", batches_->created},
-                                    {"lines", batches_->lines},
-                                    {"creates_lost", batches_->lost}};
+    stats["batches"] = batches_->book.stats();
 }
 
 std::optional<SimAnswer> SimState::batch_api(const SimRequest& request, std::string_view path) {
@@ -207,33 +179,20 @@ std::optional<SimAnswer> SimState::batch_api(const SimRequest& request, std::str
     auto advance = [&](Batches::Batch& b) {
         if (b.status != "validating" && b.status != "in_progress" && b.status != "cancelling")
             return;
-        const std::int64_t elapsed = now_ms() - b.created_ms;
-        const std::int64_t total_ms = std::max(0, options_.batch_ms);
         const bool cancel = b.status == "cancelling";
-        if (!cancel && elapsed < total_ms) {
-            if (elapsed >= total_ms / 4 && b.status == "validating") {
+        if (auto p = sim_batch::phase(b.created_ms, options_.batch_ms, cancel);
+            p != sim_batch::Phase::due) {
+            if (p == sim_batch::Phase::running && b.status == "validating") {
                 b.status = "in_progress";
                 b.times["in_progress_at"] = now_s();
             }
             return;
         }
-        const auto& input = st.files[b.input_file_id].data;
-        std::vector<std::string_view> lines;
-        for (std::size_t pos = 0; pos < input.size();) {
-            auto nl = input.find('\n', pos);
-            if (nl == std::string::npos) nl = input.size();
-            if (nl > pos) lines.emplace_back(input.data() + pos, nl - pos);
-            pos = nl + 1;
-        }
+        const auto lines = sim_batch::jsonl_lines(st.files[b.input_file_id].data);
         b.total = static_cast<std::int64_t>(lines.size());
         // A cancel keeps the lines done by then: their share of the batch's time.
-        std::size_t run = lines.size();
-        if (cancel && total_ms > 0)
-            run = std::min<std::size_t>(
-                lines.size(), lines.size() *
-                                  static_cast<std::size_t>(
-                                      std::max<std::int64_t>(0, b.cancel_ms - b.created_ms)) /
-                                  static_cast<std::size_t>(total_ms));
+        const std::size_t run = sim_batch::lines_to_run(lines.size(), cancel, b.created_ms,
+                                                        b.cancel_ms, options_.batch_ms);
         std::string out, err;
         bool expired = false;
         for (std::size_t i = 0; i < lines.size(); ++i) {
@@ -250,7 +209,7 @@ std::optional<SimAnswer> SimState::batch_api(const SimRequest& request, std::str
                 if (auto* body = v.get_object().if_contains("body"))
                     body_text = json::serialize(*body);
             if (!expired && !cancel && i < run && has_token(body_text, "#expire") &&
-                st.expired_lines.insert(body_text).second)
+                st.book.expires(body_text))
                 expired = true;
             if (expired || i >= run) {
                 if (!expired) continue;  // cancelled before it ran: in neither file
@@ -267,10 +226,8 @@ std::optional<SimAnswer> SimState::batch_api(const SimRequest& request, std::str
             r.host = request.host;
             r.authorization = "Bearer " + options_.api_key;
             r.body = body_text;
-            batch_line_ = true;
-            SimAnswer a = api_call(SimApi::openai, r, b.endpoint);
-            batch_line_ = false;
-            ++st.lines;
+            SimAnswer a = batch_line_call(SimApi::openai, r);
+            ++st.book.lines;
             if (a.action != SimAnswer::Action::respond || a.body.empty() || a.body[0] != '{') {
                 a = openai_error(500, "server_error",
                                  "The server had an error processing your request.");
@@ -329,10 +286,7 @@ std::optional<SimAnswer> SimState::batch_api(const SimRequest& request, std::str
             return openai_error(404, "not_found", "No such File object: " + std::string(id));
         if (request.method != "GET") return openai_error(405, "method_not_allowed", "Use GET");
         if (!content) return json_body(200, json::serialize(file_json(it->second)));
-        SimAnswer a;
-        a.headers = {{"Content-Type", "application/octet-stream"}};
-        a.body = it->second.data;
-        return a;
+        return sim_batch::file_answer(it->second.data);
     }
 
     if (request.method == "POST" && path.ends_with("/v1/batches")) {
@@ -366,16 +320,11 @@ std::optional<SimAnswer> SimState::batch_api(const SimRequest& request, std::str
         b.status = "validating";
         b.errors = nullptr;
         b.created_at = now_s();
-        b.created_ms = now_ms();
+        b.created_ms = sim_batch::steady_ms();
         // Validation: every line names the endpoint; a #batchfail line fails the batch.
         const auto& data = file->second.data;
         std::int64_t line_no = 0;
-        for (std::size_t pos = 0; pos < data.size();) {
-            auto nl = data.find('\n', pos);
-            if (nl == std::string::npos) nl = data.size();
-            std::string_view line(data.data() + pos, nl - pos);
-            pos = nl + 1;
-            if (line.empty()) continue;
+        for (std::string_view line : sim_batch::jsonl_lines(data)) {
             ++line_no;
             ++b.total;
             json::value lv = json::parse(line, ec);
@@ -403,16 +352,9 @@ std::optional<SimAnswer> SimState::batch_api(const SimRequest& request, std::str
             b.status = "failed";
             b.times["failed_at"] = now_s();
         }
-        ++st.created;
-        const bool lose =
-            has_token(data, "#createlost") && st.lost_creates.insert(b.input_file_id).second;
+        const bool lose = st.book.create(has_token(data, "#createlost"), b.input_file_id);
         st.batches.push_back(std::move(b));
-        if (lose) {
-            ++st.lost;
-            SimAnswer a;
-            a.action = SimAnswer::Action::hold;
-            return a;
-        }
+        if (lose) return sim_batch::held();
         return json_body(200, json::serialize(batch_json(st.batches.back())));
     }
     if (request.method == "GET" && path.ends_with("/v1/batches")) {
@@ -451,7 +393,7 @@ std::optional<SimAnswer> SimState::batch_api(const SimRequest& request, std::str
         advance(*b);
         if (b->status == "validating" || b->status == "in_progress") {
             b->status = "cancelling";
-            b->cancel_ms = now_ms();
+            b->cancel_ms = sim_batch::steady_ms();
             b->times["cancelling_at"] = now_s();
             return json_body(200, json::serialize(batch_json(*b)));
         }

@@ -13,22 +13,16 @@
 //   #batchfail  the batch fails (BATCH_STATE_FAILED, the operation's error names the line)
 //   #createlost the create is done but its answer never comes (once per input)
 #include <boost/json.hpp>
-#include <cctype>
 #include <chrono>
-#include <set>
 
+#include "daemon/sim/batch_book.hpp"
 #include "daemon/sim/state.hpp"
 
 namespace imgbatch::daemon {
 namespace json = boost::json;
 
 namespace {
-
-std::int64_t now_ms() {
-    return std::chrono::duration_cast<std::chrono::milliseconds>(
-               std::chrono::steady_clock::now().time_since_epoch())
-        .count();
-}
+using sim_batch::has_token;
 
 std::string rfc3339_now() {
     auto t = std::chrono::system_clock::to_time_t(std::chrono::system_clock::now());
@@ -40,11 +34,7 @@ std::string rfc3339_now() {
 }
 
 SimAnswer json_body(int status, std::string body) {
-    SimAnswer a;
-    a.status = status;
-    a.headers = {{"Content-Type", "application/json; charset=UTF-8"}};
-    a.body = std::move(body);
-    return a;
+    return sim_batch::answer(status, "application/json; charset=UTF-8", std::move(body));
 }
 
 SimAnswer google_error(int status, std::string_view grpc_status, std::string_view message) {
@@ -78,18 +68,6 @@ int grpc_code(int http) {
     }
 }
 
-bool has_token(std::string_view text, std::string_view token) {
-    auto boundary = [](char c) { return std::isspace(static_cast<unsigned char>(c)) || c == '"'; };
-    std::size_t at = 0;
-    while ((at = text.find(token, at)) != std::string_view::npos) {
-        const std::size_t end = at + token.size();
-        if ((at == 0 || boundary(text[at - 1])) && (end == text.size() || boundary(text[end])))
-            return true;
-        at = end;
-    }
-    return false;
-}
-
 struct GFile {
     std::string name, display, data, created;
 };
@@ -111,8 +89,8 @@ struct SimState::GeminiBatches {
     std::map<std::string, GFile> files;
     std::map<std::string, std::string> uploads;  // upload_id -> display name
     std::vector<GBatch> batches;                 // in creation order
-    std::set<std::string> lost_creates, expired_lines;
-    std::uint64_t next = 1, created = 0, lines = 0, lost = 0;
+    sim_batch::BatchBook book;                   // lost creates keyed by input file or displayName
+    std::uint64_t next = 1;
 };
 
 namespace {
@@ -159,9 +137,7 @@ json::object operation_json(const GBatch& b) {
 
 void SimState::gemini_batch_stats(json::object& stats) const {
     if (!gemini_batches_) return;
-    const auto& g = *gemini_batches_;
-    stats["gemini_batches"] =
-        json::object{{"created", g.created}, {"lines", g.lines}, {"creates_lost", g.lost}};
+    stats["gemini_batches"] = gemini_batches_->book.stats();
 }
 
 std::optional<SimAnswer> SimState::gemini_batch_api(const SimRequest& request,
@@ -187,25 +163,20 @@ std::optional<SimAnswer> SimState::gemini_batch_api(const SimRequest& request,
     // Runs a batch's lines once its time has come (or once a cancel was asked).
     auto advance = [&](GBatch& b) {
         if (b.done()) return;
-        const std::int64_t elapsed = now_ms() - b.created_ms;
-        const std::int64_t total_ms = std::max(0, options_.batch_ms);
         const bool cancel = b.cancel_ms >= 0;
-        if (!cancel && elapsed < total_ms) {
-            if (elapsed >= total_ms / 4) b.state = "BATCH_STATE_RUNNING";
+        if (auto p = sim_batch::phase(b.created_ms, options_.batch_ms, cancel);
+            p != sim_batch::Phase::due) {
+            if (p == sim_batch::Phase::running) b.state = "BATCH_STATE_RUNNING";
             return;
         }
-        std::size_t run = b.requests.size();
-        if (cancel && total_ms > 0)
-            run = std::min<std::size_t>(run, run *
-                                                 static_cast<std::size_t>(std::max<std::int64_t>(
-                                                     0, b.cancel_ms - b.created_ms)) /
-                                                 static_cast<std::size_t>(total_ms));
+        const std::size_t run = sim_batch::lines_to_run(b.requests.size(), cancel, b.created_ms,
+                                                        b.cancel_ms, options_.batch_ms);
         std::string file;
         bool expired = false;
         for (std::size_t i = 0; i < run; ++i) {
             const auto& [key, req] = b.requests[i];
             const std::string text = json::serialize(req);
-            if (!cancel && has_token(text, "#expire") && st.expired_lines.insert(text).second) {
+            if (!cancel && has_token(text, "#expire") && st.book.expires(text)) {
                 expired = true;
                 break;
             }
@@ -220,10 +191,8 @@ std::optional<SimAnswer> SimState::gemini_batch_api(const SimRequest& request,
             r.host = request.host;
             r.goog_api_key = options_.api_key;
             r.body = text;
-            batch_line_ = true;
-            SimAnswer a = api_call(SimApi::gemini, r, r.target);
-            batch_line_ = false;
-            ++st.lines;
+            SimAnswer a = batch_line_call(SimApi::gemini, r);
+            ++st.book.lines;
             boost::system::error_code ec;
             json::value body = a.action == SimAnswer::Action::respond ? json::parse(a.body, ec)
                                                                       : json::value(nullptr);
@@ -309,10 +278,7 @@ std::optional<SimAnswer> SimState::gemini_batch_api(const SimRequest& request,
         auto it = st.files.find(std::string(rest));
         if (it == st.files.end())
             return google_error(404, "NOT_FOUND", "File " + std::string(rest) + " not found.");
-        SimAnswer a;
-        a.headers = {{"Content-Type", "application/octet-stream"}};
-        a.body = it->second.data;
-        return a;
+        return sim_batch::file_answer(it->second.data);
     }
     if (create) {
         if (request.method != "POST") return google_error(405, "UNIMPLEMENTED", "Use POST");
@@ -342,13 +308,7 @@ std::optional<SimAnswer> SimState::gemini_batch_api(const SimRequest& request,
             if (it == st.files.end())
                 return google_error(400, "INVALID_ARGUMENT",
                                     "File " + b.input_file + " not found.");
-            const std::string& data = it->second.data;
-            for (std::size_t pos = 0; pos < data.size();) {
-                auto nl = data.find('\n', pos);
-                if (nl == std::string::npos) nl = data.size();
-                std::string_view line(data.data() + pos, nl - pos);
-                pos = nl + 1;
-                if (line.empty()) continue;
+            for (std::string_view line : sim_batch::jsonl_lines(it->second.data)) {
                 json::value lv = json::parse(line, ec);
                 if (ec || !lv.is_object() || !lv.get_object().if_contains("request"))
                     return google_error(400, "INVALID_ARGUMENT",
@@ -388,7 +348,7 @@ std::optional<SimAnswer> SimState::gemini_batch_api(const SimRequest& request,
         b.name = "batches/sim" + std::to_string(st.next++);
         b.state = "BATCH_STATE_PENDING";
         b.created = rfc3339_now();
-        b.created_ms = now_ms();
+        b.created_ms = sim_batch::steady_ms();
         b.error = nullptr;
         bool lose = false;
         for (std::size_t i = 0; i < b.requests.size(); ++i) {
@@ -402,15 +362,9 @@ std::optional<SimAnswer> SimState::gemini_batch_api(const SimRequest& request,
             }
             if (has_token(text, "#createlost")) lose = true;
         }
-        lose = lose && st.lost_creates.insert(lost_key).second;
-        ++st.created;
+        lose = st.book.create(lose, lost_key);
         st.batches.push_back(std::move(b));
-        if (lose) {
-            ++st.lost;
-            SimAnswer a;
-            a.action = SimAnswer::Action::hold;
-            return a;
-        }
+        if (lose) return sim_batch::held();
         return json_body(200, json::serialize(operation_json(st.batches.back())));
     }
     // batches
@@ -442,7 +396,7 @@ std::optional<SimAnswer> SimState::gemini_batch_api(const SimRequest& request,
     if (cancel) {
         if (request.method != "POST") return google_error(405, "UNIMPLEMENTED", "Use POST");
         advance(*b);
-        if (!b->done() && b->cancel_ms < 0) b->cancel_ms = now_ms();
+        if (!b->done() && b->cancel_ms < 0) b->cancel_ms = sim_batch::steady_ms();
         return json_body(200, "{}");
     }
     if (request.method != "GET") return google_error(405, "UNIMPLEMENTED", "Use GET");

@@ -192,6 +192,9 @@ class SimState {
     std::shared_ptr<GeminiBatches> gemini_batches_;
     std::optional<SimAnswer> gemini_batch_api(const SimRequest& request, std::string_view path);
     void gemini_batch_stats(boost::json::object& stats) const;
+    // One line of a vendor batch through api_call (at request.target), outside the rate limit
+    // (batch_book.cpp).
+    SimAnswer batch_line_call(SimApi api, const SimRequest& request);
 };
 
 }  // namespace imgbatch::daemon
