@@ -2,6 +2,9 @@
 
 #include <algorithm>
 #include <boost/json/parse.hpp>
+#include <cmath>
+#include <cstdint>
+#include <limits>
 
 #include "daemon/providers/provider.hpp"
 
@@ -98,13 +101,26 @@ std::string str(const json::object& o, std::string_view key) {
 std::int64_t num(const json::object& o, std::string_view key, Digits digits) {
     auto* p = o.if_contains(key);
     if (!p) return 0;
+    // A count out of the int64 range is as unreadable as a missing one: 0, never a wrapped
+    // value (nor the undefined behaviour of converting it).
+    constexpr auto kMax = std::numeric_limits<std::int64_t>::max();
     if (p->is_int64()) return p->get_int64();
-    if (p->is_uint64()) return static_cast<std::int64_t>(p->get_uint64());
-    if (p->is_double()) return static_cast<std::int64_t>(p->get_double());
+    if (p->is_uint64())
+        return p->get_uint64() <= static_cast<std::uint64_t>(kMax)
+                   ? static_cast<std::int64_t>(p->get_uint64())
+                   : 0;
+    if (p->is_double()) {
+        const double d = p->get_double();
+        // 2^63 is exact as a double; everything below it converts.
+        return std::isfinite(d) && d > -9223372036854775808.0 && d < 9223372036854775808.0
+                   ? static_cast<std::int64_t>(d)
+                   : 0;
+    }
     if (p->is_string() && digits == Digits::accept) {
         std::int64_t v = 0;
         for (char c : p->get_string()) {
             if (c < '0' || c > '9') return 0;
+            if (v > (kMax - (c - '0')) / 10) return 0;
             v = v * 10 + (c - '0');
         }
         return v;

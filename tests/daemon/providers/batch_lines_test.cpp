@@ -1,6 +1,9 @@
 // What the vendor batch adapters share (batch_lines.hpp), without a socket.
 #include <doctest/doctest.h>
 
+#include <cstdint>
+#include <limits>
+
 #include <boost/json/parse.hpp>
 
 #include "daemon/providers/batch_lines.hpp"
@@ -51,6 +54,20 @@ TEST_CASE("numbers and strings are read leniently; digits only when asked") {
     CHECK(bl::str(o, "i").empty());
     REQUIRE(bl::object_at(o, "o") != nullptr);
     CHECK(bl::object_at(o, "t") == nullptr);
+}
+
+TEST_CASE("a number out of the int64 range reads as 0, never as a wrapped value") {
+    auto o = json::parse(R"({"big":"99999999999999999999","max":"9223372036854775807",
+                             "over":"9223372036854775808","huge":1e300,"neg":-1e300,
+                             "u":18446744073709551615,"empty":""})")
+                 .as_object();
+    CHECK(bl::num(o, "big", bl::Digits::accept) == 0);
+    CHECK(bl::num(o, "max", bl::Digits::accept) == std::numeric_limits<std::int64_t>::max());
+    CHECK(bl::num(o, "over", bl::Digits::accept) == 0);
+    CHECK(bl::num(o, "huge") == 0);
+    CHECK(bl::num(o, "neg") == 0);
+    CHECK(bl::num(o, "u") == 0);
+    CHECK(bl::num(o, "empty", bl::Digits::accept) == 0);
 }
 
 TEST_CASE("a batch answer: an error status, a body that is no object, a batch without id") {
