@@ -168,8 +168,11 @@ std::optional<Line> parse_line(std::string_view text, std::string* why) {
     if (auto* r = o.if_contains("response"); r && r->is_object()) {
         auto& ro = r->get_object();
         auto* b = ro.if_contains("body");
-        line.response = batch_lines::json_response(static_cast<int>(num(ro, "status_code")),
-                                                   b ? json::serialize(*b) : std::string());
+        // A status_code that is no HTTP status (missing, a string, out of range) reads as 0,
+        // which the answer's parser takes as a bad answer, never as another status.
+        const std::int64_t code = num(ro, "status_code");
+        const int status = code >= 100 && code <= 599 ? static_cast<int>(code) : 0;
+        line.response = batch_lines::json_response(status, b ? json::serialize(*b) : std::string());
     }
     if (auto* e = o.if_contains("error"); e && e->is_object()) {
         line.error_code = valid_utf8(str(e->get_object(), "code"));

@@ -139,3 +139,18 @@ TEST_CASE("output and error lines: the response as a direct answer, or the line'
     CHECK_FALSE(ob::parse_line(R"({"custom_id":"x"})", &why));
     CHECK(why == "neither response nor error");
 }
+
+TEST_CASE("a line's status_code that is no HTTP status reads as 0, never as another status") {
+    // 4294967496 = 2^32 + 200: cut to an int it was a success.
+    for (const char* code : {"4294967496", "-200", "42", "600", "\"200\"", "null"}) {
+        INFO(code);
+        std::string why;
+        auto line =
+            ob::parse_line(std::string(R"({"custom_id":"r1-a1","response":{"status_code":)") +
+                               code + R"(,"body":{"created":1,"data":[]}}})",
+                           &why);
+        REQUIRE(line);
+        REQUIRE(line->response);
+        CHECK(line->response->status == 0);
+    }
+}
