@@ -322,7 +322,7 @@ struct BudgetHoldRow {
 };
 // Spend that budgets count (billed attempts): of the day from day_start, of one run (owner),
 // and of each batch asked for (absent batches spent 0).
-// With the batches' own budgets (schema 009): those of the batches asked for and of every
+// With the batches' own budgets (schema 008): those of the batches asked for and of every
 // batch with open work (pending, queued or running jobs) that has one, whose spend is in
 // batch_usd too; open_batches: which batches of batch_usd have open work.
 struct BudgetSpend {
@@ -519,7 +519,7 @@ class Store {
     // What the budgets of a daemon (owner) count, in one read.
     BudgetSpend budget_spend(std::string_view owner, double day_start,
                              const std::vector<std::string>& batches, BudgetRead what = {});
-    // Sets (max_usd) or clears (unset) the batch's own budget (batches.max_usd, schema 009).
+    // Sets (max_usd) or clears (unset) the batch's own budget (batches.max_usd, schema 008).
     // A new batch is created when create is set; else an unknown batch is left alone (nullopt).
     // Inside a transaction the caller holds on db() it writes into that one.
     std::optional<BatchBudgetChange> set_batch_budget(std::string_view batch,
