@@ -33,6 +33,8 @@ std::string_view claim_sql();
 // stats()' statement of the images recorded since a time, by provider (parameters: since, and
 // with by_batch the batch id), exposed so that tests and benchmarks can check its query plan.
 std::string_view recent_images_by_provider_sql(bool by_batch);
+// stats()' statement of the number of images recorded since a time (the rate), likewise.
+std::string_view recent_images_sql(bool by_batch);
 
 // ---- enqueue ----
 struct EnqueueItem {

@@ -167,6 +167,13 @@ std::string_view recent_images_by_provider_sql(bool by_batch) {
     return by_batch ? batch : all;
 }
 
+std::string_view recent_images_sql(bool by_batch) {
+    // By outputs_created, also for one batch (as above).
+    return by_batch ? "SELECT COUNT(*) FROM outputs o JOIN jobs j ON j.id = o.job_id "
+                      "WHERE o.created_at >= ? AND +j.batch_id = ?"
+                    : "SELECT COUNT(*) FROM outputs WHERE created_at >= ?";
+}
+
 Stats Store::stats(const std::optional<std::string>& batch, double now) {
     Stats st;
     std::optional<std::int64_t> bid;
@@ -183,9 +190,7 @@ Stats Store::stats(const std::optional<std::string>& batch, double now) {
 
     std::int64_t remaining = count_states(*impl_, st, bid);
     {
-        auto q = impl_->prep(bid ? "SELECT COUNT(*) FROM outputs o JOIN jobs j ON j.id = o.job_id "
-                                   "WHERE o.created_at >= ? AND j.batch_id = ?"
-                                 : "SELECT COUNT(*) FROM outputs WHERE created_at >= ?");
+        auto q = impl_->prep(std::string(recent_images_sql(bid.has_value())));
         q->bind(1, now - 300);
         bind_batch(q, 2);
         q->executeStep();
