@@ -2,6 +2,8 @@
 // produced them, also when batch_retry_direct moved their request to another provider.
 #include <doctest/doctest.h>
 
+#include <map>
+
 #include "jobs/store.hpp"
 #include "tests/jobs/store_fixture.hpp"
 
@@ -55,9 +57,7 @@ std::string plan_of(Store& s, std::string_view sql) {
 
 }  // namespace
 
-TEST_CASE(
-    "stats: images of a rerouted vendor batch line count under the provider that made "
-    "them") {
+TEST_CASE("stats: a rerouted batch line's images count under the provider that made them") {
     TempDir dir;
     Store s(dir.file("a.db"));
     partial_line_rerouted(s);
@@ -75,9 +75,26 @@ TEST_CASE(
     }
 }
 
-TEST_CASE(
-    "stats: an attempt whose finish time is ahead of the recording clock still owns its "
-    "images") {
+TEST_CASE("export and spend keep a rerouted batch line's images and cost with its provider") {
+    TempDir dir;
+    Store s(dir.file("a.db"));
+    partial_line_rerouted(s);
+    finish_direct(s, unix_now());
+    // The images and the provider of each (export's and the report's per-provider counts).
+    std::map<int, std::string> by_idx;
+    s.export_images(std::string("night"),
+                    [&](const ImageRecord& r) { by_idx[r.image.idx] = r.provider; });
+    CHECK(by_idx == std::map<int, std::string>{{0, "vb"}, {1, "vb"}, {2, "direct"}, {3, "direct"}});
+    // Spend by provider: each attempt where it was made.
+    s.db().exec(
+        "UPDATE attempts SET billed = 1, cost_usd = CASE provider WHEN 'vb' THEN 0.5 "
+        "ELSE 2 END");
+    std::map<std::string, double> spend;
+    for (const auto& row : s.spend_by({})) spend[row.provider] += row.spend.usd;
+    CHECK(spend == std::map<std::string, double>{{"direct", 2.0}, {"vb", 0.5}});
+}
+
+TEST_CASE("stats: an attempt that finished ahead of the recording clock owns its images") {
     // The daemon's clock read when the answer came (finished_at) may be ahead of the one read
     // when the images are recorded (a clock stepped back in between): the attempt is recorded
     // as finished no later than its images, so they stay its own.
