@@ -1,5 +1,6 @@
-# Writes OUT: a C++ file holding every schema/NNN_*.sql file as a string, in order.
-file(GLOB files ${SRC_DIR}/*.sql)
+# Writes OUT: a C++ file holding every schema/NNN_*.sql file (FILES, a list) as a string, in
+# order.
+set(files ${FILES})
 list(SORT files)
 set(body "")
 foreach(f ${files})

@@ -30,6 +30,12 @@ double unix_now();
 // tests and benchmarks can check its query plan.
 std::string_view claim_sql();
 
+// stats()' statement of the images recorded since a time, by provider (parameters: since, and
+// with by_batch the batch id), exposed so that tests and benchmarks can check its query plan.
+std::string_view recent_images_by_provider_sql(bool by_batch);
+// stats()' statement of the number of images recorded since a time (the rate), likewise.
+std::string_view recent_images_sql(bool by_batch);
+
 // ---- enqueue ----
 struct EnqueueItem {
     JobSpec spec;                      // validated
@@ -322,7 +328,7 @@ struct BudgetHoldRow {
 };
 // Spend that budgets count (billed attempts): of the day from day_start, of one run (owner),
 // and of each batch asked for (absent batches spent 0).
-// With the batches' own budgets (schema 009): those of the batches asked for and of every
+// With the batches' own budgets (schema 008): those of the batches asked for and of every
 // batch with open work (pending, queued or running jobs) that has one, whose spend is in
 // batch_usd too; open_batches: which batches of batch_usd have open work.
 struct BudgetSpend {
@@ -519,7 +525,7 @@ class Store {
     // What the budgets of a daemon (owner) count, in one read.
     BudgetSpend budget_spend(std::string_view owner, double day_start,
                              const std::vector<std::string>& batches, BudgetRead what = {});
-    // Sets (max_usd) or clears (unset) the batch's own budget (batches.max_usd, schema 009).
+    // Sets (max_usd) or clears (unset) the batch's own budget (batches.max_usd, schema 008).
     // A new batch is created when create is set; else an unknown batch is left alone (nullopt).
     // Inside a transaction the caller holds on db() it writes into that one.
     std::optional<BatchBudgetChange> set_batch_budget(std::string_view batch,

@@ -1,4 +1,4 @@
-// Budget holds (schema 007), the spend budgets count, and batches' own budgets (schema 009).
+// Budget holds (schema 007), the spend budgets count, and batches' own budgets (schema 008).
 #include <sqlite3.h>
 
 #include "jobs/store_impl.hpp"

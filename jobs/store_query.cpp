@@ -139,6 +139,41 @@ std::optional<Stats> Store::finished_batch(const std::string& batch) {
     return st;
 }
 
+// The attempt that produced output o, its column: the request's last attempt with images that
+// finished before o was recorded (a request topped up over several attempts has several; the
+// next attempt starts only once the outputs of the last one are committed, and apply() records
+// an attempt as finished no later than its outputs). One attempts_request lookup.
+namespace {
+std::string producing_attempt(std::string_view column) {
+    return "(SELECT x." + std::string(column) +
+           " FROM attempts x WHERE x.request_id = o.request_id AND x.images > 0 "
+           "AND x.finished_at <= o.created_at ORDER BY x.id DESC LIMIT 1)";
+}
+}  // namespace
+
+std::string_view recent_images_by_provider_sql(bool by_batch) {
+    // Each image counts under the provider of the attempt that produced it: a request moved to
+    // another provider (batch_retry_direct) leaves the images of its earlier provider there.
+    // Without an attempt row (outputs inserted by another program): the request's provider.
+    // Driven by outputs_created, whose window is short, also for one batch (+: not by the
+    // batch's jobs, which may be millions).
+    static const std::string select = "SELECT coalesce(" + producing_attempt("provider") +
+                                      ", (SELECT r.provider FROM requests r WHERE r.id = "
+                                      "o.request_id)), COUNT(*) FROM outputs o ";
+    static const std::string all = select + "WHERE o.created_at >= ? GROUP BY 1";
+    static const std::string batch = select +
+                                     "JOIN jobs j ON j.id = o.job_id "
+                                     "WHERE o.created_at >= ? AND +j.batch_id = ? GROUP BY 1";
+    return by_batch ? batch : all;
+}
+
+std::string_view recent_images_sql(bool by_batch) {
+    // By outputs_created, also for one batch (as above).
+    return by_batch ? "SELECT COUNT(*) FROM outputs o JOIN jobs j ON j.id = o.job_id "
+                      "WHERE o.created_at >= ? AND +j.batch_id = ?"
+                    : "SELECT COUNT(*) FROM outputs WHERE created_at >= ?";
+}
+
 Stats Store::stats(const std::optional<std::string>& batch, double now) {
     Stats st;
     std::optional<std::int64_t> bid;
@@ -155,9 +190,7 @@ Stats Store::stats(const std::optional<std::string>& batch, double now) {
 
     std::int64_t remaining = count_states(*impl_, st, bid);
     {
-        auto q = impl_->prep(bid ? "SELECT COUNT(*) FROM outputs o JOIN jobs j ON j.id = o.job_id "
-                                   "WHERE o.created_at >= ? AND j.batch_id = ?"
-                                 : "SELECT COUNT(*) FROM outputs WHERE created_at >= ?");
+        auto q = impl_->prep(std::string(recent_images_sql(bid.has_value())));
         q->bind(1, now - 300);
         bind_batch(q, 2);
         q->executeStep();
@@ -185,13 +218,7 @@ Stats Store::stats(const std::optional<std::string>& batch, double now) {
         while (q->executeStep()) st.providers[text(*q, 0)].in_flight = q->getColumn(1).getInt64();
     }
     {
-        auto q = impl_->prep(bid ? "SELECT r.provider, COUNT(*) FROM outputs o "
-                                   "JOIN requests r ON r.id = o.request_id "
-                                   "JOIN jobs j ON j.id = o.job_id "
-                                   "WHERE o.created_at >= ? AND j.batch_id = ? GROUP BY r.provider"
-                                 : "SELECT r.provider, COUNT(*) FROM outputs o "
-                                   "JOIN requests r ON r.id = o.request_id "
-                                   "WHERE o.created_at >= ? GROUP BY r.provider");
+        auto q = impl_->prep(std::string(recent_images_by_provider_sql(bid.has_value())));
         q->bind(1, now - 60);
         bind_batch(q, 2);
         while (q->executeStep())
@@ -480,9 +507,7 @@ void Store::export_images(const std::optional<std::string>& batch,
         bid = impl_->find_batch(*batch);
         if (!bid) return;
     }
-    // The producing attempt: the request's last attempt with images that finished before the
-    // output was recorded (a request topped up over several attempts has several; the next
-    // attempt starts only once the outputs of the last one are committed).
+    // The attempt that produced each image (producing_attempt).
     // kJobColumns' 16 columns, then the output's and the attempt's.
     std::string sql = kJobColumns;
     sql.insert(sql.find(" FROM jobs j"),
@@ -491,9 +516,8 @@ void Store::export_images(const std::optional<std::string>& batch,
                "a.attempt_no, a.cost_usd, a.images");
     sql +=
         " JOIN outputs o ON o.job_id = j.id"
-        " LEFT JOIN attempts a ON a.id = (SELECT x.id FROM attempts x WHERE x.request_id = "
-        "o.request_id AND x.images > 0 AND x.finished_at <= o.created_at "
-        "ORDER BY x.id DESC LIMIT 1)";
+        " LEFT JOIN attempts a ON a.id = " +
+        producing_attempt("id");
     sql += bid ? " WHERE j.batch_id = ? ORDER BY j.id, o.idx" : " ORDER BY j.id, o.idx";
     auto s = impl_->prep(sql);
     if (bid) s->bind(1, *bid);

@@ -418,7 +418,9 @@ std::vector<bool> Store::apply(std::vector<Completion>& completions,
             }
         }
 
-        const double finished = c.finished_at > 0 ? c.finished_at : now;
+        // No later than its outputs were recorded (a clock stepped back since the answer
+        // came): the attempt that produced an output is found by that order (export, status).
+        const double finished = c.finished_at > 0 ? std::min(c.finished_at, now) : now;
         const double started = c.started_at > 0 ? c.started_at : finished;
         {
             auto q = impl_->prep(

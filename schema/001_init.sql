@@ -27,7 +27,11 @@ CREATE TABLE jobs (
     prompt      TEXT    NOT NULL,            -- the text prompt
     model       TEXT    NOT NULL,            -- model id, e.g. 'gpt-image-1', 'imagen-4.0-generate-001'
     provider    TEXT,                        -- provider name from the config; NULL: the first
-                                             -- provider serving the model (filled in at planning)
+                                             -- provider serving the model (filled in at planning).
+                                             -- The provider that serves the job now: a vendor
+                                             -- batch line retried through batch_retry_direct
+                                             -- moves the job (and the request) to that direct
+                                             -- provider; attempts.provider keeps who was called
     n           INTEGER NOT NULL DEFAULT 1,  -- images wanted (>= 1)
     params      TEXT    NOT NULL DEFAULT '{}',  -- JSON object of generation parameters:
                                              -- size, quality, style, background, aspect_ratio,
@@ -54,7 +58,7 @@ CREATE TABLE requests (
     job_id        INTEGER NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,  -- owning job
     seq           INTEGER NOT NULL,          -- 0-based position within the job
     first_index   INTEGER NOT NULL,          -- output index of this request's first image
-    provider      TEXT    NOT NULL,          -- provider that serves it
+    provider      TEXT    NOT NULL,          -- provider that serves it (now: see jobs.provider)
     n             INTEGER NOT NULL,          -- images this request must produce
     images_done   INTEGER NOT NULL DEFAULT 0,  -- images written so far
     state         TEXT    NOT NULL DEFAULT 'queued'

@@ -7,12 +7,12 @@
 
 namespace imgbatch::test {
 
-// count one-image jobs of gpt-image-1, keys prefix0, prefix1, ...
+// count one-image jobs of gpt-image-2, keys prefix0, prefix1, ...
 inline std::string lighthouse_jobs(const std::string& prefix, int count) {
     std::string out;
     for (int i = 0; i < count; ++i)
         out += job_line(prefix + std::to_string(i), "a lighthouse " + std::to_string(i),
-                        "gpt-image-1", 1);
+                        "gpt-image-2", 1);
     return out;
 }
 

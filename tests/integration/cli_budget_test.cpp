@@ -12,7 +12,7 @@ namespace {
 
 // A provider billing 0.10 USD a call (no daemon runs in these tests).
 DaemonEnv priced_env(const std::string& extra_top = "") {
-    return DaemonEnv({provider_json("p", "openai", "http://127.0.0.1:9/v1", {"gpt-image-1"},
+    return DaemonEnv({provider_json("p", "openai", "http://127.0.0.1:9/v1", {"gpt-image-2"},
                                     R"("prices": {"per_call": 0.10})")},
                      fast_retry(), 10, extra_top);
 }

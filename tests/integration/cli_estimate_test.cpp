@@ -18,11 +18,12 @@ namespace {
 // Providers on no server at all: estimates never call one.
 DaemonEnv estimate_env() {
     return DaemonEnv(
-        {provider_json("oa", "openai", "http://127.0.0.1:1/v1", {"gpt-image-1", "gpt-image-2"}),
+        {provider_json("oa", "openai", "http://127.0.0.1:1/v1",
+                       {"gpt-image-2", "gpt-image-2-2026-04-21"}),
          provider_json("relay", "openai-chat", "http://127.0.0.1:1/v1", {"sora_image"},
                        R"("prices": {"per_call": 0.04})"),
          provider_json("cheap", "openai", "http://127.0.0.1:1/v1", {"gpt-image-2-all"}),
-         provider_json("oab", "openai", "http://127.0.0.1:1/v1", {"gpt-image-1"},
+         provider_json("oab", "openai", "http://127.0.0.1:1/v1", {"gpt-image-2"},
                        R"("mode": "batch")")});
 }
 
@@ -48,11 +49,11 @@ TEST_CASE("enqueue --dry-run prints the projected cost by provider and model, wr
     const std::string high = "a fox in high quality";  // 21 bytes
     const std::string plain = "an owl";                // 6 bytes
     write_file(env.dir.file("jobs.jsonl"),
-               job_line("h", high, "gpt-image-1", 2, R"("size": "1024x1024", "quality": "high")") +
-                   job_line("p", plain, "gpt-image-2", 1) +
+               job_line("h", high, "gpt-image-2", 2, R"("size": "1024x1024", "quality": "high")") +
+                   job_line("p", plain, "gpt-image-2-2026-04-21", 1) +
                    job_line("r", "a boat", "sora_image", 3) +
                    job_line("u", "a cat", "gpt-image-2-all", 1) +
-                   job_line("b", high, "gpt-image-1", 1,
+                   job_line("b", high, "gpt-image-2", 1,
                             R"("provider": "oab", "size": "1024x1024", "quality": "high")"));
     auto r = env.cli({"enqueue", env.dir.file("jobs.jsonl"), "--dry-run", "--json"});
     INFO(r.out << r.err);
@@ -64,23 +65,24 @@ TEST_CASE("enqueue --dry-run prints the projected cost by provider and model, wr
     CHECK(e.at("prices_as_of") == json::value("2026-11-21"));
     CHECK(e.at("by_model").as_array().size() == 5);
 
-    // gpt-image-1 high 1024x1024: 4160 output tokens at $40/1M an image; the prompt's bytes
+    // gpt-image-2 high 1024x1024: 7024 output tokens at $30/1M an image; the prompt's bytes
     // as tokens (+16) at worst, a quarter of them (+6) typically, at $5/1M; n = 2 in one call.
-    const auto& h = row(e, "oa", "gpt-image-1");
+    const auto& h = row(e, "oa", "gpt-image-2");
     CHECK(h.at("jobs").as_int64() == 1);
     CHECK(h.at("images").as_int64() == 2);
     CHECK(h.at("requests").as_int64() == 1);
     CHECK(h.at("worst_usd").to_number<double>() ==
-          doctest::Approx(2 * ((21 + 16) * 5e-6 + 4160 * 40e-6)));
+          doctest::Approx(2 * ((21 + 16) * 5e-6 + 7024 * 30e-6)));
     CHECK(h.at("typical_usd").to_number<double>() ==
-          doctest::Approx(2 * ((21 / 4.0 + 6) * 5e-6 + 4160 * 40e-6)));
+          doctest::Approx(2 * ((21 / 4.0 + 6) * 5e-6 + 7024 * 30e-6)));
     CHECK(h.at("basis") == json::value("tokens"));
     CHECK(has(assumptions(h), "catalog prices as of 2026-11-21"));
     CHECK_FALSE(has(assumptions(h), "quality auto"));
     CHECK_FALSE(has(assumptions(h), "size not given"));
 
-    // gpt-image-2 with nothing given: size and quality left to the vendor.
-    const auto& p = row(e, "oa", "gpt-image-2");
+    // gpt-image-2 (a dated snapshot, priced as its model) with nothing given: size and quality
+    // left to the vendor, so the worst is high 1024x1024's 7024 tokens.
+    const auto& p = row(e, "oa", "gpt-image-2-2026-04-21");
     CHECK(p.at("worst_usd").to_number<double>() == doctest::Approx((6 + 16) * 5e-6 + 7024 * 30e-6));
     CHECK(p.at("typical_usd").to_number<double>() < p.at("worst_usd").to_number<double>());
     CHECK(has(assumptions(p), "size not given (auto)"));
@@ -95,9 +97,9 @@ TEST_CASE("enqueue --dry-run prints the projected cost by provider and model, wr
     CHECK(u.at("unpriced_requests").as_int64() == 1);
     CHECK(u.at("worst_usd").to_number<double>() == 0);
     // Batch mode: half.
-    const auto& b = row(e, "oab", "gpt-image-1");
+    const auto& b = row(e, "oab", "gpt-image-2");
     CHECK(b.at("worst_usd").to_number<double>() ==
-          doctest::Approx(((21 + 16) * 5e-6 + 4160 * 40e-6) / 2));
+          doctest::Approx(((21 + 16) * 5e-6 + 7024 * 30e-6) / 2));
     CHECK(has(assumptions(b), "batch mode: 50% off"));
 
     CHECK(e.at("unpriced_requests").as_int64() == 1);
@@ -119,7 +121,7 @@ TEST_CASE("enqueue --dry-run prints the projected cost by provider and model, wr
     CHECK(has(r.out, "$0.1200"));
     CHECK(has(r.out, "1 requests without a price are not in the totals"));
     CHECK(has(r.out, "assumptions:\n"));
-    CHECK(has(r.out, "oa gpt-image-2: "));
+    CHECK(has(r.out, "oa gpt-image-2-2026-04-21: "));
 }
 
 TEST_CASE("enqueue --estimate adds what the database already has queued") {

@@ -134,9 +134,10 @@ TEST_CASE("enqueue --json: the batch, counts, rejections with file, line, field,
     TempDir dir;
     write_file(dir.file("imgbatch.json"), R"({"database": "t.db", "providers": [
         {"name": "oa", "api": "openai", "base_url": "http://127.0.0.1:9/v1",
-         "models": ["gpt-image-1"]}]})");
+         "models": ["gpt-image-2", "gpt-image-1"]}]})");
+    // Lines 1 and 4 use the retired gpt-image-1 on purpose: the warnings below.
     write_file(dir.file("a.jsonl"), R"({"prompt": "one", "model": "gpt-image-1", "key": "k1"}
-{"prompt": "two", "model": "gpt-image-1", "n": 0}
+{"prompt": "two", "model": "gpt-image-2", "n": 0}
 not json
 {"prompt": "three", "model": "gpt-image-1", "n": 2}
 )");
@@ -168,7 +169,7 @@ not json
     CHECK(o.at("more_warnings") == 1);
 
     // Again: k1 is a duplicate key, reported with the job that holds it.
-    write_file(dir.file("b.jsonl"), R"({"prompt": "one", "model": "gpt-image-1", "key": "k1"}
+    write_file(dir.file("b.jsonl"), R"({"prompt": "one", "model": "gpt-image-2", "key": "k1"}
 )");
     r = run({"enqueue", "b.jsonl", "--batch", "y", "--json"}, "", {}, dir.path());
     CHECK(r.code == 0);

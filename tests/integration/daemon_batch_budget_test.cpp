@@ -40,7 +40,7 @@ struct Vendor {
     }
 };
 
-const Vendor kOpenAI{"openai", "batches", "gpt-image-1"};
+const Vendor kOpenAI{"openai", "batches", "gpt-image-2"};
 const Vendor kGemini{"gemini", "gemini_batches", "gemini-2.5-flash-image"};
 
 // 0.10 USD a call whatever it returns, half in batch mode: every line's worst case and cost is
@@ -228,10 +228,10 @@ TEST_CASE("batch budget, Gemini: kill -9 with a vendor batch open, its reservati
 }
 
 TEST_CASE("batch budget, OpenAI: spend after apply is the sim's usage at batch price") {
-    // gpt-image-1: text in $5, image out $40 per 1M tokens; half in batch mode.
+    // gpt-image-2: text in $5, image out $30 per 1M tokens; half in batch mode.
     spend_is_usage(kOpenAI,
                    "(json_extract(usage, '$.input_tokens_details.text_tokens') * 5e-6 + "
-                   "json_extract(usage, '$.output_tokens') * 40e-6) / 2");
+                   "json_extract(usage, '$.output_tokens') * 30e-6) / 2");
 }
 
 TEST_CASE("batch budget, Gemini: spend after apply is the sim's usage at batch price") {
@@ -250,9 +250,9 @@ TEST_CASE("batch budget: lines an expired vendor batch never ran give their rese
     // billed, c and d come back unbilled and fit again in the next vendor batch.
     DaemonEnv env({kOpenAI.provider(sim, kPerCall)}, fast_retry(), 10,
                   R"("budget": {"max_usd_per_batch": 0.20})");
-    env.enqueue(job_line("a", "one", "gpt-image-1", 1) + job_line("b", "two", "gpt-image-1", 1) +
-                job_line("c", "three #expire", "gpt-image-1", 1) +
-                job_line("d", "four", "gpt-image-1", 1));
+    env.enqueue(job_line("a", "one", "gpt-image-2", 1) + job_line("b", "two", "gpt-image-2", 1) +
+                job_line("c", "three #expire", "gpt-image-2", 1) +
+                job_line("d", "four", "gpt-image-2", 1));
     RunResult r = env.run_until_idle();
     for (const char* k : {"a", "b", "c", "d"}) {
         INFO("job " << k);

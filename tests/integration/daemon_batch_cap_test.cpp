@@ -169,9 +169,9 @@ TEST_CASE("batch budget: raised on a running daemon, it resumes without SIGHUP; 
 TEST_CASE("money in JSON outputs prints as plain decimals") {
     Sim sim;
     DaemonEnv env({priced_provider(sim, "0.02454")});
-    env.enqueue(job_line("k1", "a lighthouse", "gpt-image-1", 1), "m");
+    env.enqueue(job_line("k1", "a lighthouse", "gpt-image-2", 1), "m");
     RunResult est = env.cli({"enqueue", "-", "--batch", "m", "--estimate", "--json"},
-                            job_line("k2", "a harbour", "gpt-image-1", 1));
+                            job_line("k2", "a harbour", "gpt-image-2", 1));
     REQUIRE(est.code == 0);
     CHECK(has(est.out, R"("worst_usd":0.02454,"typical_usd":0.02454,)"));
     CHECK(has(est.out, R"("total_worst_usd":0.04908)"));

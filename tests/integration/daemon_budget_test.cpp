@@ -145,7 +145,7 @@ TEST_CASE("budget: a billed timeout counts against the budget") {
                   R"("budget": {"max_usd_per_run": 0.15})");
     // The call times out: the provider may have billed it (0.10), so its retry (another 0.10)
     // would cross 0.15 and is not sent.
-    env.enqueue(job_line("t", "a red fox #fail=timeout*1", "gpt-image-1", 1));
+    env.enqueue(job_line("t", "a red fox #fail=timeout*1", "gpt-image-2", 1));
     RunResult r = env.run_until_idle();
     CHECK(sim.stat("requests") == 1);
     CHECK(env.job_state("t") == "queued");

@@ -165,6 +165,7 @@ TEST_CASE("catalog: the provider says the model is gone: failed at once, replace
     };
     const Case cases[] = {
         {"openai", "/v1", "dall-e-3", "nomodel", 404, "gpt-image-2"},
+        // The retired gpt-image-1 on purpose: the vendor's answer for a model it shut down.
         {"openai", "/v1", "gpt-image-1", "modelgone", 404, "gpt-image-2"},
         {"openai", "/v1", "sora_image", "relaynomodel", 503, "gpt-image-2-all"},
         {"openai-chat", "/v1", "sora_image", "nomodel", 404, "gpt-image-2-all"},

@@ -1,4 +1,4 @@
-// A batch's own budget (schema 009, batches.max_usd): set and cleared in the store, read with
+// A batch's own budget (schema 008, batches.max_usd): set and cleared in the store, read with
 // the spend the budgets count, and replacing the config's max_usd_per_batch for that batch.
 #include <doctest/doctest.h>
 
