@@ -35,6 +35,8 @@ std::string_view claim_sql();
 std::string_view recent_images_by_provider_sql(bool by_batch);
 // stats()' statement of the number of images recorded since a time (the rate), likewise.
 std::string_view recent_images_sql(bool by_batch);
+// When the window's first image was asked for (parameters: since[, batch id]).
+std::string_view first_recent_start_sql(bool by_batch);
 
 // ---- enqueue ----
 struct EnqueueItem {
@@ -176,7 +178,8 @@ struct Stats {
     std::int64_t jobs = 0;
     std::int64_t images_done = 0;    // over the same jobs as images_wanted
     std::int64_t images_wanted = 0;  // over jobs not rejected/cancelled
-    double images_per_min = 0;       // over the last 5 minutes
+    double images_per_min = 0;       // over the last 5 minutes, or since the first of
+                                     // their images was asked for when later
     // Images still missing from unfinished (pending/queued/running) jobs / rate, when there is
     // a rate (failed jobs will not produce theirs, so they do not count).
     std::optional<double> eta_s;

@@ -174,6 +174,22 @@ std::string_view recent_images_sql(bool by_batch) {
                     : "SELECT COUNT(*) FROM outputs WHERE created_at >= ?";
 }
 
+std::string_view first_recent_start_sql(bool by_batch) {
+    // When the first image recorded in the window was asked for: the start of the attempt
+    // that produced it (its own time without one). The first row of outputs_created.
+    static const std::string select =
+        "SELECT coalesce(" + producing_attempt("started_at") + ", o.created_at) FROM outputs o ";
+    static const std::string all = select + "WHERE o.created_at >= ? ORDER BY o.created_at LIMIT 1";
+    static const std::string batch = select +
+                                     "JOIN jobs j ON j.id = o.job_id WHERE o.created_at >= ? "
+                                     "AND +j.batch_id = ? ORDER BY o.created_at LIMIT 1";
+    return by_batch ? batch : all;
+}
+
+namespace {
+constexpr double kRateWindowS = 300;  // status's throughput: the last 5 minutes
+}  // namespace
+
 Stats Store::stats(const std::optional<std::string>& batch, double now) {
     Stats st;
     std::optional<std::int64_t> bid;
@@ -190,11 +206,21 @@ Stats Store::stats(const std::optional<std::string>& batch, double now) {
 
     std::int64_t remaining = count_states(*impl_, st, bid);
     {
+        // The images of the last 5 minutes, over the time since the first of them was asked
+        // for when that is later (a run that started 3 s ago), at least a second.
         auto q = impl_->prep(std::string(recent_images_sql(bid.has_value())));
-        q->bind(1, now - 300);
+        q->bind(1, now - kRateWindowS);
         bind_batch(q, 2);
         q->executeStep();
-        st.images_per_min = q->getColumn(0).getDouble() / 5.0;
+        const double images = q->getColumn(0).getDouble();
+        double start = now - kRateWindowS;
+        if (images > 0) {
+            auto f = impl_->prep(std::string(first_recent_start_sql(bid.has_value())));
+            f->bind(1, now - kRateWindowS);
+            bind_batch(f, 2);
+            if (f->executeStep()) start = std::max(start, f->getColumn(0).getDouble());
+        }
+        st.images_per_min = images * 60.0 / std::max(1.0, now - start);
     }
     if (st.images_per_min > 0) st.eta_s = static_cast<double>(remaining) * 60.0 / st.images_per_min;
 

@@ -125,7 +125,9 @@ TEST_CASE("stats: an output without a recorded attempt counts under its request'
     CHECK(st.providers["p1"].images_last_min == 1);
 }
 
-TEST_CASE("stats: recent images, by provider or not, are read through indexes by time") {
+TEST_CASE(
+    "stats: recent images, by provider or not, and the first one's start, are read through indexes "
+    "by time") {
     TempDir dir;
     Store s(dir.file("a.db"));
     std::vector<EnqueueItem> items;
@@ -154,6 +156,13 @@ TEST_CASE("stats: recent images, by provider or not, are read through indexes by
             CHECK(rate.find("INDEX outputs_created (created_at>?)") != std::string::npos);
             CHECK(rate.find("SCAN ") == std::string::npos);
             CHECK(rate.find("jobs_batch_state") == std::string::npos);
+
+            const auto first = plan_of(s, first_recent_start_sql(batch));
+            INFO(first);
+            CHECK(first.find("INDEX outputs_created (created_at>?)") != std::string::npos);
+            CHECK(first.find("SCAN ") == std::string::npos);
+            CHECK(first.find("TEMP B-TREE") == std::string::npos);  // ordered by the index
+            CHECK(first.find("jobs_batch_state") == std::string::npos);
         }
     }
 }

@@ -66,6 +66,50 @@ TEST_CASE("stats: states, images, rate, ETA and providers") {
     CHECK(none.jobs_by_state.size() == 8);
 }
 
+TEST_CASE("stats: the rate counts from when the window's first image was asked for") {
+    // A run that started 3 s ago made 4 images: 80 a minute, not 4 over 5 minutes.
+    const double now = unix_now();
+    auto run = [&](Store& s, double started, int images) {
+        auto c = s.claim("p1", kOwner, images, now - 4, 1e12);
+        REQUIRE(static_cast<int>(c.size()) == images);
+        std::vector<Completion> v;
+        for (const auto& r : c) {
+            v.push_back(completion(r, kOwner, 1));
+            v.back().started_at = started;
+            v.back().finished_at = std::max(started, now - 1);
+        }
+        s.apply(v);
+    };
+    {
+        Store s(":memory:");
+        s.enqueue("b1", {item("a"), item("b"), item("c"), item("d"), item("e")});
+        run(s, now - 3, 4);
+        s.enqueue("b2", {item("f")});
+        auto st = s.stats(std::nullopt, now);
+        CHECK(st.images_per_min == doctest::Approx(4 * 60.0 / 3).epsilon(0.01));
+        REQUIRE(st.eta_s);
+        CHECK(*st.eta_s == doctest::Approx(2 / (4 / 3.0)).epsilon(0.01));  // 2 images left
+        CHECK(s.stats(std::string("b1"), now).images_per_min ==
+              doctest::Approx(4 * 60.0 / 3).epsilon(0.01));
+        CHECK(s.stats(std::string("b2"), now).images_per_min == 0);
+    }
+    {
+        // The window's first image was asked for before the window: the whole 5 minutes.
+        Store s(":memory:");
+        s.enqueue("b1", {item("a"), item("b"), item("c")});
+        run(s, now - 400, 1);
+        run(s, now - 3, 2);
+        CHECK(s.stats(std::nullopt, now).images_per_min == doctest::Approx(3 / 5.0));
+    }
+    {
+        // Asked for at the instant the rate is read: the span is at least a second.
+        Store s(":memory:");
+        s.enqueue("b1", {item("a")});
+        run(s, now, 1);
+        CHECK(s.stats(std::nullopt, now).images_per_min == doctest::Approx(60));
+    }
+}
+
 TEST_CASE("finished_batch: counts only once nothing is pending, queued or running") {
     Store s(":memory:");
     s.enqueue("b1", {item("a", 2, 1), item("b", 1, 1)});
