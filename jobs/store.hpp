@@ -180,6 +180,7 @@ struct Stats {
     std::int64_t images_wanted = 0;  // over jobs not rejected/cancelled
     double images_per_min = 0;       // over the last 5 minutes, or since the first of
                                      // their images was asked for when later
+    double rate_window_s = 300;      // the span images_per_min is over
     // Images still missing from unfinished (pending/queued/running) jobs / rate, when there is
     // a rate (failed jobs will not produce theirs, so they do not count).
     std::optional<double> eta_s;

@@ -220,7 +220,8 @@ Stats Store::stats(const std::optional<std::string>& batch, double now) {
             bind_batch(f, 2);
             if (f->executeStep()) start = std::max(start, f->getColumn(0).getDouble());
         }
-        st.images_per_min = images * 60.0 / std::max(1.0, now - start);
+        st.rate_window_s = std::max(1.0, now - start);
+        st.images_per_min = images * 60.0 / st.rate_window_s;
     }
     if (st.images_per_min > 0) st.eta_s = static_cast<double>(remaining) * 60.0 / st.images_per_min;
 

@@ -103,6 +103,7 @@ json::object status_json(const std::optional<std::string>& batch, const jobs::St
     o["images_done"] = s.images_done;
     o["images_wanted"] = s.images_wanted;
     o["images_per_min"] = json_number(std::round(s.images_per_min * 100) / 100);
+    o["rate_window_s"] = json_number(std::round(s.rate_window_s * 10) / 10);
     o["eta_s"] = s.eta_s ? json_number(std::round(*s.eta_s)) : json::value(nullptr);
     o["providers"] = std::move(provs);
     json::array batches;
@@ -153,7 +154,8 @@ std::string status_text(const std::optional<std::string>& batch, const jobs::Sta
            " done\n";
     char rate[64];
     std::snprintf(rate, sizeof rate, "%.1f", s.images_per_min);
-    out += std::string("throughput: ") + rate + " images/min (last 5 min)";
+    out += std::string("throughput: ") + rate + " images/min (last " +
+           format_duration(s.rate_window_s) + ")";
     out += ", ETA " + (s.eta_s ? format_duration(*s.eta_s) : std::string("-")) + "\n";
     if (!providers.empty()) {
         std::vector<std::vector<std::string>> rows{

@@ -79,6 +79,7 @@ TEST_CASE("status: counts, images, providers, throughput and ETA, as text and JS
     CHECK(s.at("images_wanted") == 4);
     // Two images in the last five minutes: 0.4 a minute; one image left: 150 s.
     CHECK(s.at("images_per_min").to_number<double>() == doctest::Approx(0.4));
+    CHECK(s.at("rate_window_s").to_number<double>() == doctest::Approx(300));
     CHECK(s.at("eta_s") == 150);
     auto providers = s.at("providers").as_array();
     REQUIRE(providers.size() == 2);
@@ -93,7 +94,7 @@ TEST_CASE("status: counts, images, providers, throughput and ETA, as text and JS
     CHECK(r.code == 0);
     CHECK(has(r.out, "jobs: 4 (queued 2, succeeded 1, failed 1)"));
     CHECK(has(r.out, "images: 2/5 done"));
-    CHECK(has(r.out, "throughput: 0.4 images/min (last 5 min), ETA 5m00s"));
+    CHECK(has(r.out, "throughput: 0.4 images/min (last 5m00s), ETA 5m00s"));
     CHECK(has(r.out, "PROVIDER"));
     // The batches not final, with the rate and ETA since each started (no daemon: no ETA).
     CHECK(has(r.out,
