@@ -170,7 +170,9 @@ struct JobFilter {
 
 struct ProviderStats {
     std::int64_t queued = 0;     // requests waiting
-    std::int64_t in_flight = 0;  // requests running under a live lease
+    std::int64_t claimed = 0;    // requests running under a live lease (prefetch included)
+    std::int64_t in_flight = 0;  // calls sent, answer not in (live daemons' heartbeats); for
+                                 // one batch: at most this many (its claimed requests at most)
     std::int64_t images_last_min = 0;
 };
 struct Stats {
@@ -211,7 +213,8 @@ struct LaneLoad {
     std::int64_t queued = 0;     // requests queued
     std::int64_t due = 0;        // of them, claimable now (not_before <= now)
     double next_due = 0;         // earliest not_before of the queued ones (0: none)
-    std::int64_t in_flight = 0;  // running under a live lease
+    std::int64_t claimed = 0;    // running under a live lease (prefetch included)
+    std::int64_t in_flight = 0;  // calls sent, answer not in (live daemons' heartbeats)
 };
 
 struct JobRow {
@@ -460,7 +463,13 @@ class Store {
     std::vector<DaemonRow> register_daemon(const DaemonRow& self, bool allow_multiple,
                                            const std::function<bool(const DaemonRow&)>& alive);
     // A sign of life, with the daemon's local pause reason ("" when none).
-    void heartbeat(std::string_view owner, double now, std::string_view local_pause);
+    // calls: the calls in flight per provider (daemons.calls); nullptr keeps what is there.
+    void heartbeat(std::string_view owner, double now, std::string_view local_pause,
+                   const std::map<std::string, std::int64_t>* calls = nullptr);
+    // The calls in flight per provider, summed over the daemons alive (a heartbeat within
+    // stale_s): as each reported at its last heartbeat, or, for one that does not report
+    // them, the requests running under its lease.
+    std::map<std::string, std::int64_t> calls_in_flight(double now, double stale_s = 30);
     // A clean stop (or a daemon found gone).
     void daemon_stopped(std::string_view owner, double now);
     std::vector<DaemonRow> running_daemons();  // not stopped, oldest first

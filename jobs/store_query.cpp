@@ -242,7 +242,13 @@ Stats Store::stats(const std::optional<std::string>& batch, double now) {
                                    "WHERE state = 'running' AND lease_until > ? GROUP BY provider");
         q->bind(1, now);
         bind_batch(q, 2);
-        while (q->executeStep()) st.providers[text(*q, 0)].in_flight = q->getColumn(1).getInt64();
+        while (q->executeStep()) st.providers[text(*q, 0)].claimed = q->getColumn(1).getInt64();
+        // The calls sent: what the live daemons report, at most what is claimed here.
+        const auto calls = calls_in_flight(now);
+        for (auto& [name, p] : st.providers) {
+            auto it = calls.find(name);
+            p.in_flight = std::min(p.claimed, it == calls.end() ? 0 : it->second);
+        }
     }
     {
         auto q = impl_->prep(std::string(recent_images_by_provider_sql(bid.has_value())));
@@ -517,7 +523,12 @@ std::vector<LaneLoad> Store::lane_loads(double now) {
             "SELECT provider, COUNT(*) FROM requests WHERE state = 'running' AND lease_until > ? "
             "GROUP BY provider");
         q->bind(1, now);
-        while (q->executeStep()) by_name[text(*q, 0)].in_flight = q->getColumn(1).getInt64();
+        while (q->executeStep()) by_name[text(*q, 0)].claimed = q->getColumn(1).getInt64();
+        const auto calls = calls_in_flight(now);
+        for (auto& [name, l] : by_name) {
+            auto it = calls.find(name);
+            l.in_flight = std::min(l.claimed, it == calls.end() ? 0 : it->second);
+        }
     }
     std::vector<LaneLoad> out;
     for (auto& [name, l] : by_name) {

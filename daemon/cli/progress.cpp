@@ -41,7 +41,7 @@ LaneView lane_view(const jobs::LaneLoad& load, const jobs::ProviderState* state,
     } else if (alive && all_local) {
         v.state = "local pause";
         v.detail = local;
-    } else if (load.in_flight > 0) {
+    } else if (load.claimed > 0) {
         v.state = "active";
     } else if (load.queued == 0) {
         v.state = "idle";
@@ -104,7 +104,7 @@ BatchView batch_view(const jobs::BatchProgress& p, const jobs::BatchTimes& t, do
 
     bool work = false, all_paused = true;
     for (const auto& l : lanes) {
-        if (l.load.queued + l.load.in_flight == 0) continue;
+        if (l.load.queued + l.load.claimed == 0) continue;
         work = true;
         if (l.state != "paused" && l.state != "local pause" && l.state != "budget")
             all_paused = false;
@@ -255,8 +255,11 @@ std::vector<std::string> render_frame(const Snapshot& s, const FrameStyle& style
         const char* sgr = l.state == "paused" || l.state == "local pause" ? "33"
                           : l.state == "active"                           ? "32"
                                                                           : "0";
+        std::string claimed;
+        if (l.load.claimed > l.load.in_flight)
+            claimed = " (" + std::to_string(l.load.claimed) + " claimed)";
         lines.push_back("lane " + paint(lane_text(l), sgr) + "  in flight " +
-                        std::to_string(l.load.in_flight) + ", queued " +
+                        std::to_string(l.load.in_flight) + claimed + ", queued " +
                         std::to_string(l.load.queued));
     }
     for (auto& line : lines) line = cut(line, style.width);

@@ -64,7 +64,7 @@ int run_providers(const ProvidersOptions& o, Context& ctx) {
     };
     json::array arr;
     std::vector<std::vector<std::string>> table{{"NAME", "API", "BASE_URL", "MODELS", "CONC", "RPM",
-                                                 "IPM", "QUEUED", "IN_FLIGHT", "STATE"}};
+                                                 "IPM", "QUEUED", "CLAIMED", "IN_FLIGHT", "STATE"}};
     for (const auto& p : cfg.providers) {
         const auto* st = state_of(p.name);
         const bool paused = st && st->paused;
@@ -93,6 +93,7 @@ int run_providers(const ProvidersOptions& o, Context& ctx) {
                                                            {"spent_usd", hold->spent_usd}})
                                 : json::value(nullptr)},
                 {"queued", ps.queued},
+                {"claimed", ps.claimed},
                 {"in_flight", ps.in_flight},
                 {"images_last_min", ps.images_last_min},
                 {"mode", p.mode},
@@ -107,7 +108,8 @@ int run_providers(const ProvidersOptions& o, Context& ctx) {
                              std::to_string(p.max_concurrency),
                              p.requests_per_minute > 0 ? number(p.requests_per_minute) : "-",
                              p.images_per_minute > 0 ? number(p.images_per_minute) : "-",
-                             std::to_string(ps.queued), std::to_string(ps.in_flight),
+                             std::to_string(ps.queued), std::to_string(ps.claimed),
+                             std::to_string(ps.in_flight),
                              paused ? "paused (" + st->reason + ")"
                              : hold ? "budget (" + budget_hold_text(*hold) + ")"
                                     : "active"});

@@ -92,6 +92,7 @@ json::object status_json(const std::optional<std::string>& batch, const jobs::St
                                      {"paused", p.paused},
                                      {"reason", string_or_null(p.reason)},
                                      {"queued", p.stats.queued},
+                                     {"claimed", p.stats.claimed},
                                      {"in_flight", p.stats.in_flight},
                                      {"images_last_min", p.stats.images_last_min}});
     }
@@ -159,13 +160,13 @@ std::string status_text(const std::optional<std::string>& batch, const jobs::Sta
     out += ", ETA " + (s.eta_s ? format_duration(*s.eta_s) : std::string("-")) + "\n";
     if (!providers.empty()) {
         std::vector<std::vector<std::string>> rows{
-            {"PROVIDER", "QUEUED", "IN_FLIGHT", "IMAGES_1MIN", "STATE"}};
+            {"PROVIDER", "QUEUED", "CLAIMED", "IN_FLIGHT", "IMAGES_1MIN", "STATE"}};
         for (const auto& p : providers) {
             std::string state = p.paused            ? "paused (" + p.reason + ")"
                                 : !p.budget.empty() ? "budget (" + p.budget + ")"
                                                     : "active";
             if (!p.configured) state += " (not configured)";
-            rows.push_back({p.name, std::to_string(p.stats.queued),
+            rows.push_back({p.name, std::to_string(p.stats.queued), std::to_string(p.stats.claimed),
                             std::to_string(p.stats.in_flight),
                             std::to_string(p.stats.images_last_min), state});
         }

@@ -15,6 +15,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/thread_pool.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <map>
 
 #include <algorithm>
 #include <cerrno>
@@ -315,10 +316,14 @@ asio::awaitable<void> renew_leases(Engine* e, double lease_s) {
 // Writes the heartbeat; beside other daemons, also counts the ones running to split the
 // providers' rates between them.
 asio::awaitable<void> heartbeat(Engine* e) {
+    // The calls each lane has sent whose answer is not in (`imgbatch status`'s IN_FLIGHT; its
+    // claimed requests include the prefetch).
+    std::map<std::string, std::int64_t> calls;
+    for (const auto& p : e->shared.providers) calls[p->config.name] += p->lane.in_flight();
     auto beat = [owner = e->shared.owner, pause = e->shared.local_pause,
-                 count = e->shared.shared_limits](jobs::Store& st) {
+                 count = e->shared.shared_limits, calls = std::move(calls)](jobs::Store& st) {
         double now = jobs::unix_now();
-        st.heartbeat(owner, now, pause);
+        st.heartbeat(owner, now, pause, &calls);
         if (!count) return 1;
         int running = 0;
         for (const auto& d : st.running_daemons())

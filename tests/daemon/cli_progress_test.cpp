@@ -43,6 +43,7 @@ jobs::LaneLoad load(const std::string& name, std::int64_t queued, std::int64_t d
     l.provider = name;
     l.queued = queued;
     l.due = due;
+    l.claimed = in_flight;
     l.in_flight = in_flight;
     l.next_due = next_due;
     return l;

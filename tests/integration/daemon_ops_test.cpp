@@ -13,10 +13,13 @@
 #include <functional>
 #include <thread>
 
+#include <boost/json/parse.hpp>
+
 #include "tests/integration/daemon_fixture.hpp"
 
 using namespace imgbatch::test;
 using Clock = std::chrono::steady_clock;
+namespace json = boost::json;
 
 namespace {
 
@@ -108,6 +111,36 @@ TEST_CASE("SIGHUP: new max_concurrency applies to the running daemon") {
     CHECK(sim.stat("max_in_flight") == 4);
     CHECK(daemon->err().find("event=reloaded provider=p max_concurrency=4") != std::string::npos);
     CHECK(env.number("SELECT count(*) FROM jobs WHERE state = 'succeeded'") == 16);
+}
+
+TEST_CASE("status: IN_FLIGHT is the calls sent, never more than max_concurrency; CLAIMED apart") {
+    // The daemon claims ahead of its free slots (the prefetch): the requests running under
+    // its lease outnumber its calls. status used to show those claims as calls in flight.
+    Sim sim({"--latency-ms", "10000"});
+    DaemonEnv env({openai_provider(sim, "p", "\"max_concurrency\": 3")});
+    env.enqueue(jobs(30));
+    auto daemon = env.start_run();
+    REQUIRE(wait_for([&] { return sim.stat("in_flight") == 3; }, 20));
+    // The heartbeat (every 5 s) reports the calls.
+    auto in_flight = [&] {
+        auto r = env.cli({"status", "--json"});
+        REQUIRE(r.code == 0);
+        auto p = json::parse(r.out).at("providers").as_array().at(0).as_object();
+        return std::pair{p.at("in_flight").to_number<std::int64_t>(),
+                         p.at("claimed").to_number<std::int64_t>()};
+    };
+    REQUIRE(wait_for([&] { return in_flight().first == 3; }, 15));
+    auto [calls, claimed] = in_flight();
+    CHECK(calls == 3);
+    CHECK(claimed > 3);  // the prefetch
+    CHECK(claimed == env.number("SELECT count(*) FROM requests WHERE state = 'running'"));
+    auto text = env.cli({"status"}).out;
+    INFO(text);
+    CHECK(text.find("CLAIMED  IN_FLIGHT") != std::string::npos);
+    daemon->signal(SIGTERM);
+    REQUIRE(daemon->wait(30).has_value());
+    // A stopped daemon has no calls in flight.
+    CHECK(in_flight().first == 0);
 }
 
 TEST_CASE("SIGHUP: a bad config file is reported and the old limits are kept") {

@@ -43,7 +43,8 @@ TEST_CASE("stats: states, images, rate, ETA and providers") {
     // Remaining over unfinished jobs: b 2 + c 1 + d 3 + pending 5 = 11 at 0.6/min.
     CHECK(*st.eta_s == doctest::Approx(11 / 0.6 * 60));
     CHECK(st.providers["p1"].queued == 2);  // b#1, d#0
-    CHECK(st.providers["p1"].in_flight == 1);
+    CHECK(st.providers["p1"].claimed == 1);
+    CHECK(st.providers["p1"].in_flight == 0);  // no daemon alive has sent it
     CHECK(st.providers["p1"].images_last_min == 3);
     CHECK(st.providers["p2"].queued == 1);
     CHECK(st.providers["p2"].in_flight == 0);
@@ -108,6 +109,53 @@ TEST_CASE("stats: the rate counts from when the window's first image was asked f
         run(s, now, 1);
         CHECK(s.stats(std::nullopt, now).images_per_min == doctest::Approx(60));
     }
+}
+
+TEST_CASE("stats: calls in flight are what the live daemons report, claims are counted apart") {
+    // A daemon claims ahead of its free slots: 6 claimed by it, 4 of them sent.
+    Store s(":memory:");
+    std::vector<EnqueueItem> items;
+    for (int i = 0; i < 9; ++i) items.push_back(item("x" + std::to_string(i)));
+    s.enqueue("b1", items);
+    const double now = unix_now();
+    auto add_daemon = [&](const std::string& owner) {
+        DaemonRow d;
+        d.owner = owner;
+        d.started_at = now - 10;
+        d.heartbeat_at = now;
+        s.register_daemon(d, true, [](const DaemonRow&) { return true; });
+    };
+    add_daemon("run-1");
+    REQUIRE(s.claim("p1", "run-1", 6, now, 60).size() == 6);
+    std::map<std::string, std::int64_t> calls{{"p1", 4}, {"p2", 0}};
+    s.heartbeat("run-1", now, "", &calls);
+    auto st = s.stats(std::nullopt, now);
+    CHECK(st.providers["p1"].claimed == 6);
+    CHECK(st.providers["p1"].in_flight == 4);
+    auto lanes = s.lane_loads(now);
+    REQUIRE(lanes.size() == 1);
+    CHECK(lanes[0].claimed == 6);
+    CHECK(lanes[0].in_flight == 4);
+    // A heartbeat without calls keeps the last report.
+    s.heartbeat("run-1", now, "");
+    CHECK(s.calls_in_flight(now)["p1"] == 4);
+
+    // A daemon that does not report calls (before schema 9): its claimed requests count.
+    add_daemon("run-2");
+    REQUIRE(s.claim("p1", "run-2", 2, now, 60).size() == 2);
+    CHECK(s.calls_in_flight(now)["p1"] == 4 + 2);
+    CHECK(s.stats(std::nullopt, now).providers["p1"].in_flight == 6);
+
+    // For one batch: at most its claimed requests.
+    s.enqueue("b2", {item("y")});
+    REQUIRE(s.claim("p1", "run-2", 2, now, 60).size() == 2);  // b1's last and b2's
+    CHECK(s.stats(std::string("b2"), now).providers["p1"].claimed == 1);
+    CHECK(s.stats(std::string("b2"), now).providers["p1"].in_flight == 1);
+
+    // Stopped, or silent for longer than the stale time: not counted.
+    s.daemon_stopped("run-2", now);
+    CHECK(s.calls_in_flight(now)["p1"] == 4);
+    CHECK(s.calls_in_flight(now + 31)["p1"] == 0);
 }
 
 TEST_CASE("finished_batch: counts only once nothing is pending, queued or running") {
