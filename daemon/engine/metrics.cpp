@@ -137,7 +137,7 @@ std::string render_metrics(const EngineShared& s) {
         o.sample("imgbatch_requests", prov(*p) + ",state=\"queued\"",
                  static_cast<double>(ps.queued));
         o.sample("imgbatch_requests", prov(*p) + ",state=\"running\"",
-                 static_cast<double>(ps.in_flight));
+                 static_cast<double>(ps.claimed));
     }
     o.head("imgbatch_requests_in_flight", "gauge", "Requests being sent to the provider now.");
     for (const auto& p : s.providers)

@@ -117,7 +117,9 @@ TEST_CASE("status: IN_FLIGHT is the calls sent, never more than max_concurrency;
     // The daemon claims ahead of its free slots (the prefetch): the requests running under
     // its lease outnumber its calls. status used to show those claims as calls in flight.
     Sim sim({"--latency-ms", "10000"});
-    DaemonEnv env({openai_provider(sim, "p", "\"max_concurrency\": 3")});
+    const int port = free_port();
+    DaemonEnv env({openai_provider(sim, "p", "\"max_concurrency\": 3")}, fast_retry(), 10,
+                  "\"metrics_listen\": \"127.0.0.1:" + std::to_string(port) + "\"");
     env.enqueue(jobs(30));
     auto daemon = env.start_run();
     REQUIRE(wait_for([&] { return sim.stat("in_flight") == 3; }, 20));
@@ -137,6 +139,16 @@ TEST_CASE("status: IN_FLIGHT is the calls sent, never more than max_concurrency;
     auto text = env.cli({"status"}).out;
     INFO(text);
     CHECK(text.find("CLAIMED  IN_FLIGHT") != std::string::npos);
+    // The metrics: the calls from the lane, the claimed requests as "running".
+    SimpleResponse m;
+    REQUIRE(scrape_until(
+        port,
+        [&](const std::string& body) {
+            return body.find("imgbatch_requests{provider=\"p\",state=\"running\"} " +
+                             std::to_string(claimed)) != std::string::npos;
+        },
+        10, m));
+    CHECK(m.body.find("imgbatch_requests_in_flight{provider=\"p\"} 3") != std::string::npos);
     daemon->signal(SIGTERM);
     REQUIRE(daemon->wait(30).has_value());
     // A stopped daemon has no calls in flight.
