@@ -139,7 +139,14 @@ TEST_CASE("frames: a bar, a percentage, cut to the width; colours only when aske
     CHECK(lines[1].find("[############............] 50.0%  50/100 images") != std::string::npos);
     CHECK(lines[1].find("ETA 1m40s") != std::string::npos);
     CHECK(lines[2].find("failed 0, blocked 0, retrying 0") != std::string::npos);
-    CHECK(lines[3].find("lane oa active") != std::string::npos);
+    CHECK(lines[3].find("lane oa active  in flight 2, queued 5") != std::string::npos);
+    // Claims held ahead of the free slots are told apart from the calls sent.
+    auto prefetched = load("oa", 5, 5, 2);
+    prefetched.claimed = 6;
+    s.lanes = {lane_view(prefetched, nullptr, s.daemons, 1000)};
+    CHECK(render_frame(s, FrameStyle{false, 200})[3].find(
+              "lane oa active  in flight 2 (6 claimed), queued 5") != std::string::npos);
+    s.lanes = {lane_view(load("oa", 5, 5, 2), nullptr, s.daemons, 1000)};
     for (const auto& l : render_frame(s, FrameStyle{false, 30})) CHECK(l.size() <= 30);
     for (const auto& l : lines) CHECK(l.find('\x1b') == std::string::npos);
     auto colored = render_frame(s, FrameStyle{true, 200});
