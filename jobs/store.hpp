@@ -362,6 +362,10 @@ struct OpenWork {
     std::map<std::string, std::int64_t> requests_by_provider;
 };
 
+// A daemon counts as alive while its heartbeat (written every 5 s) is fresher than this: the
+// daemons' own count of each other, status, wait and the calls in flight all read it so.
+inline constexpr double kHeartbeatFreshS = 30;
+
 // A daemon that runs (or ran) on the database (table daemons).
 struct DaemonRow {
     std::string owner, host;
@@ -469,7 +473,8 @@ class Store {
     // The calls in flight per provider, summed over the daemons alive (a heartbeat within
     // stale_s): as each reported at its last heartbeat, or, for one that does not report
     // them, the requests running under its lease.
-    std::map<std::string, std::int64_t> calls_in_flight(double now, double stale_s = 30);
+    std::map<std::string, std::int64_t> calls_in_flight(double now,
+                                                        double stale_s = kHeartbeatFreshS);
     // A clean stop (or a daemon found gone).
     void daemon_stopped(std::string_view owner, double now);
     std::vector<DaemonRow> running_daemons();  // not stopped, oldest first

@@ -14,8 +14,7 @@
 
 namespace imgbatch::daemon::cli {
 
-// A daemon counts as alive while its heartbeat (every 5 s) is fresher than this.
-constexpr double kHeartbeatFreshS = 30;
+using jobs::kHeartbeatFreshS;  // a daemon counts as alive while its heartbeat is fresher
 
 struct LaneView {
     jobs::LaneLoad load;

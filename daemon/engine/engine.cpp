@@ -94,7 +94,7 @@ int requeue_dead_owners(jobs::Store& store, const std::string& self, const std::
 // How often the daemon writes its heartbeat, and how old one may be before a daemon without
 // a lock file (on another machine) is no longer counted as running.
 constexpr double kHeartbeatS = 5;
-constexpr double kHeartbeatStaleS = 30;
+constexpr double kHeartbeatStaleS = jobs::kHeartbeatFreshS;
 // Threads that write and fsync staged images (bench/throughput.sh).
 constexpr int kWriterThreads = 16;
 // How often the database's counts are read for the metrics (only with metrics_listen).
